@@ -1,0 +1,66 @@
+"""The ``mmexport`` group: shared options and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from mmexport import __version__
+from mmexport.errors import MmexportError, ParityError
+
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class MmexportGroup(click.Group):
+    """Turns an MmexportError into one line on stderr and exit code 1 (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MmexportError as e:
+            if ctx.meta.get("mmexport.debug"):
+                raise
+            if isinstance(e, ParityError) and e.report is not None:
+                from mmexport.export.parity import format_report
+
+                click.echo(format_report(e.report), err=True)
+            click.secho(f"error: {e}", err=True, fg="red")
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was written", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=MmexportGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mmexport")
+@click.option("--debug", is_flag=True, help="Show tracebacks and the exporters' own logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Take PyTorch multimodal models to the edge: ONNX with per-modality dynamic dims,
+    checked against PyTorch, ready for FP16/INT8 and TensorRT.
+
+    Start with `mmexport to-onnx -o model.onnx` (the built-in default model) and
+    `mmexport inspect model.onnx`.
+    """
+    ctx.meta["mmexport.debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
+    logging.getLogger("mmexport").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def register() -> None:
+    from mmexport.cli import export_cmd, info_cmd
+
+    cli.add_command(export_cmd.to_onnx_cmd)
+    cli.add_command(info_cmd.inspect_cmd)
+    cli.add_command(info_cmd.models_cmd)
+
+
+register()
+
+
+def main() -> None:
+    cli(prog_name="mmexport")

@@ -1,0 +1,143 @@
+"""``mmexport to-onnx``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mmexport.models import DEFAULT_MODEL
+
+
+@click.command("to-onnx")
+@click.argument("model", required=False, metavar="[MODEL]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="ONNX file to write (default: <model name>.onnx). Its manifest goes to <output>.json.",
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Spec JSON (inputs, named dims with min/opt/max, outputs). Built-in models carry their own.",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice(["dynamo", "torchscript"]),
+    default="dynamo",
+    show_default=True,
+    help="torch.onnx exporter. torchscript is torch's deprecated one, for models dynamo cannot trace.",
+)
+@click.option(
+    "--opset",
+    type=int,
+    default=None,
+    help="ONNX opset (default 18: TensorRT 10.3+ and 11 parse it).",
+)
+@click.option(
+    "--simplify/--no-simplify",
+    default=False,
+    show_default=True,
+    help="Simplify with onnxslim; kept only if the simplified graph passes the parity gate too.",
+)
+@click.option(
+    "--atol",
+    type=float,
+    default=None,
+    help="Absolute tolerance for every output (default per dtype).",
+)
+@click.option(
+    "--rtol",
+    type=float,
+    default=None,
+    help="Relative tolerance for every output (default per dtype).",
+)
+@click.option(
+    "--random-points",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    help="Random shape points checked besides opt, min and max.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random shape points and inputs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def to_onnx_cmd(
+    model: str | None,
+    output: Path | None,
+    spec_path: Path | None,
+    exporter: str,
+    opset: int | None,
+    simplify: bool,
+    atol: float | None,
+    rtol: float | None,
+    random_points: int,
+    seed: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Export MODEL to ONNX with the spec's dims dynamic, and refuse it unless it matches PyTorch.
+
+    MODEL is a built-in name (default: the default built-in model), package.module:factory, or
+    path/to/file.py:factory, where factory() returns a torch.nn.Module. Loading a factory runs
+    its code. A user model needs --spec, or MMEXPORT_SPEC / mmexport_spec() in its module.
+
+    The parity gate runs onnxruntime (CPU) against PyTorch at the opt point, the min and max
+    corners of every dynamic dim and a few random points; any mismatch fails the command, prints
+    the table of differences and writes nothing.
+    """
+    from mmexport.export import DEFAULT_OPSET, ExportConfig, ParityConfig, to_onnx
+    from mmexport.export.parity import format_report
+
+    name = model or DEFAULT_MODEL
+    if output is None:
+        stem = name.rpartition(":")[2] if ":" in name else name
+        output = Path(f"{stem}.onnx")
+    progress = None if quiet else (lambda msg: click.echo(f"  {msg}", err=True))
+    result = to_onnx(
+        model,
+        output,
+        spec=spec_path,
+        export=ExportConfig(exporter=exporter, opset=opset or DEFAULT_OPSET),
+        parity=ParityConfig(random_points=random_points, seed=seed, atol=atol, rtol=rtol),
+        simplify=simplify,
+        progress=progress,
+    )
+    if as_json:
+        click.echo(json.dumps(_result_json(result), indent=2))
+        return
+    if not quiet:
+        click.echo(format_report(result.parity))
+        for note in result.notes:
+            click.echo(note)
+    size = result.path.stat().st_size / 1e6
+    points = len(result.parity.points)
+    click.echo(
+        f"wrote {result.path} ({size:.2f} MB) and {result.manifest_path.name}: "
+        f"parity passed at {points} shape points "
+        f"(export {result.seconds['export']:.1f}s, parity {result.seconds['parity']:.1f}s)"
+    )
+
+
+def _result_json(result) -> dict:
+    return {
+        "path": str(result.path),
+        "manifest": str(result.manifest_path),
+        "sha256": result.manifest.sha256,
+        "simplified": result.simplified,
+        "notes": result.notes,
+        "seconds": result.seconds,
+        "parity": result.parity.to_dict(),
+    }
+
+
+__all__ = ["to_onnx_cmd"]

@@ -1,0 +1,87 @@
+"""The errors a user can meet: one root, subclasses with structured fields.
+
+Library code raises these; the CLI prints ``str(error)`` as one line and exits non-zero.
+Bugs stay ordinary exceptions (and show a traceback).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MmexportError(Exception):
+    """Root of every error caused by user input, files or the environment."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class SpecError(MmexportError):
+    """A ModelSpec that is malformed or contradicts itself or the model."""
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.where = where
+        super().__init__(f"spec {where}: {message}" if where else f"spec: {message}", hint=hint)
+
+
+class ModelLoadError(MmexportError):
+    """A model reference (built-in name, ``module:factory``, ``file.py:factory``) that cannot be loaded."""
+
+    def __init__(self, reference: str, message: str, *, hint: str | None = None) -> None:
+        self.reference = reference
+        super().__init__(f"model {reference!r}: {message}", hint=hint)
+
+
+class ExportError(MmexportError):
+    """torch.onnx could not export the model, or the exported graph breaks the spec."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"export failed: {message}", hint=hint)
+
+
+class FrozenDimError(ExportError):
+    """A dim the spec declares dynamic came out as a fixed number in the exported graph."""
+
+    def __init__(self, input_name: str, axis: int, dim: str, value: int) -> None:
+        self.input_name = input_name
+        self.axis = axis
+        self.dim = dim
+        self.value = value
+        super().__init__(
+            f"dim {dim!r} (input {input_name!r}, axis {axis}) is dynamic in the spec "
+            f"but the exported graph fixed it to {value}",
+            hint="the model's code specializes on this size; make it size-independent, "
+            "or declare the dim static (min = opt = max)",
+        )
+
+
+class ParityError(MmexportError):
+    """The exported graph computes something else than the PyTorch model."""
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)
+
+
+class ArtifactError(MmexportError):
+    """An artifact or its manifest that is missing, unreadable or inconsistent."""
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}", hint=hint)
+
+
+class MissingDependencyError(MmexportError):
+    """An optional dependency that this operation needs is not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the Python package {package!r}, which is not installed",
+            hint=f"pip install 'mmexport[{extra}]'",
+        )

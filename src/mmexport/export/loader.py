@@ -1,0 +1,175 @@
+"""Resolve a model reference to a ``torch.nn.Module`` and its ModelSpec.
+
+A reference is a built-in name (``fusion``), ``package.module:factory`` or
+``path/to/file.py:factory``. Loading a user reference RUNS THAT USER'S CODE (the module is
+imported and the factory called): only load files you trust.
+
+A user model's spec comes from ``--spec`` or, when that is omitted, from the factory's module:
+a module-level ``MMEXPORT_SPEC`` (a dict in the spec file's form, or a ModelSpec), or a
+function ``mmexport_spec()`` returning one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from mmexport.errors import ModelLoadError, SpecError
+from mmexport.models import DEFAULT_MODEL, builtin_names, get_builtin
+from mmexport.spec import ModelSpec
+
+SPEC_ATTRIBUTE = "MMEXPORT_SPEC"
+SPEC_FUNCTION = "mmexport_spec"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to export: the module in eval mode, its spec and where it came from."""
+
+    name: str
+    reference: str
+    module: torch.nn.Module
+    spec: ModelSpec
+    builtin: bool
+
+
+def load_model(reference: str | None = None, spec: ModelSpec | str | Path | None = None) -> LoadedModel:
+    """Load ``reference`` (default: the default built-in) and check its spec against forward()."""
+    reference = reference or DEFAULT_MODEL
+    if isinstance(spec, (str, Path)):
+        spec = ModelSpec.from_file(spec)
+    if ":" not in reference:
+        if reference.endswith(".py") or "/" in reference:
+            raise ModelLoadError(
+                reference, "names a file but no factory", hint=f"write {reference}:FACTORY_FUNCTION"
+            )
+        entry = get_builtin(reference)
+        module = entry.build(pretrained=True)
+        loaded = LoadedModel(entry.name, reference, module, spec or entry.spec, builtin=True)
+    else:
+        source, _, attr = reference.rpartition(":")
+        py_module = _import_source(reference, source)
+        factory = _get_factory(reference, py_module, attr)
+        module = _call_factory(reference, factory)
+        spec = spec or _spec_from_module(reference, py_module)
+        loaded = LoadedModel(attr, reference, module, spec, builtin=False)
+    loaded.module.eval()
+    check_signature(loaded.module, loaded.spec)
+    return loaded
+
+
+def _import_source(reference: str, source: str) -> ModuleType:
+    if source.endswith(".py") or "/" in source or source.startswith("."):
+        path = Path(source)
+        if not path.is_file():
+            raise ModelLoadError(reference, f"file {source!r} does not exist")
+        name = f"_mmexport_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ModelLoadError(reference, f"file {source!r} cannot be imported as Python")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            sys.modules.pop(name, None)
+            raise ModelLoadError(reference, f"importing {source!r} raised {type(e).__name__}: {e}") from e
+        return module
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as e:
+        raise ModelLoadError(reference, f"module {source!r} cannot be found ({e})") from e
+    except Exception as e:
+        raise ModelLoadError(reference, f"importing {source!r} raised {type(e).__name__}: {e}") from e
+
+
+def _get_factory(reference: str, module: ModuleType, attr: str) -> Any:
+    if not attr:
+        raise ModelLoadError(reference, "names no factory after ':'")
+    if not hasattr(module, attr):
+        public = [n for n in vars(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        raise ModelLoadError(
+            reference,
+            f"has no attribute {attr!r}",
+            hint=f"callables there: {', '.join(public) or 'none'}",
+        )
+    return getattr(module, attr)
+
+
+def _call_factory(reference: str, factory: Any) -> torch.nn.Module:
+    if isinstance(factory, torch.nn.Module):
+        return factory
+    if not callable(factory):
+        raise ModelLoadError(reference, f"is a {type(factory).__name__}, not a callable factory")
+    try:
+        module = factory()
+    except Exception as e:
+        raise ModelLoadError(reference, f"the factory raised {type(e).__name__}: {e}") from e
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(
+            reference, f"the factory returned a {type(module).__name__}, not a torch.nn.Module"
+        )
+    return module
+
+
+def _spec_from_module(reference: str, module: ModuleType) -> ModelSpec:
+    if hasattr(module, SPEC_ATTRIBUTE):
+        return _as_spec(getattr(module, SPEC_ATTRIBUTE))
+    if callable(getattr(module, SPEC_FUNCTION, None)):
+        return _as_spec(getattr(module, SPEC_FUNCTION)())
+    raise ModelLoadError(
+        reference,
+        "has no spec",
+        hint=f"pass --spec spec.json, or define {SPEC_ATTRIBUTE} or {SPEC_FUNCTION}() in its module",
+    )
+
+
+def _as_spec(value: Any) -> ModelSpec:
+    return value if isinstance(value, ModelSpec) else ModelSpec.from_dict(value)
+
+
+def check_signature(module: torch.nn.Module, spec: ModelSpec) -> None:
+    """The spec's inputs must be exactly forward()'s parameters (those without defaults at least)."""
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return  # no introspectable signature (a compiled module): the export will tell
+    kinds = {p.kind for p in params.values()}
+    if inspect.Parameter.VAR_POSITIONAL in kinds or inspect.Parameter.VAR_KEYWORD in kinds:
+        return
+    names = list(params)
+    unknown = [n for n in spec.input_names if n not in params]
+    if unknown:
+        raise SpecError(
+            f"input {unknown[0]!r} is not a parameter of {type(module).__name__}.forward",
+            hint=f"forward takes ({', '.join(names)})",
+        )
+    required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+    missing = [n for n in required if n not in spec.input_names]
+    if missing:
+        raise SpecError(
+            f"{type(module).__name__}.forward needs {missing[0]!r}, which the spec does not declare",
+            hint=f"spec inputs: {', '.join(spec.input_names)}",
+        )
+
+
+def forward_order(module: torch.nn.Module, spec: ModelSpec) -> list[str]:
+    """Spec input names in the order of forward()'s parameters (the order export passes them)."""
+    try:
+        params = list(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return spec.input_names
+    if not all(n in params for n in spec.input_names):
+        return spec.input_names
+    return sorted(spec.input_names, key=params.index)
+
+
+__all__ = ["LoadedModel", "builtin_names", "check_signature", "forward_order", "load_model"]

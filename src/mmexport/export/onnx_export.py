@@ -1,0 +1,229 @@
+"""torch -> ONNX with the spec's named dims dynamic, then checks of the exported graph."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from mmexport.errors import ExportError, FrozenDimError, SpecError
+from mmexport.export.loader import forward_order
+from mmexport.export.parity import flatten_outputs
+from mmexport.spec import ModelSpec
+
+# Opset 18: the lowest opset torch's dynamo exporter emits, and one that every TensorRT
+# generation we target parses -- TensorRT 10.0-10.3 (JetPack 6) read opsets 9-20, 10.15 up to
+# 24, and 11.x all of these. A lower opset is not available from dynamo; a higher one buys
+# nothing for these models and risks ops (e.g. opset 20's Gelu) that older parsers lack.
+DEFAULT_OPSET = 18
+EXPORTERS = ("dynamo", "torchscript")
+# Protobuf caps one file at 2 GiB; above this many bytes of weights we write external data.
+SINGLE_FILE_LIMIT = 1_800_000_000
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to run torch.onnx."""
+
+    exporter: str = "dynamo"
+    opset: int = DEFAULT_OPSET
+
+    def __post_init__(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise ExportError(f"unknown exporter {self.exporter!r}", hint="dynamo or torchscript")
+        low = 18 if self.exporter == "dynamo" else 9
+        if not low <= self.opset <= 23:
+            raise ExportError(
+                f"opset {self.opset} is outside what the {self.exporter} exporter writes ({low}-23)"
+            )
+
+
+@dataclass
+class ExportInfo:
+    path: Path
+    external_data: bool
+    opset: int
+    exporter: str
+
+
+def example_inputs(module: torch.nn.Module, spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """Inputs at the opt point (dynamic dims >= 2), in forward()'s parameter order."""
+    feed = spec.sample_feed(spec.example_point(), seed=0)
+    return {n: torch.from_numpy(feed[n]) for n in forward_order(module, spec)}
+
+
+def check_outputs(module: torch.nn.Module, spec: ModelSpec, inputs: dict[str, torch.Tensor]) -> None:
+    """Run the model once in eager mode: it must run and return as many tensors as the spec names."""
+    try:
+        with torch.inference_mode():
+            result = module(**inputs)
+        outputs = flatten_outputs(result)
+    except Exception as e:
+        shapes = ", ".join(f"{n}={list(t.shape)}" for n, t in inputs.items())
+        raise ExportError(
+            f"the model fails in PyTorch on the spec's example inputs ({shapes}): "
+            f"{type(e).__name__}: {_first_line(e)}",
+            hint="check the spec's shapes and dtypes against the model",
+        ) from e
+    if len(outputs) != len(spec.outputs):
+        raise SpecError(
+            f"the model returns {len(outputs)} tensor(s) but the spec names {len(spec.outputs)} "
+            f"output(s) ({', '.join(spec.output_names)})"
+        )
+
+
+def export_onnx(
+    module: torch.nn.Module, spec: ModelSpec, path: Path, config: ExportConfig | None = None
+) -> ExportInfo:
+    """Export ``module`` to ``path`` and make every dynamic dim of the spec symbolic and named."""
+    config = config or ExportConfig()
+    inputs = example_inputs(module, spec)
+    check_outputs(module, spec, inputs)
+    external = _parameter_bytes(module) > SINGLE_FILE_LIMIT
+    with _quiet() as log:
+        try:
+            if config.exporter == "dynamo":
+                _export_dynamo(module, spec, inputs, path, config.opset, external)
+            else:
+                _export_torchscript(module, spec, inputs, path, config.opset)
+        except ExportError:
+            raise
+        except Exception as e:
+            raise ExportError(_explain(e), hint="run with --debug for torch's full message") from e
+    if not path.exists():
+        raise ExportError(f"torch.onnx wrote no file; its log: {log.getvalue()[-500:]}")
+    normalize_dims(path, spec, external)
+    return ExportInfo(path, external, config.opset, config.exporter)
+
+
+def _export_dynamo(module, spec, inputs, path, opset, external) -> None:
+    dims = {d.name: torch.export.Dim(d.name, min=d.min, max=d.max) for d in spec.dynamic_dims}
+    dynamic_shapes = {
+        i.name: {axis: dims[d] for axis, d in enumerate(i.shape) if d in dims} or None
+        for i in (spec.input(n) for n in inputs)
+    }
+    torch.onnx.export(
+        module,
+        (),
+        str(path),
+        kwargs=inputs,
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        input_names=list(inputs),
+        output_names=spec.output_names,
+        opset_version=opset,
+        external_data=external,
+        optimize=True,
+        verbose=False,
+    )
+
+
+def _export_torchscript(module, spec, inputs, path, opset) -> None:
+    dynamic = {d.name for d in spec.dynamic_dims}
+    dynamic_axes = {
+        i.name: {axis: d for axis, d in enumerate(i.shape) if d in dynamic}
+        for i in (spec.input(n) for n in inputs)
+    }
+    torch.onnx.export(
+        module,
+        tuple(inputs.values()),
+        str(path),
+        dynamo=False,
+        input_names=list(inputs),
+        output_names=spec.output_names,
+        dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
+        opset_version=opset,
+        do_constant_folding=True,
+    )
+
+
+def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> None:
+    """Name each dynamic input axis after its spec dim; refuse an axis the exporter froze."""
+    model = onnx.load(str(path), load_external_data=False)
+    graph_inputs = {i.name: i for i in model.graph.input}
+    for inp in spec.inputs:
+        if inp.name not in graph_inputs:
+            # An input the model ignores is dropped by the exporter; it is still validated
+            # by the runtime, but there is nothing to name in the graph.
+            continue
+        dims = graph_inputs[inp.name].type.tensor_type.shape.dim
+        if len(dims) != len(inp.shape):
+            raise ExportError(
+                f"input {inp.name!r} has rank {len(dims)} in the graph, {len(inp.shape)} in the spec"
+            )
+        for axis, (dim, want) in enumerate(zip(dims, inp.shape, strict=True)):
+            if isinstance(want, int) or not spec.dims[want].dynamic:
+                continue
+            if dim.HasField("dim_value"):
+                raise FrozenDimError(inp.name, axis, want, dim.dim_value)
+            dim.dim_param = want
+    if external:
+        onnx.save(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
+    else:
+        onnx.save(model, str(path))
+
+
+def _parameter_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[io.StringIO]:
+    """Keep torch.onnx's warnings and progress prints off the user's terminal (--debug shows them)."""
+    log = io.StringIO()
+    if logging.getLogger("mmexport").isEnabledFor(logging.DEBUG):
+        yield log
+        return
+    torch_log = logging.getLogger("torch")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
+            warnings.simplefilter("ignore")
+            yield log
+    finally:
+        torch_log.setLevel(level)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _explain(e: BaseException) -> str:
+    """The useful part of torch's export error: constraint violations name the dim."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and len(chain) < 6:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in chain:
+        text = str(err)
+        for line in text.splitlines():
+            line = line.strip()
+            if "Not all values of" in line or "must be specialized" in line or "specialized" in line:
+                return f"a dynamic dim conflicts with the model: {line[:300]}"
+    root = chain[-1]
+    return f"{type(root).__name__}: {_first_line(root)}"
+
+
+def dim_values(path: str | Path) -> dict[str, list[int | str]]:
+    """Input name -> shape as the graph declares it (ints and symbolic names)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input
+    }
+
+
+__all__ = ["DEFAULT_OPSET", "ExportConfig", "ExportInfo", "dim_values", "export_onnx"]

@@ -1,0 +1,202 @@
+"""The parity gate: onnxruntime (CPU) against eager PyTorch over the spec's shape range.
+
+Points: the opt point, the all-min and all-max corners (so every dynamic dim is tried at its
+min and max), and a few random points inside the ranges. Every output is compared elementwise
+with ``|onnx - torch| <= atol + rtol * |torch|``. One failing element fails the gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmexport.errors import MissingDependencyError
+from mmexport.spec import ModelSpec, ShapePoint
+
+# (atol, rtol) per output dtype. float32: exporters reorder reductions and fuse ops, which
+# moves results by a few ulps times the reduction length; 1e-4 / 1e-3 passes honest graphs of
+# the sizes we ship and fails any real divergence.
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-7, 1e-6),
+    "float32": (1e-4, 1e-3),
+    "float16": (1e-2, 1e-2),
+}
+EXACT = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    """How the gate samples shapes and how strict it is."""
+
+    random_points: int = 3
+    seed: int = 0
+    atol: float | None = None
+    rtol: float | None = None
+
+
+@dataclass
+class ParityRow:
+    """One output at one shape point."""
+
+    point: str
+    shapes: dict[str, list[int]]
+    output: str
+    max_abs: float | None
+    max_rel: float | None
+    atol: float
+    rtol: float
+    passed: bool
+    error: str | None = None
+
+
+@dataclass
+class ParityReport:
+    rows: list[ParityRow] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(r.passed for r in self.rows)
+
+    @property
+    def failures(self) -> list[ParityRow]:
+        return [r for r in self.rows if not r.passed]
+
+    @property
+    def points(self) -> list[str]:
+        return list(dict.fromkeys(r.point for r in self.rows))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "rows": [asdict(r) for r in self.rows]}
+
+
+def shape_points(spec: ModelSpec, config: ParityConfig) -> list[tuple[str, ShapePoint]]:
+    """The named points the gate checks, duplicates removed (a fully static spec has one)."""
+    named = [("opt", spec.point("opt")), ("min", spec.point("min")), ("max", spec.point("max"))]
+    named += [
+        (f"random-{k + 1}", p) for k, p in enumerate(spec.random_points(config.random_points, config.seed))
+    ]
+    seen: list[ShapePoint] = []
+    out = []
+    for name, point in named:
+        if point not in seen:
+            seen.append(point)
+            out.append((name, point))
+    return out
+
+
+def tolerance(spec: ModelSpec, output: str, dtype: np.dtype, config: ParityConfig) -> tuple[float, float]:
+    atol, rtol = DEFAULT_TOLERANCES.get(np.dtype(dtype).name, EXACT)
+    out_spec = next(o for o in spec.outputs if o.name == output)
+    atol = out_spec.atol if out_spec.atol is not None else atol
+    rtol = out_spec.rtol if out_spec.rtol is not None else rtol
+    return (
+        config.atol if config.atol is not None else atol,
+        config.rtol if config.rtol is not None else rtol,
+    )
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> tuple[float, float, bool]:
+    """Max absolute and relative difference, and whether every element is within tolerance."""
+    if actual.shape != expected.shape:
+        return float("inf"), float("inf"), False
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    if a.size == 0:
+        return 0.0, 0.0, True
+    both_nan = np.isnan(a) & np.isnan(e)
+    diff = np.where(both_nan, 0.0, np.abs(a - e))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    rel = diff / np.maximum(np.abs(e), np.finfo(np.float32).tiny)
+    rel = np.where(diff == 0, 0.0, rel)
+    ok = bool(np.all(diff <= atol + rtol * np.abs(np.nan_to_num(e))))
+    return float(diff.max()), float(rel.max()), ok
+
+
+def torch_outputs(module: torch.nn.Module, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Run the eager model on a feed (by keyword) and flatten what it returns."""
+    with torch.inference_mode():
+        result = module(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()})
+    return [t.detach().cpu().numpy() for t in flatten_outputs(result)]
+
+
+def flatten_outputs(result: Any) -> list[torch.Tensor]:
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, Mapping):
+        return [t for v in result.values() for t in flatten_outputs(v)]
+    if isinstance(result, Sequence):
+        return [t for v in result for t in flatten_outputs(v)]
+    raise TypeError(f"the model returned a {type(result).__name__}, not tensors")
+
+
+def run_parity(
+    module: torch.nn.Module,
+    onnx_path: str | Path,
+    spec: ModelSpec,
+    config: ParityConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ParityReport:
+    """Compare the ONNX file against ``module`` at every shape point; never raises on mismatch."""
+    config = config or ParityConfig()
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "cpu", "the parity gate") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    ort_inputs = {i.name for i in session.get_inputs()}
+    report = ParityReport()
+    for k, (name, point) in enumerate(shape_points(spec, config)):
+        feed = spec.sample_feed(point, seed=config.seed + k)
+        shapes = {n: list(v.shape) for n, v in feed.items()}
+        if progress:
+            progress(f"parity {name}: {_format_shapes(shapes)}")
+        expected = torch_outputs(module, feed)
+        try:
+            actual = session.run(spec.output_names, {n: v for n, v in feed.items() if n in ort_inputs})
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
+            message = str(e).strip().splitlines()[-1][:300]
+            for out in spec.output_names:
+                report.rows.append(ParityRow(name, shapes, out, None, None, 0, 0, False, message))
+            continue
+        for out, exp, act in zip(spec.output_names, expected, actual, strict=False):
+            atol, rtol = tolerance(spec, out, exp.dtype, config)
+            max_abs, max_rel, ok = compare(np.asarray(act), exp, atol, rtol)
+            error = None
+            if np.asarray(act).shape != exp.shape:
+                error = f"shape {list(np.asarray(act).shape)} != torch {list(exp.shape)}"
+            report.rows.append(ParityRow(name, shapes, out, max_abs, max_rel, atol, rtol, ok, error))
+    return report
+
+
+def _format_shapes(shapes: Mapping[str, list[int]]) -> str:
+    return ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in shapes.items())
+
+
+def format_report(report: ParityReport) -> str:
+    """A table: shape point / output / max abs / max rel difference / verdict."""
+    header = ("point", "shapes", "output", "max abs", "max rel", "tolerance", "result")
+    lines = [header]
+    for r in report.rows:
+        lines.append(
+            (
+                r.point,
+                _format_shapes(r.shapes),
+                r.output,
+                "-" if r.max_abs is None else f"{r.max_abs:.3g}",
+                "-" if r.max_rel is None else f"{r.max_rel:.3g}",
+                f"{r.atol:g}+{r.rtol:g}*|ref|",
+                "ok" if r.passed else f"FAIL{': ' + r.error if r.error else ''}",
+            )
+        )
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    widths[-1] = 0  # the last column is not padded
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines
+    )

@@ -1,0 +1,85 @@
+"""Atomic file writing: a failure never leaves a file that looks valid.
+
+Artifacts are built in a staging folder beside their final path, then moved into place with
+``os.replace`` (atomic on one filesystem); manifests are written last, also atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mmexport.errors import ArtifactError
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def prepare_output(path: str | Path) -> Path:
+    """Check that ``path`` can be written (creating its folder) and is not a folder itself."""
+    path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(str(path), "is a folder; give a file name", hint="e.g. -o model.onnx")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactError(str(path.parent), f"cannot create the output folder: {e.strerror}") from e
+    if not os.access(path.parent, os.W_OK):
+        raise ArtifactError(str(path.parent), "is not writable")
+    return path
+
+
+@contextmanager
+def staging_dir(final_path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``final_path``, removed afterwards whatever happens."""
+    final_path = Path(final_path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", suffix=".staging", dir=final_path.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ()) -> None:
+    """Move a staged artifact (and companion files such as external data) into place.
+
+    The stale manifest of a previous artifact at ``final_path`` is removed first, so that an
+    interruption between here and the new manifest leaves an artifact without a manifest,
+    never an artifact with someone else's manifest.
+    """
+    Path(f"{final_path}.json").unlink(missing_ok=True)
+    for name in companions:
+        os.replace(staged.parent / name, final_path.parent / name)
+    os.replace(staged, final_path)

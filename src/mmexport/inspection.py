@@ -1,0 +1,157 @@
+"""``mmexport inspect``: what an ONNX artifact holds, read from the graph and its manifest."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mmexport.errors import ArtifactError, MissingDependencyError
+from mmexport.files import sha256_file
+from mmexport.manifest import Manifest, read_manifest
+
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def inspect_artifact(path: str | Path) -> dict[str, Any]:
+    """A JSON-able description: inputs with modalities and dim ranges, outputs, precision, ops."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
+    manifest = read_manifest(path)
+    if path.suffix != ".onnx" and (manifest is None or manifest.kind != "onnx"):
+        raise ArtifactError(str(path), "is not an ONNX file; inspect reads .onnx artifacts")
+    graph_info = _read_graph(path)
+    sha = sha256_file(path)
+    info: dict[str, Any] = {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "sha256": sha,
+        "manifest": None,
+        **graph_info,
+    }
+    if manifest is not None:
+        info["manifest"] = _manifest_summary(manifest, sha)
+        info["inputs"] = [_with_spec(i, manifest) for i in info["inputs"]]
+    return info
+
+
+def _read_graph(path: Path) -> dict[str, Any]:
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("onnx", "cpu", "inspecting ONNX files") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ArtifactError(str(path), f"cannot be parsed as ONNX ({type(e).__name__})") from e
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    ops = Counter(n.op_type for n in graph.node)
+    weight_types = Counter(_type_name(t.data_type) for t in graph.initializer)
+    params = sum(_numel(t.dims) for t in graph.initializer)
+    return {
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "precision": detect_precision(ops, weight_types),
+        "inputs": [_value_info(v) for v in graph.input if v.name not in inits],
+        "outputs": [_value_info(v) for v in graph.output],
+        "nodes": len(graph.node),
+        "parameters": params,
+        "weight_dtypes": dict(weight_types),
+        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def detect_precision(ops: Counter[str], weight_types: Counter[str]) -> str:
+    """fp32, fp16, or int8-qdq, from the graph alone (what TensorRT 11 will see)."""
+    if QDQ_OPS & set(ops):
+        return "int8-qdq"
+    halves = weight_types.get("float16", 0)
+    floats = halves + weight_types.get("float32", 0)
+    if floats and halves / floats > 0.5:
+        return "fp16"
+    return "fp32"
+
+
+def _value_info(v: Any) -> dict[str, Any]:
+    t = v.type.tensor_type
+    return {
+        "name": v.name,
+        "dtype": _type_name(t.elem_type),
+        "shape": [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in t.shape.dim],
+    }
+
+
+def _with_spec(entry: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+    try:
+        spec_input = manifest.spec.input(entry["name"])
+    except KeyError:
+        return entry
+    dims = {d: manifest.spec.dims[d].to_dict() for d in spec_input.dim_names}
+    return {**entry, "modality": spec_input.modality, "dims": dims, "range": spec_input.range}
+
+
+def _manifest_summary(manifest: Manifest, sha: str) -> dict[str, Any]:
+    parity = manifest.validation.get("parity", {})
+    return {
+        "kind": manifest.kind,
+        "precision": manifest.precision,
+        "sha256_matches": manifest.sha256 == sha,
+        "source": manifest.source,
+        "producer": manifest.producer,
+        "created": manifest.created,
+        "parity_passed": parity.get("passed"),
+        "parity_points": list(dict.fromkeys(r["point"] for r in parity.get("rows", []))),
+        "spec": manifest.spec.to_dict(),
+    }
+
+
+def _type_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, ValueError, TypeError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def _numel(dims: Any) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
+def format_inspection(info: dict[str, Any]) -> str:
+    """The human-readable view of ``inspect_artifact``'s result."""
+    lines = [f"{info['path']}  ({info['size_bytes'] / 1e6:.2f} MB, sha256 {info['sha256'][:12]}…)"]
+    m = info["manifest"]
+    opsets = ", ".join(f"{k} {v}" for k, v in info["opset"].items())
+    lines.append(f"precision   {info['precision']}   opset {opsets}   producer {info['producer']}")
+    if m is None:
+        lines.append("manifest    none (modalities and dim ranges unknown)")
+    else:
+        check = "matches" if m["sha256_matches"] else "DOES NOT MATCH the file (modified since?)"
+        parity = {True: "passed", False: "FAILED", None: "not run"}[m["parity_passed"]]
+        points = f" at {', '.join(m['parity_points'])}" if m["parity_points"] else ""
+        lines.append(f"manifest    sha256 {check}; parity {parity}{points}")
+        src = m["source"].get("model")
+        prod = m["producer"]
+        lines.append(
+            f"made by     {prod.get('stage', '?')} from {src} ({prod.get('exporter', '?')} exporter)"
+        )
+    lines.append("inputs")
+    for i in info["inputs"]:
+        shape = ", ".join(str(d) for d in i["shape"])
+        modality = i.get("modality", "?")
+        dims = ", ".join(f"{n} {d['min']}..{d['max']} (opt {d['opt']})" for n, d in i.get("dims", {}).items())
+        rng = f"  values [{i['range'][0]}, {i['range'][1]})" if i.get("range") else ""
+        lines.append(f"  {i['name']:<12} {modality:<7} {i['dtype']:<8} [{shape}]  {dims}{rng}".rstrip())
+    lines.append("outputs")
+    for o in info["outputs"]:
+        lines.append(f"  {o['name']:<12} {o['dtype']:<8} [{', '.join(str(d) for d in o['shape'])}]")
+    ops = ", ".join(f"{k} {v}" for k, v in info["ops"].items())
+    lines.append(f"graph       {info['nodes']} nodes, {info['parameters']:,} parameters")
+    lines.append(f"ops         {ops}")
+    return "\n".join(lines)

@@ -1,0 +1,396 @@
+"""The ModelSpec: inputs, named dims and outputs, declared once and read by every stage.
+
+The JSON form (``ModelSpec.from_dict`` / ``to_dict``) is the spec file users write::
+
+    {"inputs": [{"name": "image", "modality": "image", "dtype": "float32",
+                 "shape": ["batch", 3, "height", "width"]}, ...],
+     "outputs": ["logits"],
+     "dims": {"batch": {"min": 1, "opt": 4, "max": 32}, ...}}
+
+Extensions, all optional: ``range`` ([low, high)) on integer inputs, ``preprocess`` on inputs,
+and outputs written as objects (``{"name": "logits", "labels": [...], "atol": 1e-4, "rtol": 1e-3}``).
+This module needs numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.errors import SpecError
+
+MODALITIES = ("image", "text", "audio", "sensor", "tensor")
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
+FLOAT_DTYPES = ("float32", "float16", "float64")
+INT_DTYPES = ("int64", "int32", "int8", "uint8")
+
+_INPUT_KEYS = {"name", "modality", "dtype", "shape", "range", "preprocess"}
+_OUTPUT_KEYS = {"name", "labels", "atol", "rtol"}
+_DIM_KEYS = {"min", "opt", "max"}
+_SPEC_KEYS = {"inputs", "outputs", "dims"}
+
+Shape = tuple[int, ...]
+ShapePoint = dict[str, int]
+"""A value for every named dim, e.g. ``{"batch": 4, "seq": 16}``."""
+
+
+@dataclass(frozen=True)
+class DimSpec:
+    """A named dim with its optimization range: ``min <= opt <= max``."""
+
+    name: str
+    min: int
+    opt: int
+    max: int
+
+    @property
+    def dynamic(self) -> bool:
+        return self.min != self.max
+
+    def to_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its modality, dtype and shape of ints and named dims."""
+
+    name: str
+    modality: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    range: tuple[int, int] | None = None
+    preprocess: Mapping[str, Any] | None = None
+
+    @property
+    def dim_names(self) -> list[str]:
+        return [d for d in self.shape if isinstance(d, str)]
+
+    def concrete_shape(self, point: Mapping[str, int]) -> Shape:
+        """The shape with every named dim replaced by its value in ``point``."""
+        return tuple(point[d] if isinstance(d, str) else d for d in self.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "modality": self.modality,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+        }
+        if self.range is not None:
+            out["range"] = list(self.range)
+        if self.preprocess is not None:
+            out["preprocess"] = dict(self.preprocess)
+        return out
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One model output; optional class labels and parity tolerances."""
+
+    name: str
+    labels: tuple[str, ...] | None = None
+    atol: float | None = None
+    rtol: float | None = None
+
+    def to_dict(self) -> str | dict[str, Any]:
+        if self.labels is None and self.atol is None and self.rtol is None:
+            return self.name
+        out: dict[str, Any] = {"name": self.name}
+        if self.labels is not None:
+            out["labels"] = list(self.labels)
+        if self.atol is not None:
+            out["atol"] = self.atol
+        if self.rtol is not None:
+            out["rtol"] = self.rtol
+        return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Inputs, outputs and named dims of a model; validated on construction."""
+
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[OutputSpec, ...]
+    dims: Mapping[str, DimSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- reading and writing -------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelSpec:
+        """Build a spec from its JSON form, with errors that name the offending entry."""
+        if isinstance(data, ModelSpec):
+            return data
+        if not isinstance(data, Mapping):
+            raise SpecError(f"expected a JSON object, got {type(data).__name__}")
+        _no_unknown_keys(data, _SPEC_KEYS, "top level")
+        for key in ("inputs", "outputs"):
+            if key not in data:
+                raise SpecError(f"missing {key!r}", where="top level")
+        dims_data = data.get("dims", {})
+        if not isinstance(dims_data, Mapping):
+            raise SpecError("'dims' must be an object of name -> {min, opt, max}")
+        dims = {name: _parse_dim(name, value) for name, value in dims_data.items()}
+        if not isinstance(data["inputs"], list) or not data["inputs"]:
+            raise SpecError("'inputs' must be a non-empty list")
+        if not isinstance(data["outputs"], list) or not data["outputs"]:
+            raise SpecError("'outputs' must be a non-empty list")
+        inputs = tuple(_parse_input(i, item) for i, item in enumerate(data["inputs"]))
+        outputs = tuple(_parse_output(i, item) for i, item in enumerate(data["outputs"]))
+        return cls(inputs=inputs, outputs=outputs, dims=dims)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "spec") -> ModelSpec:
+        try:
+            data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{source} is not valid JSON: {e}") from e
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelSpec:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError(f"spec file {str(path)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise SpecError(f"spec file {str(path)!r} cannot be read: {e}") from e
+        return cls.from_json(text, source=f"spec file {str(path)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as users write it (and as stored in every manifest under ``spec``)."""
+        return {
+            "inputs": [i.to_dict() for i in self.inputs],
+            "outputs": [o.to_dict() for o in self.outputs],
+            "dims": {name: d.to_dict() for name, d in self.dims.items()},
+        }
+
+    # -- lookups -------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.outputs]
+
+    def input(self, name: str) -> InputSpec:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+    @property
+    def dynamic_dims(self) -> list[DimSpec]:
+        return [d for d in self.dims.values() if d.dynamic]
+
+    # -- shape points --------------------------------------------------------------------
+
+    def point(self, which: str) -> ShapePoint:
+        """The ``"min"``, ``"opt"`` or ``"max"`` corner: every dim at that value."""
+        if which not in _DIM_KEYS:
+            raise ValueError(f"which must be min, opt or max, not {which!r}")
+        return {name: getattr(d, which) for name, d in self.dims.items()}
+
+    def example_point(self) -> ShapePoint:
+        """The opt point with every dynamic dim at least 2, so that tracing does not specialize it."""
+        return {n: max(d.opt, 2) if d.dynamic else d.opt for n, d in self.dims.items()}
+
+    def random_points(self, count: int, seed: int = 0) -> list[ShapePoint]:
+        """``count`` points drawn uniformly (per dim) inside the ranges, reproducibly."""
+        rng = np.random.default_rng(seed)
+        return [{n: int(rng.integers(d.min, d.max + 1)) for n, d in self.dims.items()} for _ in range(count)]
+
+    def shapes(self, point: Mapping[str, int]) -> dict[str, Shape]:
+        return {i.name: i.concrete_shape(point) for i in self.inputs}
+
+    def sample_feed(self, point: Mapping[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+        """Random, valid inputs at ``point``: normal floats, integers inside each input's range."""
+        rng = np.random.default_rng(seed)
+        return {i.name: _sample(i, i.concrete_shape(point), rng) for i in self.inputs}
+
+    def iter_feeds(self, points: list[ShapePoint], seed: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        for k, p in enumerate(points):
+            yield self.sample_feed(p, seed=seed + k)
+
+
+def _sample(spec: InputSpec, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+    if spec.dtype in FLOAT_DTYPES:
+        return rng.standard_normal(shape).astype(spec.dtype)
+    if spec.dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
+    low, high = spec.range if spec.range is not None else (0, 2)
+    return rng.integers(low, high, shape).astype(spec.dtype)
+
+
+# -- parsing ----------------------------------------------------------------------------
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise SpecError(f"key {key!r} appears twice in one object", hint="JSON keeps only the last")
+        seen[key] = value
+    return seen
+
+
+def _no_unknown_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SpecError(
+            f"unknown key {unknown[0]!r}",
+            where=where,
+            hint=f"allowed: {', '.join(sorted(allowed))}",
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_dim(name: str, value: Any) -> DimSpec:
+    where = f"dim {name!r}"
+    if not isinstance(value, Mapping):
+        raise SpecError(f"expected an object with min, opt, max, got {value!r}", where=where)
+    _no_unknown_keys(value, _DIM_KEYS, where)
+    missing = [k for k in ("min", "opt", "max") if k not in value]
+    if missing:
+        raise SpecError(f"missing {', '.join(missing)}", where=where)
+    for k in ("min", "opt", "max"):
+        if not _is_int(value[k]) or value[k] < 1:
+            raise SpecError(f"{k} must be an integer >= 1, got {value[k]!r}", where=where)
+    return DimSpec(name, value["min"], value["opt"], value["max"])
+
+
+def _parse_input(index: int, item: Any) -> InputSpec:
+    where = f"inputs[{index}]"
+    if not isinstance(item, Mapping):
+        raise SpecError(f"expected an object, got {item!r}", where=where)
+    if isinstance(item.get("name"), str):
+        where = f"input {item['name']!r}"
+    _no_unknown_keys(item, _INPUT_KEYS, where)
+    for key in ("name", "modality", "dtype", "shape"):
+        if key not in item:
+            raise SpecError(f"missing {key!r}", where=where)
+    if not isinstance(item["name"], str) or not item["name"]:
+        raise SpecError(f"name must be a non-empty string, got {item['name']!r}", where=where)
+    shape = item["shape"]
+    if not isinstance(shape, list):
+        raise SpecError(f"shape must be a list of ints and dim names, got {shape!r}", where=where)
+    rng = item.get("range")
+    if rng is not None:
+        ok = isinstance(rng, list) and len(rng) == 2 and all(_is_int(v) for v in rng)
+        if not ok:
+            raise SpecError(f"range must be [low, high) of two integers, got {rng!r}", where=where)
+        rng = (rng[0], rng[1])
+    pre = item.get("preprocess")
+    if pre is not None and not isinstance(pre, Mapping):
+        raise SpecError(f"preprocess must be an object, got {pre!r}", where=where)
+    return InputSpec(
+        name=item["name"],
+        modality=item["modality"],
+        dtype=item["dtype"],
+        shape=tuple(shape),
+        range=rng,
+        preprocess=pre,
+    )
+
+
+def _parse_output(index: int, item: Any) -> OutputSpec:
+    where = f"outputs[{index}]"
+    if isinstance(item, str):
+        return OutputSpec(item)
+    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        raise SpecError(f"expected a name or an object with 'name', got {item!r}", where=where)
+    where = f"output {item['name']!r}"
+    _no_unknown_keys(item, _OUTPUT_KEYS, where)
+    labels = item.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise SpecError(f"labels must be a list of strings, got {labels!r}", where=where)
+    for key in ("atol", "rtol"):
+        v = item.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
+            raise SpecError(f"{key} must be a number >= 0, got {v!r}", where=where)
+    return OutputSpec(
+        name=item["name"],
+        labels=tuple(labels) if labels is not None else None,
+        atol=item.get("atol"),
+        rtol=item.get("rtol"),
+    )
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _validate(spec: ModelSpec) -> None:
+    for name, d in spec.dims.items():
+        if not (d.min <= d.opt <= d.max):
+            raise SpecError(
+                f"needs min <= opt <= max, got min={d.min}, opt={d.opt}, max={d.max}",
+                where=f"dim {name!r}",
+            )
+    _unique([i.name for i in spec.inputs], "input")
+    _unique([o.name for o in spec.outputs], "output")
+    clash = sorted(set(spec.input_names) & set(spec.output_names))
+    if clash:
+        raise SpecError(f"{clash[0]!r} is both an input and an output name")
+    used: set[str] = set()
+    for inp in spec.inputs:
+        _validate_input(inp, spec.dims)
+        used.update(inp.dim_names)
+    unused = sorted(set(spec.dims) - used)
+    if unused:
+        raise SpecError(
+            "declared but used by no input", where=f"dim {unused[0]!r}", hint="a typo in a shape?"
+        )
+
+
+def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
+    where = f"input {inp.name!r}"
+    if inp.modality not in MODALITIES:
+        raise SpecError(
+            f"unknown modality {inp.modality!r}",
+            where=where,
+            hint=f"one of {', '.join(MODALITIES)}",
+        )
+    if inp.dtype not in DTYPES:
+        raise SpecError(f"unknown dtype {inp.dtype!r}", where=where, hint=f"one of {', '.join(DTYPES)}")
+    for axis, d in enumerate(inp.shape):
+        if isinstance(d, str):
+            if d not in dims:
+                declared = ", ".join(dims) or "none"
+                raise SpecError(
+                    f"axis {axis} uses dim {d!r}, which 'dims' does not declare",
+                    where=where,
+                    hint=f"declared: {declared}",
+                )
+        elif not _is_int(d) or d < 1:
+            raise SpecError(f"axis {axis} must be an integer >= 1 or a dim name, got {d!r}", where=where)
+    if inp.range is not None:
+        if inp.dtype not in INT_DTYPES:
+            raise SpecError(f"range applies to integer inputs only, dtype is {inp.dtype}", where=where)
+        low, high = inp.range
+        if low >= high:
+            raise SpecError(f"range [low, high) needs low < high, got [{low}, {high})", where=where)
+        info = np.iinfo(inp.dtype)
+        if low < info.min or high - 1 > info.max:
+            raise SpecError(f"range [{low}, {high}) does not fit {inp.dtype}", where=where)
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise SpecError(f"{what} name {n!r} appears twice")
+        seen.add(n)
