@@ -103,7 +103,32 @@ def export_onnx(
     return ExportInfo(path, external, config.opset, config.exporter)
 
 
-def _export_dynamo(module, spec, inputs, path, opset, external) -> None:
+def _clear_rnn_dispatch_caches() -> None:
+    """Forget cached kernels of the RNN ops before a dynamo export.
+
+    torch.onnx swaps in while-loop decompositions of GRU/LSTM (torch.export._patches) by editing
+    ``py_kernels`` directly, which leaves the op's dispatch cache pointing at the kernel of the
+    previous export. Seen with torch 2.13: the second export of a GRU model in one process froze
+    its sequence dim to the example size. Clearing the caches makes every export start equal.
+    """
+    for name in ("gru", "lstm", "rnn_tanh", "rnn_relu"):
+        packet = getattr(torch.ops.aten, name, None)
+        for overload in ("input", "data"):
+            op = getattr(packet, overload, None) if packet is not None else None
+            cache = getattr(op, "_dispatch_cache", None)
+            if isinstance(cache, dict):
+                cache.clear()
+
+
+def _export_dynamo(
+    module: torch.nn.Module,
+    spec: ModelSpec,
+    inputs: dict[str, torch.Tensor],
+    path: Path,
+    opset: int,
+    external: bool,
+) -> None:
+    _clear_rnn_dispatch_caches()
     dims = {d.name: torch.export.Dim(d.name, min=d.min, max=d.max) for d in spec.dynamic_dims}
     dynamic_shapes = {
         i.name: {axis: dims[d] for axis, d in enumerate(i.shape) if d in dims} or None
@@ -125,7 +150,9 @@ def _export_dynamo(module, spec, inputs, path, opset, external) -> None:
     )
 
 
-def _export_torchscript(module, spec, inputs, path, opset) -> None:
+def _export_torchscript(
+    module: torch.nn.Module, spec: ModelSpec, inputs: dict[str, torch.Tensor], path: Path, opset: int
+) -> None:
     dynamic = {d.name for d in spec.dynamic_dims}
     dynamic_axes = {
         i.name: {axis: d for axis, d in enumerate(i.shape) if d in dynamic}

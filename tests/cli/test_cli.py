@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from mmexport.cli.app import cli
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from conftest import TINY_FILE
+
+    out = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    result = CliRunner().invoke(cli, ["to-onnx", f"{TINY_FILE}:tiny", "-o", str(out), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_to_onnx_json_result(tiny_onnx):
+    out, data = tiny_onnx
+    assert data["path"] == str(out)
+    assert data["parity"]["passed"] is True
+    assert {r["point"] for r in data["parity"]["rows"]} >= {"opt", "min", "max"}
+
+
+def test_inspect_table_and_json(runner, tiny_onnx):
+    out, _ = tiny_onnx
+    table = runner.invoke(cli, ["inspect", str(out)])
+    assert table.exit_code == 0
+    assert "tokens" in table.output and "seq 1..12 (opt 5)" in table.output
+    assert "sha256 matches" in table.output
+    data = json.loads(runner.invoke(cli, ["inspect", str(out), "--json"]).stdout)
+    assert data["precision"] == "fp32"
+    assert data["manifest"]["parity_passed"] is True
+    imu = next(i for i in data["inputs"] if i["name"] == "imu")
+    assert imu["modality"] == "sensor" and imu["shape"] == ["batch", "steps", 6]
+    assert data["ops"]["GRU"] == 1
+
+
+def test_inspect_reports_a_modified_file(runner, tiny_onnx, tmp_path):
+    out, _ = tiny_onnx
+    copy = tmp_path / "m.onnx"
+    model = onnx.load(str(out))
+    model.producer_name = "edited"
+    onnx.save(model, str(copy))
+    (tmp_path / "m.onnx.json").write_text(out.with_name("tiny.onnx.json").read_text())
+    result = runner.invoke(cli, ["inspect", str(copy)])
+    assert "DOES NOT MATCH" in result.output
+
+
+def test_parity_failure_prints_the_table_and_exits_non_zero(runner, tmp_path):
+    from conftest import TINY_FILE
+
+    out = tmp_path / "cheat.onnx"
+    result = runner.invoke(cli, ["to-onnx", f"{TINY_FILE}:cheater", "-o", str(out), "--random-points", "0"])
+    assert result.exit_code == 1
+    assert "max abs" in result.stderr and "FAIL" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: parity gate failed")
+    assert "Traceback" not in result.output
+    assert not out.exists() and not out.with_name("cheat.onnx.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["to-onnx", "missing.py:build"],
+            "error: model 'missing.py:build': file 'missing.py' does not exist",
+        ),
+        (["to-onnx", "resnet"], "is not a built-in model (built-in: fusion, seed)"),
+        (["inspect", "nothing.onnx"], "error: nothing.onnx: does not exist"),
+    ],
+)
+def test_user_errors_are_one_line(runner, args, fragment):
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1
+    assert fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_spec_file_is_one_line(runner, tmp_path):
+    from conftest import TINY_FILE
+
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"inputs": [], "outputs": ["y"]}')
+    result = runner.invoke(
+        cli, ["to-onnx", f"{TINY_FILE}:tiny", "--spec", str(spec), "-o", str(tmp_path / "m.onnx")]
+    )
+    assert result.exit_code == 1
+    assert "error: spec: 'inputs' must be a non-empty list" in result.stderr
+
+
+def test_inspect_refuses_garbage(runner, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    result = runner.invoke(cli, ["inspect", str(bad)])
+    assert result.exit_code == 1
+    assert "cannot be parsed as ONNX" in result.stderr
+
+
+def test_debug_shows_the_traceback(runner):
+    result = runner.invoke(cli, ["--debug", "to-onnx", "missing.py:build"])
+    assert result.exit_code != 0
+    assert result.exception is not None
+
+
+def test_help_explains(runner):
+    result = runner.invoke(cli, ["to-onnx", "--help"])
+    assert result.exit_code == 0
+    assert "parity gate" in result.output and "--spec" in result.output

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmexport.errors import ModelLoadError, SpecError
+from mmexport.export.loader import load_model
+from mmexport.spec import ModelSpec
+
+
+def test_file_factory_takes_the_spec_from_its_module(tiny_ref):
+    loaded = load_model(tiny_ref)
+    assert isinstance(loaded.module, torch.nn.Module)
+    assert not loaded.module.training
+    assert loaded.spec.input_names == ["image", "tokens", "imu"]
+    assert loaded.builtin is False and loaded.name == "tiny"
+
+
+def test_package_module_factory(tiny_spec_file):
+    loaded = load_model("tiny_models:tiny", tiny_spec_file)
+    assert loaded.reference == "tiny_models:tiny"
+
+
+@pytest.mark.parametrize(
+    ("reference", "fragment"),
+    [
+        ("nope.py:build", "file 'nope.py' does not exist"),
+        ("tiny_models:missing", "has no attribute 'missing'"),
+        ("tiny_models:not_a_module", "returned a str, not a torch.nn.Module"),
+        ("tiny_models:raises", "the factory raised RuntimeError: weights not found"),
+        ("no_such_package.mod:build", "module 'no_such_package.mod' cannot be found"),
+        ("resnet", "is not a built-in model"),
+        ("model.py", "names a file but no factory"),
+    ],
+)
+def test_bad_references_are_clear(reference, fragment):
+    with pytest.raises(ModelLoadError) as info:
+        load_model(reference)
+    assert fragment in str(info.value)
+
+
+def test_spec_that_does_not_fit_forward_is_refused(tiny_ref):
+    from tiny_models import TINY_SPEC
+
+    data = {**TINY_SPEC, "inputs": [dict(i) for i in TINY_SPEC["inputs"]]}
+    data["inputs"][2]["name"] = "accel"
+    with pytest.raises(SpecError, match=r"input 'accel' is not a parameter of TinyFusion.forward"):
+        load_model(tiny_ref, ModelSpec.from_dict(data))
+    data["inputs"] = data["inputs"][:2]
+    data["dims"] = {k: v for k, v in data["dims"].items() if k != "steps"}
+    with pytest.raises(SpecError, match="needs 'imu', which the spec does not declare"):
+        load_model(tiny_ref, ModelSpec.from_dict(data))

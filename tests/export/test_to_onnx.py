@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from mmexport.errors import ExportError, FrozenDimError, ParityError, SpecError
+from mmexport.export import ExportConfig, ParityConfig, to_onnx
+from mmexport.export.onnx_export import dim_values, normalize_dims
+from mmexport.export.parity import compare
+from mmexport.manifest import read_manifest, verify_sha256
+from tiny_models import TINY_SPEC
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    from conftest import TINY_FILE
+
+    messages: list[str] = []
+    result = to_onnx(f"{TINY_FILE}:tiny", out, progress=messages.append)
+    return result, messages
+
+
+def test_export_writes_onnx_and_manifest(exported):
+    result, messages = exported
+    assert result.path.is_file() and result.manifest_path.name == "tiny.onnx.json"
+    manifest = read_manifest(result.path)
+    assert manifest is not None
+    assert manifest.spec.to_dict()["dims"] == TINY_SPEC["dims"]
+    assert verify_sha256(result.path, manifest)
+    producer = manifest.producer
+    assert producer["exporter"] == "dynamo" and producer["opset"] == 18
+    assert producer["versions"]["torch"] and producer["versions"]["onnxruntime"]
+    assert manifest.validation["parity"]["passed"] is True
+    assert any(m.startswith("parity max") for m in messages)
+    # nothing left over from staging
+    assert sorted(p.name for p in result.path.parent.iterdir()) == ["tiny.onnx", "tiny.onnx.json"]
+
+
+def test_every_dynamic_dim_is_symbolic_and_named(exported):
+    result, _ = exported
+    assert dim_values(result.path) == {
+        "image": ["batch", 3, "height", "width"],
+        "tokens": ["batch", "seq"],
+        "imu": ["batch", "steps", 6],
+    }
+    model = onnx.load(str(result.path))
+    assert model.opset_import[0].version == 18
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def test_parity_covers_corners_and_random_points(exported):
+    result, _ = exported
+    rows = result.parity.rows
+    points = {r.point: r.shapes for r in rows}
+    assert {"opt", "min", "max", "random-1", "random-2", "random-3"} == set(points)
+    assert points["min"]["image"] == [1, 3, 8, 8] and points["max"]["imu"] == [4, 20, 6]
+    assert all(r.passed and r.max_abs < 1e-4 for r in rows)
+
+
+def test_a_model_that_computes_something_else_when_exported_is_refused(tmp_path):
+    from conftest import TINY_FILE
+
+    out = tmp_path / "cheat.onnx"
+    with pytest.raises(ParityError) as info:
+        to_onnx(f"{TINY_FILE}:cheater", out, parity=ParityConfig(random_points=0))
+    assert "parity gate failed" in str(info.value) and "nothing written" in str(info.value)
+    assert info.value.report.failures
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_export_keeps_the_previous_good_artifact(exported, tmp_path):
+    from conftest import TINY_FILE
+
+    good, _ = exported
+    out = tmp_path / "model.onnx"
+    out.write_bytes(good.path.read_bytes())
+    (tmp_path / "model.onnx.json").write_text(good.manifest_path.read_text())
+    with pytest.raises(ParityError):
+        to_onnx(f"{TINY_FILE}:cheater", out, parity=ParityConfig(random_points=0))
+    assert out.read_bytes() == good.path.read_bytes()
+    assert verify_sha256(out, read_manifest(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_frozen_dim_is_named(tmp_path):
+    from conftest import TINY_FILE
+
+    with pytest.raises(FrozenDimError) as info:
+        to_onnx(f"{TINY_FILE}:specializer", tmp_path / "m.onnx")
+    err = info.value
+    assert (err.dim, err.value) == ("batch", 2)
+    assert "dim 'batch'" in str(err) and "fixed it to 2" in str(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frozen_dim_check_on_a_handmade_graph(tmp_path):
+    from mmexport.spec import ModelSpec
+
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 16])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 16])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "g.onnx"
+    onnx.save(onnx.helper.make_model(graph), str(path))
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["batch", "n"]}],
+            "outputs": ["y"],
+            "dims": {"batch": {"min": 1, "opt": 2, "max": 8}, "n": {"min": 4, "opt": 16, "max": 32}},
+        }
+    )
+    with pytest.raises(FrozenDimError, match=r"dim 'n' .input 'x', axis 1. .* fixed it to 16"):
+        normalize_dims(path, spec, external=False)
+
+
+def test_output_count_must_match_the_spec(tmp_path):
+    from conftest import TINY_FILE
+
+    with pytest.raises(SpecError, match=r"returns 2 tensor.s. but the spec names 1"):
+        to_onnx(f"{TINY_FILE}:two_outputs", tmp_path / "m.onnx")
+
+
+def test_a_spec_the_model_cannot_run_is_an_export_error(tmp_path, tiny_spec_file):
+    from conftest import TINY_FILE
+
+    data = json.loads(tiny_spec_file.read_text())
+    data["inputs"][2]["shape"] = ["batch", "steps", 7]
+    tiny_spec_file.write_text(json.dumps(data))
+    with pytest.raises(ExportError, match="fails in PyTorch on the spec's example inputs"):
+        to_onnx(f"{TINY_FILE}:tiny", tmp_path / "m.onnx", spec=tiny_spec_file)
+
+
+def test_torchscript_exporter_and_simplify(tmp_path):
+    from conftest import TINY_FILE
+
+    result = to_onnx(
+        f"{TINY_FILE}:tiny",
+        tmp_path / "ts.onnx",
+        export=ExportConfig(exporter="torchscript", opset=17),
+        simplify=True,
+    )
+    assert result.manifest.producer["exporter"] == "torchscript"
+    assert result.parity.passed
+    assert any("onnxslim" in n for n in result.notes)
+    assert dim_values(result.path)["tokens"] == ["batch", "seq"]
+
+
+def test_opset_outside_the_exporters_range():
+    with pytest.raises(ExportError, match="opset 12 is outside"):
+        ExportConfig(exporter="dynamo", opset=12)
+
+
+def test_exported_graph_runs_in_onnxruntime_at_unseen_shapes(exported):
+    result, _ = exported
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    from mmexport.spec import ModelSpec
+
+    spec = ModelSpec.from_dict(TINY_SPEC)
+    feed = spec.sample_feed({"batch": 3, "height": 31, "width": 9, "seq": 11, "steps": 3}, seed=5)
+    (logits,) = session.run(None, feed)
+    assert logits.shape == (3, 5) and np.isfinite(logits).all()
+
+
+def test_compare_catches_nan_and_shape_differences():
+    a = np.array([1.0, np.nan], dtype=np.float32)
+    assert compare(a, a.copy(), 1e-4, 1e-3)[2] is True
+    assert compare(np.array([1.0, 2.0]), np.array([1.0, np.nan]), 1e-4, 1e-3)[2] is False
+    assert compare(np.zeros((2, 3)), np.zeros((3, 2)), 1e-4, 1e-3)[2] is False
+    assert compare(np.array([1.0]), np.array([1.002]), 1e-4, 1e-3)[2] is False
+
+
+def test_a_second_export_in_one_process_keeps_rnn_dims_dynamic(exported, tmp_path):
+    from conftest import TINY_FILE
+
+    # the module fixture exported a GRU model already in this process
+    again = to_onnx(f"{TINY_FILE}:tiny", tmp_path / "again.onnx", parity=ParityConfig(random_points=0))
+    assert dim_values(again.path)["imu"] == ["batch", "steps", 6]

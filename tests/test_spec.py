@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from mmexport import MmexportError, ModelSpec
+from mmexport.errors import SpecError
+
+# The spec exactly as the design document shows it.
+DESIGN_SPEC = """
+{
+  "inputs": [
+    {"name": "image",  "modality": "image", "dtype": "float32", "shape": ["batch", 3, "height", "width"]},
+    {"name": "tokens", "modality": "text",  "dtype": "int64",   "shape": ["batch", "seq"]},
+    {"name": "audio",  "modality": "audio", "dtype": "float32", "shape": ["batch", 64, "frames"]}
+  ],
+  "outputs": ["logits"],
+  "dims": {
+    "batch":  {"min": 1,  "opt": 4,   "max": 32},
+    "height": {"min": 64, "opt": 224, "max": 512},
+    "width":  {"min": 64, "opt": 224, "max": 512},
+    "seq":    {"min": 1,  "opt": 32,  "max": 256},
+    "frames": {"min": 16, "opt": 100, "max": 1000}
+  }
+}
+"""
+
+
+def design() -> dict:
+    return json.loads(DESIGN_SPEC)
+
+
+def test_design_spec_is_accepted_and_round_trips():
+    spec = ModelSpec.from_json(DESIGN_SPEC)
+    assert spec.input_names == ["image", "tokens", "audio"]
+    assert spec.output_names == ["logits"]
+    assert spec.dims["height"].opt == 224
+    assert spec.to_dict() == design()
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_extensions_round_trip():
+    data = design()
+    data["inputs"][1]["range"] = [0, 1000]
+    data["inputs"][0]["preprocess"] = {"kind": "image", "mean": [0.5] * 3, "std": [0.25] * 3}
+    data["outputs"] = [{"name": "logits", "labels": ["a", "b"], "atol": 0.01}]
+    spec = ModelSpec.from_dict(data)
+    assert spec.input("tokens").range == (0, 1000)
+    assert spec.outputs[0].atol == 0.01
+    assert spec.to_dict() == data
+
+
+def test_points_and_shapes():
+    spec = ModelSpec.from_json(DESIGN_SPEC)
+    assert spec.shapes(spec.point("min"))["image"] == (1, 3, 64, 64)
+    assert spec.shapes(spec.point("max"))["audio"] == (32, 64, 1000)
+    for point in spec.random_points(20, seed=3):
+        for name, value in point.items():
+            assert spec.dims[name].min <= value <= spec.dims[name].max
+    assert spec.random_points(3, seed=1) == spec.random_points(3, seed=1)
+
+
+def test_example_point_avoids_sizes_that_tracing_specializes():
+    data = design()
+    data["dims"]["batch"] = {"min": 1, "opt": 1, "max": 8}
+    data["dims"]["seq"] = {"min": 1, "opt": 1, "max": 1}  # static: stays 1
+    point = ModelSpec.from_dict(data).example_point()
+    assert point["batch"] == 2
+    assert point["seq"] == 1
+
+
+def test_sample_feed_respects_dtype_and_range():
+    data = design()
+    data["inputs"][1]["range"] = [5, 9]
+    spec = ModelSpec.from_dict(data)
+    feed = spec.sample_feed(spec.point("opt"), seed=1)
+    assert feed["image"].dtype == np.float32 and feed["image"].shape == (4, 3, 224, 224)
+    assert feed["tokens"].dtype == np.int64
+    assert feed["tokens"].min() >= 5 and feed["tokens"].max() < 9
+
+
+def _mutated(mutate) -> dict:
+    data = copy.deepcopy(design())
+    mutate(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (
+            lambda d: d["dims"].update(seq={"min": 8, "opt": 4, "max": 16}),
+            "dim 'seq': needs min <= opt <= max",
+        ),
+        (lambda d: d["dims"].update(seq={"min": 0, "opt": 4, "max": 16}), "min must be an integer >= 1"),
+        (lambda d: d["dims"]["seq"].pop("opt"), "dim 'seq': missing opt"),
+        (lambda d: d["inputs"][0].update(shape=["batch", 3, "hieght", "width"]), "uses dim 'hieght'"),
+        (lambda d: d["dims"].update(extra={"min": 1, "opt": 1, "max": 2}), "dim 'extra': declared but used"),
+        (lambda d: d["inputs"][0].update(dtype="float8"), "unknown dtype 'float8'"),
+        (lambda d: d["inputs"][2].update(modality="lidar"), "unknown modality 'lidar'"),
+        (lambda d: d["inputs"][0].update(range=[0, 1]), "range applies to integer inputs only"),
+        (lambda d: d["inputs"][1].update(range=[5, 5]), "needs low < high"),
+        (lambda d: d["inputs"][1].update(range=[0, 10**20]), "does not fit int64"),
+        (lambda d: d["inputs"][0].update(shape=["batch", 0, "height", "width"]), "axis 1 must be an integer"),
+        (lambda d: d["inputs"][1].update(name="image"), "input name 'image' appears twice"),
+        (lambda d: d["inputs"][0].update(colour="rgb"), "unknown key 'colour'"),
+        (lambda d: d.update(outputs=[]), "'outputs' must be a non-empty list"),
+        (lambda d: d.update(outputs=["image"]), "'image' is both an input and an output"),
+        (lambda d: d["inputs"][0].pop("dtype"), "input 'image': missing 'dtype'"),
+    ],
+)
+def test_invalid_specs_name_the_problem(mutate, fragment):
+    with pytest.raises(SpecError) as info:
+        ModelSpec.from_dict(_mutated(mutate))
+    assert fragment in str(info.value)
+    assert isinstance(info.value, MmexportError)
+
+
+def test_a_dim_declared_twice_is_refused():
+    text = DESIGN_SPEC.replace(
+        '"seq":    {"min": 1,  "opt": 32,  "max": 256},',
+        '"seq": {"min": 1, "opt": 32, "max": 256}, "seq": {"min": 1, "opt": 8, "max": 64},',
+    )
+    with pytest.raises(SpecError, match="key 'seq' appears twice"):
+        ModelSpec.from_json(text)
+
+
+def test_spec_file_errors(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        ModelSpec.from_file(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SpecError, match="is not valid JSON"):
+        ModelSpec.from_file(bad)
