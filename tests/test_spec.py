@@ -110,6 +110,24 @@ def _mutated(mutate) -> dict:
         (lambda d: d.update(outputs=[]), "'outputs' must be a non-empty list"),
         (lambda d: d.update(outputs=["image"]), "'image' is both an input and an output"),
         (lambda d: d["inputs"][0].pop("dtype"), "input 'image': missing 'dtype'"),
+        (lambda d: d["inputs"][0].update(preprocess={"kind": "jpeg"}), "preprocess kind 'jpeg' is not"),
+        (
+            lambda d: d["inputs"][0].update(preprocess={"kind": "image", "mean": [0.5], "std": [1, 1, 1]}),
+            "preprocess mean must be 3 numbers",
+        ),
+        (
+            lambda d: d["inputs"][2].update(
+                preprocess={
+                    "kind": "log_mel",
+                    "sample_rate": 16000,
+                    "n_fft": 400,
+                    "hop_length": 160,
+                    "n_mels": 80,
+                }
+            ),
+            "n_mels is 80 but axis 1 of the shape is 64",
+        ),
+        (lambda d: d["inputs"][2].update(preprocess={"kind": "log_mel"}), "needs hop_length, n_fft, n_mels"),
     ],
 )
 def test_invalid_specs_name_the_problem(mutate, fragment):

@@ -50,7 +50,7 @@ class ExportCheater(TinyFusion):
 
 
 class TwoOutputs(TinyFusion):
-    def forward(self, image: torch.Tensor, tokens: torch.Tensor, imu: torch.Tensor):  # noqa: ANN201
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor, imu: torch.Tensor):
         out = super().forward(image, tokens, imu)
         return out, out.softmax(-1)
 
@@ -91,3 +91,28 @@ def not_a_module() -> str:
 
 def raises() -> nn.Module:
     raise RuntimeError("weights not found")
+
+
+class SumOfTwo(nn.Module):
+    """Adds two inputs: their dims must be equal, whatever the spec calls them."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+def sum_of_two() -> nn.Module:
+    return SumOfTwo()
+
+
+SUM_SPEC = {
+    "inputs": [
+        {"name": "a", "modality": "sensor", "dtype": "float32", "shape": ["batch", "n"]},
+        {"name": "b", "modality": "sensor", "dtype": "float32", "shape": ["batch", "m"]},
+    ],
+    "outputs": ["y"],
+    "dims": {
+        "batch": {"min": 1, "opt": 2, "max": 4},
+        "n": {"min": 2, "opt": 8, "max": 16},
+        "m": {"min": 2, "opt": 8, "max": 16},
+    },
+}

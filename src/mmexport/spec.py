@@ -377,6 +377,8 @@ def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
                 )
         elif not _is_int(d) or d < 1:
             raise SpecError(f"axis {axis} must be an integer >= 1 or a dim name, got {d!r}", where=where)
+    if inp.preprocess is not None:
+        _validate_preprocess(inp, where)
     if inp.range is not None:
         if inp.dtype not in INT_DTYPES:
             raise SpecError(f"range applies to integer inputs only, dtype is {inp.dtype}", where=where)
@@ -386,6 +388,50 @@ def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
         info = np.iinfo(inp.dtype)
         if low < info.min or high - 1 > info.max:
             raise SpecError(f"range [{low}, {high}) does not fit {inp.dtype}", where=where)
+
+
+# preprocess kind -> (required keys, optional keys). What each means: README, "The spec".
+PREPROCESS_KINDS: dict[str, tuple[set[str], set[str]]] = {
+    "image": ({"mean", "std"}, {"scale", "channel_order"}),
+    "log_mel": ({"sample_rate", "n_fft", "hop_length", "n_mels"}, {"duration_s"}),
+    "tokens": (set(), {"vocab", "pad", "lowercase"}),
+}
+
+
+def _validate_preprocess(inp: InputSpec, where: str) -> None:
+    pre = inp.preprocess or {}
+    kind = pre.get("kind")
+    if kind not in PREPROCESS_KINDS:
+        raise SpecError(f"preprocess kind {kind!r} is not one of {', '.join(PREPROCESS_KINDS)}", where=where)
+    required, optional = PREPROCESS_KINDS[kind]
+    _no_unknown_keys(pre, required | optional | {"kind"}, f"{where} preprocess")
+    missing = sorted(required - set(pre))
+    if missing:
+        raise SpecError(f"preprocess {kind!r} needs {', '.join(missing)}", where=where)
+    channels = inp.shape[1] if len(inp.shape) > 1 and isinstance(inp.shape[1], int) else None
+    if kind == "image":
+        for key in ("mean", "std"):
+            values = pre[key]
+            ok = isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
+            if not ok or (channels is not None and len(values) != channels):
+                raise SpecError(
+                    f"preprocess {key} must be {channels or 'one per channel'} numbers, got {values!r}",
+                    where=where,
+                )
+        if any(v <= 0 for v in pre["std"]):
+            raise SpecError(f"preprocess std must be > 0, got {pre['std']!r}", where=where)
+    elif kind == "log_mel":
+        for key in sorted(required):
+            if not _is_int(pre[key]) or pre[key] < 1:
+                raise SpecError(f"preprocess {key} must be an integer >= 1, got {pre[key]!r}", where=where)
+        if channels is not None and pre["n_mels"] != channels:
+            raise SpecError(
+                f"preprocess n_mels is {pre['n_mels']} but axis 1 of the shape is {channels}", where=where
+            )
+    elif "vocab" in pre and not (
+        isinstance(pre["vocab"], list) and all(isinstance(v, str) for v in pre["vocab"])
+    ):
+        raise SpecError("preprocess vocab must be a list of strings", where=where)
 
 
 def _unique(names: list[str], what: str) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from mmexport.errors import ExportError, FrozenDimError, ParityError, SpecError
 from mmexport.export import ExportConfig, ParityConfig, to_onnx
@@ -179,3 +180,36 @@ def test_a_second_export_in_one_process_keeps_rnn_dims_dynamic(exported, tmp_pat
     # the module fixture exported a GRU model already in this process
     again = to_onnx(f"{TINY_FILE}:tiny", tmp_path / "again.onnx", parity=ParityConfig(random_points=0))
     assert dim_values(again.path)["imu"] == ["batch", "steps", 6]
+
+
+def test_two_dims_the_model_needs_equal_are_named(tmp_path):
+    from conftest import TINY_FILE
+    from mmexport.spec import ModelSpec
+    from tiny_models import SUM_SPEC
+
+    with pytest.raises(SpecError, match=r"dims 'n' and 'm' must be equal for this model"):
+        to_onnx(f"{TINY_FILE}:sum_of_two", tmp_path / "m.onnx", spec=ModelSpec.from_dict(SUM_SPEC))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_point_where_pytorch_itself_fails_fails_the_gate(exported):
+    from mmexport.export.parity import run_parity
+    from mmexport.spec import ModelSpec
+    from tiny_models import tiny
+
+    class FailsOnBigBatches(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = tiny()
+
+        def forward(self, image, tokens, imu):
+            if image.shape[0] > 2:
+                raise RuntimeError("out of memory")
+            return self.inner(image, tokens, imu)
+
+    result, _ = exported
+    report = run_parity(FailsOnBigBatches(), result.path, ModelSpec.from_dict(TINY_SPEC))
+    assert not report.passed
+    bad = {r.point: r.error for r in report.failures}
+    assert "max" in bad and "PyTorch fails here: RuntimeError: out of memory" in bad["max"]
+    assert next(r for r in report.rows if r.point == "opt").passed

@@ -175,6 +175,7 @@ def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> None:
     """Name each dynamic input axis after its spec dim; refuse an axis the exporter froze."""
     model = onnx.load(str(path), load_external_data=False)
     graph_inputs = {i.name: i for i in model.graph.input}
+    symbols: dict[str, str] = {}  # the exporter's symbol -> the spec dim it stands for
     for inp in spec.inputs:
         if inp.name not in graph_inputs:
             # An input the model ignores is dropped by the exporter; it is still validated
@@ -190,6 +191,13 @@ def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> None:
                 continue
             if dim.HasField("dim_value"):
                 raise FrozenDimError(inp.name, axis, want, dim.dim_value)
+            other = symbols.setdefault(dim.dim_param, want)
+            if other != want:
+                raise SpecError(
+                    f"dims {other!r} and {want!r} must be equal for this model (the exporter "
+                    f"merged them into one symbol, {dim.dim_param!r})",
+                    hint=f"use one dim name for both, e.g. {other!r} in input {inp.name!r}",
+                )
             dim.dim_param = want
     if external:
         onnx.save(model, str(path), save_as_external_data=True, location=f"{path.name}.data")

@@ -157,13 +157,16 @@ def run_parity(
         shapes = {n: list(v.shape) for n, v in feed.items()}
         if progress:
             progress(f"parity {name}: {_format_shapes(shapes)}")
-        expected = torch_outputs(module, feed)
+        try:
+            expected = torch_outputs(module, feed)
+        except Exception as e:  # the eager model itself cannot run at this point of the spec
+            message = f"PyTorch fails here: {type(e).__name__}: {_last_line(e)}"
+            report.rows.extend(_error_rows(name, shapes, spec, message))
+            continue
         try:
             actual = session.run(spec.output_names, {n: v for n, v in feed.items() if n in ort_inputs})
         except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
-            message = str(e).strip().splitlines()[-1][:300]
-            for out in spec.output_names:
-                report.rows.append(ParityRow(name, shapes, out, None, None, 0, 0, False, message))
+            report.rows.extend(_error_rows(name, shapes, spec, f"onnxruntime: {_last_line(e)}"))
             continue
         for out, exp, act in zip(spec.output_names, expected, actual, strict=False):
             atol, rtol = tolerance(spec, out, exp.dtype, config)
@@ -173,6 +176,15 @@ def run_parity(
                 error = f"shape {list(np.asarray(act).shape)} != torch {list(exp.shape)}"
             report.rows.append(ParityRow(name, shapes, out, max_abs, max_rel, atol, rtol, ok, error))
     return report
+
+
+def _last_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[-1][:300] if lines else type(e).__name__
+
+
+def _error_rows(point: str, shapes: dict[str, list[int]], spec: ModelSpec, message: str) -> list[ParityRow]:
+    return [ParityRow(point, shapes, out, None, None, 0, 0, False, message) for out in spec.output_names]
 
 
 def _format_shapes(shapes: Mapping[str, list[int]]) -> str:
