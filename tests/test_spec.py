@@ -153,3 +153,12 @@ def test_spec_file_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(SpecError, match="is not valid JSON"):
         ModelSpec.from_file(bad)
+
+
+def test_importing_mmexport_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, mmexport; print(*(m in sys.modules for m in ('torch', 'onnx', 'click')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]

@@ -9,4 +9,30 @@ from mmexport.spec import DimSpec, InputSpec, ModelSpec, OutputSpec
 
 __version__ = "0.1.0"
 
-__all__ = ["DimSpec", "InputSpec", "MmexportError", "ModelSpec", "OutputSpec", "__version__"]
+_LAZY = {
+    "to_onnx": "mmexport.export",
+    "load_model": "mmexport.export",
+    "inspect_artifact": "mmexport.inspection",
+}
+
+
+def __getattr__(name: str) -> object:
+    """``mmexport.to_onnx`` etc. import torch/onnx only when first used."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmexport' has no attribute {name!r}")
+
+
+__all__ = [
+    "DimSpec",
+    "InputSpec",
+    "MmexportError",
+    "ModelSpec",
+    "OutputSpec",
+    "__version__",
+    "inspect_artifact",
+    "load_model",
+    "to_onnx",
+]
