@@ -1,0 +1,1 @@
+"""Synthetic multimodal data (numpy only) for the built-in reference models."""

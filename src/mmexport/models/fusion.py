@@ -1,0 +1,153 @@
+"""`fusion`: image, text and audio encoders joined by cross-modal attention.
+
+A CNN turns the image into a grid of image tokens, strided 1-D convolutions turn the log-mel
+spectrogram into audio tokens, and a small transformer (learned positions, key padding mask)
+summarizes the question. The question summary then attends over all image and audio tokens (plus
+one mean-pooled token per modality) with multi-head attention, and an MLP maps
+[summary, attended] to class logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmexport.data.synthetic import (
+    HOP_LENGTH,
+    IMAGE_MEAN,
+    IMAGE_STD,
+    LABELS,
+    N_FFT,
+    N_MELS,
+    PAD_ID,
+    SAMPLE_RATE,
+    VOCAB,
+)
+from mmexport.models.layers import (
+    ConvBlock1d,
+    ConvBlock2d,
+    MultiHeadAttention,
+    TransformerBlock,
+    masked_mean,
+    padding_bias,
+)
+
+DESCRIPTION = "Image, text and audio encoders fused by cross-modal attention (default model)"
+
+WEIGHTS = Path(__file__).parent / "weights" / "fusion.pt"
+
+MAX_SEQ = 128
+"""Length of the learned position table (the seq dim's max)."""
+
+SPEC: dict = {
+    "inputs": [
+        {
+            "name": "image",
+            "modality": "image",
+            "dtype": "float32",
+            "shape": ["batch", 3, "height", "width"],
+            "preprocess": {"kind": "image", "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD)},
+        },
+        {
+            "name": "tokens",
+            "modality": "text",
+            "dtype": "int64",
+            "shape": ["batch", "seq"],
+            "range": [1, len(VOCAB)],
+            "preprocess": {"kind": "tokens", "vocab": list(VOCAB), "pad": PAD_ID},
+        },
+        {
+            "name": "audio",
+            "modality": "audio",
+            "dtype": "float32",
+            "shape": ["batch", N_MELS, "frames"],
+            "preprocess": {
+                "kind": "log_mel",
+                "sample_rate": SAMPLE_RATE,
+                "n_fft": N_FFT,
+                "hop_length": HOP_LENGTH,
+                "n_mels": N_MELS,
+            },
+        },
+    ],
+    "outputs": [{"name": "logits", "labels": list(LABELS)}],
+    "dims": {
+        "batch": {"min": 1, "opt": 4, "max": 32},
+        "height": {"min": 32, "opt": 128, "max": 512},
+        "width": {"min": 32, "opt": 128, "max": 512},
+        "seq": {"min": 1, "opt": 16, "max": MAX_SEQ},
+        "frames": {"min": 16, "opt": 100, "max": 1000},
+    },
+}
+
+
+class FusionModel(nn.Module):
+    """forward(image [B,3,H,W], tokens [B,S] int64, audio [B,64,F]) -> logits [B,C]."""
+
+    def __init__(
+        self,
+        vocab_size: int = len(VOCAB),
+        num_classes: int = len(LABELS),
+        n_mels: int = N_MELS,
+        dim: int = 64,
+        num_heads: int = 4,
+        image_channels: tuple[int, ...] = (8, 16, 32, 64, 64),
+        text_layers: int = 1,
+        max_seq: int = MAX_SEQ,
+        hidden_dim: int = 128,
+    ) -> None:
+        super().__init__()
+        blocks = []
+        in_channels = 3
+        for out_channels in image_channels:
+            blocks.append(ConvBlock2d(in_channels, out_channels))
+            in_channels = out_channels
+        self.image_encoder = nn.Sequential(*blocks)
+        self.image_proj = nn.Linear(image_channels[-1], dim)
+        self.audio_encoder = nn.Sequential(
+            nn.BatchNorm1d(n_mels), ConvBlock1d(n_mels, dim), ConvBlock1d(dim, dim)
+        )
+        self.audio_proj = nn.Linear(dim, dim)
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
+        self.positions = nn.Parameter(torch.randn(max_seq, dim) * 0.02)
+        self.text_blocks = nn.ModuleList(
+            [TransformerBlock(dim, num_heads, hidden_dim) for _ in range(text_layers)]
+        )
+        self.text_norm = nn.LayerNorm(dim)
+        self.modality = nn.Parameter(torch.randn(2, dim) * 0.02)
+        self.memory_norm = nn.LayerNorm(dim)
+        self.cross = MultiHeadAttention(dim, num_heads)
+        self.classifier = nn.Sequential(
+            nn.Linear(2 * dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_classes)
+        )
+
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Class logits [B,C]."""
+        image_grid = self.image_encoder(image).flatten(2).transpose(1, 2)
+        audio_grid = self.audio_encoder(audio).transpose(1, 2)
+        # one pooled token per modality next to the local tokens
+        image_tokens = self.image_proj(torch.cat([image_grid.mean(1, keepdim=True), image_grid], 1))
+        audio_tokens = self.audio_proj(torch.cat([audio_grid.mean(1, keepdim=True), audio_grid], 1))
+        memory = torch.cat([image_tokens + self.modality[0], audio_tokens + self.modality[1]], dim=1)
+        memory = self.memory_norm(memory)
+
+        valid = tokens != PAD_ID
+        bias = padding_bias(valid)
+        text = self.embedding(tokens) + self.positions[: tokens.shape[1]]
+        for block in self.text_blocks:
+            text = block(text, bias)
+        summary = masked_mean(self.text_norm(text), valid)
+
+        attended = self.cross(summary[:, None, :], memory).squeeze(1)
+        return self.classifier(torch.cat([summary, attended], dim=1))
+
+
+def build(pretrained: bool = True) -> nn.Module:
+    """FusionModel in eval mode, with the shipped weights when `pretrained`."""
+    model = FusionModel()
+    if pretrained:
+        state = torch.load(WEIGHTS, weights_only=True, map_location="cpu")
+        model.load_state_dict(state)
+    return model.eval()
