@@ -81,9 +81,20 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | opt shapes | export s | parity s | ONNX MB | PyTorch p50 ms | onnxruntime p50 ms | speed-up |",
+        "| model | opt shapes | export s | parity s | ONNX MB "
+        "| PyTorch p50 ms | onnxruntime p50 ms | speed-up |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -108,7 +119,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [measure(m, args.iterations, args.warmup, args.threads) for m in args.models]
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; "
         f"torch {torch.__version__}, onnxruntime {ort.__version__}; {args.threads} threads; "
         f"{args.iterations} interleaved iterations"
     )

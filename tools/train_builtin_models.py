@@ -65,9 +65,13 @@ def _scores(name: str, model: nn.Module, feed: dict[str, np.ndarray]) -> torch.T
     return model(image, tokens, torch.from_numpy(feed["audio"]))
 
 
-def evaluate(name: str, model: nn.Module, samples: int = 2000, batch_size: int = 100) -> float:
-    """Held-out accuracy at the spec's opt sizes."""
+def evaluate(
+    name: str, model: nn.Module, samples: int = 2000, batch_size: int = 100, image_size: int | None = None
+) -> float:
+    """Held-out accuracy at the spec's opt sizes (or square images of ``image_size``)."""
     sizes = _opt_sizes(name)
+    if image_size is not None:
+        sizes["height"] = sizes["width"] = image_size
     task = SyntheticTask(with_audio=name == "fusion", seed=HELDOUT_SEED)
     model.eval()
     correct = 0
@@ -143,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         help="intra-op threads; the shipped weights were trained with 1, and other counts may "
         "change the floating-point reduction order and so the exact weights",
     )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        action="append",
+        help="also evaluate at square images of this size (repeatable); default: the spec's opt",
+    )
     args = parser.parse_args(argv)
 
     names = ["seed", "fusion"] if args.model == "all" else [args.model]
@@ -158,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
             path = args.out / f"{name}.pt"
             torch.save(model.state_dict(), path)
             print(f"{name}: wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
-        results[name] = evaluate(name, model, args.eval_samples)
-    for name, accuracy in results.items():
-        print(f"{name}: held-out accuracy {accuracy:.3f} ({args.eval_samples} samples)")
+        for size in args.image_size or [None]:
+            results[name, size] = evaluate(name, model, args.eval_samples, image_size=size)
+    for (name, size), accuracy in results.items():
+        where = "" if size is None else f", image {size}x{size}"
+        print(f"{name}: held-out accuracy {accuracy:.3f} ({args.eval_samples} samples{where})")
     return 0
 
 
