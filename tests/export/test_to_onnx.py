@@ -213,3 +213,15 @@ def test_a_point_where_pytorch_itself_fails_fails_the_gate(exported):
     bad = {r.point: r.error for r in report.failures}
     assert "max" in bad and "PyTorch fails here: RuntimeError: out of memory" in bad["max"]
     assert next(r for r in report.rows if r.point == "opt").passed
+
+
+def test_weights_past_the_single_file_limit_go_to_external_data(tmp_path, monkeypatch):
+    from conftest import TINY_FILE
+    from mmexport.export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "SINGLE_FILE_LIMIT", 0)
+    result = to_onnx(f"{TINY_FILE}:tiny", tmp_path / "big.onnx", parity=ParityConfig(random_points=0))
+    assert result.manifest.producer["external_data"] == "big.onnx.data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "big.onnx.json"]
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "tokens", "imu"]

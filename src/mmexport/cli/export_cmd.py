@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mmexport.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from mmexport.export import ToOnnxResult
 
 
 @click.command("to-onnx")
@@ -128,7 +132,7 @@ def to_onnx_cmd(
     )
 
 
-def _result_json(result) -> dict:
+def _result_json(result: ToOnnxResult) -> dict[str, Any]:
     return {
         "path": str(result.path),
         "manifest": str(result.manifest_path),

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from mmexport.errors import ModelLoadError, SpecError
-from mmexport.models import DEFAULT_MODEL, builtin_names, get_builtin
+from mmexport.models import DEFAULT_MODEL, get_builtin
 from mmexport.spec import ModelSpec
 
 SPEC_ATTRIBUTE = "MMEXPORT_SPEC"
@@ -172,4 +172,4 @@ def forward_order(module: torch.nn.Module, spec: ModelSpec) -> list[str]:
     return sorted(spec.input_names, key=params.index)
 
 
-__all__ = ["LoadedModel", "builtin_names", "check_signature", "forward_order", "load_model"]
+__all__ = ["LoadedModel", "check_signature", "forward_order", "load_model"]
