@@ -117,3 +117,45 @@ def test_help_explains(runner):
     result = runner.invoke(cli, ["to-onnx", "--help"])
     assert result.exit_code == 0
     assert "parity gate" in result.output and "--spec" in result.output
+
+
+def test_models_lists_the_builtins(runner):
+    table = runner.invoke(cli, ["models"])
+    assert table.exit_code == 0 and "fusion (default)" in table.output
+    data = json.loads(runner.invoke(cli, ["models", "--json"]).stdout)
+    assert [m["name"] for m in data] == ["fusion", "seed"]
+    assert data[0]["inputs"] == {"image": "image", "tokens": "text", "audio": "audio"}
+    assert data[0]["spec"]["dims"]["frames"]["max"] == 1000
+
+
+def test_inspect_an_onnx_file_without_manifest(runner, tmp_path):
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT16, ["n", 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT16, ["n", 4])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "plain.onnx"
+    onnx.save(onnx.helper.make_model(graph), str(path))
+    result = runner.invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 0
+    assert "manifest    none" in result.output and "float16" in result.output
+
+
+def test_output_that_is_a_folder_is_refused(runner, tmp_path):
+    from conftest import TINY_FILE
+
+    result = runner.invoke(cli, ["to-onnx", f"{TINY_FILE}:tiny", "-o", str(tmp_path)])
+    assert result.exit_code == 2  # click's usage error
+    assert "is a directory" in result.stderr
+
+
+def test_interrupted_export_leaves_nothing(runner, tmp_path, monkeypatch):
+    from conftest import TINY_FILE
+    from mmexport.export import stage
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "run_parity", interrupted)
+    result = runner.invoke(cli, ["to-onnx", f"{TINY_FILE}:tiny", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 130
+    assert "interrupted; nothing was written" in result.stderr
+    assert list(tmp_path.iterdir()) == []

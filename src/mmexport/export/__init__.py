@@ -3,7 +3,7 @@
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import DEFAULT_OPSET, ExportConfig
 from mmexport.export.parity import ParityConfig, ParityReport, run_parity
-from mmexport.export.to_onnx import ToOnnxResult, to_onnx
+from mmexport.export.stage import ToOnnxResult, to_onnx
 
 __all__ = [
     "DEFAULT_OPSET",
