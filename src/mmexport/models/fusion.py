@@ -15,14 +15,9 @@ import torch
 from torch import nn
 
 from mmexport.data.synthetic import (
-    HOP_LENGTH,
-    IMAGE_MEAN,
-    IMAGE_STD,
     LABELS,
-    N_FFT,
     N_MELS,
     PAD_ID,
-    SAMPLE_RATE,
     VOCAB,
 )
 from mmexport.models.layers import (
@@ -33,54 +28,16 @@ from mmexport.models.layers import (
     masked_mean,
     padding_bias,
 )
+from mmexport.models.task_spec import AUDIO_INPUT, DIMS, IMAGE_INPUT, TOKENS_INPUT, task_spec
 
 DESCRIPTION = "Image, text and audio encoders fused by cross-modal attention (default model)"
 
 WEIGHTS = Path(__file__).parent / "weights" / "fusion.pt"
 
-MAX_SEQ = 128
+MAX_SEQ = DIMS["seq"]["max"]
 """Length of the learned position table (the seq dim's max)."""
 
-SPEC: dict = {
-    "inputs": [
-        {
-            "name": "image",
-            "modality": "image",
-            "dtype": "float32",
-            "shape": ["batch", 3, "height", "width"],
-            "preprocess": {"kind": "image", "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD)},
-        },
-        {
-            "name": "tokens",
-            "modality": "text",
-            "dtype": "int64",
-            "shape": ["batch", "seq"],
-            "range": [1, len(VOCAB)],
-            "preprocess": {"kind": "tokens", "vocab": list(VOCAB), "pad": PAD_ID},
-        },
-        {
-            "name": "audio",
-            "modality": "audio",
-            "dtype": "float32",
-            "shape": ["batch", N_MELS, "frames"],
-            "preprocess": {
-                "kind": "log_mel",
-                "sample_rate": SAMPLE_RATE,
-                "n_fft": N_FFT,
-                "hop_length": HOP_LENGTH,
-                "n_mels": N_MELS,
-            },
-        },
-    ],
-    "outputs": [{"name": "logits", "labels": list(LABELS)}],
-    "dims": {
-        "batch": {"min": 1, "opt": 4, "max": 32},
-        "height": {"min": 32, "opt": 128, "max": 512},
-        "width": {"min": 32, "opt": 128, "max": 512},
-        "seq": {"min": 1, "opt": 16, "max": MAX_SEQ},
-        "frames": {"min": 16, "opt": 100, "max": 1000},
-    },
-}
+SPEC: dict = task_spec([IMAGE_INPUT, TOKENS_INPUT, AUDIO_INPUT], "logits", LABELS)
 
 
 class FusionModel(nn.Module):

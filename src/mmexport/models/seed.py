@@ -11,39 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmexport.data.synthetic import IMAGE_LABELS, IMAGE_MEAN, IMAGE_STD, PAD_ID, VOCAB
+from mmexport.data.synthetic import IMAGE_LABELS, PAD_ID, VOCAB
 from mmexport.models.layers import ConvBlock2d, last_valid
+from mmexport.models.task_spec import IMAGE_INPUT, TOKENS_INPUT, task_spec
 
 DESCRIPTION = "CNN image + GRU text encoders fused by concatenation; answers colour/shape questions"
 
 WEIGHTS = Path(__file__).parent / "weights" / "seed.pt"
 
-SPEC: dict = {
-    "inputs": [
-        {
-            "name": "image",
-            "modality": "image",
-            "dtype": "float32",
-            "shape": ["batch", 3, "height", "width"],
-            "preprocess": {"kind": "image", "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD)},
-        },
-        {
-            "name": "tokens",
-            "modality": "text",
-            "dtype": "int64",
-            "shape": ["batch", "seq"],
-            "range": [1, len(VOCAB)],
-            "preprocess": {"kind": "tokens", "vocab": list(VOCAB), "pad": PAD_ID},
-        },
-    ],
-    "outputs": [{"name": "probs", "labels": list(IMAGE_LABELS)}],
-    "dims": {
-        "batch": {"min": 1, "opt": 4, "max": 32},
-        "height": {"min": 32, "opt": 128, "max": 512},
-        "width": {"min": 32, "opt": 128, "max": 512},
-        "seq": {"min": 1, "opt": 16, "max": 128},
-    },
-}
+SPEC: dict = task_spec([IMAGE_INPUT, TOKENS_INPUT], "probs", IMAGE_LABELS)
 
 
 class SeedModel(nn.Module):
