@@ -49,13 +49,13 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--atol",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="Absolute tolerance for every output (default per dtype).",
 )
 @click.option(
     "--rtol",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="Relative tolerance for every output (default per dtype).",
 )
@@ -98,6 +98,12 @@ def to_onnx_cmd(
     The parity gate runs onnxruntime (CPU) against PyTorch at the opt point, the min and max
     corners of every dynamic dim and a few random points; any mismatch fails the command, prints
     the table of differences and writes nothing.
+
+    \b
+    Examples:
+      mmexport to-onnx -o model.onnx
+      mmexport to-onnx seed -o seed.onnx --simplify
+      mmexport to-onnx my_model.py:build --spec spec.json -o model.onnx
     """
     from mmexport.export import DEFAULT_OPSET, ExportConfig, ParityConfig, to_onnx
     from mmexport.export.parity import format_report
