@@ -162,3 +162,16 @@ def test_importing_mmexport_needs_no_torch():
     code = "import sys, mmexport; print(*(m in sys.modules for m in ('torch', 'onnx', 'click')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_token_inputs_with_a_pad_id_are_padded_at_the_end():
+    data = design()
+    data["inputs"][1]["range"] = [1, 50]
+    data["inputs"][1]["preprocess"] = {"kind": "tokens", "pad": 0}
+    spec = ModelSpec.from_dict(data)
+    tokens = spec.sample_feed({**spec.point("opt"), "batch": 16}, seed=2)["tokens"]
+    lengths = (tokens != 0).sum(axis=1)
+    assert lengths[0] == tokens.shape[1] and lengths.min() >= 1
+    assert len(set(lengths.tolist())) > 1, "rows of different lengths"
+    for row, n in zip(tokens, lengths, strict=True):
+        assert (row[:n] != 0).all() and (row[n:] == 0).all(), "padding only at the end"

@@ -116,3 +116,27 @@ SUM_SPEC = {
         "m": {"min": 2, "opt": 8, "max": 16},
     },
 }
+
+
+class ShortTextOnly(TinyFusion):
+    """Eager code refuses long texts (as a fixed position table would); export does not see it."""
+
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor, imu: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_exporting() and tokens.shape[1] > 8:
+            raise ValueError("at most 8 tokens")
+        return super().forward(image, tokens, imu)
+
+
+class IgnoresText(TinyFusion):
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor, imu: torch.Tensor) -> torch.Tensor:
+        return super().forward(image, torch.zeros_like(image[:, 0, 0, :1], dtype=torch.long), imu)
+
+
+def short_text_only() -> nn.Module:
+    torch.manual_seed(0)
+    return ShortTextOnly().eval()
+
+
+def ignores_text() -> nn.Module:
+    torch.manual_seed(0)
+    return IgnoresText().eval()

@@ -6,6 +6,7 @@ Artifacts are built in a staging folder beside their final path, then moved into
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -47,25 +48,36 @@ def _umask() -> int:
     return mask
 
 
-def prepare_output(path: str | Path) -> Path:
-    """Check that ``path`` can be written (creating its folder) and is not a folder itself."""
+@contextmanager
+def output_folder(path: str | Path) -> Iterator[Path]:
+    """Create the folder of ``path`` if needed; remove the folders made here if the body fails."""
     path = Path(path)
     if path.is_dir():
         raise ArtifactError(str(path), "is a folder; give a file name", hint="e.g. -o model.onnx")
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArtifactError(str(path.parent), f"cannot create the output folder: {e.strerror}") from e
     if not os.access(path.parent, os.W_OK):
         raise ArtifactError(str(path.parent), "is not writable")
-    return path
+    try:
+        yield path
+    except BaseException:
+        for folder in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 @contextmanager
 def staging_dir(final_path: str | Path) -> Iterator[Path]:
     """A temporary folder beside ``final_path``, removed afterwards whatever happens."""
     final_path = Path(final_path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", suffix=".staging", dir=final_path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", suffix=".staging", dir=final_path.parent))
+    except OSError as e:
+        raise ArtifactError(str(final_path.parent), f"cannot write here: {e.strerror}") from e
     try:
         yield tmp
     finally:
@@ -80,6 +92,9 @@ def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ())
     never an artifact with someone else's manifest.
     """
     Path(f"{final_path}.json").unlink(missing_ok=True)
+    stale_data = Path(f"{final_path}.data")
+    if stale_data.name not in companions:
+        stale_data.unlink(missing_ok=True)  # left by an earlier export with external data
     for name in companions:
         os.replace(staged.parent / name, final_path.parent / name)
     os.replace(staged, final_path)

@@ -93,7 +93,9 @@ def _with_spec(entry: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
 
 
 def _manifest_summary(manifest: Manifest, sha: str) -> dict[str, Any]:
-    parity = manifest.validation.get("parity", {})
+    parity = manifest.validation.get("parity")
+    parity = parity if isinstance(parity, dict) else {}
+    rows = parity.get("rows") if isinstance(parity.get("rows"), list) else []
     return {
         "kind": manifest.kind,
         "precision": manifest.precision,
@@ -102,7 +104,7 @@ def _manifest_summary(manifest: Manifest, sha: str) -> dict[str, Any]:
         "producer": manifest.producer,
         "created": manifest.created,
         "parity_passed": parity.get("passed"),
-        "parity_points": list(dict.fromkeys(r["point"] for r in parity.get("rows", []))),
+        "parity_points": list(dict.fromkeys(r.get("point", "?") for r in rows if isinstance(r, dict))),
         "spec": manifest.spec.to_dict(),
     }
 

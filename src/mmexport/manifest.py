@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mmexport.errors import ArtifactError
+from mmexport.errors import ArtifactError, SpecError
 from mmexport.files import atomic_write_text, sha256_file
 from mmexport.spec import ModelSpec
 
@@ -86,11 +86,18 @@ class Manifest:
         for key in ("kind", "artifact", "sha256", "spec", "precision"):
             if key not in data:
                 raise ArtifactError(where, f"manifest lacks {key!r}")
+        try:
+            spec = ModelSpec.from_dict(data["spec"])
+        except SpecError as e:
+            raise ArtifactError(where, f"holds an invalid spec: {e}") from e
+        for key in ("producer", "validation", "source"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ArtifactError(where, f"manifest {key!r} must be an object")
         return cls(
             kind=data["kind"],
             artifact=data["artifact"],
             sha256=data["sha256"],
-            spec=ModelSpec.from_dict(data["spec"]),
+            spec=spec,
             precision=data["precision"],
             producer=data.get("producer", {}),
             validation=data.get("validation", {}),

@@ -230,7 +230,15 @@ def _sample(spec: InputSpec, shape: Shape, rng: np.random.Generator) -> np.ndarr
     if spec.dtype == "bool":
         return rng.integers(0, 2, shape).astype(bool)
     low, high = spec.range if spec.range is not None else (0, 2)
-    return rng.integers(low, high, shape).astype(spec.dtype)
+    values = rng.integers(low, high, shape)
+    pad = (spec.preprocess or {}).get("pad")
+    if pad is not None and len(shape) >= 2 and shape[-1] > 1:
+        # Token inputs with a pad id are padded at the end, as real batches are: each row keeps
+        # a random number of tokens (at least one, the first row all of them).
+        lengths = rng.integers(1, shape[-1] + 1, shape[:-1])
+        lengths.flat[0] = shape[-1]
+        values[np.arange(shape[-1]) >= lengths[..., None]] = pad
+    return values.astype(spec.dtype)
 
 
 # -- parsing ----------------------------------------------------------------------------
@@ -394,7 +402,7 @@ def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
 PREPROCESS_KINDS: dict[str, tuple[set[str], set[str]]] = {
     "image": ({"mean", "std"}, {"scale", "channel_order"}),
     "log_mel": ({"sample_rate", "n_fft", "hop_length", "n_mels"}, {"duration_s"}),
-    "tokens": (set(), {"vocab", "pad", "lowercase"}),
+    "tokens": (set(), {"vocab", "pad", "lowercase"}),  # pad: generated samples are padded at the end
 }
 
 
@@ -428,10 +436,14 @@ def _validate_preprocess(inp: InputSpec, where: str) -> None:
             raise SpecError(
                 f"preprocess n_mels is {pre['n_mels']} but axis 1 of the shape is {channels}", where=where
             )
-    elif "vocab" in pre and not (
-        isinstance(pre["vocab"], list) and all(isinstance(v, str) for v in pre["vocab"])
-    ):
-        raise SpecError("preprocess vocab must be a list of strings", where=where)
+    else:
+        vocab = pre.get("vocab")
+        if vocab is not None and not (isinstance(vocab, list) and all(isinstance(v, str) for v in vocab)):
+            raise SpecError("preprocess vocab must be a list of strings", where=where)
+        if "pad" in pre and (not _is_int(pre["pad"]) or inp.dtype not in INT_DTYPES):
+            raise SpecError(
+                f"preprocess pad must be an integer id of an integer input, got {pre['pad']!r}", where=where
+            )
 
 
 def _unique(names: list[str], what: str) -> None:

@@ -108,9 +108,11 @@ def test_inspect_refuses_garbage(runner, tmp_path):
 
 
 def test_debug_shows_the_traceback(runner):
+    from mmexport.errors import ModelLoadError
+
     result = runner.invoke(cli, ["--debug", "to-onnx", "missing.py:build"])
     assert result.exit_code != 0
-    assert result.exception is not None
+    assert isinstance(result.exception, ModelLoadError)
 
 
 def test_help_explains(runner):

@@ -8,6 +8,7 @@ import pytest
 
 from mmexport.export import to_onnx
 from mmexport.export.onnx_export import dim_values
+from mmexport.export.parity import torch_outputs
 from mmexport.manifest import read_manifest
 from mmexport.models import DEFAULT_MODEL, builtin_names, get_builtin
 
@@ -31,10 +32,14 @@ def test_builtin_exports_and_runs_at_every_corner(name, tmp_path):
     for inp in spec.inputs:
         assert graph_dims[inp.name] == list(inp.shape), "every named dim symbolic, under its spec name"
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    module = get_builtin(name).build()
     for k, point in enumerate(corner_points(spec)):
-        outputs = session.run(None, spec.sample_feed(point, seed=k))
-        assert outputs[0].shape[0] == point["batch"]
-        assert np.isfinite(outputs[0]).all()
+        feed = spec.sample_feed(point, seed=k)
+        (actual,) = session.run(None, feed)
+        (expected,) = torch_outputs(module, feed)
+        assert actual.shape == expected.shape and actual.shape[0] == point["batch"]
+        assert np.isfinite(actual).all()
+        np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-3, err_msg=str(point))
     manifest = read_manifest(result.path)
     assert manifest.source == {"model": name, "builtin": True}
 

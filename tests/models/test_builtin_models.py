@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmexport.data.synthetic import HELDOUT_SEED, PAD_ID, SyntheticTask
-from mmexport.models import fusion, seed
+from mmexport.models import fusion, get_builtin, seed
 from mmexport.models.layers import last_valid
 
 MODULES = {"seed": seed, "fusion": fusion}
@@ -37,7 +37,8 @@ def test_spec_matches_model(name: str, models: dict[str, torch.nn.Module]) -> No
     module = MODULES[name]
     spec = module.SPEC
     model = models[name]
-    assert isinstance(module.DESCRIPTION, str) and "\n" not in module.DESCRIPTION
+    description = get_builtin(name).description
+    assert isinstance(description, str) and "\n" not in description
     assert not model.training
     params = list(inspect.signature(model.forward).parameters)
     assert params == [entry["name"] for entry in spec["inputs"]]

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--opset",
-    type=int,
+    type=click.IntRange(9, 23),
     default=None,
     help="ONNX opset (default 18: TensorRT 10.3+ and 11 parse it).",
 )
@@ -117,18 +117,18 @@ def to_onnx_cmd(
         model,
         output,
         spec=spec_path,
-        export=ExportConfig(exporter=exporter, opset=opset or DEFAULT_OPSET),
+        export=ExportConfig(exporter=exporter, opset=DEFAULT_OPSET if opset is None else opset),
         parity=ParityConfig(random_points=random_points, seed=seed, atol=atol, rtol=rtol),
         simplify=simplify,
         progress=progress,
     )
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     if as_json:
         click.echo(json.dumps(_result_json(result), indent=2))
         return
     if not quiet:
         click.echo(format_report(result.parity))
-        for note in result.notes:
-            click.echo(note)
     size = result.path.stat().st_size / 1e6
     points = len(result.parity.points)
     click.echo(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,10 @@ def _import_source(reference: str, source: str) -> ModuleType:
         path = Path(source)
         if not path.is_file():
             raise ModelLoadError(reference, f"file {source!r} does not exist")
+        # Like `python path/to/file.py`: modules beside the file are importable from it.
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         name = f"_mmexport_user_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
@@ -83,6 +88,9 @@ def _import_source(reference: str, source: str) -> ModuleType:
             sys.modules.pop(name, None)
             raise ModelLoadError(reference, f"importing {source!r} raised {type(e).__name__}: {e}") from e
         return module
+    # Like `python -m`: packages in the current folder are importable.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(source)
     except ModuleNotFoundError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import warnings
@@ -51,6 +52,8 @@ class ExportInfo:
     external_data: bool
     opset: int
     exporter: str
+    unused_inputs: list[str]
+    """Spec inputs the model never reads (absent from the graph, or read by no node)."""
 
 
 def example_inputs(module: torch.nn.Module, spec: ModelSpec) -> dict[str, torch.Tensor]:
@@ -64,7 +67,6 @@ def check_outputs(module: torch.nn.Module, spec: ModelSpec, inputs: dict[str, to
     try:
         with torch.inference_mode():
             result = module(**inputs)
-        outputs = flatten_outputs(result)
     except Exception as e:
         shapes = ", ".join(f"{n}={list(t.shape)}" for n, t in inputs.items())
         raise ExportError(
@@ -72,6 +74,10 @@ def check_outputs(module: torch.nn.Module, spec: ModelSpec, inputs: dict[str, to
             f"{type(e).__name__}: {_first_line(e)}",
             hint="check the spec's shapes and dtypes against the model",
         ) from e
+    try:
+        outputs = flatten_outputs(result)
+    except TypeError as e:
+        raise ExportError(f"{e}; forward() must return a tensor, or a tuple/list/dict of tensors") from e
     if len(outputs) != len(spec.outputs):
         raise SpecError(
             f"the model returns {len(outputs)} tensor(s) but the spec names {len(spec.outputs)} "
@@ -96,11 +102,11 @@ def export_onnx(
         except ExportError:
             raise
         except Exception as e:
-            raise ExportError(_explain(e), hint="run with --debug for torch's full message") from e
+            raise ExportError(_explain(e), hint="torch's full message: mmexport --debug to-onnx ...") from e
     if not path.exists():
         raise ExportError(f"torch.onnx wrote no file; its log: {log.getvalue()[-500:]}")
-    normalize_dims(path, spec, external)
-    return ExportInfo(path, external, config.opset, config.exporter)
+    unused = normalize_dims(path, spec, external)
+    return ExportInfo(path, external, config.opset, config.exporter, unused)
 
 
 def _clear_rnn_dispatch_caches() -> None:
@@ -120,6 +126,17 @@ def _clear_rnn_dispatch_caches() -> None:
                 cache.clear()
 
 
+def _require_dynamo_exporter() -> None:
+    """torch.onnx.export gained dynamo=, dynamic_shapes= and external_data= over torch 2.5-2.6."""
+    params = inspect.signature(torch.onnx.export).parameters
+    missing = [p for p in ("dynamo", "dynamic_shapes", "external_data") if p not in params]
+    if missing:
+        raise ExportError(
+            f"torch {torch.__version__} has no dynamo exporter options ({', '.join(missing)})",
+            hint="upgrade torch (2.6 or newer), or use --exporter torchscript",
+        )
+
+
 def _export_dynamo(
     module: torch.nn.Module,
     spec: ModelSpec,
@@ -128,6 +145,7 @@ def _export_dynamo(
     opset: int,
     external: bool,
 ) -> None:
+    _require_dynamo_exporter()
     _clear_rnn_dispatch_caches()
     dims = {d.name: torch.export.Dim(d.name, min=d.min, max=d.max) for d in spec.dynamic_dims}
     dynamic_shapes = {
@@ -171,15 +189,21 @@ def _export_torchscript(
     )
 
 
-def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> None:
-    """Name each dynamic input axis after its spec dim; refuse an axis the exporter froze."""
+def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> list[str]:
+    """Name each dynamic input axis after its spec dim; refuse an axis the exporter froze.
+
+    Returns the spec inputs that the model never reads (not in the graph, or read by no node).
+    """
     model = onnx.load(str(path), load_external_data=False)
     graph_inputs = {i.name: i for i in model.graph.input}
     symbols: dict[str, str] = {}  # the exporter's symbol -> the spec dim it stands for
+    unused: list[str] = []
+    consumed = {name for node in model.graph.node for name in node.input}
+    consumed |= {o.name for o in model.graph.output}
     for inp in spec.inputs:
+        if inp.name not in graph_inputs or inp.name not in consumed:
+            unused.append(inp.name)
         if inp.name not in graph_inputs:
-            # An input the model ignores is dropped by the exporter; it is still validated
-            # by the runtime, but there is nothing to name in the graph.
             continue
         dims = graph_inputs[inp.name].type.tensor_type.shape.dim
         if len(dims) != len(inp.shape):
@@ -203,6 +227,7 @@ def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> None:
         onnx.save(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
     else:
         onnx.save(model, str(path))
+    return unused
 
 
 def _parameter_bytes(module: torch.nn.Module) -> int:

@@ -52,6 +52,7 @@ class ParityRow:
     rtol: float
     passed: bool
     error: str | None = None
+    failed_in: str | None = None  # "pytorch" or "onnxruntime" when one of them raised
 
 
 @dataclass
@@ -156,17 +157,17 @@ def run_parity(
         feed = spec.sample_feed(point, seed=config.seed + k)
         shapes = {n: list(v.shape) for n, v in feed.items()}
         if progress:
-            progress(f"parity {name}: {_format_shapes(shapes)}")
+            progress(f"parity {name}: {format_shapes(shapes)}")
         try:
             expected = torch_outputs(module, feed)
         except Exception as e:  # the eager model itself cannot run at this point of the spec
-            message = f"PyTorch fails here: {type(e).__name__}: {_last_line(e)}"
-            report.rows.extend(_error_rows(name, shapes, spec, message))
+            message = f"{type(e).__name__}: {_last_line(e)}"
+            report.rows.extend(_error_rows(name, shapes, spec, message, "pytorch"))
             continue
         try:
             actual = session.run(spec.output_names, {n: v for n, v in feed.items() if n in ort_inputs})
         except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
-            report.rows.extend(_error_rows(name, shapes, spec, f"onnxruntime: {_last_line(e)}"))
+            report.rows.extend(_error_rows(name, shapes, spec, _last_line(e), "onnxruntime"))
             continue
         for out, exp, act in zip(spec.output_names, expected, actual, strict=False):
             atol, rtol = tolerance(spec, out, exp.dtype, config)
@@ -183,12 +184,22 @@ def _last_line(e: BaseException) -> str:
     return lines[-1][:300] if lines else type(e).__name__
 
 
-def _error_rows(point: str, shapes: dict[str, list[int]], spec: ModelSpec, message: str) -> list[ParityRow]:
-    return [ParityRow(point, shapes, out, None, None, 0, 0, False, message) for out in spec.output_names]
+def _error_rows(
+    point: str, shapes: dict[str, list[int]], spec: ModelSpec, message: str, failed_in: str
+) -> list[ParityRow]:
+    return [
+        ParityRow(point, shapes, out, None, None, 0, 0, False, message, failed_in)
+        for out in spec.output_names
+    ]
 
 
-def _format_shapes(shapes: Mapping[str, list[int]]) -> str:
+def format_shapes(shapes: Mapping[str, list[int]]) -> str:
     return ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in shapes.items())
+
+
+def _failure_cell(row: ParityRow) -> str:
+    where = {"pytorch": "PyTorch raised ", "onnxruntime": "onnxruntime raised "}.get(row.failed_in or "", "")
+    return f"FAIL: {where}{row.error}" if row.error else "FAIL"
 
 
 def format_report(report: ParityReport) -> str:
@@ -199,12 +210,12 @@ def format_report(report: ParityReport) -> str:
         lines.append(
             (
                 r.point,
-                _format_shapes(r.shapes),
+                format_shapes(r.shapes),
                 r.output,
                 "-" if r.max_abs is None else f"{r.max_abs:.3g}",
                 "-" if r.max_rel is None else f"{r.max_rel:.3g}",
                 f"{r.atol:g}+{r.rtol:g}*|ref|",
-                "ok" if r.passed else f"FAIL{': ' + r.error if r.error else ''}",
+                "ok" if r.passed else _failure_cell(r),
             )
         )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import onnx
 
-from mmexport.errors import ParityError
+from mmexport.errors import MmexportError, ParityError
 from mmexport.export.loader import LoadedModel, load_model
-from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx
-from mmexport.export.parity import ParityConfig, ParityReport, run_parity
-from mmexport.files import prepare_output, publish, sha256_file, staging_dir
+from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx, normalize_dims
+from mmexport.export.parity import ParityConfig, ParityReport, format_shapes, run_parity
+from mmexport.files import output_folder, publish, sha256_file, staging_dir
 from mmexport.manifest import Manifest, package_versions
-from mmexport.spec import ModelSpec
+from mmexport.spec import INT_DTYPES, ModelSpec
 
 Progress = Callable[[str], None]
 
@@ -45,38 +45,58 @@ def to_onnx(
     say = progress or (lambda _msg: None)
     export = export or ExportConfig()
     parity = parity or ParityConfig()
-    output = prepare_output(output)
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    loaded = load_model(reference, spec)
-    seconds["load"] = time.perf_counter() - t0
-    say(f"exporting {loaded.name} with torch.onnx ({export.exporter}, opset {export.opset})")
-    with staging_dir(output) as stage:
+    with output_folder(output) as output, staging_dir(output) as stage:
+        t0 = time.perf_counter()
+        loaded = load_model(reference, spec)
+        seconds["load"] = time.perf_counter() - t0
+        notes = _spec_notes(loaded.spec)
+        say(f"exporting {loaded.name} with torch.onnx ({export.exporter}, opset {export.opset})")
         staged = stage / output.name
         t0 = time.perf_counter()
         info = export_onnx(loaded.module, loaded.spec, staged, export)
         seconds["export"] = time.perf_counter() - t0
+        notes += [
+            f"input {name!r} is not used by the model: no node of the graph reads it"
+            for name in info.unused_inputs
+        ]
         t0 = time.perf_counter()
         report = run_parity(loaded.module, staged, loaded.spec, parity, say)
-        seconds["parity"] = time.perf_counter() - t0
         if not report.passed:
             raise ParityError(_failure_message(report), report=report)
-        notes: list[str] = []
         simplified = False
         if simplify:
-            simplified, note = _try_simplify(loaded, staged, parity, say)
+            simplified, note, slim_report = _try_simplify(loaded, staged, parity, say)
             notes.append(note)
-            if simplified:
-                report = run_parity(loaded.module, staged, loaded.spec, parity)
+            report = slim_report or report
+        seconds["parity"] = time.perf_counter() - t0
         manifest = _manifest(loaded, info, staged, output, report, simplified)
         companions = (f"{output.name}.data",) if info.external_data else ()
         publish(staged, output, companions=companions)
-    manifest_file = manifest.write(output)
+        manifest_file = manifest.write(output)
     return ToOnnxResult(output, manifest_file, manifest, report, simplified, notes, seconds)
+
+
+def _spec_notes(spec: ModelSpec) -> list[str]:
+    """What the user should know about how the gate samples this spec."""
+    return [
+        f'input {i.name!r} ({i.dtype}) has no "range": the gate feeds it only 0 and 1; '
+        'add "range": [low, high) to the spec to cover its real values'
+        for i in spec.inputs
+        if i.dtype in INT_DTYPES and i.range is None
+    ]
 
 
 def _failure_message(report: ParityReport) -> str:
     bad = report.failures
+    in_torch = [r for r in bad if r.failed_in == "pytorch"]
+    if in_torch:
+        first = in_torch[0]
+        return (
+            f"the model itself fails in PyTorch at shape point {first.point} "
+            f"({format_shapes(first.shapes)}): {first.error}; the spec's dims allow sizes the "
+            "model does not support, narrow them; nothing written"
+        )
     worst = bad[0]
     what = worst.error or f"max abs diff {worst.max_abs:.3g}, max rel diff {worst.max_rel:.3g}"
     return (
@@ -85,8 +105,10 @@ def _failure_message(report: ParityReport) -> str:
     )
 
 
-def _try_simplify(loaded: LoadedModel, staged: Path, parity: ParityConfig, say: Progress) -> tuple[bool, str]:
-    """Replace the staged graph by onnxslim's, only if that one passes the gate too."""
+def _try_simplify(
+    loaded: LoadedModel, staged: Path, parity: ParityConfig, say: Progress
+) -> tuple[bool, str, ParityReport | None]:
+    """Replace the staged graph by onnxslim's, only if that one keeps the dims and passes the gate."""
     import onnxslim
 
     say("simplifying with onnxslim")
@@ -94,15 +116,18 @@ def _try_simplify(loaded: LoadedModel, staged: Path, parity: ParityConfig, say: 
     try:
         slim = onnxslim.slim(onnx.load(str(staged)))
         onnx.save(slim, str(candidate))
+        normalize_dims(candidate, loaded.spec, external=False)
+    except MmexportError as e:
+        return False, f"simplification discarded: {e}", None
     except Exception as e:  # onnxslim raises plain exceptions on graphs it cannot handle
-        return False, f"simplification skipped: onnxslim failed ({type(e).__name__}: {e})"
+        return False, f"simplification skipped: onnxslim failed ({type(e).__name__}: {e})", None
     report = run_parity(loaded.module, candidate, loaded.spec, parity)
     if not report.passed:
         candidate.unlink()
-        return False, "simplification discarded: the simplified graph failed the parity gate"
+        return False, "simplification discarded: the simplified graph failed the parity gate", None
     before, after = _node_count(staged), _node_count(candidate)
     candidate.replace(staged)
-    return True, f"simplified with onnxslim: {before} -> {after} nodes"
+    return True, f"simplified with onnxslim: {before} -> {after} nodes", report
 
 
 def _node_count(path: Path) -> int:
@@ -117,9 +142,12 @@ def _manifest(
     report: ParityReport,
     simplified: bool,
 ) -> Manifest:
+    import onnxruntime
+
     import mmexport
 
-    versions = package_versions("torch", "onnx", "onnxruntime", "onnxslim")
+    versions = package_versions("torch", "onnx", "onnxslim")
+    versions["onnxruntime"] = onnxruntime.__version__  # onnxruntime or onnxruntime-gpu
     return Manifest(
         kind="onnx",
         artifact=output.name,
@@ -133,9 +161,14 @@ def _manifest(
             "stage": "to-onnx",
             "exporter": info.exporter,
             "opset": info.opset,
-            "external_data": f"{output.name}.data" if info.external_data else None,
+            "external_data": _external_data(staged) if info.external_data else None,
             "simplified": simplified,
             "versions": versions,
         },
         validation={"parity": {"provider": "CPUExecutionProvider", **report.to_dict()}},
     )
+
+
+def _external_data(staged: Path) -> dict[str, str]:
+    data = staged.with_name(f"{staged.name}.data")
+    return {"file": data.name, "sha256": sha256_file(data)}

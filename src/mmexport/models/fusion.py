@@ -28,16 +28,14 @@ from mmexport.models.layers import (
     masked_mean,
     padding_bias,
 )
-from mmexport.models.task_spec import AUDIO_INPUT, DIMS, IMAGE_INPUT, TOKENS_INPUT, task_spec
-
-DESCRIPTION = "Image, text and audio encoders fused by cross-modal attention (default model)"
+from mmexport.models.task_spec import DIMS, FUSION_SPEC
 
 WEIGHTS = Path(__file__).parent / "weights" / "fusion.pt"
 
 MAX_SEQ = DIMS["seq"]["max"]
 """Length of the learned position table (the seq dim's max)."""
 
-SPEC: dict = task_spec([IMAGE_INPUT, TOKENS_INPUT, AUDIO_INPUT], "logits", LABELS)
+SPEC: dict = FUSION_SPEC
 
 
 class FusionModel(nn.Module):

@@ -1,18 +1,18 @@
 """The registry of built-in reference models.
 
-Each entry names a module in ``mmexport.models`` that defines ``SPEC`` (the spec in JSON form),
-``DESCRIPTION`` and ``build(pretrained=True) -> torch.nn.Module``. Modules are imported on
-first use, so listing names needs no torch.
+Each entry holds the model's description and spec (numpy-only data, so listing models needs no
+torch) and names the module whose ``build(pretrained=True) -> torch.nn.Module`` makes it; that
+module is imported on first build.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmexport.errors import ModelLoadError
+from mmexport.models.task_spec import FUSION_SPEC, SEED_SPEC
 from mmexport.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -27,28 +27,32 @@ class BuiltinModel:
 
     name: str
     module: str
-
-    @cached_property
-    def _module(self):
-        return importlib.import_module(self.module)
-
-    @property
-    def description(self) -> str:
-        return self._module.DESCRIPTION
+    description: str
+    spec_data: dict[str, Any]
 
     @property
     def spec(self) -> ModelSpec:
-        return ModelSpec.from_dict(self._module.SPEC)
+        return ModelSpec.from_dict(self.spec_data)
 
     def build(self, pretrained: bool = True) -> torch.nn.Module:
-        return self._module.build(pretrained=pretrained)
+        return importlib.import_module(self.module).build(pretrained=pretrained)
 
 
 _REGISTRY: dict[str, BuiltinModel] = {
     m.name: m
     for m in (
-        BuiltinModel("fusion", "mmexport.models.fusion"),
-        BuiltinModel("seed", "mmexport.models.seed"),
+        BuiltinModel(
+            "fusion",
+            "mmexport.models.fusion",
+            "Image, text and audio encoders fused by cross-modal attention (default model)",
+            FUSION_SPEC,
+        ),
+        BuiltinModel(
+            "seed",
+            "mmexport.models.seed",
+            "CNN image + GRU text encoders fused by concatenation; answers colour/shape questions",
+            SEED_SPEC,
+        ),
     )
 }
 

@@ -13,13 +13,11 @@ from torch import nn
 
 from mmexport.data.synthetic import IMAGE_LABELS, PAD_ID, VOCAB
 from mmexport.models.layers import ConvBlock2d, last_valid
-from mmexport.models.task_spec import IMAGE_INPUT, TOKENS_INPUT, task_spec
-
-DESCRIPTION = "CNN image + GRU text encoders fused by concatenation; answers colour/shape questions"
+from mmexport.models.task_spec import SEED_SPEC
 
 WEIGHTS = Path(__file__).parent / "weights" / "seed.pt"
 
-SPEC: dict = task_spec([IMAGE_INPUT, TOKENS_INPUT], "probs", IMAGE_LABELS)
+SPEC: dict = SEED_SPEC
 
 
 class SeedModel(nn.Module):

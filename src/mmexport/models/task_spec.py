@@ -7,8 +7,10 @@ from typing import Any
 
 from mmexport.data.synthetic import (
     HOP_LENGTH,
+    IMAGE_LABELS,
     IMAGE_MEAN,
     IMAGE_STD,
+    LABELS,
     N_FFT,
     N_MELS,
     PAD_ID,
@@ -61,3 +63,7 @@ def task_spec(inputs: list[dict[str, Any]], output: str, labels: list[str]) -> d
         "outputs": [{"name": output, "labels": list(labels)}],
         "dims": {name: dict(value) for name, value in DIMS.items() if name in used},
     }
+
+
+SEED_SPEC = task_spec([IMAGE_INPUT, TOKENS_INPUT], "probs", IMAGE_LABELS)
+FUSION_SPEC = task_spec([IMAGE_INPUT, TOKENS_INPUT, AUDIO_INPUT], "logits", LABELS)

@@ -1,0 +1,68 @@
+"""What to-onnx tells the user besides pass/fail, and what it leaves on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TINY_FILE
+from mmexport.errors import ArtifactError, ModelLoadError, ParityError
+from mmexport.export import ParityConfig, to_onnx
+from mmexport.manifest import read_manifest
+from tiny_models import TINY_SPEC
+
+QUICK = ParityConfig(random_points=0)
+
+
+def test_a_spec_wider_than_the_model_supports_is_named(tmp_path):
+    with pytest.raises(ParityError) as info:
+        to_onnx(f"{TINY_FILE}:short_text_only", tmp_path / "m.onnx", parity=QUICK)
+    message = str(info.value)
+    assert message.startswith("the model itself fails in PyTorch at shape point max")
+    assert "tokens=4x12" in message and "ValueError: at most 8 tokens" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_notes_for_unranged_integers_and_unused_inputs(tmp_path):
+    data = json.loads(json.dumps(TINY_SPEC))
+    del data["inputs"][1]["range"]
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(data))
+    result = to_onnx(f"{TINY_FILE}:ignores_text", tmp_path / "m.onnx", spec=spec_file, parity=QUICK)
+    assert any("input 'tokens' (int64) has no \"range\"" in n for n in result.notes)
+    assert any("input 'tokens' is not used by the model" in n for n in result.notes)
+
+
+def test_a_factory_file_imports_modules_beside_it(tmp_path):
+    (tmp_path / "my_layers.py").write_text("from tiny_models import TinyFusion\n")
+    (tmp_path / "net.py").write_text(
+        "from my_layers import TinyFusion\n"
+        "from tiny_models import TINY_SPEC as MMEXPORT_SPEC\n"
+        "def build():\n    return TinyFusion().eval()\n"
+    )
+    result = to_onnx(f"{tmp_path / 'net.py'}:build", tmp_path / "out" / "m.onnx", parity=QUICK)
+    assert result.parity.passed
+
+
+def test_a_failed_run_removes_the_folders_it_created(tmp_path):
+    with pytest.raises(ModelLoadError):
+        to_onnx("nope.py:build", tmp_path / "new" / "deeper" / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reexport_as_one_file_removes_stale_external_data(tmp_path):
+    out = tmp_path / "m.onnx"
+    (tmp_path / "m.onnx.data").write_bytes(b"old weights")
+    to_onnx(f"{TINY_FILE}:tiny", out, parity=QUICK)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+def test_a_manifest_with_a_broken_spec_names_the_file(tmp_path):
+    out = tmp_path / "m.onnx"
+    to_onnx(f"{TINY_FILE}:tiny", out, parity=QUICK)
+    manifest = json.loads((tmp_path / "m.onnx.json").read_text())
+    manifest["spec"]["dims"]["seq"]["min"] = 99
+    (tmp_path / "m.onnx.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"m\.onnx\.json: holds an invalid spec: spec dim 'seq'"):
+        read_manifest(out)
