@@ -1,7 +1,7 @@
 """Export time, and onnxruntime-CPU vs eager-PyTorch latency at the opt point, per built-in model.
 
     python benchmarks/export_latency.py                  # both built-in models, Markdown table
-    python benchmarks/export_latency.py --json out.json  # also the raw figures
+    python benchmarks/export_latency.py --json benchmarks/results/export_latency.json
 
 Latency is measured interleaved (one PyTorch call, one onnxruntime call, repeated) so that
 machine drift hits both alike; the ratio column is what to compare across machines.
@@ -118,14 +118,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = [measure(m, args.iterations, args.warmup, args.threads) for m in args.models]
+    environment = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "iterations": args.iterations,
+    }
     print(
-        f"machine: {cpu_name()}, {os.cpu_count()} cores; "
-        f"torch {torch.__version__}, onnxruntime {ort.__version__}; {args.threads} threads; "
+        f"machine: {environment['cpu']}, {environment['cores']} cores; torch {environment['torch']}, "
+        f"onnxruntime {environment['onnxruntime']}; {args.threads} threads; "
         f"{args.iterations} interleaved iterations"
     )
     print(markdown(rows))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps({"environment": environment, "models": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
