@@ -7,6 +7,7 @@ Artifacts are built in a staging folder beside their final path, then moved into
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
@@ -70,12 +71,46 @@ def output_folder(path: str | Path) -> Iterator[Path]:
         raise
 
 
+STAGING_SUFFIX = ".staging"
+
+
+def remove_abandoned_staging(final_path: Path) -> list[Path]:
+    """Remove staging folders for ``final_path`` left by processes that no longer run."""
+    removed = []
+    prefix = f".{final_path.name}."
+    for entry in final_path.parent.glob(f"{glob.escape(prefix)}*{STAGING_SUFFIX}"):
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if entry.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
 @contextmanager
 def staging_dir(final_path: str | Path) -> Iterator[Path]:
-    """A temporary folder beside ``final_path``, removed afterwards whatever happens."""
+    """A temporary folder beside ``final_path``, removed afterwards whatever happens.
+
+    Its name carries this process's id, so that the folders of runs that were killed (and could
+    not clean up) are recognised and removed by the next run for the same output.
+    """
     final_path = Path(final_path)
+    remove_abandoned_staging(final_path)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", suffix=".staging", dir=final_path.parent))
+        tmp = Path(
+            tempfile.mkdtemp(
+                prefix=f".{final_path.name}.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=final_path.parent
+            )
+        )
     except OSError as e:
         raise ArtifactError(str(final_path.parent), f"cannot write here: {e.strerror}") from e
     try:

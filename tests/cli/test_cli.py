@@ -161,3 +161,16 @@ def test_interrupted_export_leaves_nothing(runner, tmp_path, monkeypatch):
     assert result.exit_code == 130
     assert "interrupted; nothing was written" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_errors_are_json_on_stdout(runner, tmp_path):
+    from conftest import TINY_FILE
+
+    out = tmp_path / "cheat.onnx"
+    args = ["to-onnx", f"{TINY_FILE}:cheater", "-o", str(out), "--random-points", "0", "--json", "-q"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1
+    failure = json.loads(result.stdout)
+    assert failure["type"] == "ParityError" and failure["parity"]["passed"] is False
+    missing = json.loads(runner.invoke(cli, ["inspect", "nothing.onnx", "--json"]).stdout)
+    assert missing == {"error": "nothing.onnx: does not exist", "type": "ArtifactError"}

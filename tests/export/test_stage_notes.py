@@ -66,3 +66,37 @@ def test_a_manifest_with_a_broken_spec_names_the_file(tmp_path):
     (tmp_path / "m.onnx.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=r"m\.onnx\.json: holds an invalid spec: spec dim 'seq'"):
         read_manifest(out)
+
+
+def test_staging_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    abandoned = tmp_path / f".m.onnx.{int(dead.stdout)}.abc123.staging"
+    abandoned.mkdir()
+    (abandoned / "m.onnx").write_bytes(b"half written")
+    to_onnx(f"{TINY_FILE}:tiny", tmp_path / "m.onnx", parity=QUICK)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_export_leaves_nothing_valid_and_a_rerun_succeeds(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.onnx"
+    cmd = [sys.executable, "-m", "mmexport.cli", "to-onnx", f"{TINY_FILE}:tiny", "-o", str(out), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".m.onnx.*.staging")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and not (tmp_path / "m.onnx.json").exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]

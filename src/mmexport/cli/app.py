@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import click
 
 from mmexport import __version__
+from mmexport.cli.options import JSON_OUTPUT
 from mmexport.errors import MmexportError, ParityError
 
 EXIT_USER_ERROR = 1
@@ -24,11 +26,17 @@ class MmexportGroup(click.Group):
         except MmexportError as e:
             if ctx.meta.get("mmexport.debug"):
                 raise
-            if isinstance(e, ParityError) and e.report is not None:
+            report = e.report if isinstance(e, ParityError) else None
+            if report is not None:
                 from mmexport.export.parity import format_report
 
-                click.echo(format_report(e.report), err=True)
+                click.echo(format_report(report), err=True)
             click.secho(f"error: {e}", err=True, fg="red")
+            if ctx.meta.get(JSON_OUTPUT):
+                failure = {"error": str(e), "type": type(e).__name__}
+                if report is not None:
+                    failure["parity"] = report.to_dict()
+                click.echo(json.dumps(failure, indent=2))
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was written", err=True)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mmexport.cli.options import json_option
 from mmexport.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Seed of the random shape points and inputs.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option("Print the result (or the error) as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def to_onnx_cmd(
     model: str | None,
@@ -90,6 +91,8 @@ def to_onnx_cmd(
     quiet: bool,
 ) -> None:
     """Export MODEL to ONNX with the spec's dims dynamic, and refuse it unless it matches PyTorch.
+
+    With --json, the result (or the error, with the parity table) is printed as JSON on stdout.
 
     MODEL is a built-in name (default: the default built-in model), package.module:factory, or
     path/to/file.py:factory, where factory() returns a torch.nn.Module. Loading a factory runs

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from mmexport.cli.options import json_option
+
 
 @click.command("inspect")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@json_option()
 def inspect_cmd(artifact: Path, as_json: bool) -> None:
     """Show an artifact's inputs (modalities, dynamic ranges), outputs, precision and ops.
 
@@ -24,7 +26,7 @@ def inspect_cmd(artifact: Path, as_json: bool) -> None:
 
 
 @click.command("models")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@json_option()
 def models_cmd(as_json: bool) -> None:
     """List the built-in models (the first is the default)."""
     from mmexport.models import DEFAULT_MODEL, builtin_names, get_builtin

@@ -1,0 +1,5 @@
+"""``python -m mmexport.cli``: the same as the ``mmexport`` command."""
+
+from mmexport.cli.app import main
+
+main()
