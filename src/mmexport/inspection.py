@@ -93,9 +93,9 @@ def _with_spec(entry: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
 
 
 def _manifest_summary(manifest: Manifest, sha: str) -> dict[str, Any]:
-    parity = manifest.validation.get("parity")
-    parity = parity if isinstance(parity, dict) else {}
-    rows = parity.get("rows") if isinstance(parity.get("rows"), list) else []
+    found = manifest.validation.get("parity")
+    parity: dict[str, Any] = found if isinstance(found, dict) else {}
+    rows: list[Any] = parity["rows"] if isinstance(parity.get("rows"), list) else []
     return {
         "kind": manifest.kind,
         "precision": manifest.precision,

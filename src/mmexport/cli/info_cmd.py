@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,7 +32,7 @@ def models_cmd(as_json: bool) -> None:
     """List the built-in models (the first is the default)."""
     from mmexport.models import DEFAULT_MODEL, builtin_names, get_builtin
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in builtin_names():
         entry = get_builtin(name)
         spec = entry.spec

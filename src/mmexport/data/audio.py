@@ -68,6 +68,6 @@ def log_mel(
     segments = x[..., index] * window  # [..., frames, n_fft]
     spectrum = np.fft.rfft(segments, n=n_fft, axis=-1)
     power = spectrum.real**2 + spectrum.imag**2  # [..., frames, freqs]
-    bank = mel_filterbank(sample_rate, n_fft, n_mels).astype(dtype)
-    mel = power @ bank.T  # [..., frames, n_mels]
+    bank = np.asarray(mel_filterbank(sample_rate, n_fft, n_mels), dtype=dtype)
+    mel = np.matmul(power, bank.T)  # [..., frames, n_mels]
     return np.log(mel + LOG_FLOOR).swapaxes(-1, -2).astype(np.float32)

@@ -196,9 +196,9 @@ class SyntheticTask:
     def _images(self, colour: np.ndarray, shape: np.ndarray, height: int, width: int) -> np.ndarray:
         rng = self._rng
         n = colour.shape[0]
-        radius = rng.uniform(0.12, 0.3, n) * min(height, width)
-        cx = rng.uniform(radius, np.maximum(radius, width - radius))
-        cy = rng.uniform(radius, np.maximum(radius, height - radius))
+        radius = np.asarray(rng.uniform(0.12, 0.3, n) * min(height, width))
+        cx = np.asarray(rng.uniform(radius, np.maximum(radius, width - radius)))
+        cy = np.asarray(rng.uniform(radius, np.maximum(radius, height - radius)))
         flip = np.where(rng.random(n) < 0.5, -1.0, 1.0)
         yy = (np.arange(height, dtype=np.float32) + 0.5)[None, :, None]
         xx = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]
@@ -253,10 +253,10 @@ class SyntheticTask:
         num_samples = SAMPLE_RATE if frames is None else (frames - 1) * HOP_LENGTH
         num_samples = max(num_samples, 1)
         bounds = np.asarray(_PITCH_HZ)[pitch]
-        freq = rng.uniform(bounds[:, 0], bounds[:, 1])
-        amplitude = rng.uniform(0.1, 0.8, n)
-        phase = rng.uniform(0.0, 2.0 * math.pi, n)
-        sigma = rng.uniform(0.01, 0.1, n)
+        freq = np.asarray(rng.uniform(bounds[:, 0], bounds[:, 1]))
+        amplitude = np.asarray(rng.uniform(0.1, 0.8, n))
+        phase = np.asarray(rng.uniform(0.0, 2.0 * math.pi, n))
+        sigma = np.asarray(rng.uniform(0.01, 0.1, n))
         t = (np.arange(num_samples) / SAMPLE_RATE)[None]
         angle = (2.0 * math.pi * freq[:, None] * t + phase[:, None]).astype(np.float32)
         wave = amplitude[:, None].astype(np.float32) * np.sin(angle)
