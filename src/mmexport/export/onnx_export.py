@@ -176,11 +176,13 @@ def _export_torchscript(
         i.name: {axis: d for axis, d in enumerate(i.shape) if d in dynamic}
         for i in (spec.input(n) for n in inputs)
     }
+    # torch before 2.5 has no dynamo= and exports with TorchScript anyway
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     torch.onnx.export(
         module,
         tuple(inputs.values()),
         str(path),
-        dynamo=False,
+        **legacy,
         input_names=list(inputs),
         output_names=spec.output_names,
         dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
