@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -177,7 +178,9 @@ def _export_torchscript(
         for i in (spec.input(n) for n in inputs)
     }
     # torch before 2.5 has no dynamo= and exports with TorchScript anyway
-    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    legacy: dict[str, Any] = (
+        {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    )
     torch.onnx.export(
         module,
         tuple(inputs.values()),
