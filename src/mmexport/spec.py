@@ -15,7 +15,7 @@ This module needs numpy only.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,10 +218,6 @@ class ModelSpec:
         """Random, valid inputs at ``point``: normal floats, integers inside each input's range."""
         rng = np.random.default_rng(seed)
         return {i.name: _sample(i, i.concrete_shape(point), rng) for i in self.inputs}
-
-    def iter_feeds(self, points: list[ShapePoint], seed: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        for k, p in enumerate(points):
-            yield self.sample_feed(p, seed=seed + k)
 
 
 def _sample(spec: InputSpec, shape: Shape, rng: np.random.Generator) -> np.ndarray:

@@ -13,7 +13,6 @@ from mmexport import __version__
 from mmexport.cli.options import JSON_OUTPUT
 from mmexport.errors import MmexportError, ParityError
 
-EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 
 from mmexport.errors import ExportError, FrozenDimError, SpecError
 from mmexport.export.loader import forward_order
-from mmexport.export.parity import flatten_outputs
+from mmexport.export.parity import NotTensorsError, torch_outputs
 from mmexport.spec import ModelSpec
 
 # Opset 18: the lowest opset torch's dynamo exporter emits, and one that every TensorRT
@@ -57,28 +58,19 @@ class ExportInfo:
     """Spec inputs the model never reads (absent from the graph, or read by no node)."""
 
 
-def example_inputs(module: torch.nn.Module, spec: ModelSpec) -> dict[str, torch.Tensor]:
-    """Inputs at the opt point (dynamic dims >= 2), in forward()'s parameter order."""
-    feed = spec.sample_feed(spec.example_point(), seed=0)
-    return {n: torch.from_numpy(feed[n]) for n in forward_order(module, spec)}
-
-
-def check_outputs(module: torch.nn.Module, spec: ModelSpec, inputs: dict[str, torch.Tensor]) -> None:
+def check_outputs(module: torch.nn.Module, spec: ModelSpec, feed: dict[str, np.ndarray]) -> None:
     """Run the model once in eager mode: it must run and return as many tensors as the spec names."""
     try:
-        with torch.inference_mode():
-            result = module(**inputs)
+        outputs = torch_outputs(module, feed)
+    except NotTensorsError as e:
+        raise ExportError(f"{e}; forward() must return a tensor, or a tuple/list/dict of tensors") from e
     except Exception as e:
-        shapes = ", ".join(f"{n}={list(t.shape)}" for n, t in inputs.items())
+        shapes = ", ".join(f"{n}={list(v.shape)}" for n, v in feed.items())
         raise ExportError(
             f"the model fails in PyTorch on the spec's example inputs ({shapes}): "
             f"{type(e).__name__}: {_first_line(e)}",
             hint="check the spec's shapes and dtypes against the model",
         ) from e
-    try:
-        outputs = flatten_outputs(result)
-    except TypeError as e:
-        raise ExportError(f"{e}; forward() must return a tensor, or a tuple/list/dict of tensors") from e
     if len(outputs) != len(spec.outputs):
         raise SpecError(
             f"the model returns {len(outputs)} tensor(s) but the spec names {len(spec.outputs)} "
@@ -91,8 +83,10 @@ def export_onnx(
 ) -> ExportInfo:
     """Export ``module`` to ``path`` and make every dynamic dim of the spec symbolic and named."""
     config = config or ExportConfig()
-    inputs = example_inputs(module, spec)
-    check_outputs(module, spec, inputs)
+    # the opt point with dynamic dims >= 2, in forward()'s parameter order
+    feed = spec.sample_feed(spec.example_point(), seed=0)
+    check_outputs(module, spec, feed)
+    inputs = {n: torch.from_numpy(feed[n]) for n in forward_order(module, spec)}
     external = _parameter_bytes(module) > SINGLE_FILE_LIMIT
     with _quiet() as log:
         try:
@@ -277,7 +271,7 @@ def _explain(e: BaseException) -> str:
         text = str(err)
         for line in text.splitlines():
             line = line.strip()
-            if "Not all values of" in line or "must be specialized" in line or "specialized" in line:
+            if "Not all values of" in line or "specialized" in line:
                 return f"a dynamic dim conflicts with the model: {line[:300]}"
     root = chain[-1]
     return f"{type(root).__name__}: {_first_line(root)}"

@@ -125,6 +125,10 @@ def torch_outputs(module: torch.nn.Module, feed: Mapping[str, np.ndarray]) -> li
     return [t.detach().cpu().numpy() for t in flatten_outputs(result)]
 
 
+class NotTensorsError(TypeError):
+    """forward() returned something other than tensors (or containers of them)."""
+
+
 def flatten_outputs(result: Any) -> list[torch.Tensor]:
     if isinstance(result, torch.Tensor):
         return [result]
@@ -132,7 +136,7 @@ def flatten_outputs(result: Any) -> list[torch.Tensor]:
         return [t for v in result.values() for t in flatten_outputs(v)]
     if isinstance(result, Sequence):
         return [t for v in result for t in flatten_outputs(v)]
-    raise TypeError(f"the model returned a {type(result).__name__}, not tensors")
+    raise NotTensorsError(f"the model returned a {type(result).__name__}, not tensors")
 
 
 def run_parity(
