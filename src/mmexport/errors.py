@@ -85,3 +85,37 @@ class MissingDependencyError(MmexportError):
             f"{purpose} needs the Python package {package!r}, which is not installed",
             hint=f"pip install 'mmexport[{extra}]'",
         )
+
+
+class InputError(MmexportError):
+    """A feed that breaks the spec: a missing or unknown input, a wrong type, dtype, rank or dim.
+
+    ``input`` names the input; ``dim`` the named dim (or the axis as ``"axis N"`` for a fixed one);
+    ``expected`` and ``actual`` the values compared, for code that reacts to the failure.
+    """
+
+    def __init__(
+        self,
+        input: str | None,
+        message: str,
+        *,
+        dim: str | None = None,
+        axis: int | None = None,
+        expected: Any = None,
+        actual: Any = None,
+        hint: str | None = None,
+    ) -> None:
+        self.input = input
+        self.dim = dim
+        self.axis = axis
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"input {input!r}: {message}" if input is not None else message, hint=hint)
+
+
+class BackendError(MmexportError):
+    """A runtime backend or execution provider that is unknown, unavailable, or fails to run."""
+
+    def __init__(self, backend: str, message: str, *, hint: str | None = None) -> None:
+        self.backend = backend
+        super().__init__(f"{backend}: {message}", hint=hint)

@@ -1,0 +1,26 @@
+"""Run mmexport artifacts: ``Session(path).run(feeds)``, strict about inputs, small and fast.
+
+Needs numpy and a backend library (onnxruntime) only: no torch, no click.
+
+    from mmexport.runtime import Session
+    session = Session("model.onnx")                 # reads model.onnx.json for the spec
+    outputs = session.run({"image": image, "tokens": tokens, "audio": audio})
+"""
+
+from mmexport.errors import BackendError, InputError
+from mmexport.runtime.backends import Backend, BackendConfig, TensorInfo, backend_names, register_backend
+from mmexport.runtime.session import Session
+from mmexport.runtime.validation import FeedValidator, can_cast_losslessly
+
+__all__ = [
+    "Backend",
+    "BackendConfig",
+    "BackendError",
+    "FeedValidator",
+    "InputError",
+    "Session",
+    "TensorInfo",
+    "backend_names",
+    "can_cast_losslessly",
+    "register_backend",
+]

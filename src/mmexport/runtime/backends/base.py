@@ -1,0 +1,72 @@
+"""The one interface every runtime backend implements, and the settings it receives.
+
+A backend only loads an artifact and runs already-validated feeds: input checks happen once,
+in ``Session``, before any backend sees the data (as Polygraphy's ``BaseRunner`` does).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """What a caller may ask of any backend; each backend reads what applies to it.
+
+    ``device`` is ``"cpu"`` or ``"cuda"`` (``device_id`` picks the GPU); ``provider`` selects
+    onnxruntime's execution provider (``"cpu"``, ``"cuda"``, ``"tensorrt"``; None follows
+    ``device``); ``threads`` caps intra-op CPU threads (None: the library's default);
+    ``cache_dir`` is where TensorRT engines are cached (None: ``<artifact>.trt-cache`` beside it).
+    """
+
+    device: str = "cpu"
+    device_id: int = 0
+    provider: str | None = None
+    threads: int | None = None
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output as the loaded artifact declares it; None or a name for dynamic axes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+
+
+class Backend(abc.ABC):
+    """Loads one artifact and runs feeds on it. Implementations must allow concurrent ``run`` calls."""
+
+    name: str = "?"
+
+    @abc.abstractmethod
+    def __init__(self, path: Path, spec: ModelSpec | None, config: BackendConfig) -> None:
+        """Load ``path``; ``spec`` (None without a manifest) may shape options such as profiles."""
+
+    @abc.abstractmethod
+    def inputs(self) -> list[TensorInfo]:
+        """The artifact's inputs, in its own order."""
+
+    @abc.abstractmethod
+    def outputs(self) -> list[TensorInfo]:
+        """The artifact's outputs, in its own order."""
+
+    @abc.abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run validated host feeds; every output, copied to host memory, by name."""
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, device, provider and library version, for reports."""
+        return {"backend": self.name}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds (device memory, sessions)."""

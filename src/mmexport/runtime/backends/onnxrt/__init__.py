@@ -1,0 +1,1 @@
+"""The onnxruntime backend: CPU, CUDA (I/O binding) and TensorRT execution providers."""

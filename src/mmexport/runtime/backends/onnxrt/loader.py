@@ -1,0 +1,112 @@
+"""Open an onnxruntime ``InferenceSession`` with the execution provider a ``BackendConfig`` asks for.
+
+The TensorRT execution provider gets its optimization profile from the spec (every input at the
+min / opt / max corner) and an engine cache, so that engines are built once, not per process.
+onnxruntime falls back to the CPU when a provider cannot start; we refuse instead, so that a
+benchmark never reports CPU figures under a GPU name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmexport.errors import ArtifactError, BackendError, MissingDependencyError
+from mmexport.runtime.backends.base import BackendConfig
+from mmexport.spec import ModelSpec
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "cpu", "running ONNX artifacts") from None
+    return onnxruntime
+
+
+def resolve_provider(config: BackendConfig) -> str:
+    """``cpu``, ``cuda`` or ``tensorrt``: the config's provider, else the one its device implies."""
+    provider = config.provider or ("cuda" if config.device == "cuda" else "cpu")
+    if provider not in PROVIDERS:
+        raise BackendError(
+            "onnxruntime", f"unknown execution provider {provider!r}", hint=f"one of {', '.join(PROVIDERS)}"
+        )
+    if (provider == "cpu") != (config.device == "cpu"):
+        raise BackendError(
+            "onnxruntime",
+            f"provider {provider!r} does not run on device {config.device!r}",
+            hint="cpu runs on device cpu; cuda and tensorrt on device cuda",
+        )
+    return provider
+
+
+def profile_options(spec: ModelSpec) -> dict[str, str]:
+    """``trt_profile_{min,opt,max}_shapes`` as the TensorRT EP reads them: ``name:1x3x64x64,...``."""
+    out = {}
+    for corner in ("min", "opt", "max"):
+        point = spec.point(corner)
+        out[f"trt_profile_{corner}_shapes"] = ",".join(
+            f"{i.name}:{'x'.join(str(d) for d in i.concrete_shape(point))}" for i in spec.inputs
+        )
+    return out
+
+
+def provider_list(provider: str, path: Path, spec: ModelSpec | None, config: BackendConfig) -> list[Any]:
+    """The ``providers=`` argument: the chosen provider first, with its options, then fallbacks."""
+    cuda = ("CUDAExecutionProvider", {"device_id": config.device_id})
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if provider == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    cache = str(config.cache_dir or Path(f"{path}.trt-cache"))
+    trt: dict[str, Any] = {
+        "device_id": config.device_id,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+    }
+    if spec is not None:
+        trt.update(profile_options(spec))
+    return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
+
+
+def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> tuple[Any, str]:
+    """The session and the provider key it runs on; errors name what to install or fix."""
+    ort = import_onnxruntime()
+    provider = resolve_provider(config)
+    wanted = PROVIDERS[provider]
+    available = ort.get_available_providers()
+    if wanted not in available:
+        raise BackendError(
+            "onnxruntime",
+            f"{wanted} is not in this onnxruntime build (it has {', '.join(available)})",
+            hint="pip install 'mmexport[gpu]' (onnxruntime-gpu, instead of onnxruntime)",
+        )
+    options = ort.SessionOptions()
+    if config.threads is not None:
+        options.intra_op_num_threads = config.threads
+    try:
+        session = ort.InferenceSession(
+            str(path), options, providers=provider_list(provider, path, spec, config)
+        )
+    except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+        raise ArtifactError(str(path), f"onnxruntime cannot load it: {first_line(e)}") from e
+    if wanted not in session.get_providers():
+        raise BackendError(
+            "onnxruntime",
+            f"{wanted} could not start (see onnxruntime's log above); not falling back to "
+            f"{session.get_providers()[0]}",
+        )
+    return session, provider
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

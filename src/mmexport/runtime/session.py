@@ -1,0 +1,140 @@
+"""``Session``: load an artifact and its manifest, validate feeds against the spec, run a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.errors import ArtifactError, BackendError
+from mmexport.files import sha256_file
+from mmexport.manifest import Manifest, read_manifest
+from mmexport.runtime.backends.base import Backend, BackendConfig
+from mmexport.runtime.backends.registry import find_backend, load_backend_class
+from mmexport.runtime.graph_spec import check_spec_matches, spec_from_graph
+from mmexport.runtime.validation import FeedValidator
+from mmexport.spec import InputSpec, ModelSpec, OutputSpec
+
+
+class Session:
+    """One loaded artifact, ready to run feeds (``dict[str, numpy.ndarray]``).
+
+    ``backend``: ``"auto"`` (from the manifest's kind, else the file suffix), ``"onnxrt"``, or any
+    registered backend. ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``provider`` (onnxruntime):
+    ``"cpu"``, ``"cuda"`` or ``"tensorrt"`` (default: the device's). ``threads``: intra-op CPU
+    threads. ``cache_dir``: TensorRT engine cache (default ``<artifact>.trt-cache``).
+    ``verify_sha256``: also check the file against the manifest's hash (reads the whole file).
+
+    The spec comes from the manifest (``<artifact>.json``); without one, from the graph's inputs
+    (``spec_source == "graph"``: dtypes, ranks, fixed axes and shared dim names are checked, but
+    dims have no ranges).
+
+    Thread safety: ``run`` may be called from several threads at once on one Session; validation
+    keeps no state between calls and onnxruntime supports concurrent runs on one session (on
+    CUDA, each call binds its own I/O). Outputs are new arrays per call.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        backend: str = "auto",
+        device: str = "cpu",
+        *,
+        provider: str | None = None,
+        threads: int | None = None,
+        cache_dir: str | Path | None = None,
+        verify_sha256: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            problem = "does not exist" if not self.path.exists() else "is not a file"
+            raise ArtifactError(str(self.path), problem)
+        self.manifest: Manifest | None = read_manifest(self.path)
+        if verify_sha256 and self.manifest is not None and sha256_file(self.path) != self.manifest.sha256:
+            raise ArtifactError(str(self.path), "does not match the sha256 in its manifest (modified since?)")
+        entry = find_backend(backend, self.path, self.manifest.kind if self.manifest else None)
+        kind, device_id = _parse_device(device)
+        config = BackendConfig(
+            device=kind,
+            device_id=device_id,
+            provider=provider,
+            threads=threads,
+            cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        )
+        spec = self.manifest.spec if self.manifest else None
+        self._backend: Backend = load_backend_class(entry)(self.path, spec, config)
+        graph = spec_from_graph(self.path, self._backend.inputs(), self._backend.outputs())
+        if spec is not None:
+            check_spec_matches(self.path, spec, graph)
+        self.spec: ModelSpec = spec if spec is not None else graph
+        self.spec_source = "manifest" if spec is not None else "graph"
+        self.backend_name = entry.name
+        self._validate = FeedValidator(self.spec)
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        return self.spec.inputs
+
+    @property
+    def outputs(self) -> tuple[OutputSpec, ...]:
+        return self.spec.outputs
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.spec.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self._backend.outputs()]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate ``feeds`` against the spec (raising ``InputError``), run, return every output."""
+        return self._backend.run(self._validate(feeds))
+
+    def validate(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """What ``run`` checks, without running: the feeds as the backend would get them."""
+        return self._validate(feeds)
+
+    def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """On CUDA: feeds as device ``OrtValue`` (or host arrays), outputs left on the device."""
+        runner = getattr(self._backend, "run_on_device", None)
+        if runner is None:
+            raise BackendError(self.backend_name, "cannot keep outputs on the device")
+        shapes, dtypes = {}, {}
+        for name, value in feeds.items():
+            if isinstance(value, np.ndarray):
+                shapes[name], dtypes[name] = value.shape, value.dtype
+            else:  # an OrtValue
+                from mmexport.runtime.backends.onnxrt.runner import ort_dtype
+
+                shapes[name], dtypes[name] = tuple(value.shape()), np.dtype(ort_dtype(value.data_type()))
+        self._validate.check_meta(shapes, dtypes)
+        result: dict[str, Any] = runner(feeds)
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, provider, device and library, plus the artifact's precision, for reports."""
+        info = {"artifact": str(self.path), **self._backend.describe(), "spec_source": self.spec_source}
+        info["precision"] = self.manifest.precision if self.manifest else None
+        return info
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Session({str(self.path)!r}, backend={self.backend_name!r})"
+
+
+def _parse_device(device: str) -> tuple[str, int]:
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise BackendError("session", f"unknown device {device!r}", hint="cpu, cuda or cuda:N")
+    return kind, int(index or 0)
