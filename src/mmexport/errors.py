@@ -119,3 +119,34 @@ class BackendError(MmexportError):
     def __init__(self, backend: str, message: str, *, hint: str | None = None) -> None:
         self.backend = backend
         super().__init__(f"{backend}: {message}", hint=hint)
+
+
+class DataError(MmexportError):
+    """Calibration or evaluation data that cannot be read or does not fit the spec.
+
+    ``sample`` names the sample (or batch, or file) and ``field`` the input (or ``"label"``) at
+    fault; either is None when the error concerns the whole source.
+    """
+
+    def __init__(
+        self, message: str, *, sample: str | None = None, field: str | None = None, hint: str | None = None
+    ) -> None:
+        self.sample = sample
+        self.field = field
+        where = []
+        if sample is not None:
+            where.append(f"sample {sample!r}")
+        if field is not None:
+            where.append("label" if field == "label" else f"input {field!r}")
+        super().__init__(f"{' '.join(where) or 'data'}: {message}", hint=hint)
+
+
+class PrecisionError(MmexportError):
+    """A reduced-precision variant that fails its check against the FP32 model; nothing is written.
+
+    ``report`` is the :class:`mmexport.precision.accuracy.AccuracyReport` that failed.
+    """
+
+    def __init__(self, message: str, *, report: object = None, hint: str | None = None) -> None:
+        self.report = report
+        super().__init__(message, hint=hint)

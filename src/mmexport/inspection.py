@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmexport.errors import ArtifactError, MissingDependencyError
 from mmexport.files import sha256_file
 from mmexport.manifest import Manifest, read_manifest
+
+if TYPE_CHECKING:
+    import onnx
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -61,6 +64,14 @@ def _read_graph(path: Path) -> dict[str, Any]:
         "weight_dtypes": dict(weight_types),
         "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
+
+
+def model_precision(model: onnx.ModelProto) -> str:
+    """fp32, fp16, or int8-qdq for a loaded model."""
+    graph = model.graph
+    return detect_precision(
+        Counter(n.op_type for n in graph.node), Counter(_type_name(t.data_type) for t in graph.initializer)
+    )
 
 
 def detect_precision(ops: Counter[str], weight_types: Counter[str]) -> str:

@@ -11,7 +11,7 @@ import click
 
 from mmexport import __version__
 from mmexport.cli.options import JSON_OUTPUT
-from mmexport.errors import MmexportError, ParityError
+from mmexport.errors import MmexportError, ParityError, PrecisionError
 
 EXIT_INTERRUPTED = 130
 
@@ -30,11 +30,16 @@ class MmexportGroup(click.Group):
                 from mmexport.export.parity import format_report
 
                 click.echo(format_report(report), err=True)
+            precision_report = e.report if isinstance(e, PrecisionError) else None
+            if precision_report is not None and hasattr(precision_report, "to_markdown"):
+                click.echo(precision_report.to_markdown(), err=True)
             click.secho(f"error: {e}", err=True, fg="red")
             if ctx.meta.get(JSON_OUTPUT):
                 failure = {"error": str(e), "type": type(e).__name__}
                 if report is not None:
                     failure["parity"] = report.to_dict()
+                if precision_report is not None and hasattr(precision_report, "to_dict"):
+                    failure["accuracy"] = precision_report.to_dict()
                 click.echo(json.dumps(failure, indent=2))
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
@@ -64,6 +69,11 @@ def register() -> None:
     cli.add_command(export_cmd.to_onnx_cmd)
     cli.add_command(info_cmd.inspect_cmd)
     cli.add_command(info_cmd.models_cmd)
+    from mmexport.cli import precision_cmd
+
+    cli.add_command(precision_cmd.fp16_cmd)
+    cli.add_command(precision_cmd.calibrate_cmd)
+    cli.add_command(precision_cmd.accuracy_cmd)
 
 
 register()

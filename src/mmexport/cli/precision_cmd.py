@@ -1,0 +1,276 @@
+"""``mmexport fp16``, ``mmexport calibrate`` and ``mmexport accuracy``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mmexport.cli.options import json_option
+
+if TYPE_CHECKING:
+    from mmexport.precision.stages import StageResult
+
+_MODEL = click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+_DATA_HELP = (
+    "'synthetic' (built-in models), a folder of samples (sub-folders or index.jsonl), an .npz file "
+    "or folder of them, or file.py:make_feeds."
+)
+
+
+def _eval_options(f: Any) -> Any:
+    f = click.option(
+        "--eval-samples",
+        type=click.IntRange(min=1),
+        default=500,
+        show_default=True,
+        help="Evaluation samples.",
+    )(f)
+    return click.option(
+        "--eval-data",
+        default=None,
+        help="Evaluation data for the accuracy report (default: the built-in task's held-out split, "
+        "or random feeds from the spec). " + _DATA_HELP,
+    )(f)
+
+
+def _default_output(model: Path, suffix: str) -> Path:
+    return model.with_name(f"{model.stem}.{suffix}.onnx")
+
+
+def _say(quiet: bool) -> Any:
+    return (lambda _m: None) if quiet else (lambda m: click.echo(f"  {m}", err=True))
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+    tty = sys.stderr.isatty()
+    state = {"last": -1}
+
+    def show(done: int, total: int | None) -> None:
+        tenth = done * 10 // total if total else done
+        if tty:
+            click.echo(f"\r  calibrating: {done}/{total or '?'} samples", err=True, nl=False)
+        elif tenth != state["last"]:
+            click.echo(f"  calibrating: {done}/{total or '?'} samples", err=True)
+        state["last"] = tenth
+
+    return show
+
+
+def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]) -> None:
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if as_json:
+        payload = {"path": str(result.path), "accuracy": result.accuracy.to_dict(), "notes": result.notes}
+        click.echo(json.dumps({**payload, **extra, "seconds": result.seconds}, indent=2, default=str))
+        return
+    click.echo(result.accuracy.to_markdown())
+    click.echo(f"wrote {result.path} and {result.path.name}.json: {what}")
+
+
+@click.command("fp16")
+@_MODEL
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.fp16.onnx"
+)
+@click.option(
+    "--keep-fp32",
+    multiple=True,
+    metavar="OP_OR_NODE",
+    help="Keep matching op types or node names in FP32 (shell wildcards; repeatable).",
+)
+@click.option("--fp16-io", is_flag=True, help="FP16 inputs and outputs too (default: FP32 at the boundary).")
+@click.option("--data", default=None, help="Sample data for the overflow scan and the check. " + _DATA_HELP)
+@click.option(
+    "--min-cosine",
+    type=click.FloatRange(-1, 1),
+    default=0.99,
+    show_default=True,
+    help="Refuse the FP16 model if any sample's output cosine similarity to FP32 is lower.",
+)
+@_eval_options
+@json_option("Print the result (or the error) as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def fp16_cmd(
+    model: Path,
+    output: Path | None,
+    keep_fp32: tuple[str, ...],
+    fp16_io: bool,
+    data: str | None,
+    min_cosine: float,
+    eval_data: str | None,
+    eval_samples: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Convert an FP32 ONNX (from to-onnx) to FP16, keeping unsafe parts in FP32.
+
+    Kept in FP32: ops that overflow or lose precision in FP16 (Pow, Exp, Log, LayerNormalization,
+    sums of squares...), nodes whose activations on sample data come near the FP16 range, and
+    --keep-fp32 patterns. The FP16 model is compared with FP32 in onnxruntime before anything is
+    written, then evaluated (task accuracy for the built-in models).
+
+    \b
+    Examples:
+      mmexport fp16 model.onnx -o model.fp16.onnx
+      mmexport fp16 model.onnx --keep-fp32 Softmax --keep-fp32 'node_attn*'
+    """
+    from mmexport.precision.stages import Fp16Config, to_fp16
+
+    result = to_fp16(
+        model,
+        output or _default_output(model, "fp16"),
+        config=Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine),
+        data=data,
+        eval_data=eval_data,
+        eval_samples=eval_samples,
+        say=_say(quiet),
+    )
+    kept = result.details["kept_fp32"]
+    _finish(result, as_json, f"{sum(len(v) for v in kept.values())} nodes kept in FP32", {"kept_fp32": kept})
+
+
+@click.command("calibrate")
+@_MODEL
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.int8.onnx"
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Calibration data (default: 'synthetic' for built-in models, else random feeds from the spec, "
+    "which calibrate poorly). " + _DATA_HELP,
+)
+@click.option(
+    "--method",
+    type=click.Choice(["entropy", "minmax", "percentile"]),
+    default="entropy",
+    show_default=True,
+    help="How each tensor's range is chosen from its histogram.",
+)
+@click.option(
+    "--percentile",
+    type=click.FloatRange(0, 100, min_open=True),
+    default=99.99,
+    show_default=True,
+    help="With --method percentile: the share of |values| the range covers.",
+)
+@click.option(
+    "--samples", type=click.IntRange(min=1), default=512, show_default=True, help="Calibration samples."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--trt-version",
+    default="10.3.0",
+    show_default=True,
+    help="TensorRT version written in the .calib header (TensorRT refuses another version's cache).",
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Keep the costliest branches in FP32 until the accuracy drop (points) is within this.",
+)
+@click.option("--sensitivity/--no-sensitivity", default=True, show_default=True, help="Per-branch INT8 cost.")
+@_eval_options
+@json_option("Print the result (or the error) as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def calibrate_cmd(
+    model: Path,
+    output: Path | None,
+    data: str | None,
+    method: str,
+    percentile: float,
+    samples: int,
+    batch_size: int,
+    trt_version: str,
+    max_accuracy_drop: float | None,
+    sensitivity: bool,
+    eval_data: str | None,
+    eval_samples: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Calibrate an FP32 ONNX and write an INT8 Q/DQ ONNX plus TensorRT's calibration cache.
+
+    The Q/DQ model follows TensorRT's rules (symmetric INT8, per-channel weights, inputs of
+    Conv/MatMul/Gemm only) and runs in onnxruntime too. Beside it, <output stem>.calib is the
+    same ranges in TensorRT's native cache format for TensorRT 10 implicit INT8
+    (trtexec --int8 --calib). Statistics are streamed: memory does not grow with --samples.
+
+    \b
+    Examples:
+      mmexport calibrate model.onnx -o model.int8.onnx
+      mmexport calibrate model.onnx --data ./calib_samples/ --method percentile --percentile 99.9
+      mmexport calibrate model.onnx --max-accuracy-drop 0.5
+    """
+    from mmexport.precision.stages import CalibrationConfig, calibrate
+
+    config = CalibrationConfig(
+        method=method,
+        percentile=percentile,
+        samples=samples,
+        batch_size=batch_size,
+        trt_version=trt_version,
+        max_accuracy_drop=max_accuracy_drop,
+        sensitivity=sensitivity,
+    )
+    result = calibrate(
+        model,
+        output or _default_output(model, "int8"),
+        data=data,
+        config=config,
+        eval_data=eval_data,
+        eval_samples=eval_samples,
+        say=_say(quiet),
+        progress=_progress(quiet),
+    )
+    costs = result.details["sensitivity"]
+    if costs and not as_json:
+        click.echo("Per-branch INT8 cost (only that branch quantized):")
+        for cost in costs:
+            drop = "-" if cost.drop_points is None else f"{cost.drop_points:.2f} points"
+            click.echo(f"  {cost.branch:<10} {cost.nodes:>3} nodes  {drop}")
+    extra = {"calibration_cache": str(result.details["cache"]), "sensitivity": [vars(c) for c in costs]}
+    _finish(
+        result, as_json, f"{result.details['samples']} samples, cache {result.details['cache'].name}", extra
+    )
+
+
+@click.command("accuracy")
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    default=None,
+    help="Evaluation data (default: the built-in task's held-out split, else random feeds from the "
+    "spec, which give agreement but no task accuracy). " + _DATA_HELP,
+)
+@click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True)
+@json_option("Print the report (or the error) as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def accuracy_cmd(
+    models: tuple[Path, ...], data: str | None, samples: int, as_json: bool, quiet: bool
+) -> None:
+    """Compare variants of one model (the first is the reference) on one evaluation source.
+
+    Per output: max abs and relative difference, cosine similarity and top-1 agreement with the
+    reference; task accuracy when the data has labels.
+
+    \b
+    Example:
+      mmexport accuracy model.onnx model.fp16.onnx model.int8.onnx --data ./eval_samples/
+    """
+    from mmexport.precision.stages import accuracy
+
+    report = accuracy(models, data=data, samples=samples, say=_say(quiet))
+    click.echo(report.to_json() if as_json else report.to_markdown())
+
+
+__all__ = ["accuracy_cmd", "calibrate_cmd", "fp16_cmd"]

@@ -1,0 +1,55 @@
+"""Run an FP32 model over a data source and keep streaming statistics of its activations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mmexport.precision.graph import activation_tensors, with_outputs
+from mmexport.precision.stats import TensorStats
+
+Feed = Mapping[str, np.ndarray]
+Progress = Callable[[int], None]  # called with the number of samples seen so far
+
+
+def collect_stats(
+    model: onnx.ModelProto | str | Path,
+    feeds: Iterable[Feed],
+    *,
+    tensors: list[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, TensorStats], int]:
+    """Statistics of ``tensors`` (default: every float activation) over ``feeds``.
+
+    Returns the statistics and the number of samples (batch rows) seen. Only one batch's outputs
+    are alive at a time, so memory does not grow with the number of batches.
+    """
+    import onnxruntime as ort
+
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    names = activation_tensors(proto) if tensors is None else list(tensors)
+    graph_inputs = [i.name for i in proto.graph.input]
+    observed = with_outputs(proto, [n for n in names if n not in graph_inputs])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(observed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    fetch = [n for n in names if n not in graph_inputs]
+    stats = {name: TensorStats(name) for name in names}
+    seen = 0
+    for feed in feeds:
+        inputs = {name: feed[name] for name in graph_inputs}
+        values = session.run(fetch, inputs)
+        for name, value in zip(fetch, values, strict=True):
+            stats[name].update(value)
+        for name in graph_inputs:
+            if name in stats:
+                stats[name].update(inputs[name])
+        del values
+        seen += int(next(iter(inputs.values())).shape[0]) if inputs else 1
+        if progress is not None:
+            progress(seen)
+    return stats, seen

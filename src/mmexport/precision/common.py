@@ -1,0 +1,193 @@
+"""What the precision stages share: reading the FP32 input, choosing data, shape coverage, writing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from mmexport.errors import ArtifactError, DataError
+from mmexport.files import output_folder, publish, sha256_file, staging_dir
+from mmexport.inspection import model_precision
+from mmexport.manifest import Manifest, package_versions, read_manifest
+from mmexport.spec import ModelSpec
+
+Say = Callable[[str], None]
+Progress = Callable[[int, int | None], None]  # (samples done, total if known)
+SPEC_POINTS = 6  # generated feeds when the user gives no data: opt, min and 4 random points
+
+
+@dataclass
+class SourceModel:
+    """An FP32 ONNX artifact and its manifest."""
+
+    path: Path
+    model: onnx.ModelProto
+    manifest: Manifest
+    sha256: str
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.manifest.spec
+
+    @property
+    def builtin(self) -> str | None:
+        """The built-in model's name when this artifact was exported from one."""
+        source = self.manifest.source
+        name = source.get("model")
+        return name if source.get("builtin") is True and isinstance(name, str) else None
+
+
+def load_source_model(path: str | Path, *, require: str | None = "fp32") -> SourceModel:
+    """Read ``path`` and its manifest; refuse anything but ``require`` precision."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise ArtifactError(
+            str(path), "has no manifest (model.onnx.json)", hint="export it with mmexport to-onnx first"
+        )
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # onnx raises DecodeError and others for damaged files
+        raise ArtifactError(str(path), f"is not a readable ONNX file ({type(e).__name__})") from e
+    found = model_precision(model)
+    if require is not None and found != require:
+        raise ArtifactError(
+            str(path), f"is {found}; this step needs the {require} model", hint="pass the to-onnx output"
+        )
+    return SourceModel(path, model, manifest, sha256_file(path))
+
+
+@dataclass(frozen=True)
+class FeedBatch:
+    feed: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+
+
+class SpecFeeds:
+    """Random valid feeds from the spec (opt, min and random points): data when the user has none."""
+
+    def __init__(self, spec: ModelSpec, points: int = SPEC_POINTS, seed: int = 0) -> None:
+        self.spec = spec
+        self.points = [spec.example_point(), spec.point("min"), *spec.random_points(max(points - 2, 0), seed)]
+        self.seed = seed
+        self.description = f"random feeds from the spec ({len(self.points)} shape points)"
+
+    def batches(self) -> Iterator[FeedBatch]:
+        for i, point in enumerate(self.points):
+            yield FeedBatch(self.spec.sample_feed(point, seed=self.seed + i))
+
+    def fingerprint(self) -> str:
+        text = repr((self.spec.to_dict(), self.points, self.seed))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def open_data(
+    data: Any,
+    model: SourceModel,
+    *,
+    split: str,
+    samples: int | None,
+    batch_size: int,
+) -> Any:
+    """The data source for ``data`` ("synthetic", a folder, .npz, make_feeds, an iterable), or
+    random feeds from the spec when ``data`` is None and the model is not a built-in."""
+    if data is None and model.builtin is None:
+        return SpecFeeds(model.spec)
+    from mmexport.data.sources import open_source
+
+    return open_source(
+        "synthetic" if data is None else data,
+        model.spec,
+        builtin=model.builtin,
+        split=split,
+        samples=samples,
+        batch_size=batch_size,
+    )
+
+
+@dataclass
+class ShapeCoverage:
+    """The smallest and largest value each spec dim took in the data."""
+
+    spec: ModelSpec
+    seen: dict[str, list[int]] = field(default_factory=dict)
+
+    def update(self, feed: Mapping[str, np.ndarray]) -> None:
+        for inp in self.spec.inputs:
+            array = feed.get(inp.name)
+            if array is None:
+                continue
+            for axis, dim in enumerate(inp.shape):
+                if isinstance(dim, str) and axis < array.ndim:
+                    value = int(array.shape[axis])
+                    low, high = self.seen.get(dim, [value, value])
+                    self.seen[dim] = [min(low, value), max(high, value)]
+
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for name, (low, high) in self.seen.items():
+            dim = self.spec.dims[name]
+            out[name] = {"min_seen": low, "max_seen": high, "spec_min": dim.min, "spec_max": dim.max}
+        return out
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {lo}..{hi}" for n, (lo, hi) in self.seen.items()) or "no dynamic dims"
+
+
+def feeds_of(source: Any, coverage: ShapeCoverage | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """The feeds of a source's batches, recording shape coverage on the way."""
+    empty = True
+    for batch in source.batches():
+        empty = False
+        if coverage is not None:
+            coverage.update(batch.feed)
+        yield batch.feed
+    if empty:
+        raise DataError(f"{source.description} holds no samples")
+
+
+def write_onnx(
+    model: onnx.ModelProto,
+    output: str | Path,
+    manifest: Manifest,
+    *,
+    companions: Mapping[str, str] | None = None,
+) -> Path:
+    """Stage ``model`` (and text ``companions`` beside it), move them into place, then the manifest."""
+    with output_folder(output) as out, staging_dir(out) as stage:
+        staged = stage / out.name
+        onnx.save(model, str(staged))
+        for name, text in (companions or {}).items():
+            (stage / name).write_text(text, encoding="utf-8")
+        manifest.sha256 = sha256_file(staged)
+        manifest.artifact = out.name
+        publish(staged, out, companions=tuple(companions or ()))
+        manifest.write(out)
+    return out
+
+
+def derived_manifest(source: SourceModel, precision: str, producer: dict[str, Any]) -> Manifest:
+    """A manifest for a variant of ``source`` (sha256 and artifact are filled in when written)."""
+    import onnxruntime
+
+    import mmexport
+
+    versions = package_versions("onnx")
+    versions["onnxruntime"] = onnxruntime.__version__
+    return Manifest(
+        kind="onnx",
+        artifact="",
+        sha256="",
+        spec=source.spec,
+        precision=precision,
+        source={**source.manifest.source, "onnx": source.path.name, "onnx_sha256": source.sha256},
+        producer={"tool": "mmexport", "version": mmexport.__version__, **producer, "versions": versions},
+    )

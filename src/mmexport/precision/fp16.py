@@ -1,0 +1,94 @@
+"""FP16 conversion that keeps numerically unsafe parts in FP32 and says why.
+
+The conversion itself is onnxruntime's ``float16`` converter (standard ONNX ops, Cast nodes at
+the precision boundaries); what stays FP32 is decided here, from three sources:
+- op types known to overflow or lose precision in FP16 (``UNSAFE_OPS``);
+- nodes whose activations, on sample data, come near the FP16 range (``OVERFLOW_LIMIT``);
+- the user's ``--keep-fp32`` patterns (op types or node names, shell wildcards).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import onnx
+
+from mmexport.precision.graph import node_names, sort_topologically
+from mmexport.precision.stats import TensorStats
+
+FP16_MAX = 65504.0
+# A value seen above a quarter of the FP16 range on sample data is likely to overflow on other
+# data (or after accumulation inside the op): such nodes stay FP32.
+OVERFLOW_LIMIT = FP16_MAX / 4
+UNSAFE_OPS: dict[str, str] = {
+    "Pow": "powers overflow FP16 quickly",
+    "Exp": "exp overflows FP16 above 11",
+    "Log": "loses precision near 0 in FP16",
+    "ReduceSumSquare": "sums of squares overflow FP16",
+    "ReduceL2": "sums of squares overflow FP16",
+    "ReduceLogSumExp": "exp inside overflows FP16",
+    "ReduceProd": "products overflow FP16",
+    "LayerNormalization": "variance in FP16 overflows; TensorRT recommends FP32 normalization",
+    "RandomNormal": "random generators stay FP32",
+    "RandomUniform": "random generators stay FP32",
+}
+
+
+@dataclass
+class Fp16Plan:
+    """Which nodes stay FP32, each with its reason."""
+
+    keep: dict[str, str] = field(default_factory=dict)  # node name -> reason
+
+    def add(self, node: str, reason: str) -> None:
+        self.keep.setdefault(node, reason)
+
+    def by_reason(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for node, reason in self.keep.items():
+            out.setdefault(reason, []).append(node)
+        return out
+
+
+def plan_fp16(
+    model: onnx.ModelProto,
+    *,
+    stats: Mapping[str, TensorStats] | None = None,
+    keep_patterns: Iterable[str] = (),
+) -> Fp16Plan:
+    """Decide which nodes of ``model`` stay FP32 (names unnamed nodes in place)."""
+    node_names(model)
+    plan = Fp16Plan()
+    patterns = list(keep_patterns)
+    for node in model.graph.node:
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(node.op_type, pattern) or fnmatch.fnmatchcase(node.name, pattern):
+                plan.add(node.name, f"--keep-fp32 {pattern}")
+        if node.op_type in UNSAFE_OPS:
+            plan.add(node.name, f"{node.op_type}: {UNSAFE_OPS[node.op_type]}")
+        for output in node.output:
+            seen = stats.get(output) if stats else None
+            if seen is not None and seen.amax > OVERFLOW_LIMIT:
+                plan.add(
+                    node.name, f"activations reach {seen.amax:.3g} on sample data (FP16 max {FP16_MAX:g})"
+                )
+    return plan
+
+
+def convert_fp16(model: onnx.ModelProto, plan: Fp16Plan, *, fp16_io: bool = False) -> onnx.ModelProto:
+    """An FP16 copy of ``model`` with ``plan.keep`` nodes in FP32; FP32 inputs/outputs unless ``fp16_io``."""
+    from onnxruntime.transformers import float16
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    converted = float16.convert_float_to_float16(
+        copy,
+        keep_io_types=not fp16_io,
+        op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST),
+        node_block_list=sorted(plan.keep),
+        disable_shape_infer=False,
+    )
+    sort_topologically(converted.graph)  # the converter appends its input casts at the end
+    return converted

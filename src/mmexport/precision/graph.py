@@ -1,0 +1,123 @@
+"""Small read-only views of an ONNX graph that the precision passes share."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import onnx
+
+FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.BFLOAT16,
+    onnx.TensorProto.DOUBLE,
+}
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every named tensor that shape inference can type (inputs, outputs, values)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is best effort: fall back to what the file declares
+        inferred = model
+    graph = inferred.graph
+    types: dict[str, int] = {}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+            types[info.name] = info.type.tensor_type.elem_type
+    for init in graph.initializer:
+        types[init.name] = init.data_type
+    return types
+
+
+def activation_tensors(model: onnx.ModelProto) -> list[str]:
+    """Float tensors computed at run time: graph inputs and node outputs, not weights or constants."""
+    types = tensor_types(model)
+    constants = {init.name for init in model.graph.initializer}
+    names: list[str] = []
+    for info in model.graph.input:
+        if info.name not in constants:
+            names.append(info.name)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            constants.update(node.output)
+            continue
+        names.extend(o for o in node.output if o)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name not in seen and name not in constants and types.get(name) in FLOAT_TYPES:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
+def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            out[name].append(node)
+    return out
+
+
+def node_names(model: onnx.ModelProto) -> list[str]:
+    """Node names, giving unnamed nodes a stable name (op type and position) in place."""
+    names = []
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+        names.append(node.name)
+    return names
+
+
+def reaching_inputs(model: onnx.ModelProto) -> dict[str, frozenset[str]]:
+    """For each node, the graph inputs whose values reach it (its branch of a multimodal model)."""
+    graph_inputs = {i.name for i in model.graph.input} - {init.name for init in model.graph.initializer}
+    reach: dict[str, frozenset[str]] = {name: frozenset([name]) for name in graph_inputs}
+    out: dict[str, frozenset[str]] = {}
+    for node in model.graph.node:  # ONNX nodes are topologically sorted
+        found: frozenset[str] = frozenset().union(*(reach.get(i, frozenset()) for i in node.input))
+        out[node.name] = found
+        for o in node.output:
+            reach[o] = found
+    return out
+
+
+def initializer_names(model: onnx.ModelProto) -> set[str]:
+    return {init.name for init in model.graph.initializer}
+
+
+def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also returns ``names`` (so a run can observe them)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    types = tensor_types(model)
+    existing = {o.name for o in copy.graph.output}
+    for name in names:
+        if name in existing:
+            continue
+        info = onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None)
+        copy.graph.output.append(info)
+    return copy
+
+
+def sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` in place so that every node comes after its producers (stable)."""
+    available = {i.name for i in graph.input} | {init.name for init in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle or an outer-scope name: keep the remaining order
+            ordered.extend(rest)
+            break
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)

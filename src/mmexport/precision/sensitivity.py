@@ -1,0 +1,98 @@
+"""Per-modality INT8 sensitivity, and keeping the costliest branches in FP32 to meet a budget.
+
+A node's branch is found from the graph: the graph inputs whose values reach it. Nodes reached
+from one modality's inputs belong to that modality's encoder ("image", "text", "audio", ...);
+nodes reached from several belong to "fusion".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import onnx
+
+from mmexport.precision.accuracy import AccuracyReport, LabelledBatch, evaluate
+from mmexport.precision.graph import node_names, reaching_inputs
+from mmexport.precision.qdq import insert_qdq, quantizable_nodes
+from mmexport.spec import ModelSpec
+
+FUSION = "fusion"
+BatchFactory = Callable[[], Iterable[LabelledBatch]]
+
+
+def branches(model: onnx.ModelProto, spec: ModelSpec) -> dict[str, list[str]]:
+    """Branch name -> names of its quantizable nodes, in graph order."""
+    node_names(model)
+    modality = {i.name: i.modality for i in spec.inputs}
+    reach = reaching_inputs(model)
+    out: dict[str, list[str]] = {}
+    for node in quantizable_nodes(model):
+        kinds = {modality.get(name, name) for name in reach.get(node.name, frozenset())}
+        branch = kinds.pop() if len(kinds) == 1 else FUSION if kinds else "constant"
+        out.setdefault(branch, []).append(node.name)
+    return out
+
+
+@dataclass
+class BranchCost:
+    branch: str
+    nodes: int
+    drop_points: float | None  # accuracy points lost when only this branch is INT8
+
+
+def branch_costs(
+    model: onnx.ModelProto,
+    amax: Mapping[str, float],
+    spec: ModelSpec,
+    batches: BatchFactory,
+    *,
+    source: str,
+) -> tuple[list[BranchCost], AccuracyReport]:
+    """Quantize one branch at a time (all variants evaluated in one pass over the data)."""
+    groups = branches(model, spec)
+    variants: list[tuple[str, str, onnx.ModelProto | str]] = [("fp32", "fp32", model)]
+    for branch, nodes in groups.items():
+        variants.append((f"int8 {branch} only", "int8", insert_qdq(model, amax, nodes=nodes).model))
+    report = evaluate(variants, batches(), spec, source=source)
+    costs = [
+        BranchCost(branch, len(nodes), report.drop(variant))
+        for (branch, nodes), variant in zip(groups.items(), report.variants[1:], strict=True)
+    ]
+    return sorted(costs, key=lambda c: -(c.drop_points or 0.0)), report
+
+
+@dataclass
+class BudgetResult:
+    kept_fp32: list[str]  # branches left in FP32
+    quantized_nodes: list[str]
+    drop_points: float | None
+    met: bool
+
+
+def fit_budget(
+    model: onnx.ModelProto,
+    amax: Mapping[str, float],
+    spec: ModelSpec,
+    batches: BatchFactory,
+    costs: list[BranchCost],
+    max_drop: float,
+    *,
+    source: str,
+) -> BudgetResult:
+    """Keep the costliest branches in FP32, one at a time, until the drop is within ``max_drop``."""
+    groups = branches(model, spec)
+    kept: list[str] = []
+    drop: float | None = None
+    for step in range(len(costs) + 1):
+        nodes = [n for branch, names in groups.items() if branch not in kept for n in names]
+        candidate = insert_qdq(model, amax, nodes=nodes).model
+        report = evaluate(
+            [("fp32", "fp32", model), ("int8", "int8", candidate)], batches(), spec, source=source
+        )
+        drop = report.drop(report.variants[1])
+        if drop is None or drop <= max_drop:
+            return BudgetResult(kept, nodes, drop, met=True)
+        if step < len(costs):
+            kept.append(costs[step].branch)
+    return BudgetResult(kept, [], drop, met=False)

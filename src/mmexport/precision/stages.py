@@ -1,0 +1,265 @@
+"""The ``fp16``, ``calibrate`` and ``accuracy`` stages: FP32 ONNX in, checked variants out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmexport.errors import MmexportError, PrecisionError
+from mmexport.precision import calib_cache
+from mmexport.precision.accuracy import AccuracyReport, evaluate
+from mmexport.precision.collect import collect_stats
+from mmexport.precision.common import (
+    Progress,
+    Say,
+    ShapeCoverage,
+    SourceModel,
+    derived_manifest,
+    feeds_of,
+    load_source_model,
+    open_data,
+    write_onnx,
+)
+from mmexport.precision.fp16 import convert_fp16, plan_fp16
+from mmexport.precision.qdq import insert_qdq
+from mmexport.precision.sensitivity import BranchCost, branch_costs, fit_budget
+from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
+
+DEFAULT_CALIBRATION_SAMPLES = 512
+DEFAULT_EVAL_SAMPLES = 500
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_MIN_COSINE = 0.99
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass
+class Fp16Config:
+    keep_fp32: tuple[str, ...] = ()
+    fp16_io: bool = False
+    min_cosine: float = DEFAULT_MIN_COSINE
+    samples: int = 64  # sample data for the overflow scan and the check
+
+
+@dataclass
+class CalibrationConfig:
+    method: str = "entropy"
+    percentile: float = DEFAULT_PERCENTILE
+    samples: int = DEFAULT_CALIBRATION_SAMPLES
+    batch_size: int = DEFAULT_BATCH_SIZE
+    trt_version: str = calib_cache.DEFAULT_TRT_VERSION
+    max_accuracy_drop: float | None = None  # points
+    sensitivity: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise MmexportError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not 0.0 < self.percentile <= 100.0:
+            raise MmexportError(f"--percentile must be in (0, 100], got {self.percentile}")
+        if self.samples < 1 or self.batch_size < 1:
+            raise MmexportError(
+                f"--samples and --batch-size must be >= 1, got {self.samples}, {self.batch_size}"
+            )
+
+
+@dataclass
+class StageResult:
+    path: Path
+    accuracy: AccuracyReport
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _evaluation(
+    source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]], say: Say
+) -> AccuracyReport:
+    data = open_data(eval_data, source, split="evaluation", samples=samples, batch_size=50)
+    say(f"evaluating on {data.description}")
+    return evaluate(variants, data.batches(), source.spec, source=data.description)
+
+
+def to_fp16(
+    model: str | Path,
+    output: str | Path,
+    *,
+    config: Fp16Config | None = None,
+    data: Any = None,
+    eval_data: Any = None,
+    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    say: Say = _quiet,
+) -> StageResult:
+    """FP16 variant of an FP32 artifact; refuses (writing nothing) if it disagrees with FP32."""
+    config = config or Fp16Config()
+    seconds: dict[str, float] = {}
+    source = load_source_model(model)
+    t0 = time.perf_counter()
+    sample = open_data(
+        data, source, split="calibration", samples=config.samples, batch_size=DEFAULT_BATCH_SIZE
+    )
+    say(f"scanning activation ranges on {sample.description}")
+    stats, _ = collect_stats(source.model, feeds_of(sample))
+    plan = plan_fp16(source.model, stats=stats, keep_patterns=config.keep_fp32)
+    converted = convert_fp16(source.model, plan, fp16_io=config.fp16_io)
+    seconds["convert"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    check = evaluate(
+        [("fp32", "fp32", source.model), ("fp16", "fp16", converted)],
+        sample.batches(),
+        source.spec,
+        source=sample.description,
+    )
+    worst = check.variants[1].worst_cosine()
+    if worst < config.min_cosine:
+        raise PrecisionError(
+            f"FP16 model disagrees with FP32: min cosine similarity {worst:.4f} < {config.min_cosine} "
+            f"on {sample.description}; nothing written",
+            report=check,
+            hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
+        )
+    accuracy = _evaluation(
+        source, eval_data, eval_samples, [("fp32", "fp32", source.model), ("fp16", "fp16", converted)], say
+    )
+    seconds["check"] = time.perf_counter() - t0
+    kept = plan.by_reason()
+    manifest = derived_manifest(
+        source,
+        "fp16",
+        {
+            "stage": "fp16",
+            "fp16_io": config.fp16_io,
+            "kept_fp32": kept,
+            "keep_patterns": list(config.keep_fp32),
+        },
+    )
+    manifest.validation = {"fp16_check": check.to_dict(), "accuracy": accuracy.to_dict()}
+    path = write_onnx(converted, output, manifest)
+    notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
+    return StageResult(path, accuracy, notes, {"kept_fp32": kept, "check": check.to_dict()}, seconds)
+
+
+def calibration_cache_name(output: str | Path) -> str:
+    """``model.int8.onnx`` -> ``model.int8.calib``."""
+    return f"{Path(output).stem}.calib"
+
+
+def calibrate(
+    model: str | Path,
+    output: str | Path,
+    *,
+    data: Any = None,
+    config: CalibrationConfig | None = None,
+    eval_data: Any = None,
+    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    say: Say = _quiet,
+    progress: Progress | None = None,
+) -> StageResult:
+    """INT8 Q/DQ variant of an FP32 artifact plus TensorRT's native calibration cache beside it."""
+    config = config or CalibrationConfig()
+    seconds: dict[str, float] = {}
+    source = load_source_model(model)
+    t0 = time.perf_counter()
+    calib = open_data(data, source, split="calibration", samples=config.samples, batch_size=config.batch_size)
+    say(f"calibrating ({config.method}) on {calib.description}")
+    coverage = ShapeCoverage(source.spec)
+    total = config.samples
+
+    def tick(done: int) -> None:
+        if progress is not None:
+            progress(done, total)
+
+    stats, seen = collect_stats(source.model, feeds_of(calib, coverage), progress=tick)
+    amax = {name: s.range_amax(config.method, config.percentile) for name, s in stats.items()}
+    seconds["calibrate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    quantized = insert_qdq(source.model, amax)
+    eval_source = open_data(eval_data, source, split="evaluation", samples=eval_samples, batch_size=50)
+    costs: list[BranchCost] = []
+    kept: list[str] = []
+    notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
+    if config.sensitivity or config.max_accuracy_drop is not None:
+        say("measuring per-branch sensitivity")
+        costs, _ = branch_costs(
+            source.model, amax, source.spec, eval_source.batches, source=eval_source.description
+        )
+    if config.max_accuracy_drop is not None:
+        budget = fit_budget(
+            source.model,
+            amax,
+            source.spec,
+            eval_source.batches,
+            costs,
+            config.max_accuracy_drop,
+            source=eval_source.description,
+        )
+        if not budget.met:
+            raise PrecisionError(
+                f"no INT8 variant meets --max-accuracy-drop {config.max_accuracy_drop}: even with every "
+                f"branch in FP32 the drop is {budget.drop_points}; nothing written"
+            )
+        kept = budget.kept_fp32
+        quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
+        notes += [f"kept branch {b!r} in FP32 to stay within the accuracy budget" for b in kept]
+    say(f"evaluating on {eval_source.description}")
+    accuracy = evaluate(
+        [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
+        eval_source.batches(),
+        source.spec,
+        source=eval_source.description,
+    )
+    seconds["evaluate"] = time.perf_counter() - t0
+    cache_name = calibration_cache_name(output)
+    scales = {name: a / 127.0 for name, a in amax.items() if a > 0}
+    cache_text = calib_cache.format_cache(scales, config.method, config.trt_version)
+    manifest = derived_manifest(
+        source,
+        "int8",
+        {
+            "stage": "calibrate",
+            "method": config.method,
+            "percentile": config.percentile if config.method == "percentile" else None,
+            "samples": seen,
+            "batch_size": config.batch_size,
+            "data": calib.description,
+            "data_sha256": calib.fingerprint(),
+            "shape_coverage": coverage.to_dict(),
+            "quantized_nodes": len(quantized.quantized_nodes),
+            "kept_fp32_branches": kept,
+            "max_accuracy_drop": config.max_accuracy_drop,
+            "calibration_cache": {"file": cache_name, "trt_version": config.trt_version},
+        },
+    )
+    manifest.validation = {
+        "accuracy": accuracy.to_dict(),
+        "sensitivity": [asdict(c) for c in costs],
+    }
+    path = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
+    notes.insert(0, f"shape coverage: {coverage.summary()}")
+    details = {"sensitivity": costs, "samples": seen, "cache": path.parent / cache_name}
+    return StageResult(path, accuracy, notes, details, seconds)
+
+
+def accuracy(
+    models: Sequence[str | Path],
+    *,
+    data: Any = None,
+    samples: int = DEFAULT_EVAL_SAMPLES,
+    say: Say = _quiet,
+) -> AccuracyReport:
+    """Compare artifacts (the first is the reference) on one evaluation source."""
+    if not models:
+        raise MmexportError("accuracy needs at least one model")
+    loaded = [load_source_model(m, require=None) for m in models]
+    reference = loaded[0]
+    for other in loaded[1:]:
+        if other.spec.to_dict() != reference.spec.to_dict():
+            raise MmexportError(
+                f"{other.path} has a different spec than {reference.path}; compare variants of one model"
+            )
+    variants = [(m.path.name, m.manifest.precision, m.model) for m in loaded]
+    return _evaluation(reference, data, samples, variants, say)
