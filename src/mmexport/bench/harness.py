@@ -1,0 +1,209 @@
+"""The measurement: first call, time-based warm-up, then steady-state calls interleaved across targets.
+
+For each shape case: every target's first call at the new shapes is timed alone (after load, or
+after a shape change), then each warms up for ``warmup_s``, then targets take turns in blocks of
+about ``block_s`` of calls until each has spent ``duration_s`` in timed calls (or made
+``iterations`` calls), so that machine drift hits every target alike while switching costs stay
+rare. Each call is timed on its own with ``time.perf_counter``, around a synchronous ``run``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from mmexport.bench.cases import ShapeCase, batch_dim, resolve_point
+from mmexport.bench.environment import collect_environment
+from mmexport.bench.report import BenchReport, CaseResult, TargetInfo
+from mmexport.bench.stats import LatencyStats
+from mmexport.spec import ModelSpec
+
+Progress = Callable[[str], None]
+
+
+class Runnable(Protocol):
+    """What the harness needs of a target: a spec and a synchronous ``run``. ``Session`` is one."""
+
+    spec: ModelSpec
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, Any]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How long and how much to measure; defaults follow trtexec (200 ms warm-up, 3 s)."""
+
+    warmup_s: float = 0.2
+    duration_s: float = 3.0
+    iterations: int | None = None
+    min_iterations: int = 10
+    block_s: float = 0.02
+    seed: int = 0
+
+
+@dataclass
+class BenchTarget:
+    """An artifact to open (``path`` with Session options) or a ``runner`` already open."""
+
+    path: str | Path | None = None
+    label: str | None = None
+    backend: str = "auto"
+    device: str = "cpu"
+    provider: str | None = None
+    threads: int | None = None
+    runner: Runnable | None = None
+
+
+@dataclass
+class _Open:
+    info: TargetInfo
+    runner: Runnable
+    ranged: bool
+
+
+def benchmark(
+    targets: Sequence[str | Path | BenchTarget],
+    cases: Sequence[ShapeCase] | None = None,
+    config: BenchConfig | None = None,
+    *,
+    progress: Progress | None = None,
+) -> BenchReport:
+    """Measure every target at every case (default: the spec's opt point) and return the report."""
+    config = config or BenchConfig()
+    say = progress or (lambda _msg: None)
+    opened = [_open(t if isinstance(t, BenchTarget) else BenchTarget(path=t), say) for t in targets]
+    _unique_labels(opened)
+    cases = list(cases) if cases else [ShapeCase("opt")]
+    results: list[CaseResult] = []
+    for index, case in enumerate(cases):
+        say(f"[{index + 1}/{len(cases)}] {case.label}")
+        results += _measure_case(opened, case, config, "load" if index == 0 else "shape change", say)
+    environment = collect_environment([o.info.backend for o in opened])
+    return BenchReport(
+        targets=[o.info for o in opened],
+        cases=[c.label for c in cases],
+        results=results,
+        environment=environment,
+        config=config,
+    )
+
+
+def _open(target: BenchTarget, say: Progress) -> _Open:
+    if target.runner is not None:
+        runner = target.runner
+        label = target.label or str(target.path or type(runner).__name__)
+        return _Open(TargetInfo(label, _artifact(target), None, runner.describe()), runner, _ranged(runner))
+    if target.path is None:
+        raise ValueError("a BenchTarget needs a path or a runner")
+    from mmexport.runtime import Session
+
+    say(f"loading {target.path}")
+    start = time.perf_counter()
+    session = Session(
+        target.path, target.backend, target.device, provider=target.provider, threads=target.threads
+    )
+    load_s = time.perf_counter() - start
+    label = target.label or Path(target.path).name
+    return _Open(TargetInfo(label, str(target.path), load_s, session.describe()), session, _ranged(session))
+
+
+def _ranged(runner: Runnable) -> bool:
+    return getattr(runner, "spec_source", "manifest") != "graph"
+
+
+def _artifact(target: BenchTarget) -> str | None:
+    return str(target.path) if target.path is not None else None
+
+
+def _unique_labels(opened: list[_Open]) -> None:
+    seen: dict[str, int] = {}
+    for o in opened:
+        n = seen.get(o.info.label, 0) + 1
+        seen[o.info.label] = n
+        if n > 1:
+            o.info.label = f"{o.info.label} #{n}"
+
+
+def _measure_case(
+    opened: list[_Open], case: ShapeCase, config: BenchConfig, after: str, say: Progress
+) -> list[CaseResult]:
+    feeds, batches = [], []
+    for o in opened:
+        point = resolve_point(o.runner.spec, case, ranged=o.ranged)
+        feeds.append(o.runner.spec.sample_feed(point, seed=config.seed))
+        dim = batch_dim(o.runner.spec)
+        batches.append(point[dim] if dim is not None else 1)
+    first = [_time_call(o.runner, f) for o, f in zip(opened, feeds, strict=True)]
+    warm = [_warm_up(o.runner, f, config.warmup_s) for o, f in zip(opened, feeds, strict=True)]
+    blocks = [max(1, int(config.block_s / max(float(np.median(w)), 1e-9))) for w in warm]
+    budget = f"{config.iterations} calls" if config.iterations else f"{config.duration_s:g} s"
+    say(f"  measuring {len(opened)} target(s), {budget} each, interleaved")
+    samples = _interleave(opened, feeds, blocks, config)
+    results = []
+    for i, o in enumerate(opened):
+        ms = np.asarray(samples[i]) * 1e3
+        stats = LatencyStats.from_ms(ms)
+        say(f"  {o.info.label}: p50 {stats.p50:.3f} ms, p99 {stats.p99:.3f} ms ({stats.count} calls)")
+        results.append(
+            CaseResult(
+                target=o.info.label,
+                case=case.label,
+                shapes={k: list(v.shape) for k, v in feeds[i].items()},
+                batch=batches[i],
+                first_call_ms=first[i] * 1e3,
+                first_call_after=after,
+                warmup_calls=len(warm[i]),
+                stats=stats,
+                samples_ms=ms,
+            )
+        )
+    return results
+
+
+def _time_call(runner: Runnable, feeds: Mapping[str, np.ndarray]) -> float:
+    start = time.perf_counter()
+    runner.run(feeds)
+    return time.perf_counter() - start
+
+
+def _warm_up(runner: Runnable, feeds: Mapping[str, np.ndarray], seconds: float) -> list[float]:
+    """Calls for ``seconds`` (at least one), each timed, to size the interleaving blocks."""
+    times = [_time_call(runner, feeds)]
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        times.append(_time_call(runner, feeds))
+    return times
+
+
+def _interleave(
+    opened: list[_Open], feeds: Sequence[Mapping[str, np.ndarray]], blocks: list[int], config: BenchConfig
+) -> list[list[float]]:
+    samples: list[list[float]] = [[] for _ in opened]
+    spent = [0.0 for _ in opened]
+    clock = time.perf_counter
+
+    def done(i: int) -> bool:
+        if config.iterations is not None:
+            return len(samples[i]) >= config.iterations
+        return spent[i] >= config.duration_s and len(samples[i]) >= config.min_iterations
+
+    while not all(done(i) for i in range(len(opened))):
+        for i, o in enumerate(opened):
+            run, feed, out = o.runner.run, feeds[i], samples[i]
+            n = blocks[i]
+            if config.iterations is not None:
+                n = min(n, config.iterations - len(out))
+            first = len(out)
+            for _ in range(n):
+                start = clock()
+                run(feed)
+                out.append(clock() - start)
+            spent[i] += sum(out[first:])
+    return samples

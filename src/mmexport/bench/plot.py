@@ -1,0 +1,40 @@
+"""Latency distributions as a PNG: one panel per shape case, one box per target (matplotlib, lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmexport.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from mmexport.bench.report import BenchReport
+
+
+def plot_report(report: BenchReport, path: Path) -> Path:
+    """Boxes span p25-p75, whiskers p1-p99, the line is p50; first calls are not shown."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingDependencyError("matplotlib", "plot", "--plot (latency plots)") from None
+    labels = [t.label for t in report.targets]
+    cols = min(len(report.cases), 3)
+    rows = -(-len(report.cases) // cols)
+    width = max(4.0, 1.2 * len(labels) + 2)
+    # Figure without pyplot: no global state, no display backend to choose.
+    fig = Figure(figsize=(width * cols, 4.0 * rows), layout="constrained")
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for ax in axes[len(report.cases) :]:
+        ax.set_visible(False)
+    for ax, case in zip(axes, report.cases, strict=False):
+        data = [report.result(label, case).samples_ms for label in labels]
+        ax.boxplot(data, whis=(1, 99), showfliers=False, tick_labels=labels)
+        ax.set_title(case, fontsize=10)
+        ax.set_ylabel("latency per call (ms)")
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.grid(axis="y", alpha=0.3)
+    host = report.environment.get("host", {})
+    fig.suptitle(f"mmexport bench: {host.get('cpu', '')}", fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
