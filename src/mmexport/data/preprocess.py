@@ -1,0 +1,338 @@
+"""One user file -> one sample's array for one spec input, as the input's ``preprocess`` says.
+
+Files made the way ``mmexport.data.synthetic`` makes its data give the same arrays: images are
+[0, 1] pixels normalized by mean and std, token files are words of the vocabulary, and wav
+files become log-mel spectrograms through ``mmexport.data.audio.log_mel``. A ``.npy`` file is
+taken as the array itself. Every array returned has the spec's shape without the batch axis.
+numpy and Pillow only: the torch-free runtime uses this module.
+"""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.data.audio import log_mel
+from mmexport.errors import DataError
+from mmexport.spec import FLOAT_DTYPES, INT_DTYPES, InputSpec, ModelSpec
+
+DEFAULT_SCALE = 1.0 / 255.0
+"""Pixel scale of ``kind: image`` when the spec gives none: 8-bit pixels to [0, 1]."""
+
+_PCM_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}  # sample width -> full scale
+
+
+def load_file(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str | None = None) -> np.ndarray:
+    """The array of one sample for ``inp`` read from ``path``, without the batch axis.
+
+    A ``.npy`` file is the array itself (checked against the spec); otherwise the input's
+    ``preprocess`` kind decides: image file, ``.txt`` of words, or ``.wav``. ``sample`` names the
+    sample in errors (default: the path).
+    """
+    who = sample if sample is not None else str(path)
+    if not path.is_file():
+        raise DataError(f"file {str(path)!r} does not exist", sample=who, field=inp.name)
+    if path.suffix.lower() == ".npy":
+        return _load_npy(path, inp, spec, who)
+    kind = (inp.preprocess or {}).get("kind")
+    if kind == "image":
+        return load_image(path, inp, spec, sample=who)
+    if kind == "tokens":
+        return load_text(path, inp, spec, sample=who)
+    if kind == "log_mel":
+        return load_wav(path, inp, spec, sample=who)
+    raise DataError(
+        f"cannot read {path.name!r}: the spec gives this input no preprocess",
+        sample=who,
+        field=inp.name,
+        hint="give the array as a .npy file, or add 'preprocess' to the input in the spec",
+    )
+
+
+def check_array(array: np.ndarray, inp: InputSpec, spec: ModelSpec, *, sample: str, batched: bool) -> None:
+    """Raise DataError unless ``array`` fits ``inp``: dtype kind, rank, fixed dims, dim ranges.
+
+    ``batched`` says whether axis 0 is the batch axis; without it the spec's axis 0 is skipped.
+    """
+    shape = inp.shape if batched else inp.shape[1:]
+    if not _dtype_fits(array.dtype, inp.dtype):
+        raise DataError(
+            f"expected {_dtype_kind(inp.dtype)} values ({inp.dtype}), got {array.dtype}",
+            sample=sample,
+            field=inp.name,
+        )
+    if array.ndim != len(shape):
+        raise DataError(
+            f"expected rank {len(shape)} {_shape_text(shape)}, got shape {list(array.shape)}",
+            sample=sample,
+            field=inp.name,
+            hint=None if batched else "one sample, without the batch axis",
+        )
+    offset = 0 if batched else 1
+    for axis, (want, got) in enumerate(zip(shape, array.shape, strict=True)):
+        low, high = dim_range(want, spec)
+        if not low <= got <= high:
+            what = f"dim {want!r}" if isinstance(want, str) else "size"
+            expected = f"{low}" if low == high else f"in [{low}, {high}]"
+            raise DataError(
+                f"axis {axis + offset} ({what}) is {got}, expected {expected}", sample=sample, field=inp.name
+            )
+
+
+def dim_range(dim: int | str, spec: ModelSpec) -> tuple[int, int]:
+    """The allowed [min, max] of one shape entry: a fixed size or a named dim's range."""
+    if isinstance(dim, str):
+        d = spec.dims[dim]
+        return d.min, d.max
+    return dim, dim
+
+
+def cast_to(array: np.ndarray, inp: InputSpec, *, sample: str) -> np.ndarray:
+    """``array`` in the input's exact dtype; integers that do not fit it are an error."""
+    if array.dtype == np.dtype(inp.dtype):
+        return array
+    if inp.dtype in INT_DTYPES and array.size:
+        info = np.iinfo(inp.dtype)
+        low, high = int(array.min()), int(array.max())
+        if low < info.min or high > info.max:
+            raise DataError(f"values [{low}, {high}] do not fit {inp.dtype}", sample=sample, field=inp.name)
+    return array.astype(inp.dtype)
+
+
+# -- .npy ------------------------------------------------------------------------------------
+
+
+def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path.name!r} as a .npy array: {e}", sample=who, field=inp.name) from e
+    check_array(array, inp, spec, sample=who, batched=False)
+    return cast_to(array, inp, sample=who)
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
+    """An image file as float32 [C, H, W]: RGB (or grayscale), scaled, normalized by mean and std.
+
+    Grayscale and palette images become RGB for 3-channel inputs (as torchvision's loader does);
+    images with alpha or CMYK are refused rather than guessed at. ``channel_order: "bgr"``
+    reverses the channels before mean and std apply. A size outside the spec's height/width
+    ranges is resized (bilinear) to the size in range nearest to it, keeping the aspect ratio
+    where the ranges allow; a size in range is kept as it is.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    pre = inp.preprocess or {}
+    if len(inp.shape) != 4 or not isinstance(inp.shape[1], int):
+        raise DataError(
+            f"image preprocess needs a shape [batch, C, H, W] with a fixed C, the spec has "
+            f"{_shape_text(inp.shape)}",
+            sample=sample,
+            field=inp.name,
+        )
+    channels = inp.shape[1]
+    try:
+        with Image.open(path) as img:
+            img.load()
+            image = _to_channels(img, channels, sample, inp.name)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"cannot read {path.name!r} as an image: {e}", sample=sample, field=inp.name) from e
+    size = _size_in_range(
+        image.height, image.width, dim_range(inp.shape[2], spec), dim_range(inp.shape[3], spec)
+    )
+    if size != (image.height, image.width):
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32).reshape(image.height, image.width, -1).transpose(2, 0, 1)
+    if pre.get("channel_order", "rgb") == "bgr":
+        pixels = pixels[::-1]
+    pixels = pixels * np.float32(pre.get("scale", DEFAULT_SCALE))
+    mean = np.asarray(pre["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(pre["std"], dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray((pixels - mean) / std, dtype=inp.dtype)
+
+
+def _to_channels(img: Any, channels: int, sample: str, field: str) -> Any:
+    """The image in mode RGB (3 channels) or L (1 channel), or a DataError naming both counts."""
+    bands = len(img.getbands())
+    if img.mode == "P":
+        bands = 4 if "transparency" in img.info else 3
+    if channels == 3 and bands in (1, 3):
+        return img.convert("RGB")
+    if channels == 1 and bands == 1:
+        return img.convert("L") if img.mode in ("1", "P") else img
+    raise DataError(
+        f"expected {channels} channel{'s' if channels != 1 else ''}, got {bands} ({img.mode} image)",
+        sample=sample,
+        field=field,
+        hint="save the image as RGB" if channels == 3 else "save the image as grayscale (L)",
+    )
+
+
+def _size_in_range(h: int, w: int, h_range: tuple[int, int], w_range: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) if both are in range, else the in-range size nearest to it, aspect kept if possible."""
+    if h_range[0] <= h <= h_range[1] and w_range[0] <= w <= w_range[1]:
+        return h, w
+    grow = max(h_range[0] / h, w_range[0] / w)
+    shrink = min(h_range[1] / h, w_range[1] / w)
+    factor = grow if grow > 1.0 else shrink
+    new_h = min(max(round(h * factor), h_range[0]), h_range[1])
+    new_w = min(max(round(w * factor), w_range[0]), w_range[1])
+    return new_h, new_w
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
+    """A text file as token ids [S]: words (lowercased unless ``lowercase: false``) through ``vocab``.
+
+    Without a vocab the file holds integer ids. Shorter than the dim's min: padded at the end with
+    ``pad``; longer than its max: an error (cutting a question changes its meaning).
+    """
+    pre = inp.preprocess or {}
+    if len(inp.shape) != 2:
+        raise DataError(
+            f"tokens preprocess needs a shape [batch, seq], the spec has {_shape_text(inp.shape)}",
+            sample=sample,
+            field=inp.name,
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path.name!r} as UTF-8 text: {e}", sample=sample, field=inp.name) from e
+    words = (text.lower() if pre.get("lowercase", True) else text).split()
+    if not words:
+        raise DataError(f"{path.name!r} holds no words", sample=sample, field=inp.name)
+    ids = _token_ids(words, pre.get("vocab"), path, sample, inp.name)
+    low, high = dim_range(inp.shape[1], spec)
+    if len(ids) > high:
+        raise DataError(
+            f"{path.name!r} has {len(ids)} tokens, expected at most {high}", sample=sample, field=inp.name
+        )
+    if len(ids) < low:
+        if "pad" not in pre:
+            raise DataError(
+                f"{path.name!r} has {len(ids)} tokens, expected at least {low}",
+                sample=sample,
+                field=inp.name,
+                hint="give a 'pad' id in the input's preprocess to pad short texts",
+            )
+        ids += [int(pre["pad"])] * (low - len(ids))
+    return np.asarray(ids, dtype=inp.dtype)
+
+
+def _token_ids(words: list[str], vocab: list[str] | None, path: Path, sample: str, field: str) -> list[int]:
+    if vocab is None:
+        try:
+            return [int(word) for word in words]
+        except ValueError:
+            bad = next(w for w in words if not w.lstrip("-").isdigit())
+            raise DataError(
+                f"{path.name!r}: {bad!r} is not a token id and the spec gives no vocab",
+                sample=sample,
+                field=field,
+            ) from None
+    index = {word: i for i, word in enumerate(vocab)}
+    for word in words:
+        if word not in index:
+            raise DataError(
+                f"{path.name!r}: word {word!r} is not in the vocab ({len(vocab)} words)",
+                sample=sample,
+                field=field,
+            )
+    return [index[word] for word in words]
+
+
+# -- audio -------------------------------------------------------------------------------------
+
+
+def load_wav(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
+    """A PCM .wav (8/16/24/32-bit, channels averaged to mono) as a log-mel [n_mels, frames].
+
+    The file's rate must be the spec's ``sample_rate`` (resampling would change the features).
+    With ``duration_s`` the wave is cut or zero-padded to that length first; frames outside the
+    dim's range are an error, not cropped.
+    """
+    pre: Mapping[str, Any] = inp.preprocess or {}
+    signal, rate = read_wav(path, sample=sample, field=inp.name)
+    if rate != pre["sample_rate"]:
+        raise DataError(
+            f"{path.name!r} is sampled at {rate} Hz, expected {pre['sample_rate']} Hz",
+            sample=sample,
+            field=inp.name,
+            hint="resample the file",
+        )
+    if "duration_s" in pre:
+        length = max(1, round(float(pre["duration_s"]) * rate))
+        signal = np.pad(signal[:length], (0, max(0, length - signal.shape[0])))
+    mel = log_mel(signal, rate, pre["n_fft"], pre["hop_length"], pre["n_mels"])
+    frames_dim = inp.shape[-1]
+    low, high = dim_range(frames_dim, spec)
+    if not low <= mel.shape[-1] <= high:
+        raise DataError(
+            f"{path.name!r} ({signal.shape[0] / rate:.3f} s) gives {mel.shape[-1]} frames, "
+            f"expected {low} to {high}",
+            sample=sample,
+            field=inp.name,
+            hint=f"frames = 1 + samples // {pre['hop_length']}",
+        )
+    check_array(mel, inp, spec, sample=sample, batched=False)
+    return mel.astype(inp.dtype, copy=False)
+
+
+def read_wav(path: Path, *, sample: str, field: str) -> tuple[np.ndarray, int]:
+    """Samples of a PCM wav file as float32 mono in [-1, 1), and its sample rate."""
+    try:
+        with wave.open(str(path), "rb") as f:
+            width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
+            raw = f.readframes(f.getnframes())
+    except (wave.Error, EOFError, OSError) as e:
+        raise DataError(
+            f"cannot read {path.name!r} as a PCM wav file: {e}", sample=sample, field=field
+        ) from e
+    if width not in _PCM_SCALE:
+        raise DataError(
+            f"{path.name!r} has {8 * width}-bit samples, expected 8, 16, 24 or 32", sample=sample, field=field
+        )
+    if width == 1:
+        values = np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0
+    elif width == 3:  # little-endian 24-bit: sign-extend through the top byte of an int32
+        triples = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
+        padded = np.zeros((triples.shape[0], 4), dtype=np.uint8)
+        padded[:, 1:] = triples
+        values = (padded.view("<i4").reshape(-1) >> 8).astype(np.float32)
+    else:
+        values = np.frombuffer(raw, dtype=f"<i{width}").astype(np.float32)
+    if values.size == 0:
+        raise DataError(f"{path.name!r} holds no samples", sample=sample, field=field)
+    mono = values.reshape(-1, channels).mean(axis=1) / np.float32(_PCM_SCALE[width])
+    return mono.astype(np.float32), rate
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _dtype_kind(dtype: str) -> str:
+    if dtype in FLOAT_DTYPES:
+        return "float"
+    return "integer" if dtype in INT_DTYPES else "bool"
+
+
+def _dtype_fits(actual: np.dtype[Any], expected: str) -> bool:
+    """Same kind is enough (ints for int inputs, floats for float inputs); cast_to makes it exact."""
+    if expected in FLOAT_DTYPES:
+        return actual.kind == "f"
+    if expected in INT_DTYPES:
+        return actual.kind in "iu"
+    return actual.kind == "b"
+
+
+def _shape_text(shape: tuple[int | str, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
