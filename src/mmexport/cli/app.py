@@ -69,6 +69,10 @@ def register() -> None:
     cli.add_command(export_cmd.to_onnx_cmd)
     cli.add_command(info_cmd.inspect_cmd)
     cli.add_command(info_cmd.models_cmd)
+    from mmexport.cli import bench_cmd, run_cmd
+
+    cli.add_command(run_cmd.run_cmd)
+    cli.add_command(bench_cmd.bench_cmd)
     from mmexport.cli import precision_cmd
 
     cli.add_command(precision_cmd.fp16_cmd)

@@ -122,7 +122,7 @@ def _cast(c: _CompiledInput, value: np.ndarray) -> np.ndarray:
         f"dtype must be {c.dtype}, got {value.dtype}; not cast, as it could change values",
         expected=str(c.dtype),
         actual=str(value.dtype),
-        hint="only lossless casts within a kind are made (int32 -> int64, float16 -> float32)",
+        hint="only lossless casts within a kind are made, e.g. int32 -> int64, float16 -> float32",
     )
 
 

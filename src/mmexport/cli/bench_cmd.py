@@ -1,0 +1,125 @@
+"""``mmexport bench``: latency of one or more artifacts, side by side, measured interleaved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from mmexport.cli.run_cmd import backend_options
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[dict]:
+    from mmexport.bench.cases import parse_shapes
+
+    try:
+        return [parse_shapes(v) for v in values]
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command("bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--warmup", type=click.FloatRange(min=0), default=0.2, show_default=True, help="Warm-up seconds."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3.0,
+    show_default=True,
+    help="Seconds of timed calls per artifact and shape.",
+)
+@click.option("--iterations", type=click.IntRange(1), default=None, help="Timed calls instead of --duration.")
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    callback=_parse_shape,
+    metavar="NAME=AxB[,NAME=CxD]",
+    help="Shapes of one case (other inputs follow the shared dims, the rest is opt). Repeat for more cases.",
+)
+@click.option("--sweep", is_flag=True, help="Also measure the spec's min, opt and max corners.")
+@click.option(
+    "--batch", "batches", type=click.IntRange(1), multiple=True, help="Batch size(s), for every case."
+)
+@backend_options
+@click.option(
+    "--json", "json_path", type=_FILE, help="Write the report as JSON (schema: README, Benchmarking)."
+)
+@click.option("--csv", "csv_path", type=_FILE, help="Write one CSV row per artifact and case.")
+@click.option("--markdown", "markdown_path", type=_FILE, help="Write the table as Markdown.")
+@click.option(
+    "--plot", "plot_path", type=_FILE, help="Write latency distributions as PNG (needs mmexport[plot])."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def bench_cmd(
+    artifacts: tuple[Path, ...],
+    warmup: float,
+    duration: float,
+    iterations: int | None,
+    shapes: list[dict],
+    sweep: bool,
+    batches: tuple[int, ...],
+    backend: str,
+    device: str,
+    provider: str | None,
+    threads: int | None,
+    json_path: Path | None,
+    csv_path: Path | None,
+    markdown_path: Path | None,
+    plot_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Measure the latency of ARTIFACTS: p50/p90/p95/p99/max, mean, std, throughput.
+
+    Each artifact's first call (after loading, or after a shape change) is reported apart; then
+    a time-based warm-up; then timed calls, artifacts taking turns so that machine drift hits
+    all alike. Shapes: the spec's opt point unless --shape, --sweep or --batch say otherwise.
+
+    \b
+    Examples:
+      mmexport bench model.onnx
+      mmexport bench model.onnx model.fp16.onnx model.int8.onnx --sweep --batch 1 --batch 8
+      mmexport bench model.onnx --shape image=1x3x224x224 --json bench.json --plot bench.png
+    """
+    from mmexport.bench import BenchConfig, BenchTarget, benchmark, build_cases
+    from mmexport.errors import MissingDependencyError
+
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401  (fail before measuring, not after)
+        except ImportError:
+            raise MissingDependencyError("matplotlib", "plot", "--plot (latency plots)") from None
+    targets = [
+        BenchTarget(path=p, backend=backend, device=device, provider=provider, threads=threads)
+        for p in artifacts
+    ]
+    config = BenchConfig(warmup_s=warmup, duration_s=duration, iterations=iterations)
+    progress = None if quiet else (lambda msg: click.echo(msg, err=True))
+    report = benchmark(targets, build_cases(shapes, sweep, batches), config, progress=progress)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(report.to_text())
+    _write(json_path, lambda p: report.write_json(p))
+    _write(csv_path, lambda p: p.write_text(report.to_csv()))
+    _write(markdown_path, lambda p: p.write_text(report.to_markdown()))
+    _write(plot_path, report.plot)
+
+
+def _write(path: Path | None, write: Callable[[Path], object]) -> None:
+    from mmexport.errors import ArtifactError
+
+    if path is None:
+        return
+    try:
+        write(path)
+    except OSError as e:
+        raise ArtifactError(str(path), f"cannot be written: {e.strerror}") from e
+    click.echo(f"wrote {path}", err=True)
+
+
+__all__ = ["bench_cmd"]

@@ -1,0 +1,113 @@
+"""Feeds from files and readable summaries of outputs, for ``mmexport run`` and scripts alike.
+
+A feed file is ``.npy`` (one input's array: a whole batch, or one sample without the batch axis,
+which then gets one), ``.npz`` (arrays by input name), or a raw file (image, text, wav) that
+``mmexport.data.preprocess`` turns into one sample as the input's ``preprocess`` says.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.errors import DataError
+from mmexport.spec import InputSpec, ModelSpec, OutputSpec
+
+
+def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> dict[str, np.ndarray]:
+    """``(input name, file)`` pairs -> feeds; a name of None takes every array of an ``.npz``."""
+    feeds: dict[str, np.ndarray] = {}
+    for name, path in sources:
+        if name is None:
+            feeds.update(_read_npz_all(path))
+            continue
+        try:
+            inp = spec.input(name)
+        except KeyError:
+            raise DataError(
+                f"the model has no input {name!r} (it takes {', '.join(spec.input_names)})", sample=str(path)
+            ) from None
+        feeds[name] = read_input_file(path, inp, spec)
+    return feeds
+
+
+def read_input_file(path: Path, inp: InputSpec, spec: ModelSpec) -> np.ndarray:
+    """One input's array from ``path``, with the batch axis."""
+    if not path.is_file():
+        raise DataError(f"file {str(path)!r} does not exist", sample=str(path), field=inp.name)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        array = _load_array(path, inp.name)
+    elif suffix == ".npz":
+        arrays = _read_npz_all(path)
+        if inp.name not in arrays and len(arrays) != 1:
+            raise DataError(f"holds {', '.join(arrays)}, not {inp.name!r}", sample=str(path), field=inp.name)
+        array = arrays.get(inp.name, next(iter(arrays.values())))
+    else:
+        from mmexport.data.preprocess import load_file
+
+        return load_file(path, inp, spec)[None]
+    return array[None] if array.ndim == len(inp.shape) - 1 else array
+
+
+def _load_array(path: Path, field: str | None) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"cannot be read as a .npy array ({e})", sample=str(path), field=field) from e
+    if not isinstance(array, np.ndarray):
+        raise DataError("is not a single .npy array", sample=str(path), field=field)
+    return array
+
+
+def _read_npz_all(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix.lower() != ".npz":
+        raise DataError("give NAME=FILE, or an .npz file of arrays by input name", sample=str(path))
+    if not path.is_file():
+        raise DataError(f"file {str(path)!r} does not exist", sample=str(path))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"cannot be read as an .npz archive ({e})", sample=str(path)) from e
+
+
+def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict[str, Any]]]:
+    """Per row (all leading axes flattened), the ``k`` best labels with score and probability.
+
+    The probability is the score itself when each row already sums to 1 within [0, 1], else
+    softmax of the scores (logits).
+    """
+    rows = scores.reshape(-1, scores.shape[-1]).astype(np.float64)
+    if np.all((rows >= 0) & (rows <= 1)) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
+        probs = rows
+    else:
+        shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+    out = []
+    for row, prob in zip(rows, probs, strict=True):
+        best = np.argsort(-row, kind="stable")[:k]
+        out.append(
+            [{"label": labels[i], "score": float(row[i]), "probability": float(prob[i])} for i in best]
+        )
+    return out
+
+
+def summarize_outputs(
+    outputs: Mapping[str, np.ndarray], specs: Sequence[OutputSpec], k: int = 5
+) -> dict[str, dict[str, Any]]:
+    """Shape, dtype, values, and top-k where the spec gives labels matching the last axis."""
+    labels = {o.name: o.labels for o in specs}
+    out = {}
+    for name, value in outputs.items():
+        entry: dict[str, Any] = {"shape": list(value.shape), "dtype": str(value.dtype)}
+        names = labels.get(name)
+        if names and value.ndim >= 1 and value.shape[-1] == len(names):
+            entry["top_k"] = top_k(value, names, k)
+        entry["values"] = value.tolist()
+        out[name] = entry
+    return out

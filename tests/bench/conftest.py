@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmexport.bench import BenchConfig, BenchReport, benchmark, build_cases
+from runtime.onnx_models import write_tiny
+
+FAST = BenchConfig(warmup_s=0.01, duration_s=0.05, min_iterations=5)
+
+
+@pytest.fixture(scope="package")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("bench")
+    return write_tiny(folder, "a.onnx"), write_tiny(folder, "b.onnx")
+
+
+@pytest.fixture(scope="package")
+def report(artifacts: tuple[Path, Path]) -> BenchReport:
+    return benchmark(list(artifacts), build_cases(sweep=True, batches=[1, 4]), FAST)

@@ -1,0 +1,93 @@
+"""``mmexport run``: exit codes and one-line messages (click's CliRunner)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mmexport.cli.app import cli
+from runtime.onnx_models import expected_logits, feeds
+
+
+@pytest.fixture
+def files(tmp_path):
+    f = feeds()
+    np.save(tmp_path / "image.npy", f["image"])
+    np.save(tmp_path / "tokens.npy", f["tokens"])
+    np.savez(tmp_path / "feeds.npz", **f)
+    return tmp_path, f
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, ["run", *map(str, args)])
+
+
+def test_run_prints_top_k_labels(tiny_path, files):
+    folder, _ = files
+    result = _run(
+        tiny_path, "-i", f"image={folder / 'image.npy'}", "-i", f"tokens={folder / 'tokens.npy'}", "-k", "2"
+    )
+    assert result.exit_code == 0, result.output
+    assert "logits  float32 [2x4]  top 2 labels per row" in result.stdout
+    assert result.stdout.count("tone ") == 2  # the token sum dominates in this tiny model
+
+
+def test_run_npz_json_and_output(tiny_path, files):
+    folder, f = files
+    out = folder / "out.npz"
+    result = _run(tiny_path, "-i", folder / "feeds.npz", "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    logits = data["outputs"]["logits"]
+    assert logits["shape"] == [2, 4] and logits["top_k"][0][0]["label"] == "tone"
+    np.testing.assert_allclose(np.load(out)["logits"], expected_logits(**f), rtol=1e-5, atol=1e-6)
+
+
+def test_one_sample_npy_gets_a_batch_axis(tiny_path, files):
+    folder, f = files
+    np.save(folder / "one_image.npy", f["image"][0])
+    np.save(folder / "one_tokens.npy", f["tokens"][0])
+    result = _run(
+        tiny_path, "-i", f"image={folder / 'one_image.npy'}", "-i", f"tokens={folder / 'one_tokens.npy'}"
+    )
+    assert result.exit_code == 0, result.output
+    assert "[1x4]" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda d: ["-i", f"image={d / 'none.npy'}"], "does not exist"),
+        (lambda d: ["-i", f"image={d / 'bad.npy'}"], "cannot be read as a .npy array"),
+        (lambda d: ["-i", f"audio={d / 'image.npy'}"], "the model has no input 'audio'"),
+        (lambda d: ["-i", str(d / "image.npy")], "give NAME=FILE, or an .npz file"),
+        (
+            lambda d: ["-i", f"image={d / 'tokens.npy'}", "-i", f"tokens={d / 'tokens.npy'}"],
+            "dtype must be float32",
+        ),
+        (lambda d: ["-i", f"image={d / 'image.npy'}"], "input 'tokens': is missing"),
+    ],
+)
+def test_run_errors_are_one_line(tiny_path, files, make, fragment):
+    folder, _ = files
+    (folder / "bad.npy").write_bytes(b"not numpy")
+    result = _run(tiny_path, *make(folder))
+    assert result.exit_code == 1
+    assert fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+
+
+def test_run_missing_artifact_and_bad_device(tmp_path, tiny_path):
+    result = _run(tmp_path / "none.onnx")
+    assert result.exit_code == 1 and "none.onnx: does not exist" in result.stderr
+    result = _run(tiny_path, "--device", "cuda")
+    assert result.exit_code == 1 and "CUDAExecutionProvider is not in this onnxruntime build" in result.stderr
+    assert "mmexport[gpu]" in result.stderr
+
+
+def test_run_bad_input_syntax_is_a_usage_error(tiny_path):
+    result = _run(tiny_path, "-i", "image=")
+    assert result.exit_code == 2 and "is not NAME=FILE" in result.stderr

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mmexport.errors import ArtifactError, BackendError, InputError
+from mmexport.runtime import Session, backend_names
+from mmexport.runtime.backends.base import BackendConfig
+from mmexport.runtime.backends.onnxrt.loader import profile_options, provider_list, resolve_provider
+from runtime.onnx_models import expected_logits, feeds, tiny_graph, write_tiny
+
+
+def test_runs_and_describes(session, tiny_path):
+    f = feeds()
+    out = session.run(f)
+    assert list(out) == ["logits"]
+    np.testing.assert_allclose(out["logits"], expected_logits(**f), rtol=1e-5, atol=1e-6)
+    assert session.backend_name == "onnxrt" and session.spec_source == "manifest"
+    assert session.input_names == ["image", "tokens"] and session.output_names == ["logits"]
+    assert session.outputs[0].labels == ("red", "green", "blue", "tone")
+    info = session.describe()
+    assert info["provider"] == "CPUExecutionProvider" and info["precision"] == "fp32"
+
+
+def test_without_manifest_the_graph_gives_the_spec(tmp_path):
+    path = write_tiny(tmp_path, manifest=False)
+    with Session(path) as s:
+        assert s.spec_source == "graph" and s.manifest is None
+        assert s.spec.input("image").shape == ("batch", 3, "height", "width")
+        assert s.run(feeds(height=40))["logits"].shape == (2, 4)  # no ranges without a manifest
+        with pytest.raises(InputError, match="axis 1 must be 3"):
+            s.run({**feeds(), "image": np.zeros((2, 2, 8, 8), np.float32)})
+        with pytest.raises(InputError, match="dim 'batch'"):
+            s.run({**feeds(batch=2), "tokens": np.zeros((3, 5), np.int64)})
+
+
+def test_unnamed_dynamic_axes_get_their_own_dims(tmp_path):
+    import onnx
+
+    path = tmp_path / "anon.onnx"
+    onnx.save(tiny_graph(dynamic_names=False), str(path))
+    s = Session(path)
+    assert s.spec.input("tokens").shape == ("tokens.0", "tokens.1")
+    assert s.run(feeds())["logits"].shape == (2, 4)
+
+
+def test_manifest_that_does_not_match_the_graph(tmp_path):
+    path = write_tiny(tmp_path)
+    manifest = json.loads(path.with_name("tiny.onnx.json").read_text())
+    manifest["spec"]["inputs"][1]["dtype"] = "int32"
+    path.with_name("tiny.onnx.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"'tokens' is int32 .* in the manifest but int64"):
+        Session(path)
+
+
+def test_sha256_check_on_request(tmp_path):
+    path = write_tiny(tmp_path)
+    manifest = json.loads(path.with_name("tiny.onnx.json").read_text())
+    manifest["sha256"] = "0" * 64
+    path.with_name("tiny.onnx.json").write_text(json.dumps(manifest))
+    Session(path)
+    with pytest.raises(ArtifactError, match="does not match the sha256"):
+        Session(path, verify_sha256=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"backend": "nope"}, "nope: is not a runtime backend"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"provider": "cuda"}, "provider 'cuda' does not run on device 'cpu'"),
+        ({"device": "cuda"}, "CUDAExecutionProvider is not in this onnxruntime build"),
+        ({"device": "cuda", "provider": "tensorrt"}, "TensorrtExecutionProvider is not in this"),
+    ],
+)
+def test_backend_errors(tiny_path, kwargs, fragment):
+    with pytest.raises(BackendError) as info:
+        Session(tiny_path, **kwargs)
+    assert fragment in str(info.value)
+
+
+def test_files_that_cannot_be_loaded(tmp_path):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        Session(tmp_path / "none.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage" * 10)
+    with pytest.raises(ArtifactError, match="onnxruntime cannot load it"):
+        Session(bad)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(BackendError, match=r"no runtime backend reads 'm\.engine'"):
+        Session(engine)
+
+
+def test_registry_names():
+    assert "onnxrt" in backend_names()
+
+
+def test_tensorrt_ep_options_come_from_the_spec(session, tiny_path):
+    config = BackendConfig(device="cuda", device_id=1, provider="tensorrt")
+    providers = provider_list(resolve_provider(config), tiny_path, session.spec, config)
+    name, options = providers[0]
+    assert name == "TensorrtExecutionProvider"
+    assert options["trt_profile_min_shapes"] == "image:1x3x4x4,tokens:1x1"
+    assert options["trt_profile_opt_shapes"] == "image:2x3x8x8,tokens:2x5"
+    assert options["trt_profile_max_shapes"] == "image:8x3x16x16,tokens:8x12"
+    assert options["trt_engine_cache_enable"] is True
+    assert options["trt_engine_cache_path"] == f"{tiny_path}.trt-cache"
+    assert options["device_id"] == 1
+    assert providers[1] == ("CUDAExecutionProvider", {"device_id": 1})
+    assert set(profile_options(session.spec)) == {f"trt_profile_{c}_shapes" for c in ("min", "opt", "max")}
+
+
+def test_cuda_runs_with_io_binding(monkeypatch, tiny_path):
+    """The CUDA path binds host inputs, device outputs, and copies back (recorded, no GPU here)."""
+    from mmexport.runtime.backends.onnxrt import runner as runner_mod
+
+    calls = []
+
+    class FakeBinding:
+        def bind_cpu_input(self, name, value):
+            calls.append(("in", name, value.flags["C_CONTIGUOUS"]))
+
+        def bind_output(self, name, device_type, device_id):
+            calls.append(("out", name, device_type, device_id))
+
+        def copy_outputs_to_cpu(self):
+            return [np.zeros((2, 4), np.float32)]
+
+    class FakeSession:
+        def io_binding(self):
+            return FakeBinding()
+
+        def run_with_iobinding(self, binding):
+            calls.append(("run",))
+
+        def get_outputs(self):
+            return [type("Arg", (), {"name": "logits", "type": "tensor(float)", "shape": ["batch", 4]})()]
+
+    monkeypatch.setattr(runner_mod, "open_session", lambda path, spec, config: (FakeSession(), "cuda"))
+    backend = runner_mod.OnnxrtRunner(tiny_path, None, BackendConfig(device="cuda", device_id=0))
+    f = feeds()
+    out = backend.run({"image": f["image"][:, :, ::2], "tokens": f["tokens"]})
+    assert out["logits"].shape == (2, 4)
+    assert ("in", "image", True) in calls and ("out", "logits", "cuda", 0) in calls and ("run",) in calls
+
+
+def test_onnxruntime_failure_is_one_line(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 3])
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape])
+    path = tmp_path / "reshape.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(BackendError, match="onnxruntime: inference failed") as info:
+        Session(path).run({"x": np.zeros((1, 4), np.float32)})
+    assert "\n" not in str(info.value)
