@@ -128,8 +128,10 @@ class _Accumulator:
         diff = np.abs(a - r)
         self.max_abs = max(self.max_abs, float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
         self.ref_range = max(self.ref_range, float(np.abs(r).max(initial=0.0)))
-        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(r, axis=1)
-        cosine = np.where(norms > 0, (a * r).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
+        norm_a, norm_r = np.linalg.norm(a, axis=1), np.linalg.norm(r, axis=1)
+        norms = norm_a * norm_r
+        both_zero = (norm_a == 0) & (norm_r == 0)  # identical all-zero outputs agree; one zero does not
+        cosine = np.where(norms > 0, (a * r).sum(axis=1) / np.maximum(norms, 1e-300), both_zero * 1.0)
         cosine = np.nan_to_num(cosine, nan=-1.0)
         self.cos_sum += float(cosine.sum())
         self.cos_min = min(self.cos_min, float(cosine.min(initial=1.0)))
@@ -164,6 +166,19 @@ def _session(model: onnx.ModelProto | str | Path) -> Any:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+_ORT_FLOATS = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+def _cast_for(session: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feed in the float types the session's inputs declare (an --fp16-io model takes float16)."""
+    out = dict(feed)
+    for arg in session.get_inputs():
+        dtype = _ORT_FLOATS.get(arg.type)
+        if dtype is not None and arg.name in out and out[arg.name].dtype != dtype:
+            out[arg.name] = out[arg.name].astype(dtype)
+    return out
+
+
 def evaluate(
     models: Sequence[tuple[str, str, onnx.ModelProto | str | Path]],
     batches: Iterable[LabelledBatch],
@@ -183,7 +198,7 @@ def evaluate(
     labelled = True
     for batch in batches:
         feed = {k: np.asarray(v) for k, v in batch.feed.items()}
-        results = [dict(zip(outputs, s.run(outputs, feed), strict=True)) for s in sessions]
+        results = [dict(zip(outputs, s.run(outputs, _cast_for(s, feed)), strict=True)) for s in sessions]
         reference = results[0]
         for i, result in enumerate(results[1:]):
             for name in outputs:

@@ -91,4 +91,46 @@ def convert_fp16(model: onnx.ModelProto, plan: Fp16Plan, *, fp16_io: bool = Fals
         disable_shape_infer=False,
     )
     sort_topologically(converted.graph)  # the converter appends its input casts at the end
+    _skip_round_trips(converted.graph, set(plan.keep))
     return converted
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+
+def _skip_round_trips(graph: onnx.GraphProto, kept: set[str]) -> None:
+    """Remove FP32 -> FP16 -> FP32 cast pairs the converter puts between two FP32 parts.
+
+    The converter casts every output of a kept node to FP16 and back, even when the consumer is
+    kept in FP32 too; a value outside the FP16 range (the reason a node is kept) would become inf.
+    """
+    float32 = onnx.TensorProto.FLOAT
+    producer = {o: n for n in graph.node for o in n.output}
+    fp32_inputs = {i.name for i in graph.input if i.type.tensor_type.elem_type == float32}
+
+    def is_fp32(name: str) -> bool:
+        node = producer.get(name)
+        if node is None:
+            return name in fp32_inputs
+        return node.name in kept or _cast_to(node) == float32
+
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            back = producer.get(name)
+            if back is None or _cast_to(back) != float32:
+                continue
+            down = producer.get(back.input[0])
+            if down is not None and _cast_to(down) == onnx.TensorProto.FLOAT16 and is_fp32(down.input[0]):
+                node.input[index] = down.input[0]
+    _drop_dead_casts(graph)
+
+
+def _drop_dead_casts(graph: onnx.GraphProto) -> None:
+    while True:
+        used = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if n.op_type == "Cast" and not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)

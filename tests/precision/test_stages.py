@@ -1,0 +1,206 @@
+"""fp16 / calibrate / accuracy end to end on the tiny model, with each kind of data source."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import LABELS, tiny_feeds
+from mmexport.errors import ArtifactError, DataError, PrecisionError
+from mmexport.inspection import model_precision
+from mmexport.manifest import read_manifest
+from mmexport.precision import calib_cache
+from mmexport.precision.collect import collect_stats
+from mmexport.precision.stages import CalibrationConfig, Fp16Config, accuracy, calibrate, to_fp16
+
+FAST = CalibrationConfig(samples=16, batch_size=2, sensitivity=False)
+
+
+def write_npz(path: Path, feeds: list[dict[str, np.ndarray]], labels: bool = True) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for i, feed in enumerate(feeds):
+        extra = {"labels": np.arange(len(feed["image"])) % len(LABELS)} if labels else {}
+        np.savez(path / f"batch{i:03d}.npz", **feed, **extra)
+    return path
+
+
+def write_sample_folders(path: Path, count: int) -> Path:
+    for i, feed in enumerate(tiny_feeds(count, seed=3, batch=1)):
+        sample = path / f"s{i:02d}"
+        sample.mkdir(parents=True)
+        for name, value in feed.items():
+            np.save(sample / f"{name}.npy", value[0])
+        (sample / "label.txt").write_text(LABELS[i % len(LABELS)])
+    return path
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_calibrate_from_npz_writes_qdq_cache_and_manifest(
+    tiny_onnx: Path, tmp_path: Path, method: str
+) -> None:
+    data = write_npz(tmp_path / "calib", tiny_feeds(6))
+    out = tmp_path / "out" / "tiny.int8.onnx"
+    config = CalibrationConfig(method=method, samples=12, batch_size=2, sensitivity=False)
+    result = calibrate(tiny_onnx, out, data=data, config=config, eval_data=str(data))
+    assert result.path == out and model_precision(onnx.load(str(out))) == "int8-qdq"
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest.precision == "int8"
+    producer = manifest.producer
+    assert producer["method"] == method and producer["samples"] == 12
+    assert len(producer["data_sha256"]) == 64
+    assert producer["shape_coverage"]["height"]["min_seen"] == 8
+    assert producer["shape_coverage"]["height"]["max_seen"] == 16
+    accuracy_rows = manifest.validation["accuracy"]["variants"]
+    assert [v["precision"] for v in accuracy_rows] == ["fp32", "int8"]
+    assert accuracy_rows[1]["accuracy"] is not None  # the npz files carry labels
+    # The cache holds the same ranges as the Q/DQ model, in TensorRT's format.
+    head, scales = calib_cache.parse_cache((tmp_path / "out" / "tiny.int8.calib").read_text())
+    expected_head = {"minmax": "MinMaxCalibration"}.get(method, "EntropyCalibration2")
+    assert head == f"TRT-100300-{expected_head}"
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer}
+    assert float(inits["image_scale"]) == pytest.approx(scales["image"], rel=1e-6)
+    stats, _ = collect_stats(tiny_onnx, [np.load(p) for p in sorted(data.glob("*.npz"))])
+    if method == "minmax":
+        assert scales["image"] == pytest.approx(stats["image"].amax / 127, rel=1e-6)
+
+
+def test_calibrate_from_sample_folders_and_python_iterables(tiny_onnx: Path, tmp_path: Path) -> None:
+    folder = write_sample_folders(tmp_path / "samples", 6)
+    a = calibrate(tiny_onnx, tmp_path / "a.onnx", data=folder, config=FAST, eval_data=folder)
+    assert a.accuracy.samples == 6 and a.accuracy.labelled
+    feeds = tiny_feeds(4)
+    b = calibrate(tiny_onnx, tmp_path / "b.onnx", data=feeds, config=FAST, eval_data=feeds)
+    assert b.accuracy.samples == 8 and not b.accuracy.labelled
+    assert b.accuracy.variants[1].accuracy is None and b.accuracy.variants[1].agreement() is not None
+    manifests = [read_manifest(tmp_path / n) for n in ("a.onnx", "b.onnx")]
+    hashes = {m.producer["data_sha256"] for m in manifests if m is not None}
+    assert len(hashes) == 2
+
+
+def test_calibrate_from_make_feeds_file(tiny_onnx: Path, tmp_path: Path) -> None:
+    source = tmp_path / "feeds_factory.py"
+    source.write_text(
+        "import numpy as np\n"
+        "def make_feeds(spec):\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    for _ in range(3):\n"
+        "        yield {'image': rng.normal(size=(2, 3, 16, 16)).astype(np.float32),\n"
+        "               'tokens': rng.integers(0, 20, size=(2, 4)),\n"
+        "               'imu': rng.normal(size=(2, 5, 6)).astype(np.float32)}\n"
+    )
+    result = calibrate(tiny_onnx, tmp_path / "m.onnx", data=f"{source}:make_feeds", config=FAST)
+    assert result.details["samples"] == 6
+
+
+def test_bad_data_names_sample_and_input_and_writes_nothing(tiny_onnx: Path, tmp_path: Path) -> None:
+    feeds = tiny_feeds(3)
+    feeds[1]["depth"] = np.zeros((2, 1), dtype=np.float32)
+    data = write_npz(tmp_path / "bad", feeds)
+    out = tmp_path / "out" / "x.onnx"
+    with pytest.raises(DataError, match="depth") as info:
+        calibrate(tiny_onnx, out, data=data, config=FAST)
+    assert "batch001" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    too_long = tiny_feeds(1)
+    too_long[0]["tokens"] = np.zeros((2, 13), dtype=np.int64)  # seq max is 12
+    with pytest.raises(DataError, match="tokens"):
+        calibrate(tiny_onnx, out, data=too_long, config=FAST)
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibrate_refuses_inputs_that_are_not_fp32_artifacts(tiny_onnx: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.onnx"
+    shutil.copy(tiny_onnx, bare)
+    with pytest.raises(ArtifactError, match="no manifest"):
+        calibrate(bare, tmp_path / "x.onnx", config=FAST)
+    int8 = calibrate(tiny_onnx, tmp_path / "q.onnx", data=tiny_feeds(2), config=FAST).path
+    with pytest.raises(ArtifactError, match="is int8-qdq; this step needs the fp32 model"):
+        calibrate(int8, tmp_path / "qq.onnx", config=FAST)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        to_fp16(tmp_path / "missing.onnx", tmp_path / "y.onnx")
+
+
+def test_sensitivity_and_budget(tiny_onnx: Path, tmp_path: Path) -> None:
+    feeds = tiny_feeds(4)
+    config = CalibrationConfig(samples=8, batch_size=2, sensitivity=True, max_accuracy_drop=100.0)
+    result = calibrate(tiny_onnx, tmp_path / "s.onnx", data=feeds, config=config, eval_data=feeds)
+    branches = {c.branch for c in result.details["sensitivity"]}
+    assert branches == {"image", "fusion"}  # the embedding and the GRU have no Conv/MatMul/Gemm
+    manifest = read_manifest(tmp_path / "s.onnx")
+    assert manifest is not None and manifest.producer["kept_fp32_branches"] == []
+    assert {row["branch"] for row in manifest.validation["sensitivity"]} == branches
+
+
+def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny.fp16.onnx"
+    result = to_fp16(
+        tiny_onnx, out, config=Fp16Config(keep_fp32=("Gemm",)), data=tiny_feeds(3), eval_data=tiny_feeds(3)
+    )
+    model = onnx.load(str(out))
+    assert model_precision(model) == "fp16"
+    assert next(i.type.tensor_type.elem_type for i in model.graph.input) == onnx.TensorProto.FLOAT
+    kept = result.details["kept_fp32"]
+    assert any(reason == "--keep-fp32 Gemm" for reason in kept)
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest.precision == "fp16"
+    assert manifest.validation["fp16_check"]["variants"][1]["outputs"][0]["cosine_min"] > 0.99
+    io16 = to_fp16(tiny_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True), data=tiny_feeds(2))
+    first = onnx.load(str(io16.path)).graph.input[0]
+    assert first.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def test_fp16_refuses_a_model_that_loses_precision(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mmexport.manifest import Manifest
+    from mmexport.spec import ModelSpec
+
+    # y = (x + 3000.5) - 3000: FP16 stores 3000.5 as 3000 (its spacing there is 2), so y loses 0.5
+    shift = numpy_helper.from_array(np.array(3000.5, dtype=np.float32), "shift")
+    back = numpy_helper.from_array(np.array(3000.0, dtype=np.float32), "back")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["x", "shift"], ["shifted"], name="add"),
+            helper.make_node("Sub", ["shifted", "back"], ["y"], name="sub"),
+        ],
+        "cancel",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [shift, back],
+    )
+    path = tmp_path / "cancel.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
+            "outputs": ["y"],
+            "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
+        }
+    )
+    Manifest(kind="onnx", artifact=path.name, sha256="", spec=spec, precision="fp32").write(path)
+    feeds = [{"x": np.random.default_rng(0).uniform(-0.1, 0.1, (2, 4)).astype(np.float32)}]
+    with pytest.raises(PrecisionError, match="min cosine similarity") as info:
+        to_fp16(path, tmp_path / "cancel.fp16.onnx", data=feeds)
+    assert info.value.report is not None
+    assert not (tmp_path / "cancel.fp16.onnx").exists()
+    kept = to_fp16(path, tmp_path / "kept.onnx", config=Fp16Config(keep_fp32=("Add", "Sub")), data=feeds)
+    assert kept.path.exists()
+
+
+def test_accuracy_compares_variants_on_one_source(tiny_onnx: Path, tmp_path: Path) -> None:
+    data = write_npz(tmp_path / "eval", tiny_feeds(3, seed=5))
+    int8 = calibrate(tiny_onnx, tmp_path / "t.int8.onnx", data=tiny_feeds(3), config=FAST).path
+    fp16 = to_fp16(tiny_onnx, tmp_path / "t.fp16.onnx", data=tiny_feeds(2)).path
+    report = accuracy([tiny_onnx, fp16, int8], data=data)
+    assert [v.precision for v in report.variants] == ["fp32", "fp16", "int8"]
+    assert report.samples == 6 and report.labelled
+    as_dict = json.loads(report.to_json())
+    assert as_dict["reference"] == "tiny.onnx"
+    assert set(as_dict["variants"][1]["outputs"][0]) >= {"max_abs", "max_rel", "cosine_min", "top1"}
+    markdown = report.to_markdown()
+    assert "| t.int8.onnx | int8 |" in markdown
