@@ -4,11 +4,10 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from precision_data import LABELS
 
 TESTS = Path(__file__).parents[1]
-LABELS = ["a", "b", "c", "d", "e"]
 
 
 @pytest.fixture(scope="session")
@@ -23,19 +22,3 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec_file = folder / "spec.json"
     spec_file.write_text(json.dumps(spec))
     return to_onnx(f"{TESTS / 'tiny_models.py'}:tiny", folder / "tiny.onnx", spec=spec_file).path
-
-
-def tiny_feeds(count: int, seed: int = 0, batch: int = 2) -> list[dict[str, np.ndarray]]:
-    """Valid feeds of the tiny model at a few shapes."""
-    rng = np.random.default_rng(seed)
-    feeds = []
-    for i in range(count):
-        h = 8 + 4 * (i % 3)
-        feeds.append(
-            {
-                "image": rng.normal(size=(batch, 3, h, h)).astype(np.float32),
-                "tokens": rng.integers(0, 20, size=(batch, 3 + i % 4)).astype(np.int64),
-                "imu": rng.normal(size=(batch, 4 + i % 5, 6)).astype(np.float32),
-            }
-        )
-    return feeds

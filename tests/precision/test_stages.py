@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from precision_data import LABELS, tiny_feeds
 
-from conftest import LABELS, tiny_feeds
 from mmexport.errors import ArtifactError, DataError, PrecisionError
 from mmexport.inspection import model_precision
 from mmexport.manifest import read_manifest
@@ -53,8 +53,7 @@ def test_calibrate_from_npz_writes_qdq_cache_and_manifest(
     producer = manifest.producer
     assert producer["method"] == method and producer["samples"] == 12
     assert len(producer["data_sha256"]) == 64
-    assert producer["shape_coverage"]["height"]["min_seen"] == 8
-    assert producer["shape_coverage"]["height"]["max_seen"] == 16
+    assert producer["shape_coverage"]["height"] == {"min": 8, "max": 16}
     accuracy_rows = manifest.validation["accuracy"]["variants"]
     assert [v["precision"] for v in accuracy_rows] == ["fp32", "int8"]
     assert accuracy_rows[1]["accuracy"] is not None  # the npz files carry labels

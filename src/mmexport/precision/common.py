@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from mmexport.data.feeds import ShapeCoverage
 from mmexport.errors import ArtifactError, DataError
 from mmexport.files import output_folder, publish, sha256_file, staging_dir
 from mmexport.inspection import model_precision
@@ -113,33 +114,10 @@ def open_data(
     )
 
 
-@dataclass
-class ShapeCoverage:
-    """The smallest and largest value each spec dim took in the data."""
-
-    spec: ModelSpec
-    seen: dict[str, list[int]] = field(default_factory=dict)
-
-    def update(self, feed: Mapping[str, np.ndarray]) -> None:
-        for inp in self.spec.inputs:
-            array = feed.get(inp.name)
-            if array is None:
-                continue
-            for axis, dim in enumerate(inp.shape):
-                if isinstance(dim, str) and axis < array.ndim:
-                    value = int(array.shape[axis])
-                    low, high = self.seen.get(dim, [value, value])
-                    self.seen[dim] = [min(low, value), max(high, value)]
-
-    def to_dict(self) -> dict[str, dict[str, int]]:
-        out = {}
-        for name, (low, high) in self.seen.items():
-            dim = self.spec.dims[name]
-            out[name] = {"min_seen": low, "max_seen": high, "spec_min": dim.min, "spec_max": dim.max}
-        return out
-
-    def summary(self) -> str:
-        return ", ".join(f"{n} {lo}..{hi}" for n, (lo, hi) in self.seen.items()) or "no dynamic dims"
+def coverage_summary(coverage: ShapeCoverage) -> str:
+    """``batch 8..8, height 48..128`` for progress notes."""
+    seen = coverage.as_dict()
+    return ", ".join(f"{n} {r['min']}..{r['max']}" for n, r in seen.items()) or "no dynamic dims"
 
 
 def feeds_of(source: Any, coverage: ShapeCoverage | None = None) -> Iterator[dict[str, np.ndarray]]:
@@ -148,7 +126,7 @@ def feeds_of(source: Any, coverage: ShapeCoverage | None = None) -> Iterator[dic
     for batch in source.batches():
         empty = False
         if coverage is not None:
-            coverage.update(batch.feed)
+            coverage.add(batch.feed)
         yield batch.feed
     if empty:
         raise DataError(f"{source.description} holds no samples")

@@ -17,6 +17,7 @@ from mmexport.precision.common import (
     Say,
     ShapeCoverage,
     SourceModel,
+    coverage_summary,
     derived_manifest,
     feeds_of,
     load_source_model,
@@ -227,7 +228,7 @@ def calibrate(
             "batch_size": config.batch_size,
             "data": calib.description,
             "data_sha256": calib.fingerprint(),
-            "shape_coverage": coverage.to_dict(),
+            "shape_coverage": coverage.as_dict(),
             "quantized_nodes": len(quantized.quantized_nodes),
             "kept_fp32_branches": kept,
             "max_accuracy_drop": config.max_accuracy_drop,
@@ -239,7 +240,7 @@ def calibrate(
         "sensitivity": [asdict(c) for c in costs],
     }
     path = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
-    notes.insert(0, f"shape coverage: {coverage.summary()}")
+    notes.insert(0, f"shape coverage: {coverage_summary(coverage)}")
     details = {"sensitivity": costs, "samples": seen, "cache": path.parent / cache_name}
     return StageResult(path, accuracy, notes, details, seconds)
 
