@@ -13,16 +13,15 @@ shared machine out of the comparison. Goal: within 5%.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from mmexport import to_onnx
+from session_overhead import export_model, finish  # this folder is on sys.path when run as a script
+
 from mmexport.bench import BenchConfig, BenchTarget, ShapeCase, benchmark, collect_environment, resolve_point
-from mmexport.export import ParityConfig
 from mmexport.runtime import Session
 
 GOAL = 0.05
@@ -95,9 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     case = ShapeCase("opt", batch=args.batch)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        print(f"exporting {args.model} ...", file=sys.stderr)
-        to_onnx(args.model, path, parity=ParityConfig(random_points=0))
+        path = export_model(args.model, Path(tmp))
         result = measure(path, case, args.rounds, args.seconds, args.warmup)
         backends = [Session(path).describe()]
     result = {"model": args.model, **result}
@@ -110,13 +107,7 @@ def main() -> None:
         f"median of per-round ratios {result['ratio']:.4f} "
         f"({verdict} the goal: within {GOAL:.0%})"
     )
-    print(
-        f"machine: {env['host']['cpu']}, {env['host']['cores_usable']} cores; "
-        f"onnxruntime {env['libraries']['onnxruntime']}"
-    )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"environment": env, "result": result}, indent=2) + "\n")
+    finish(env, result, args.json)
 
 
 if __name__ == "__main__":

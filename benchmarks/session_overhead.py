@@ -30,6 +30,25 @@ from mmexport.runtime import Session
 GOAL = 1.03
 
 
+def export_model(model: str, folder: Path) -> Path:
+    """The model exported to ``folder/model.onnx`` (with its manifest), for timing only."""
+    path = folder / "model.onnx"
+    print(f"exporting {model} ...", file=sys.stderr)
+    to_onnx(model, path, parity=ParityConfig(random_points=0))
+    return path
+
+
+def finish(env: dict, result: dict, json_path: Path | None) -> None:
+    """Print the machine line; write environment and figures as JSON when asked."""
+    print(
+        f"machine: {env['host']['cpu']}, {env['host']['cores_usable']} cores; "
+        f"onnxruntime {env['libraries']['onnxruntime']}"
+    )
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"environment": env, "result": result}, indent=2) + "\n")
+
+
 def measure(path: Path, batch: int, iterations: int, warmup_s: float, threads: int | None) -> dict:
     session = Session(path, threads=threads)
     options = ort.SessionOptions()
@@ -84,9 +103,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        print(f"exporting {args.model} ...", file=sys.stderr)
-        to_onnx(args.model, path, parity=ParityConfig(random_points=0))
+        path = export_model(args.model, Path(tmp))
         result = measure(path, args.batch, args.iterations, args.warmup, args.threads)
         backends = [Session(path, threads=args.threads).describe()]
     result = {"model": args.model, "batch": args.batch, **result}
@@ -98,13 +115,7 @@ def main() -> None:
         f"ratio {result['median_ratio']:.4f} ({verdict} the goal <= {GOAL}); "
         f"validation alone p50 {result['validation_p50_us']:.1f} us"
     )
-    print(
-        f"machine: {env['host']['cpu']}, {env['host']['cores_usable']} cores; "
-        f"onnxruntime {env['libraries']['onnxruntime']}"
-    )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"environment": env, "result": result}, indent=2) + "\n")
+    finish(env, result, args.json)
 
 
 if __name__ == "__main__":

@@ -75,17 +75,7 @@ def test_bench_missing_artifact(tmp_path):
     assert result.exit_code == 1 and "none.onnx: does not exist" in result.stderr
 
 
-def test_bench_plot_without_matplotlib_fails_before_measuring(artifacts, tmp_path, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+def test_bench_plot_without_matplotlib_fails_before_measuring(artifacts, tmp_path, no_matplotlib):
     result = _bench(artifacts[0], *FAST, "--plot", tmp_path / "x.png")
     assert result.exit_code == 1
     assert "error: --plot (latency plots) needs the Python package 'matplotlib'" in result.stderr

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import builtins
 import csv
 import io
 
@@ -38,15 +37,7 @@ def test_plot_writes_a_png(report, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_plot_without_matplotlib_names_the_extra(report, tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+def test_plot_without_matplotlib_names_the_extra(report, tmp_path, no_matplotlib):
     with pytest.raises(MissingDependencyError) as info:
         report.plot(tmp_path / "bench.png")
     assert "pip install 'mmexport[plot]'" in str(info.value)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
-from runtime.onnx_models import expected_logits, feeds
+from runtime.onnx_models import expected_logits, feeds, write_tiny
 
 
 @pytest.fixture
@@ -91,3 +91,32 @@ def test_run_missing_artifact_and_bad_device(tmp_path, tiny_path):
 def test_run_bad_input_syntax_is_a_usage_error(tiny_path):
     result = _run(tiny_path, "-i", "image=")
     assert result.exit_code == 2 and "is not NAME=FILE" in result.stderr
+
+
+def test_run_reads_an_image_file_through_the_spec_preprocess(tmp_path):
+    """A PNG becomes one normalized sample (preprocess.load_file), batched to 1."""
+    import copy
+
+    from PIL import Image
+
+    from mmexport.files import sha256_file
+    from mmexport.manifest import Manifest
+    from mmexport.spec import ModelSpec
+    from runtime.onnx_models import SPEC
+
+    spec = copy.deepcopy(SPEC)
+    spec["inputs"][0]["preprocess"] = {"kind": "image", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    path = write_tiny(tmp_path, manifest=False)
+    Manifest("onnx", path.name, sha256_file(path), ModelSpec.from_dict(spec), "fp32").write(path)
+    Image.new("RGB", (8, 6), (255, 0, 51)).save(tmp_path / "red.png")
+    np.save(tmp_path / "tokens.npy", np.zeros((1, 3), np.int64))
+    result = _run(
+        path, "-i", f"image={tmp_path / 'red.png'}", "-i", f"tokens={tmp_path / 'tokens.npy'}", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    logits = json.loads(result.stdout)["outputs"]["logits"]["values"][0]
+    np.testing.assert_allclose(logits, [1.0, 0.0, 0.2, 0.0], atol=1e-6)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    result = _run(path, "-i", f"image={tmp_path / 'broken.png'}", "-i", f"tokens={tmp_path / 'tokens.npy'}")
+    assert result.exit_code == 1 and "cannot read 'broken.png' as an image" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
