@@ -1,0 +1,169 @@
+"""The pipeline's report folder: one table with accuracy and latency per variant, JSON, PNG.
+
+Rendering only formats a PipelineResult; ``write_report`` writes the plot, then report.json,
+then report.md, each atomically, so report.md exists only once everything else is in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mmexport.errors import MissingDependencyError
+from mmexport.files import atomic_write_text
+from mmexport.pipeline.run import PipelineResult
+
+FORMAT = "mmexport.pipeline"
+FORMAT_VERSION = 1
+PLOT_FILE = "latency.png"
+
+
+def size_mb(path: Path) -> float:
+    """The artifact's size with its external-data file, if any."""
+    data = path.with_name(f"{path.name}.data")
+    return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 1e6
+
+
+def variant_rows(result: PipelineResult) -> list[dict[str, Any]]:
+    """One row per variant: precision, size, task accuracy, drop and latency per bench case."""
+    rows = []
+    for path, variant in zip(result.variants, result.accuracy.variants, strict=True):
+        latency = {}
+        for case in result.bench.cases:
+            r = result.bench.result(path.name, case)
+            latency[case] = {
+                "p50_ms": r.stats.p50,
+                "p90_ms": r.stats.p90,
+                "samples_per_s": r.samples_per_s,
+            }
+        rows.append(
+            {
+                "variant": path.name,
+                "precision": variant.precision,
+                "size_mb": round(size_mb(path), 3),
+                "task_accuracy": variant.accuracy,
+                "drop_points": result.accuracy.drop(variant),
+                "latency": latency,
+            }
+        )
+    return rows
+
+
+def to_dict(result: PipelineResult) -> dict[str, Any]:
+    """report.json: the summary rows, the full accuracy and bench reports, notes and timings."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": result.model,
+        "builtin": result.builtin,
+        "files": [p.name for p in result.variants] + [result.calibration["cache"]],
+        "variants": variant_rows(result),
+        "calibration": result.calibration,
+        "engine": result.engine,
+        "accuracy": result.accuracy.to_dict(),
+        "bench": result.bench.to_dict(),
+        "notes": result.notes,
+        "seconds": result.seconds,
+    }
+
+
+def table(result: PipelineResult) -> str:
+    """The Markdown table: accuracy and latency side by side, one row per variant."""
+    head = ["variant", "precision", "size MB", "task accuracy", "drop (points)"]
+    for case in result.bench.cases:
+        head += [f"p50 / p90 ms ({case})", f"samples/s ({case})"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for row in variant_rows(result):
+        cells = [row["variant"], row["precision"], f"{row['size_mb']:.2f}"]
+        cells += [_pct(row["task_accuracy"]), _num(row["drop_points"])]
+        for case in result.bench.cases:
+            lat = row["latency"][case]
+            cells += [f"{lat['p50_ms']:.3f} / {lat['p90_ms']:.3f}", f"{lat['samples_per_s']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def environment_line(result: PipelineResult) -> str:
+    """Where the latencies were measured and how."""
+    env = result.bench.environment
+    host, libs = env.get("host", {}), env.get("libraries", {})
+    config = result.bench.config
+    return (
+        f"{host.get('cpu', '?')}, {host.get('cores_usable', '?')} cores, {host.get('os', '?')}; "
+        f"Python {host.get('python', '?')}, onnxruntime {libs.get('onnxruntime') or '-'}, "
+        f"torch {libs.get('torch') or '-'}, mmexport {libs.get('mmexport') or '-'}; "
+        f"warm-up {config.warmup_s:g} s, {config.duration_s:g} s per variant and case, interleaved"
+    )
+
+
+def notes(result: PipelineResult) -> list[str]:
+    """The report's notes: data, what stayed FP32, calibration, the engine build, warnings."""
+    acc, cal = result.accuracy, result.calibration
+    drop = "task accuracy points lost" if acc.labelled else "top-1 disagreement (no labels), in points"
+    out = [
+        f"Accuracy on {acc.source} ({acc.samples} samples); drop = {drop} against {acc.reference.name}.",
+        f"INT8 calibration: {cal['samples']} samples, method {cal['method']}; "
+        f"TensorRT calibration cache {cal['cache']}.",
+    ]
+    for stage, items in result.notes.items():
+        out += [f"{stage}: {item}" for item in items]
+    return out
+
+
+def to_markdown(result: PipelineResult) -> str:
+    """report.md: title, table, environment, notes, stage timings."""
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    lines = [
+        f"# mmexport pipeline: {result.model}",
+        "",
+        table(result),
+        "",
+        f"Environment: {environment_line(result)}.",
+        "",
+        "Notes:",
+        "",
+        *(f"- {n}" for n in notes(result)),
+        "",
+        f"Stage times: {timings}.",
+        "",
+    ]
+    if (result.folder / PLOT_FILE).exists():
+        lines += [f"![latency per call]({PLOT_FILE})", ""]
+    return "\n".join(lines)
+
+
+def write_plot(result: PipelineResult) -> Path | None:
+    """latency.png through a temporary name; None (and a note) when matplotlib is missing."""
+    path = result.folder / PLOT_FILE
+    tmp = path.with_name(f".{PLOT_FILE}.tmp.png")
+    try:
+        result.bench.plot(tmp)
+    except MissingDependencyError:
+        tmp.unlink(missing_ok=True)
+        result.notes.setdefault("bench", []).append(
+            f"{PLOT_FILE} skipped: matplotlib is not installed (pip install 'mmexport[plot]')"
+        )
+        return None
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(result: PipelineResult) -> dict[str, Any]:
+    """Write latency.png, report.json and, last, report.md; return report.json's content."""
+    write_plot(result)
+    payload = to_dict(result)
+    atomic_write_text(result.folder / "report.json", json.dumps(payload, indent=2, default=str) + "\n")
+    atomic_write_text(result.folder / "report.md", to_markdown(result))
+    return payload
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

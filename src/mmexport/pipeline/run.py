@@ -1,0 +1,218 @@
+"""The main job: export, FP16, INT8, (TensorRT engine), accuracy and benchmarks of one model.
+
+Each stage is an existing library call (``to_onnx``, ``to_fp16``, ``calibrate``, ``accuracy``,
+``benchmark``); this module only chains them on one report folder, times them and gathers the
+notes a reader needs to trust the figures. Writing the report is ``pipeline.report``'s job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy, onnx and onnxruntime load only when the pipeline runs
+    from mmexport.bench import BenchReport
+    from mmexport.precision.accuracy import AccuracyReport
+    from mmexport.spec import ModelSpec
+
+Say = Callable[[str], None]
+Progress = Callable[[int, int | None], None]
+
+MODEL_FILE = "model.onnx"
+FP16_FILE = "model.fp16.onnx"
+INT8_FILE = "model.int8.onnx"
+REPORT_FILES = ("report.md", "report.json", "latency.png")
+STAGES = ("export", "fp16", "int8", "engine", "accuracy", "bench")
+
+DEFAULT_SAMPLES = 128
+DEFAULT_EVAL_SAMPLES = 200
+DEFAULT_DURATION_S = 2.0
+
+
+@dataclass
+class PipelineConfig:
+    """What ``mmexport pipeline`` was asked for; defaults keep the default model near a minute."""
+
+    model: str | None = None  # None: the built-in default model
+    output: Path = Path("report")
+    spec: Path | None = None
+    data: str | None = None  # calibration and FP16-scan data; None: synthetic (built-ins)
+    eval_data: str | None = None  # None: the built-in task's held-out split, else spec feeds
+    samples: int = DEFAULT_SAMPLES
+    eval_samples: int = DEFAULT_EVAL_SAMPLES
+    method: str = "entropy"
+    duration_s: float = DEFAULT_DURATION_S
+    warmup_s: float = 0.2
+
+
+@dataclass
+class PipelineResult:
+    """Everything the report shows: files, the accuracy and bench reports, notes and timings."""
+
+    folder: Path
+    model: str
+    builtin: str | None
+    variants: list[Path]
+    accuracy: AccuracyReport
+    bench: BenchReport
+    engine: dict[str, Any]
+    calibration: dict[str, Any]
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+def run_pipeline(
+    config: PipelineConfig, *, say: Say = _quiet, progress: Progress | None = None
+) -> PipelineResult:
+    """Run every stage into ``config.output``; any stage's MmexportError stops the job."""
+    from mmexport.export import to_onnx
+    from mmexport.precision.stages import CalibrationConfig, Fp16Config, accuracy, calibrate, to_fp16
+
+    folder = prepare_folder(config.output)
+    seconds: dict[str, float] = {}
+    notes: dict[str, list[str]] = {stage: [] for stage in STAGES}
+    paths = [folder / MODEL_FILE, folder / FP16_FILE, folder / INT8_FILE]
+    sub = _indent(say)
+
+    with _stage("export", seconds, say):
+        exported = to_onnx(config.model, paths[0], spec=config.spec, progress=sub)
+    notes["export"] += exported.notes
+    builtin = exported.manifest.source.get("builtin") is True
+    if config.data is None and not builtin:
+        warning = (
+            "no --data: FP16 scan and INT8 calibration use random feeds from the spec; give real samples"
+        )
+        notes["int8"].append(warning)
+        say(f"warning: {warning}")
+    with _stage("fp16", seconds, say):
+        fp16 = to_fp16(
+            paths[0],
+            paths[1],
+            config=Fp16Config(samples=min(config.samples, Fp16Config().samples)),
+            data=config.data,
+            eval_data=config.eval_data,
+            eval_samples=config.eval_samples,
+            say=sub,
+        )
+    notes["fp16"] += fp16.notes
+    calib_config = CalibrationConfig(method=config.method, samples=config.samples, sensitivity=False)
+    with _stage("int8", seconds, say):
+        int8 = calibrate(
+            paths[0],
+            paths[2],
+            data=config.data,
+            config=calib_config,
+            eval_data=config.eval_data,
+            eval_samples=config.eval_samples,
+            say=sub,
+            progress=progress,
+        )
+    notes["int8"] += _summarize_skipped(int8.notes)
+    with _stage("engine", seconds, say):
+        engine = engine_build_status()
+    notes["engine"].append(engine["reason"])
+    say(f"warning: {engine['reason']}")
+    with _stage("accuracy", seconds, say):
+        report = accuracy(paths, data=config.eval_data, samples=config.eval_samples, say=sub)
+    with _stage("bench", seconds, say):
+        bench = run_benchmarks(paths, exported.manifest.spec, config, sub)
+    notes["bench"] += [f"warning: {w}" for w in bench.warnings]
+    calibration = {
+        "method": config.method,
+        "samples": int8.details["samples"],
+        "cache": int8.details["cache"].name,
+    }
+    seconds["total"] = sum(seconds.values())
+    name = str(exported.manifest.source.get("model") or config.model)
+    return PipelineResult(
+        folder,
+        name,
+        name if builtin else None,
+        paths,
+        report,
+        bench,
+        engine,
+        calibration,
+        notes,
+        seconds,
+    )
+
+
+def prepare_folder(folder: Path) -> Path:
+    """Create the report folder and remove a previous run's report files, so that a failed run
+    never leaves a report.md describing models it has replaced."""
+    if folder.exists() and not folder.is_dir():
+        from mmexport.errors import ArtifactError
+
+        raise ArtifactError(str(folder), "is a file; the pipeline writes a folder", hint="e.g. -o report/")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    return folder
+
+
+def engine_build_status() -> dict[str, Any]:
+    """Why no TensorRT engine was built; this version has no engine build stage at all."""
+    if importlib.util.find_spec("tensorrt") is None:
+        reason = (
+            "TensorRT engine build skipped: TensorRT is not installed (the `trt` extra, on a machine "
+            "with an NVIDIA GPU), and this version of mmexport has no engine build command yet"
+        )
+        return {"built": False, "tensorrt_installed": False, "reason": reason}
+    reason = (
+        "TensorRT engine build skipped: TensorRT is installed, but this version of mmexport has no "
+        "engine build command (`mmexport build`) yet"
+    )
+    return {"built": False, "tensorrt_installed": True, "reason": reason}
+
+
+def bench_batches(spec: ModelSpec) -> list[int]:
+    """Batch 1 and the spec's opt batch (when different); none when the spec has no batch dim."""
+    from mmexport.bench.cases import batch_dim
+
+    dim = batch_dim(spec)
+    if dim is None:
+        return []
+    opt = spec.point("opt")[dim]
+    return [1] if opt == 1 else [1, opt]
+
+
+def run_benchmarks(paths: list[Path], spec: ModelSpec, config: PipelineConfig, say: Say) -> BenchReport:
+    """Every variant at the opt shape, batch 1 and the opt batch, measured interleaved."""
+    from mmexport.bench import BenchConfig, BenchTarget, benchmark, build_cases
+
+    targets = [BenchTarget(path=p, label=p.name) for p in paths]
+    bench_config = BenchConfig(warmup_s=config.warmup_s, duration_s=config.duration_s)
+    return benchmark(targets, build_cases(batches=bench_batches(spec)), bench_config, progress=say)
+
+
+def _summarize_skipped(notes: list[str]) -> list[str]:
+    """Calibration lists every node left unquantized; the report keeps a count and a few names."""
+    skipped = [n for n in notes if n.startswith("skipped ")]
+    kept = [n for n in notes if not n.startswith("skipped ")]
+    if len(skipped) <= 3:
+        return kept + skipped
+    names = ", ".join(n.split(":", 1)[0].removeprefix("skipped ") for n in skipped[:3])
+    return [*kept, f"{len(skipped)} nodes left unquantized (INT8 rules), e.g. {names}"]
+
+
+def _indent(say: Say) -> Say:
+    return lambda message: say(f"  {message}")
+
+
+@contextmanager
+def _stage(name: str, seconds: dict[str, float], say: Say) -> Iterator[None]:
+    """Announce a stage on the progress channel and record its wall time."""
+    say(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}")
+    t0 = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - t0, 3)

@@ -1,0 +1,113 @@
+"""``mmexport pipeline`` on the tiny model: the report folder, its notes, and failures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mmexport.cli.app import cli
+from mmexport.pipeline import engine_build_status
+from mmexport.pipeline.run import bench_batches
+from mmexport.spec import ModelSpec
+
+TESTS = Path(__file__).parents[1]
+TINY_ARGS = ["--samples", "4", "--eval-samples", "4", "--duration", "0.05"]
+
+
+def _spec_file(folder: Path) -> Path:
+    """The tiny model's spec with class labels on its output, so that top-1 agreement is reported."""
+    from tiny_models import TINY_SPEC
+
+    spec = {**TINY_SPEC, "outputs": [{"name": "logits", "labels": ["a", "b", "c", "d", "e"]}]}
+    path = folder / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _pipeline(folder: Path, *extra: str) -> Result:
+    spec = _spec_file(folder.parent)
+    args = ["pipeline", f"{TESTS / 'tiny_models.py'}:tiny", "--spec", str(spec), "-o", str(folder)]
+    return CliRunner().invoke(cli, [*args, *TINY_ARGS, *extra])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Path]:
+    """One full run with --json (stdout) and progress (stderr)."""
+    folder = tmp_path_factory.mktemp("pipeline") / "report"
+    return _pipeline(folder, "--json"), folder
+
+
+def test_report_folder_has_the_variants_and_the_report(run: tuple[Result, Path]) -> None:
+    result, folder = run
+    assert result.exit_code == 0, result.output
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.calib", "report.json"):
+        assert (folder / name).is_file(), name
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (folder / "latency.png").is_file()
+    report = (folder / "report.md").read_text()
+    assert "| variant | precision | size MB | task accuracy | drop (points) |" in report
+    assert "p50 / p90 ms (opt batch 1)" in report and "samples/s (opt batch 2)" in report
+    for name, precision in [("model.onnx", "fp32"), ("model.fp16.onnx", "fp16"), ("model.int8.onnx", "int8")]:
+        assert f"| {name} | {precision} |" in report
+    assert "Environment:" in report and "method entropy; TensorRT calibration cache" in report
+
+
+def test_report_json_is_printed_and_written(run: tuple[Result, Path]) -> None:
+    result, folder = run
+    printed: dict[str, Any] = json.loads(result.stdout)
+    written = json.loads((folder / "report.json").read_text())
+    assert printed == written
+    assert [v["variant"] for v in written["variants"]] == ["model.onnx", "model.fp16.onnx", "model.int8.onnx"]
+    assert set(written["variants"][2]["latency"]) == {"opt batch 1", "opt batch 2"}
+    assert [v["precision"] for v in written["accuracy"]["variants"]] == ["fp32", "fp16", "int8"]
+    assert written["bench"]["cases"] == ["opt batch 1", "opt batch 2"]
+    assert set(written["seconds"]) >= {"export", "fp16", "int8", "accuracy", "bench", "total"}
+
+
+def test_skipped_engine_and_random_data_are_said(run: tuple[Result, Path]) -> None:
+    result, folder = run
+    report = (folder / "report.md").read_text()
+    written = json.loads((folder / "report.json").read_text())
+    assert written["engine"]["built"] is False
+    assert "TensorRT engine build skipped" in report
+    assert "TensorRT engine build skipped" in result.stderr
+    assert "random feeds from the spec; give real samples" in report
+    assert "warning: no --data" in result.stderr
+    for stage in ("[1/6] export", "[3/6] int8", "[6/6] bench"):
+        assert stage in result.stderr
+
+
+def test_bad_data_fails_with_one_line_and_no_report(tmp_path: Path) -> None:
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "report.md").write_text("a previous run's report")
+    result = _pipeline(folder, "--data", str(tmp_path / "missing"), "-q")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert not (folder / "report.md").exists()
+    assert not (folder / "report.json").exists()
+
+
+def test_engine_status_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert "TensorRT is not installed" in engine_build_status()["reason"]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    status = engine_build_status()
+    assert status["tensorrt_installed"] is True and status["built"] is False
+    assert "no engine build command" in status["reason"]
+
+
+def test_bench_batches_follow_the_spec() -> None:
+    from tiny_models import TINY_SPEC
+
+    spec = ModelSpec.from_dict(TINY_SPEC)
+    assert bench_batches(spec) == [1, 2]
+    one = json.loads(json.dumps(TINY_SPEC))
+    one["dims"]["batch"]["opt"] = 1
+    assert bench_batches(ModelSpec.from_dict(one)) == [1]
