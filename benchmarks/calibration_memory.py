@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 METHODS = ("minmax", "entropy", "percentile")
+ONNXRUNTIME = "onnxruntime-entropy"
+ONNXRUNTIME_SIZES = (32, 64)  # its memory grows per sample: 512 would take gigabytes
 SIZES = (32, 512)
 GOAL_GROWTH = 1.25
 GOAL_VS_MINMAX = 1.5
@@ -42,6 +44,48 @@ def child(model: str, method: str, samples: int, image: int) -> None:
     calibrate(model, out, data=Stream(), config=config, eval_samples=16)
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"peak_rss_mb": peak_mb, "seconds": seconds}))
+
+
+def child_onnxruntime(model: str, samples: int, image: int) -> None:
+    """onnxruntime's own entropy calibration (quantize_static) for comparison.
+
+    Text length is fixed at 16 tokens here: with batches of different shapes (variable text
+    length, as in the runs above) onnxruntime 1.32's histogram calibrators fail with
+    "ValueError: ... inhomogeneous shape" when they stack the outputs they kept.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from mmexport.data.synthetic import SyntheticTask
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            task = SyntheticTask(with_audio=True, seed=7)
+            self.batches = (f for f, _ in task.samples(samples, 8, height=image, width=image, seq=16))
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = Path(tempfile.mkdtemp()) / "ort.int8.onnx"
+    t0 = time.perf_counter()
+    quantize_static(
+        model,
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_rss_mb": peak_mb, "seconds": seconds}))
 
 
@@ -67,7 +111,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         model, method, samples, image = args.child
-        child(model, method, int(samples), int(image))
+        if method == ONNXRUNTIME:
+            child_onnxruntime(model, int(samples), int(image))
+        else:
+            child(model, method, int(samples), int(image))
         return
     with tempfile.TemporaryDirectory() as tmp:
         model = export(Path(tmp))
@@ -78,6 +125,13 @@ def main() -> None:
                 rows.append({"method": method, "samples": samples, **result})
                 mb, seconds = result["peak_rss_mb"], result["seconds"]
                 print(f"  {method:<10} {samples:>4} samples: {mb:.1f} MB, {seconds:.1f} s", flush=True)
+        reference = []
+        if args.onnxruntime:
+            for samples in ONNXRUNTIME_SIZES:
+                result = measure(model, ONNXRUNTIME, samples, args.image)
+                reference.append({"method": ONNXRUNTIME, "samples": samples, **result})
+                mb, seconds = result["peak_rss_mb"], result["seconds"]
+                print(f"  {ONNXRUNTIME} {samples:>4} samples: {mb:.1f} MB, {seconds:.1f} s", flush=True)
     peak = {(r["method"], r["samples"]): r["peak_rss_mb"] for r in rows}
     minmax_max = peak[("minmax", SIZES[-1])]
     summary = []
@@ -89,8 +143,18 @@ def main() -> None:
         ok = growth <= GOAL_GROWTH and vs_minmax <= GOAL_VS_MINMAX
         summary.append({"method": method, "growth": growth, "vs_minmax": vs_minmax, "meets_goal": ok})
         print(f"| {method} | {low:.1f} MB | {high:.1f} MB | {growth:.2f}x | {vs_minmax:.2f}x |")
+    if reference:
+        low, high = reference[0], reference[-1]
+        per_sample = (high["peak_rss_mb"] - low["peak_rss_mb"]) / (high["samples"] - low["samples"])
+        print(
+            f"\nonnxruntime quantize_static, entropy (text length fixed at 16): "
+            f"{low['peak_rss_mb']:.1f} MB at {low['samples']} samples, {high['peak_rss_mb']:.1f} MB at "
+            f"{high['samples']}: +{per_sample:.2f} MB per sample, about "
+            f"{low['peak_rss_mb'] + per_sample * (SIZES[-1] - low['samples']):.0f} MB at {SIZES[-1]}"
+        )
     result = {
         "image": args.image,
+        "onnxruntime_reference": reference,
         "goal": {"growth_max": GOAL_GROWTH, "vs_minmax_max": GOAL_VS_MINMAX},
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
         "rows": rows,

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from precision_data import LABELS
+
+from precision.precision_data import LABELS
 
 TESTS = Path(__file__).parents[1]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-from precision_data import tiny_feeds
 
 from mmexport.cli.app import cli
+from precision.precision_data import tiny_feeds
 
 
 def npz_folder(path: Path, count: int = 3) -> Path:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from precision_data import LABELS, tiny_feeds
 
 from mmexport.errors import ArtifactError, DataError, PrecisionError
 from mmexport.inspection import model_precision
@@ -17,6 +16,7 @@ from mmexport.manifest import read_manifest
 from mmexport.precision import calib_cache
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.stages import CalibrationConfig, Fp16Config, accuracy, calibrate, to_fp16
+from precision.precision_data import LABELS, tiny_feeds
 
 FAST = CalibrationConfig(samples=16, batch_size=2, sensitivity=False)
 
