@@ -105,7 +105,7 @@ def notes(result: PipelineResult) -> list[str]:
     acc, cal = result.accuracy, result.calibration
     drop = "task accuracy points lost" if acc.labelled else "top-1 disagreement (no labels), in points"
     out = [
-        f"Accuracy on {acc.source} ({acc.samples} samples); drop = {drop} against {acc.reference.name}.",
+        f"Accuracy: {acc.samples} samples of {acc.source}; drop = {drop} against {acc.reference.name}.",
         f"INT8 calibration: {cal['samples']} samples, method {cal['method']}; "
         f"TensorRT calibration cache {cal['cache']}.",
     ]
