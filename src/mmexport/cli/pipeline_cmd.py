@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -112,7 +114,7 @@ def pipeline_cmd(
         duration_s=duration,
     )
     say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-    result = run_pipeline(config, say=say, progress=_progress(quiet))
+    result = run_pipeline(config, say=say, progress=_line_ending(_progress(quiet)))
     payload = write_report(result)
     if as_json:
         click.echo(json.dumps(payload, indent=2, default=str))
@@ -120,6 +122,19 @@ def pipeline_cmd(
     click.echo(table(result))
     click.echo(f"\n{result.engine['reason']}")
     click.echo(f"wrote {output / 'report.md'}, report.json and the models ({result.seconds['total']:.0f} s)")
+
+
+def _line_ending(show: Any) -> Any:
+    """The calibrate command's progress rewrites one line on a terminal; end it when done."""
+    if show is None or not sys.stderr.isatty():
+        return show
+
+    def wrapped(done: int, total: int | None) -> None:
+        show(done, total)
+        if total is not None and done >= total:
+            click.echo("", err=True)
+
+    return wrapped
 
 
 __all__ = ["pipeline_cmd"]
