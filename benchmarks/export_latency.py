@@ -34,6 +34,8 @@ def measure(name: str, iterations: int, warmup_s: float, threads: int) -> dict:
         total = time.perf_counter() - t0
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Spinning worker threads would keep the cores busy into PyTorch's interleaved calls.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
         size_mb = out.stat().st_size / 1e6
 

@@ -160,3 +160,19 @@ def test_onnxruntime_failure_is_one_line(tmp_path):
     with pytest.raises(BackendError, match="onnxruntime: inference failed") as info:
         Session(path).run({"x": np.zeros((1, 4), np.float32)})
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("spin", "entry"), [(False, "0"), (True, "1"), (None, None)])
+def test_spin_reaches_onnxruntime(tiny_path, spin, entry):
+    from mmexport.runtime.backends.onnxrt.loader import open_session
+
+    session, _ = open_session(tiny_path, None, BackendConfig(spin=spin))
+    options = session.get_session_options()
+    key = "session.intra_op.allow_spinning"
+    if entry is None:  # the library's default: no entry at all
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            options.get_session_config_entry(key)
+    else:
+        assert options.get_session_config_entry(key) == entry
+    with Session(tiny_path, spin=False) as spun_down:
+        assert spun_down.run(feeds())  # runs the same

@@ -58,6 +58,9 @@ class BenchTarget:
     device: str = "cpu"
     provider: str | None = None
     threads: int | None = None
+    # Off by default: a session's spinning worker threads would slow the next artifact's call
+    # in the interleaved measurement (measured here: eager PyTorch 12x slower beside onnxruntime).
+    spin: bool = False
     runner: Runnable | None = None
 
 
@@ -107,7 +110,12 @@ def _open(target: BenchTarget, say: Progress) -> _Open:
     say(f"loading {target.path}")
     start = time.perf_counter()
     session = Session(
-        target.path, target.backend, target.device, provider=target.provider, threads=target.threads
+        target.path,
+        target.backend,
+        target.device,
+        provider=target.provider,
+        threads=target.threads,
+        spin=target.spin,
     )
     load_s = time.perf_counter() - start
     label = target.label or Path(target.path).name

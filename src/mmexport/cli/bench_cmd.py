@@ -48,6 +48,13 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
 )
 @backend_options
 @click.option(
+    "--spin/--no-spin",
+    default=False,
+    show_default=True,
+    help="Let onnxruntime's idle worker threads busy-wait. Off: spinning threads of one artifact "
+    "would slow the next one's calls in the interleaved measurement.",
+)
+@click.option(
     "--json", "json_path", type=_FILE, help="Write the report as JSON (schema: README, Benchmarking)."
 )
 @click.option("--csv", "csv_path", type=_FILE, help="Write one CSV row per artifact and case.")
@@ -68,6 +75,7 @@ def bench_cmd(
     device: str,
     provider: str | None,
     threads: int | None,
+    spin: bool,
     json_path: Path | None,
     csv_path: Path | None,
     markdown_path: Path | None,
@@ -95,7 +103,7 @@ def bench_cmd(
         except ImportError:
             raise MissingDependencyError("matplotlib", "plot", "--plot (latency plots)") from None
     targets = [
-        BenchTarget(path=p, backend=backend, device=device, provider=provider, threads=threads)
+        BenchTarget(path=p, backend=backend, device=device, provider=provider, threads=threads, spin=spin)
         for p in artifacts
     ]
     config = BenchConfig(warmup_s=warmup, duration_s=duration, iterations=iterations)

@@ -24,7 +24,9 @@ class Session:
     ``backend``: ``"auto"`` (from the manifest's kind, else the file suffix), ``"onnxrt"``, or any
     registered backend. ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``provider`` (onnxruntime):
     ``"cpu"``, ``"cuda"`` or ``"tensorrt"`` (default: the device's). ``threads``: intra-op CPU
-    threads. ``cache_dir``: TensorRT engine cache (default ``<artifact>.trt-cache``).
+    threads. ``spin``: let idle worker threads busy-wait (None: the backend's default; False
+    when several models share the cores). ``cache_dir``: TensorRT engine cache (default
+    ``<artifact>.trt-cache``).
     ``verify_sha256``: also check the file against the manifest's hash (reads the whole file).
 
     The spec comes from the manifest (``<artifact>.json``); without one, from the graph's inputs
@@ -44,6 +46,7 @@ class Session:
         *,
         provider: str | None = None,
         threads: int | None = None,
+        spin: bool | None = None,
         cache_dir: str | Path | None = None,
         verify_sha256: bool = False,
     ) -> None:
@@ -62,6 +65,7 @@ class Session:
             provider=provider,
             threads=threads,
             cache_dir=Path(cache_dir) if cache_dir is not None else None,
+            spin=spin,
         )
         spec = self.manifest.spec if self.manifest else None
         self._backend: Backend = load_backend_class(entry)(self.path, spec, config)

@@ -25,6 +25,9 @@ class BackendConfig:
     onnxruntime's execution provider (``"cpu"``, ``"cuda"``, ``"tensorrt"``; None follows
     ``device``); ``threads`` caps intra-op CPU threads (None: the library's default);
     ``cache_dir`` is where TensorRT engines are cached (None: ``<artifact>.trt-cache`` beside it).
+    ``spin``: whether idle CPU worker threads busy-wait for the next call (None: the library's
+    default, on in onnxruntime). Spinning saves a little latency for one model called in a tight
+    loop, but keeps cores busy that other models, or the robot's own code, need.
     """
 
     device: str = "cpu"
@@ -32,6 +35,7 @@ class BackendConfig:
     provider: str | None = None
     threads: int | None = None
     cache_dir: Path | None = None
+    spin: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,8 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
     options = ort.SessionOptions()
     if config.threads is not None:
         options.intra_op_num_threads = config.threads
+    if config.spin is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spin else "0")
     try:
         session = ort.InferenceSession(
             str(path), options, providers=provider_list(provider, path, spec, config)
