@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from mmexport.errors import ArtifactError, DataError, PrecisionError
+from mmexport.errors import ArtifactError, DataError, MmexportError, PrecisionError
 from mmexport.inspection import model_precision
 from mmexport.manifest import read_manifest
 from mmexport.precision import calib_cache
@@ -203,3 +203,16 @@ def test_accuracy_compares_variants_on_one_source(tiny_onnx: Path, tmp_path: Pat
     assert set(as_dict["variants"][1]["outputs"][0]) >= {"max_abs", "max_rel", "cosine_min", "top1"}
     markdown = report.to_markdown()
     assert "| t.int8.onnx | int8 |" in markdown
+
+
+def test_no_evaluation_when_asked(tiny_onnx: Path, tmp_path: Path) -> None:
+    feeds = tiny_feeds(2)
+    int8 = calibrate(tiny_onnx, tmp_path / "q.onnx", data=feeds, config=FAST, eval_samples=0)
+    fp16 = to_fp16(tiny_onnx, tmp_path / "h.onnx", data=feeds, eval_samples=0)
+    assert int8.accuracy is None and fp16.accuracy is None
+    for path in (int8.path, fp16.path):
+        manifest = read_manifest(path)
+        assert manifest is not None and "accuracy" not in manifest.validation
+    budget = CalibrationConfig(samples=4, sensitivity=False, max_accuracy_drop=1.0)
+    with pytest.raises(MmexportError, match="needs evaluation samples"):
+        calibrate(tiny_onnx, tmp_path / "b.onnx", data=feeds, config=budget, eval_samples=0)

@@ -24,10 +24,10 @@ _DATA_HELP = (
 def _eval_options(f: Any) -> Any:
     f = click.option(
         "--eval-samples",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=0),
         default=500,
         show_default=True,
-        help="Evaluation samples.",
+        help="Evaluation samples (0: no evaluation).",
     )(f)
     return click.option(
         "--eval-data",
@@ -68,10 +68,12 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if as_json:
-        payload = {"path": str(result.path), "accuracy": result.accuracy.to_dict(), "notes": result.notes}
+        accuracy = result.accuracy.to_dict() if result.accuracy is not None else None
+        payload = {"path": str(result.path), "accuracy": accuracy, "notes": result.notes}
         click.echo(json.dumps({**payload, **extra, "seconds": result.seconds}, indent=2, default=str))
         return
-    click.echo(result.accuracy.to_markdown())
+    if result.accuracy is not None:
+        click.echo(result.accuracy.to_markdown())
     click.echo(f"wrote {result.path} and {result.path.name}.json: {what}")
 
 

@@ -100,7 +100,7 @@ def run_pipeline(
             config=Fp16Config(samples=min(config.samples, Fp16Config().samples)),
             data=config.data,
             eval_data=config.eval_data,
-            eval_samples=config.eval_samples,
+            eval_samples=0,  # the accuracy stage evaluates every variant once
             say=sub,
         )
     notes["fp16"] += fp16.notes
@@ -112,7 +112,7 @@ def run_pipeline(
             data=config.data,
             config=calib_config,
             eval_data=config.eval_data,
-            eval_samples=config.eval_samples,
+            eval_samples=0,  # the accuracy stage evaluates every variant once
             say=sub,
             progress=progress,
         )

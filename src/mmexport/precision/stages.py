@@ -25,7 +25,7 @@ from mmexport.precision.common import (
     write_onnx,
 )
 from mmexport.precision.fp16 import convert_fp16, plan_fp16
-from mmexport.precision.qdq import insert_qdq
+from mmexport.precision.qdq import QdqResult, insert_qdq
 from mmexport.precision.sensitivity import BranchCost, branch_costs, fit_budget
 from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
 
@@ -71,7 +71,7 @@ class CalibrationConfig:
 @dataclass
 class StageResult:
     path: Path
-    accuracy: AccuracyReport
+    accuracy: AccuracyReport | None  # None when the caller asked for no evaluation (eval_samples=0)
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -123,9 +123,10 @@ def to_fp16(
             report=check,
             hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
         )
-    accuracy = _evaluation(
-        source, eval_data, eval_samples, [("fp32", "fp32", source.model), ("fp16", "fp16", converted)], say
-    )
+    accuracy = None
+    if eval_samples > 0:
+        variants = [("fp32", "fp32", source.model), ("fp16", "fp16", converted)]
+        accuracy = _evaluation(source, eval_data, eval_samples, variants, say)
     seconds["check"] = time.perf_counter() - t0
     kept = plan.by_reason()
     manifest = derived_manifest(
@@ -138,7 +139,9 @@ def to_fp16(
             "keep_patterns": list(config.keep_fp32),
         },
     )
-    manifest.validation = {"fp16_check": check.to_dict(), "accuracy": accuracy.to_dict()}
+    manifest.validation = {"fp16_check": check.to_dict()}
+    if accuracy is not None:
+        manifest.validation["accuracy"] = accuracy.to_dict()
     path = write_onnx(converted, output, manifest)
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
     return StageResult(path, accuracy, notes, {"kept_fp32": kept, "check": check.to_dict()}, seconds)
@@ -160,8 +163,13 @@ def calibrate(
     say: Say = _quiet,
     progress: Progress | None = None,
 ) -> StageResult:
-    """INT8 Q/DQ variant of an FP32 artifact plus TensorRT's native calibration cache beside it."""
+    """INT8 Q/DQ variant of an FP32 artifact plus TensorRT's native calibration cache beside it.
+
+    ``eval_samples=0`` skips the evaluation (then neither sensitivity nor a budget can be asked).
+    """
     config = config or CalibrationConfig()
+    if eval_samples < 1 and config.max_accuracy_drop is not None:
+        raise MmexportError("--max-accuracy-drop needs evaluation samples (--eval-samples >= 1)")
     seconds: dict[str, float] = {}
     source = load_source_model(model)
     t0 = time.perf_counter()
@@ -179,40 +187,15 @@ def calibrate(
     seconds["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     quantized = insert_qdq(source.model, amax)
-    eval_source = open_data(eval_data, source, split="evaluation", samples=eval_samples, batch_size=50)
     costs: list[BranchCost] = []
     kept: list[str] = []
     notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
-    if config.sensitivity or config.max_accuracy_drop is not None:
-        say("measuring per-branch sensitivity")
-        costs, _ = branch_costs(
-            source.model, amax, source.spec, eval_source.batches, source=eval_source.description
+    accuracy = None
+    if eval_samples > 0:
+        quantized, accuracy, costs, kept = _evaluate_int8(
+            source, amax, quantized, config, eval_data, eval_samples, say
         )
-    if config.max_accuracy_drop is not None:
-        budget = fit_budget(
-            source.model,
-            amax,
-            source.spec,
-            eval_source.batches,
-            costs,
-            config.max_accuracy_drop,
-            source=eval_source.description,
-        )
-        if not budget.met:
-            raise PrecisionError(
-                f"no INT8 variant meets --max-accuracy-drop {config.max_accuracy_drop}: even with every "
-                f"branch in FP32 the drop is {budget.drop_points}; nothing written"
-            )
-        kept = budget.kept_fp32
-        quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
         notes += [f"kept branch {b!r} in FP32 to stay within the accuracy budget" for b in kept]
-    say(f"evaluating on {eval_source.description}")
-    accuracy = evaluate(
-        [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
-        eval_source.batches(),
-        source.spec,
-        source=eval_source.description,
-    )
     seconds["evaluate"] = time.perf_counter() - t0
     cache_name = calibration_cache_name(output)
     scales = {name: a / 127.0 for name, a in amax.items() if a > 0}
@@ -235,14 +218,58 @@ def calibrate(
             "calibration_cache": {"file": cache_name, "trt_version": config.trt_version},
         },
     )
-    manifest.validation = {
-        "accuracy": accuracy.to_dict(),
-        "sensitivity": [asdict(c) for c in costs],
-    }
+    manifest.validation = {"sensitivity": [asdict(c) for c in costs]}
+    if accuracy is not None:
+        manifest.validation["accuracy"] = accuracy.to_dict()
     path = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
     notes.insert(0, f"shape coverage: {coverage_summary(coverage)}")
     details = {"sensitivity": costs, "samples": seen, "cache": path.parent / cache_name}
     return StageResult(path, accuracy, notes, details, seconds)
+
+
+def _evaluate_int8(
+    source: SourceModel,
+    amax: dict[str, float],
+    quantized: QdqResult,
+    config: CalibrationConfig,
+    eval_data: Any,
+    eval_samples: int,
+    say: Say,
+) -> tuple[QdqResult, AccuracyReport, list[BranchCost], list[str]]:
+    """Sensitivity per branch, the accuracy budget, and the final FP32 vs INT8 report."""
+    eval_source = open_data(eval_data, source, split="evaluation", samples=eval_samples, batch_size=50)
+    costs: list[BranchCost] = []
+    kept: list[str] = []
+    if config.sensitivity or config.max_accuracy_drop is not None:
+        say("measuring per-branch sensitivity")
+        costs, _ = branch_costs(
+            source.model, amax, source.spec, eval_source.batches, source=eval_source.description
+        )
+    if config.max_accuracy_drop is not None:
+        budget = fit_budget(
+            source.model,
+            amax,
+            source.spec,
+            eval_source.batches,
+            costs,
+            config.max_accuracy_drop,
+            source=eval_source.description,
+        )
+        if not budget.met:
+            raise PrecisionError(
+                f"no INT8 variant meets --max-accuracy-drop {config.max_accuracy_drop}: even with every "
+                f"branch in FP32 the drop is {budget.drop_points}; nothing written"
+            )
+        kept = budget.kept_fp32
+        quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
+    say(f"evaluating on {eval_source.description}")
+    accuracy = evaluate(
+        [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
+        eval_source.batches(),
+        source.spec,
+        source=eval_source.description,
+    )
+    return quantized, accuracy, costs, kept
 
 
 def accuracy(
