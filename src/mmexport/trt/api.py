@@ -1,0 +1,39 @@
+"""The one place that imports ``tensorrt``, and its version as integers."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from mmexport.errors import MissingDependencyError
+
+
+def import_tensorrt(purpose: str = "building and running TensorRT engines") -> ModuleType:
+    """The ``tensorrt`` module, or MissingDependencyError naming the ``trt`` extra."""
+    try:
+        return importlib.import_module("tensorrt")
+    except ImportError:
+        raise MissingDependencyError("tensorrt", "trt", purpose) from None
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0"`` -> ``(10, 3, 0)``; non-numeric parts end the tuple (``"11.4.0.106"`` keeps 4)."""
+    parts: list[int] = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits or digits != piece:
+            if digits and piece.startswith(digits):
+                parts.append(int(digits))
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def version_of(trt: ModuleType) -> tuple[int, ...]:
+    return parse_version(str(getattr(trt, "__version__", "0")))
+
+
+def generation(trt: ModuleType) -> int:
+    """TensorRT's major version (10 or 11): what decides weak typing, builder flags, calibrators."""
+    version = version_of(trt)
+    return version[0] if version else 0
