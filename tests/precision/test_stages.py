@@ -216,3 +216,8 @@ def test_no_evaluation_when_asked(tiny_onnx: Path, tmp_path: Path) -> None:
     budget = CalibrationConfig(samples=4, sensitivity=False, max_accuracy_drop=1.0)
     with pytest.raises(MmexportError, match="needs evaluation samples"):
         calibrate(tiny_onnx, tmp_path / "b.onnx", data=feeds, config=budget, eval_samples=0)
+
+
+def test_calibrating_without_data_says_it_used_random_feeds(tiny_onnx: Path, tmp_path: Path) -> None:
+    result = calibrate(tiny_onnx, tmp_path / "r.onnx", config=FAST, eval_samples=0)
+    assert any("random feeds from the spec" in note for note in result.notes)

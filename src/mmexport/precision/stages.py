@@ -17,6 +17,7 @@ from mmexport.precision.common import (
     Say,
     ShapeCoverage,
     SourceModel,
+    SpecFeeds,
     coverage_summary,
     derived_manifest,
     feeds_of,
@@ -33,6 +34,10 @@ DEFAULT_CALIBRATION_SAMPLES = 512
 DEFAULT_EVAL_SAMPLES = 500
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_MIN_COSINE = 0.99
+RANDOM_DATA_NOTE = (
+    "calibrated on random feeds from the spec, not on real data: activation ranges may not match "
+    "what the model sees in use; give --data with real samples"
+)
 
 
 def _quiet(_message: str) -> None:
@@ -190,6 +195,8 @@ def calibrate(
     costs: list[BranchCost] = []
     kept: list[str] = []
     notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
+    if isinstance(calib, SpecFeeds):
+        notes.append(RANDOM_DATA_NOTE)
     accuracy = None
     if eval_samples > 0:
         quantized, accuracy, costs, kept = _evaluate_int8(
