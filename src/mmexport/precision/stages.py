@@ -26,14 +26,15 @@ from mmexport.precision.common import (
     write_onnx,
 )
 from mmexport.precision.fp16 import convert_fp16, plan_fp16
-from mmexport.precision.qdq import QdqResult, insert_qdq
-from mmexport.precision.sensitivity import BranchCost, branch_costs, fit_budget
+from mmexport.precision.qdq import QdqResult, insert_qdq, quantizable_nodes
+from mmexport.precision.sensitivity import BranchCost, BudgetResult, branch_costs, fit_budget
 from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
 
 DEFAULT_CALIBRATION_SAMPLES = 512
 DEFAULT_EVAL_SAMPLES = 500
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_MIN_COSINE = 0.99
+BUDGET_REASON = "kept in FP32 for --max-accuracy-drop"
 RANDOM_DATA_NOTE = (
     "calibrated on random feeds from the spec, not on real data: activation ranges may not match "
     "what the model sees in use; give --data with real samples"
@@ -202,7 +203,12 @@ def calibrate(
         quantized, accuracy, costs, kept = _evaluate_int8(
             source, amax, quantized, config, eval_data, eval_samples, say
         )
-        notes += [f"kept branch {b!r} in FP32 to stay within the accuracy budget" for b in kept]
+        budget_kept = [n for n, why in quantized.skipped.items() if why == BUDGET_REASON]
+        if kept:
+            notes.append(
+                f"kept in FP32 for --max-accuracy-drop: branch(es) {', '.join(kept)} "
+                f"({len(budget_kept)} node(s) of them stay FP32, the rest is INT8 again)"
+            )
     seconds["evaluate"] = time.perf_counter() - t0
     cache_name = calibration_cache_name(output)
     scales = {name: a / 127.0 for name, a in amax.items() if a > 0}
@@ -221,6 +227,7 @@ def calibrate(
             "shape_coverage": coverage.as_dict(),
             "quantized_nodes": len(quantized.quantized_nodes),
             "kept_fp32_branches": kept,
+            "fp32_nodes": dict(quantized.skipped),  # quantizable nodes left in FP32, with the reason
             "max_accuracy_drop": config.max_accuracy_drop,
             "calibration_cache": {"file": cache_name, "trt_version": config.trt_version},
         },
@@ -269,6 +276,7 @@ def _evaluate_int8(
             )
         kept = budget.kept_fp32
         quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
+        quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
     say(f"evaluating on {eval_source.description}")
     accuracy = evaluate(
         [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
@@ -277,6 +285,12 @@ def _evaluate_int8(
         source=eval_source.description,
     )
     return quantized, accuracy, costs, kept
+
+
+def _fp32_nodes(source: SourceModel, budget: BudgetResult) -> list[str]:
+    """Quantizable nodes the budget left in FP32."""
+    chosen = set(budget.quantized_nodes)
+    return [n.name for n in quantizable_nodes(source.model) if n.name not in chosen]
 
 
 def accuracy(
