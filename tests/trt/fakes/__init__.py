@@ -16,10 +16,33 @@ REAL_NAMES = Path(__file__).parent / "real_names"
 VERSIONS = ("10.3.0", "11.4.0.106")
 
 
+# Names the bindings have that `trt-api names` cannot list: the linker stored each one as the tail
+# of a longer string (``Builder`` inside ``IExprBuilder``). Each is accepted only where that longer
+# name is in the version's list; each was also found in the doc text (`trt-api doc NAME VERSION`).
+FOLDED = {
+    "Builder": "IExprBuilder",  # trt.Builder(logger)
+    "Runtime": "IPluginV3OneRuntime",  # trt.Runtime(logger)
+    "Logger": "ILogger",  # trt.Logger(min_severity)
+    "ERROR": "INTERNAL_ERROR",  # ILogger.Severity.ERROR
+    "INT8": "UINT8",  # DataType.INT8 (and BuilderFlag.INT8 in 10.x)
+    "DLA": "can_run_on_DLA",  # DeviceType.DLA
+    "num_errors": "get_num_errors",  # OnnxParser.num_errors
+    "desc": "get_error_desc",  # ParserError.desc()
+    "code": "get_error_code",  # ParserError.code()
+    "name": "get_tensor_name",  # ITensor.name, ILayer.name
+    "shape": "get_shape",  # ITensor.shape
+    "dtype": "get_tensor_dtype",  # ITensor.dtype
+    "type": "default_device_type",  # ILayer.type
+    "serialize": "plugins_to_serialize",  # ITimingCache.serialize(), ICudaEngine.serialize()
+    "num_outputs": "get_num_outputs",  # INetworkDefinition.num_outputs (11.x)
+}
+
+
 @cache
 def real_names(version: str) -> frozenset[str]:
     lines = (REAL_NAMES / f"{version}.txt").read_text().splitlines()
-    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    listed = frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    return listed | {name for name, host in FOLDED.items() if host in listed}
 
 
 def public_names(module: ModuleType) -> set[str]:
