@@ -150,3 +150,16 @@ class PrecisionError(MmexportError):
     def __init__(self, message: str, *, report: object = None, hint: str | None = None) -> None:
         self.report = report
         super().__init__(message, hint=hint)
+
+
+class CheckError(MmexportError):
+    """An ONNX graph that TensorRT's parser or the target would refuse (``mmexport check``).
+
+    ``report`` is the :class:`mmexport.trt.check.CheckReport` with every finding; ``target`` the
+    target name it was checked for.
+    """
+
+    def __init__(self, message: str, *, report: object = None, target: str | None = None) -> None:
+        self.report = report
+        self.target = target
+        super().__init__(message, hint="see the findings above; `mmexport check MODEL --target NAME` lists them")
