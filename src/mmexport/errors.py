@@ -162,4 +162,4 @@ class CheckError(MmexportError):
     def __init__(self, message: str, *, report: object = None, target: str | None = None) -> None:
         self.report = report
         self.target = target
-        super().__init__(message, hint="see the findings above; `mmexport check MODEL --target NAME` lists them")
+        super().__init__(message, hint="`mmexport check MODEL --target NAME` lists every finding")
