@@ -1,0 +1,140 @@
+"""``mmexport check``: real problems in real graphs, the built-in models clean, the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mmexport.cli.app import cli
+from mmexport.errors import CheckError
+from mmexport.trt.check import check_onnx
+from mmexport.trt.opsupport import matrices, matrix_for
+from mmexport.trt.targets import get_target
+
+from . import graphs
+
+GPU = get_target("gpu")
+ORIN = get_target("jetson-orin")
+
+
+def codes(report, level="error"):
+    return [f.code for f in report.findings if f.level == level]
+
+
+@pytest.fixture(scope="session")
+def seed_onnx(tmp_path_factory):
+    """The built-in ``seed`` model (CNN + GRU), exported once with its manifest."""
+    from mmexport.export import to_onnx
+
+    result = to_onnx("seed", tmp_path_factory.mktemp("seed") / "seed.onnx")
+    return result.path, result.manifest.spec
+
+
+def test_matrix_data_has_both_generations_releases():
+    releases = [m.tensorrt for m in matrices()]
+    assert releases == ["10.15", "10.3"]
+    newest, jetpack6 = matrices()
+    assert (newest.opset_min, newest.opset_max) == (9, 24)
+    assert (jetpack6.opset_min, jetpack6.opset_max) == (9, 20)
+    assert newest.entry("Attention").supported and not jetpack6.entry("Attention").supported
+    assert "Scan output length cannot be dynamic" in newest.entry("Loop").restrictions
+    assert matrix_for("11.4.0")[1] is not None  # no 11.x matrix: said so
+    assert matrix_for("10.13.3") == (jetpack6, None)
+
+
+def test_dynamic_loop_is_an_error():
+    report = check_onnx(graphs.dynamic_loop(), GPU)
+    loop = [f for f in report.errors if f.code == "loop-dynamic-scan"]
+    assert loop and loop[0].node == "rows" and loop[0].op == "Loop"
+    assert not report.ok
+
+
+def test_opset_newer_than_jetpack6_parser():
+    assert "opset-too-new" in codes(check_onnx(graphs.relu(opset=21), ORIN))
+    assert check_onnx(graphs.relu(opset=21), GPU).ok  # 10.15's parser takes up to 24
+    assert "opset-too-new" in codes(check_onnx(graphs.relu(opset=21), GPU, tensorrt_version="10.3.0"))
+
+
+def test_op_newer_than_the_parser():
+    model = graphs.single_op("RMSNormalization", 2)
+    on_orin = check_onnx(model, ORIN)  # 10.3: also opset 24 too new
+    unsupported = [f for f in on_orin.errors if f.code == "op-unsupported"]
+    assert unsupported and "added in TensorRT 10.15" in unsupported[0].message
+    assert "op-unsupported" not in codes(check_onnx(model, GPU, tensorrt_version="10.15"))
+
+
+def test_op_the_parser_never_had():
+    assert "op-unsupported" in codes(check_onnx(graphs.single_op("Det"), GPU))
+    assert "op-unsupported" in codes(check_onnx(graphs.single_op("NoSuchOp"), GPU))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"zero_point": 3}, "qdq-zero-point"),
+        ({"domain": "com.microsoft"}, "qdq-domain"),
+        ({"zp_type": __import__("numpy").uint8}, "qdq-type"),
+    ],
+)
+def test_qdq_rules(kwargs, code):
+    report = check_onnx(graphs.qdq(**kwargs), GPU)
+    assert code in codes(report)
+    assert {f.node for f in report.errors if f.code == code} <= {"q", "dq"}
+
+
+def test_symmetric_int8_qdq_passes():
+    assert check_onnx(graphs.qdq(), GPU).ok
+
+
+def test_lstm_attributes_tensorrt_refuses():
+    assert check_onnx(graphs.lstm(), GPU).ok
+    assert "rnn-attribute" in codes(check_onnx(graphs.lstm(input_forget=1), GPU))
+    assert "rnn-attribute" in codes(check_onnx(graphs.lstm(layout=1), GPU))
+
+
+def test_dla_target_reports_dynamic_shapes_and_gpu_fallbacks():
+    report = check_onnx(graphs.dynamic_loop(), ORIN)
+    warnings = codes(report, "warning")
+    assert "dla-dynamic-shape" in warnings and "dla-layer" in warnings
+    assert "dla-layer" not in codes(check_onnx(graphs.dynamic_loop(), GPU), "warning")
+
+
+def test_seed_model_passes_gpu_and_its_gru_is_seen(seed_onnx):
+    path, spec = seed_onnx
+    report = check_onnx(path, GPU, spec=spec)
+    assert report.ok, report.to_text()
+    gru = [f for f in report.findings if f.op == "GRU"]
+    # one forward GRU node: only the matrix's (bidirectional) restriction is mentioned, as info
+    assert [f.level for f in gru] == ["info"] and gru[0].code == "op-restriction"
+    orin = check_onnx(path, ORIN, spec=spec)
+    assert orin.ok
+    assert any(f.code == "dla-layer" and f.op == "GRU" for f in orin.warnings)
+
+
+def test_raise_for_errors_is_one_check_error():
+    report = check_onnx(graphs.dynamic_loop(), GPU)
+    with pytest.raises(CheckError, match="loop-dynamic-scan") as info:
+        report.raise_for_errors()
+    assert info.value.report is report and info.value.target == "gpu"
+
+
+def test_cli_exit_codes_and_json(tmp_path, seed_onnx):
+    import onnx
+
+    bad = tmp_path / "loop.onnx"
+    onnx.save(graphs.dynamic_loop(), bad)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["check", str(bad), "--target", "gpu"])
+    assert result.exit_code == 1
+    assert "loop-dynamic-scan" in result.output and "error: TensorRT check failed" in result.output
+    as_json = runner.invoke(cli, ["check", str(bad), "--json"])
+    assert as_json.exit_code == 1
+    data = json.loads(as_json.stdout)
+    assert data["ok"] is False and data["errors"] >= 1
+    good = runner.invoke(cli, ["check", str(seed_onnx[0]), "--target", "jetson-orin", "--json"])
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.stdout)["target"] == "jetson-orin"
+    missing = runner.invoke(cli, ["check", str(tmp_path / "none.onnx")])
+    assert missing.exit_code == 1 and "no such ONNX file" in missing.output
