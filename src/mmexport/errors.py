@@ -163,3 +163,16 @@ class CheckError(MmexportError):
         self.report = report
         self.target = target
         super().__init__(message, hint="`mmexport check MODEL --target NAME` lists every finding")
+
+
+class EngineBuildError(MmexportError):
+    """TensorRT could not parse the ONNX or build the engine, or the build options contradict the
+    target or the TensorRT version; no engine was written.
+
+    ``problems`` lists what TensorRT reported (parser errors with node names and ops, its log).
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None) -> None:
+        self.problems = list(problems or [])
+        shown = "; ".join(self.problems[:5]) + (" ..." if len(self.problems) > 5 else "")
+        super().__init__(f"{message}: {shown}" if shown else message, hint=hint)

@@ -81,6 +81,9 @@ def register() -> None:
     from mmexport.cli import pipeline_cmd
 
     cli.add_command(pipeline_cmd.pipeline_cmd)
+    from mmexport.cli import build_cmd
+
+    cli.add_command(build_cmd.build_cmd)
     from mmexport.cli import check_cmd, doctor_cmd
 
     cli.add_command(check_cmd.check_cmd)

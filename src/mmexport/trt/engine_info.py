@@ -30,6 +30,12 @@ class EngineInfo:
     build_seconds: float | None = None
     source_onnx: str | None = None
     source_sha256: str | None = None
+    # Added by `mmexport build` (defaults keep older manifests readable):
+    builder_flags: list[str] = field(default_factory=list)  # BuilderFlag names set, e.g. ["FP16"]
+    strongly_typed: bool = True  # False: TensorRT 10 weak typing for --precision fp16 / implicit INT8
+    workspace_bytes: int | None = None  # builder workspace cap (None: TensorRT's default)
+    opt_level: int | None = None  # builder optimization level 0-5
+    gpu_fallback: list[str] = field(default_factory=list)  # DLA builds: layers left on the GPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,229 @@
+"""``mmexport build`` against the fake tensorrt of each generation (and real TensorRT, marked trt)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from mmexport.errors import ArtifactError, EngineBuildError
+from mmexport.manifest import Manifest, read_manifest
+from mmexport.precision import calib_cache
+from mmexport.spec import ModelSpec
+from mmexport.trt.api import generation
+from mmexport.trt.build_options import BuildOptions, parse_size
+from mmexport.trt.build_stage import build_engine
+from mmexport.trt.calibrator import find_cache, load_cache, make_calibrator
+from mmexport.trt.targets import get_target
+
+SPEC = {
+    "inputs": [
+        {"name": "image", "modality": "image", "dtype": "float32", "shape": ["batch", 3, 8, 8]},
+        {"name": "tokens", "modality": "text", "dtype": "int64", "shape": ["batch", "seq"]},
+    ],
+    "outputs": ["logits"],
+    "dims": {"batch": {"min": 1, "opt": 2, "max": 8}, "seq": {"min": 1, "opt": 4, "max": 16}},
+}
+
+
+def tiny_artifact(folder: Path, precision: str = "fp32") -> Path:
+    """A four-node ONNX (ReduceMean, Cast, ReduceMean, Add) and its manifest, built in code."""
+    nodes = [
+        helper.make_node("ReduceMean", ["image", "hw"], ["pooled"], name="pool", keepdims=0),
+        helper.make_node("Cast", ["tokens"], ["tok_f"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["tok_f", "one"], ["tok_mean"], name="mean_tokens", keepdims=1),
+        helper.make_node("Add", ["pooled", "tok_mean"], ["logits"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8]),
+            helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        [
+            helper.make_tensor("hw", TensorProto.INT64, [2], [2, 3]),
+            helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    path = folder / "tiny.onnx"
+    onnx.save(model, str(path))
+    Manifest("onnx", path.name, "", ModelSpec.from_dict(SPEC), precision, source={"model": "tiny"}).write(
+        path
+    )
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return tiny_artifact(tmp_path)
+
+
+def options(target: str = "gpu", **kwargs: object) -> BuildOptions:
+    return BuildOptions(target=get_target(target), **kwargs)  # type: ignore[arg-type]
+
+
+def calls(trt: ModuleType, what: str) -> list[object]:
+    return [details for name, details in trt.calls if name == what]
+
+
+def strong(trt: ModuleType) -> int:
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def test_build_writes_plan_and_engine_manifest(fake_trt: ModuleType, tiny: Path) -> None:
+    out = tiny.with_name("tiny.engine")
+    result = build_engine(tiny, out, options(workspace_bytes=parse_size("512M"), opt_level=2))
+    assert out.read_bytes().startswith(b"FAKE-PLAN ")  # the raw plan, no header of ours
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest.kind == "engine" and manifest.precision == "fp32"
+    assert manifest.spec.to_dict()["dims"] == SPEC["dims"]
+    engine = manifest.producer["engine"]
+    assert engine["tensorrt_version"] == fake_trt.__version__
+    assert engine["target"] == "gpu" and engine["platform"].startswith("linux")
+    assert engine["gpu_name"] == "unknown" and "GPU name" in " ".join(result.notes)
+    assert engine["source_sha256"] == manifest.source["onnx_sha256"]
+    assert engine["profiles"][0]["tokens"] == [[1, 1], [2, 4], [8, 16]]
+    assert engine["strongly_typed"] is True and engine["build_seconds"] >= 0
+    assert calls(fake_trt, "create_network") == [strong(fake_trt)]
+    assert calls(fake_trt, "set_memory_pool_limit") == [("WORKSPACE", 512 << 20)]
+    assert calls(fake_trt, "parse_from_file") == [str(tiny)]
+
+
+def test_extra_profiles_reach_the_builder(fake_trt: ModuleType, tiny: Path) -> None:
+    build_engine(tiny, tiny.with_name("t.engine"), options(profiles=("batch=1:1:1", "batch=4:8:8,seq=16")))
+    added = calls(fake_trt, "add_optimization_profile")
+    assert len(added) == 3
+    assert added[1]["image"] == ((1, 3, 8, 8),) * 3  # type: ignore[index]
+    assert added[2]["tokens"] == ((4, 16), (8, 16), (8, 16))  # type: ignore[index]
+
+
+def test_fp16_flag_on_a_weakly_typed_network_only_on_tensorrt_10(fake_trt: ModuleType, tiny: Path) -> None:
+    out = tiny.with_name("t.engine")
+    if generation(fake_trt) >= 11:
+        with pytest.raises(EngineBuildError, match=r"TensorRT 11 builds strongly typed.*mmexport fp16"):
+            build_engine(tiny, out, options(precision="fp16"))
+        assert not out.exists()
+        return
+    build_engine(tiny, out, options(precision="fp16"))
+    assert calls(fake_trt, "create_network") == [0]
+    assert calls(fake_trt, "set_flag") == ["FP16"]
+    assert read_manifest(out).precision == "fp16"  # type: ignore[union-attr]
+
+
+def test_implicit_int8_reads_the_cache_beside_the_onnx(fake_trt: ModuleType, tiny: Path) -> None:
+    cache = calib_cache.format_cache({"pooled": 0.01, "logits": 0.02}, "minmax", "10.3.0")
+    tiny.with_name("tiny.int8.calib").write_text(cache)
+    out = tiny.with_name("t.engine")
+    if generation(fake_trt) >= 11:
+        with pytest.raises(EngineBuildError, match="mmexport calibrate"):
+            build_engine(tiny, out, options(precision="int8"))
+        return
+    build_engine(tiny, out, options(precision="int8"))
+    assert sorted(calls(fake_trt, "set_flag")) == ["FP16", "INT8"]  # type: ignore[type-var]
+    assert calls(fake_trt, "calibrator_init") == ["CacheOnlyCalibrator"]
+    assert fake_trt.fake.builder.builds[-1]["calibration_cache"] == cache.encode()
+    assert calls(fake_trt, "set_calibration_profile")
+    assert read_manifest(out).producer["calibration_cache"]["tensors"] == 2  # type: ignore[union-attr]
+
+
+def test_calibrator_matches_the_cache_header_and_only_reads(tmp_path: Path) -> None:
+    from .fakes import fake_tensorrt
+
+    trt = fake_tensorrt("10.3.0")
+    path = tmp_path / "m.calib"
+    path.write_text(calib_cache.format_cache({"x": 0.5}, "entropy", "10.0.0"))
+    cache = load_cache(path, "10.3.0")
+    assert "retargeted" in cache.notes[0] and cache.data.startswith(b"TRT-100300-EntropyCalibration2")
+    calibrator = make_calibrator(trt, cache)
+    assert isinstance(calibrator, trt.IInt8EntropyCalibrator2)
+    assert calibrator.get_batch(["x"]) is None
+    assert calibrator.read_calibration_cache() == cache.data
+    with pytest.raises(ArtifactError, match="mmexport calibrate"):
+        find_cache(tmp_path / "other.onnx", None)
+
+
+def test_timing_cache_is_loaded_and_saved(fake_trt: ModuleType, tiny: Path) -> None:
+    cache_file = tiny.with_name("trt.cache")
+    build_engine(tiny, tiny.with_name("a.engine"), options(timing_cache=cache_file))
+    assert calls(fake_trt, "create_timing_cache") == [b""]  # a new cache the first time
+    first = cache_file.read_bytes()
+    assert first.startswith(b"FAKE-TIMING-CACHE")
+    build_engine(tiny, tiny.with_name("b.engine"), options(timing_cache=cache_file))
+    assert calls(fake_trt, "create_timing_cache")[-1] == first  # the second build starts from it
+    assert cache_file.read_bytes().count(b"tactics") == 2
+
+
+def test_dla_refuses_dynamic_shapes_and_builds_static(
+    fake_trt: ModuleType, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_trt.fake.builder.dla_cores = 2
+    fake_trt.fake.builder.dla_unsupported_ops = {"Cast"}
+    out = tiny.with_name("t.engine")
+    with pytest.raises(EngineBuildError, match=r"DLA needs static shapes.*--static-shapes opt"):
+        build_engine(tiny, out, options("jetson-orin", dla_core=0))
+    assert not out.exists()
+    result = build_engine(tiny, out, options("jetson-orin", dla_core=1, static_shapes="opt"))
+    assert result.gpu_fallback == ["cast (ELEMENTWISE)"]
+    assert fake_trt.fake.builder.builds[-1]["device"] == "DLA"
+    assert "GPU_FALLBACK" in calls(fake_trt, "set_flag")
+    assert read_manifest(out).producer["engine"]["dla_core"] == 1  # type: ignore[union-attr]
+    with pytest.raises(EngineBuildError, match="has no DLA"):
+        build_engine(tiny, out, options("gpu", dla_core=0, static_shapes="opt"))
+
+
+def test_parser_error_names_node_and_op(fake_trt: ModuleType, tiny: Path) -> None:
+    fake_trt.fake.builder.fail_parse_on = "mean_tokens"
+    out = tiny.with_name("t.engine")
+    with pytest.raises(EngineBuildError, match=r"node 2 'mean_tokens' \(ReduceMean\).*UNSUPPORTED_NODE"):
+        build_engine(tiny, out, options())
+    assert not out.exists() and not Path(f"{out}.json").exists()
+
+
+def test_failed_build_leaves_no_engine_manifest_or_timing_cache(fake_trt: ModuleType, tiny: Path) -> None:
+    fake_trt.fake.builder.fail_build = True
+    out = tiny.with_name("t.engine")
+    cache_file = tiny.with_name("trt.cache")
+    with pytest.raises(EngineBuildError, match=r"failed to build.*out of memory"):
+        build_engine(tiny, out, options(timing_cache=cache_file))
+    assert sorted(p.name for p in tiny.parent.iterdir()) == ["tiny.onnx", "tiny.onnx.json"]
+
+
+def test_options_tensorrt_lacks_are_refused(fake_trt: ModuleType, tiny: Path) -> None:
+    out = tiny.with_name("t.engine")
+    if generation(fake_trt) == 10:  # SAME_COMPUTE_CAPABILITY came after 10.3
+        with pytest.raises(EngineBuildError, match=r"has no HardwareCompatibilityLevel\.SAME_COMPUTE"):
+            build_engine(tiny, out, options(hardware_compat="same-cc"))
+    build_engine(tiny, out, options(hardware_compat="ampere+", version_compatible=True))
+    assert "VERSION_COMPATIBLE" in calls(fake_trt, "set_flag")
+    engine = read_manifest(out).producer["engine"]  # type: ignore[union-attr]
+    assert engine["hardware_compat"] == "ampere+" and engine["version_compatible"] is True
+
+
+def test_precision_flags_on_a_reduced_precision_onnx_are_refused(
+    fake_trt: ModuleType, tmp_path: Path
+) -> None:
+    path = tiny_artifact(tmp_path, precision="int8")
+    match = "already" if generation(fake_trt) == 10 else "TensorRT 11"
+    with pytest.raises(EngineBuildError, match=match):
+        build_engine(path, tmp_path / "t.engine", options(precision="fp16"))
+    build_engine(path, tmp_path / "t.engine", options())  # Q/DQ: precision from the ONNX
+    assert read_manifest(tmp_path / "t.engine").precision == "int8"  # type: ignore[union-attr]
+    assert json.loads((tmp_path / "t.engine.json").read_text())["producer"]["engine"]["builder_flags"] == []
+
+
+@pytest.mark.trt
+def test_real_tensorrt_builds_the_tiny_model(real_trt: ModuleType, tiny: Path) -> None:
+    out = tiny.with_name("tiny.engine")
+    result = build_engine(tiny, out, options(timing_cache=tiny.with_name("trt.cache")))
+    assert out.stat().st_size > 0 and result.info.tensorrt_version == real_trt.__version__
+    assert result.info.compute_capability != "unknown"
+    runtime = real_trt.Runtime(real_trt.Logger(real_trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(out.read_bytes())
+    assert engine is not None and engine.num_io_tensors == 3

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+from click.testing import CliRunner
+
+from mmexport.cli.app import cli
+from mmexport.trt.api import generation
+
+from .test_build import tiny_artifact
+
+
+def test_build_command_writes_engine_and_prints_json(fake_trt: ModuleType, tmp_path: Path) -> None:
+    model = tiny_artifact(tmp_path)
+    args = ["build", str(model), "--workspace", "1G", "--profile", "batch=1:1:1", "--json", "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["path"] == str(tmp_path / "tiny.gpu.engine")
+    assert len(payload["engine"]["profiles"]) == 2
+    assert (tmp_path / "tiny.gpu.engine.json").exists()
+
+
+def test_build_command_refuses_builder_precision_on_tensorrt_11(fake_trt: ModuleType, tmp_path: Path) -> None:
+    model = tiny_artifact(tmp_path)
+    result = CliRunner().invoke(
+        cli, ["build", str(model), "--precision", "fp16", "-o", str(tmp_path / "m.e")]
+    )
+    if generation(fake_trt) == 10:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 1
+    assert "strongly typed" in result.stderr and "mmexport fp16" in result.stderr
+    assert not (tmp_path / "m.e").exists()
+
+
+def test_build_command_bad_size_and_profile(fake_trt: ModuleType, tmp_path: Path) -> None:
+    model = tiny_artifact(tmp_path)
+    result = CliRunner().invoke(cli, ["build", str(model), "--workspace", "lots"])
+    assert result.exit_code == 1 and "K/M/G/T" in result.stderr
+    result = CliRunner().invoke(cli, ["build", str(model), "--profile", "frames=1:2:3"])
+    assert result.exit_code == 1 and "named dims: batch, seq" in result.stderr
