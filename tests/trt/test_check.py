@@ -138,3 +138,19 @@ def test_cli_exit_codes_and_json(tmp_path, seed_onnx):
     assert json.loads(good.stdout)["target"] == "jetson-orin"
     missing = runner.invoke(cli, ["check", str(tmp_path / "none.onnx")])
     assert missing.exit_code == 1 and "no such ONNX file" in missing.output
+
+
+def test_pipeline_runs_the_check_before_the_expensive_stages(tmp_path, seed_onnx):
+    import onnx
+
+    from mmexport.pipeline.run import tensorrt_check
+
+    path, spec = seed_onnx
+    said: list[str] = []
+    notes = tensorrt_check(path, spec, said.append)
+    assert notes[0].startswith("TensorRT check: 0 error(s)")
+    bad = tmp_path / "loop.onnx"
+    onnx.save(graphs.dynamic_loop(), bad)
+    with pytest.raises(CheckError):
+        tensorrt_check(bad, spec, said.append)
+    assert any("loop-dynamic-scan" in s for s in said)

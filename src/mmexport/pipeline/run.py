@@ -86,6 +86,7 @@ def run_pipeline(
     with _stage("export", seconds, say):
         exported = to_onnx(config.model, paths[0], spec=config.spec, progress=sub)
     notes["export"] += exported.notes
+    notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, say)
     builtin = exported.manifest.source.get("builtin") is True
     if config.data is None and not builtin:
         warning = (
@@ -145,6 +146,21 @@ def run_pipeline(
         notes,
         seconds,
     )
+
+
+def tensorrt_check(model: Path, spec: ModelSpec, say: Say) -> list[str]:
+    """``mmexport check`` for the default target before the expensive stages: errors stop the job
+    (TensorRT's parser would refuse the graph), warnings become notes."""
+    from mmexport.trt.check import check_onnx
+    from mmexport.trt.targets import DEFAULT_TARGET, get_target
+
+    report = check_onnx(model, get_target(DEFAULT_TARGET), spec=spec)
+    for finding in report.errors:
+        say(f"  {finding.to_text()}")
+    report.raise_for_errors()
+    notes = [f"TensorRT check: {report.summary()}"]
+    notes += [f.to_text() for f in report.warnings]
+    return notes
 
 
 def prepare_folder(folder: Path) -> Path:
