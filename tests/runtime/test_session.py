@@ -88,10 +88,10 @@ def test_files_that_cannot_be_loaded(tmp_path):
     bad.write_bytes(b"garbage" * 10)
     with pytest.raises(ArtifactError, match="onnxruntime cannot load it"):
         Session(bad)
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"x")
-    with pytest.raises(BackendError, match=r"no runtime backend reads 'm\.engine'"):
-        Session(engine)
+    other = tmp_path / "m.bin"
+    other.write_bytes(b"x")
+    with pytest.raises(BackendError, match=r"no runtime backend reads 'm\.bin'"):
+        Session(other)
 
 
 def test_registry_names():

@@ -28,6 +28,7 @@ class Session:
     when several models share the cores). ``cache_dir``: TensorRT engine cache (default
     ``<artifact>.trt-cache``).
     ``verify_sha256``: also check the file against the manifest's hash (reads the whole file).
+    ``options``: backend-specific settings (TensorRT engines: ``{"cuda_graph": True, "pinned": True}``).
 
     The spec comes from the manifest (``<artifact>.json``); without one, from the graph's inputs
     (``spec_source == "graph"``: dtypes, ranks, fixed axes and shared dim names are checked, but
@@ -49,6 +50,7 @@ class Session:
         spin: bool | None = None,
         cache_dir: str | Path | None = None,
         verify_sha256: bool = False,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -66,6 +68,7 @@ class Session:
             threads=threads,
             cache_dir=Path(cache_dir) if cache_dir is not None else None,
             spin=spin,
+            options=dict(options or {}),
         )
         spec = self.manifest.spec if self.manifest else None
         self._backend: Backend = load_backend_class(entry)(self.path, spec, config)
@@ -107,9 +110,12 @@ class Session:
         if runner is None:
             raise BackendError(self.backend_name, "cannot keep outputs on the device")
         shapes, dtypes = {}, {}
+        meta = getattr(self._backend, "feed_meta", None)
         for name, value in feeds.items():
             if isinstance(value, np.ndarray):
                 shapes[name], dtypes[name] = value.shape, value.dtype
+            elif meta is not None:  # the backend knows its device tensors (TensorRT: torch, DeviceArray)
+                shapes[name], dtypes[name] = meta(value)
             else:  # an OrtValue
                 from mmexport.runtime.backends.onnxrt.runner import ort_dtype
 
@@ -117,6 +123,11 @@ class Session:
         self._validate.check_meta(shapes, dtypes)
         result: dict[str, Any] = runner(feeds)
         return result
+
+    def timings(self) -> dict[str, float] | None:
+        """GPU milliseconds of the last call by phase (TensorRT: gpu, h2d, compute, d2h); None elsewhere."""
+        hook = getattr(self._backend, "timings", None)
+        return hook() if hook is not None else None
 
     def describe(self) -> dict[str, Any]:
         """Backend, provider, device and library, plus the artifact's precision, for reports."""

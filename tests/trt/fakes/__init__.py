@@ -35,6 +35,10 @@ FOLDED = {
     "type": "default_device_type",  # ILayer.type
     "serialize": "plugins_to_serialize",  # ITimingCache.serialize(), ICudaEngine.serialize()
     "num_outputs": "get_num_outputs",  # INetworkDefinition.num_outputs (11.x)
+    # TensorIOMode.INPUT / OUTPUT: no doc text names them; NVIDIA's samples compare
+    # get_tensor_mode(name) == trt.TensorIOMode.INPUT.
+    "INPUT": "CONDITIONAL_INPUT",
+    "OUTPUT": "LOOP_OUTPUT",
 }
 
 

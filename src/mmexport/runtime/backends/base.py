@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class BackendConfig:
     ``spin``: whether idle CPU worker threads busy-wait for the next call (None: the library's
     default, on in onnxruntime). Spinning saves a little latency for one model called in a tight
     loop, but keeps cores busy that other models, or the robot's own code, need.
+    ``options``: settings only one backend reads (TensorRT: ``cuda_graph``, ``pinned``); a backend
+    refuses options it does not know.
     """
 
     device: str = "cpu"
@@ -36,6 +38,7 @@ class BackendConfig:
     threads: int | None = None
     cache_dir: Path | None = None
     spin: bool | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A native TensorRT backend registers itself the same way as onnxruntime's::
 
-    register_backend("tensorrt", "mmexport.runtime.backends.trt.runner:TrtRunner",
+    register_backend("tensorrt", "mmexport.runtime.backends.tensorrt.runner:TrtRunner",
                      suffixes=(".engine", ".plan"), kinds=("engine",))
 """
 
@@ -77,4 +77,11 @@ register_backend(
     suffixes=(".onnx",),
     kinds=("onnx",),
     aliases=("onnxruntime",),
+)
+register_backend(
+    "tensorrt",
+    "mmexport.runtime.backends.tensorrt.runner:TrtRunner",
+    suffixes=(".engine", ".plan"),
+    kinds=("engine",),
+    aliases=("trt",),
 )

@@ -1,0 +1,1 @@
+"""The native TensorRT backend: ``.engine`` / ``.plan`` files through TensorRT and cuda-python."""

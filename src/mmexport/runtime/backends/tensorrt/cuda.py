@@ -1,0 +1,172 @@
+"""CUDA through cuda-python (``cuda.bindings.runtime``): memory, streams, events and graphs.
+
+Every cuda-python call returns ``(err, *values)``; :meth:`Cuda.call` checks ``err`` once, in one
+place, and turns a failure into a one-line ``BackendError`` with CUDA's error name. Device memory
+is held in grow-only :class:`DeviceBuffer` objects, so that a run at a smaller shape reuses the
+allocation of a larger one and steady-state runs never allocate.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from mmexport.errors import BackendError, MissingDependencyError
+
+
+def import_cudart() -> ModuleType:
+    """``cuda.bindings.runtime`` (cuda-python >= 12), or MissingDependencyError naming the ``gpu`` extra."""
+    try:
+        return importlib.import_module("cuda.bindings.runtime")
+    except ImportError:
+        raise MissingDependencyError("cuda-python", "gpu", "running TensorRT engines") from None
+
+
+class Cuda:
+    """The CUDA runtime calls the TensorRT backend makes, each checked."""
+
+    def __init__(self, rt: ModuleType, device_id: int = 0) -> None:
+        self.rt = rt
+        self.device_id = device_id
+        self.call("cudaSetDevice", device_id)
+
+    def call(self, name: str, *args: Any) -> Any:
+        """``rt.<name>(*args)``; its value (one), values (a tuple) or None; raises on an error code."""
+        err, *values = getattr(self.rt, name)(*args)
+        if err != self.rt.cudaError_t.cudaSuccess:
+            raise BackendError("tensorrt", f"{name} failed: {self.error_name(err)}")
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def error_name(self, err: Any) -> str:
+        try:
+            _code, name = self.rt.cudaGetErrorName(err)
+        except Exception:  # the error code itself may be unusable
+            return str(err)
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def device(self) -> tuple[str, str]:
+        """The GPU's name and compute capability (``"8.7"``)."""
+        props = self.call("cudaGetDeviceProperties", self.device_id)
+        name = props.name
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        return name.split("\x00")[0].strip(), f"{props.major}.{props.minor}"
+
+    def copy(self, dst: int, src: int, nbytes: int, kind: str, stream: Any) -> None:
+        """``kind``: ``HostToDevice``, ``DeviceToHost`` or ``DeviceToDevice``; queued on ``stream``."""
+        if nbytes:
+            kinds = self.rt.cudaMemcpyKind
+            self.call("cudaMemcpyAsync", dst, src, nbytes, getattr(kinds, f"cudaMemcpy{kind}"), stream)
+
+    def record(self, event: Any, stream: Any) -> None:
+        self.call("cudaEventRecord", event, stream)
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        return float(self.call("cudaEventElapsedTime", start, end))
+
+    def begin_capture(self, stream: Any) -> None:
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        self.call("cudaStreamBeginCapture", stream, mode)
+
+    def end_capture(self, stream: Any) -> Any:
+        """The captured graph, instantiated; the graph itself is destroyed once instantiated."""
+        graph = self.call("cudaStreamEndCapture", stream)
+        try:
+            return self.call("cudaGraphInstantiate", graph, 0)
+        finally:
+            self.call("cudaGraphDestroy", graph)
+
+
+class DeviceBuffer:
+    """Device memory that only grows: ``ensure(n)`` reallocates when ``n`` exceeds the capacity."""
+
+    def __init__(self, cuda: Cuda) -> None:
+        self.cuda = cuda
+        self.ptr = 0
+        self.capacity = 0
+
+    def ensure(self, nbytes: int) -> int:
+        if nbytes > self.capacity:
+            self.free()
+            self.ptr = int(self.cuda.call("cudaMalloc", max(nbytes, 1)))
+            self.capacity = nbytes
+        return self.ptr
+
+    def free(self) -> None:
+        if self.ptr:
+            self.cuda.call("cudaFree", self.ptr)
+        self.ptr, self.capacity = 0, 0
+
+
+class PinnedBuffer:
+    """Page-locked host memory that only grows, viewed as numpy arrays (faster, truly async copies)."""
+
+    def __init__(self, cuda: Cuda) -> None:
+        self.cuda = cuda
+        self.ptr = 0
+        self.capacity = 0
+
+    def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes > self.capacity:
+            self.free()
+            self.ptr = int(self.cuda.call("cudaMallocHost", max(nbytes, 1)))
+            self.capacity = nbytes
+        raw = memoryview((ctypes.c_uint8 * max(nbytes, 1)).from_address(self.ptr)).cast("B")
+        return np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(shape)
+
+    def free(self) -> None:
+        if self.ptr:
+            self.cuda.call("cudaFreeHost", self.ptr)
+        self.ptr, self.capacity = 0, 0
+
+
+@dataclass(frozen=True)
+class DeviceArray:
+    """A tensor in device memory: address, shape and dtype (a view; the runner owns the memory).
+
+    Outputs returned by ``run_on_device`` stay valid until the runner's next run or ``close``;
+    ``numpy()`` copies one to the host. Pass one back as an input to chain engines without a
+    round trip through the host.
+    """
+
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    cuda: Cuda | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def data_ptr(self) -> int:
+        return self.ptr
+
+    def numpy(self) -> np.ndarray:
+        if self.cuda is None:
+            raise BackendError("tensorrt", "this DeviceArray has no CUDA handle to copy it with")
+        out = np.empty(self.shape, self.dtype)
+        self.cuda.call(
+            "cudaMemcpy",
+            out.ctypes.data,
+            self.ptr,
+            self.nbytes,
+            self.cuda.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+        )
+        return out
+
+
+def device_meta(value: Any) -> tuple[tuple[int, ...], np.dtype] | None:
+    """Shape and numpy dtype of a device tensor (DeviceArray, torch CUDA tensor); None otherwise."""
+    if isinstance(value, DeviceArray):
+        return value.shape, value.dtype
+    if getattr(value, "is_cuda", False) and hasattr(value, "data_ptr"):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return tuple(int(d) for d in value.shape), np.dtype(dtype)
+    return None

@@ -1,0 +1,141 @@
+"""Open a TensorRT engine: read its manifest, check it against this machine, deserialize it.
+
+An engine runs only where it was built (same TensorRT version, GPU compute capability and
+platform) unless it was built version-compatible or hardware-compatible. TensorRT's own refusal
+is a long log line after a slow load; this check comes first and says what to do instead.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mmexport.errors import ArtifactError, BackendError
+from mmexport.manifest import Manifest, manifest_path
+from mmexport.trt.api import import_tensorrt, parse_version
+from mmexport.trt.engine_info import EngineInfo
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What an engine is checked against: the running TensorRT, the GPU and the platform."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    platform: str
+
+    def describe(self) -> str:
+        return (
+            f"TensorRT {self.tensorrt_version}, {self.gpu_name} "
+            f"(compute capability {self.compute_capability}), {self.platform}"
+        )
+
+
+def machine_platform(root: Path = Path("/")) -> str:
+    """``linux-x86_64``, ``linux-sbsa`` (aarch64 servers) or ``linux-aarch64-jetson``, as in targets."""
+    system = _platform.system().lower()
+    machine = _platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        if (root / "etc" / "nv_tegra_release").exists():
+            return f"{system}-aarch64-jetson"
+        return f"{system}-sbsa"
+    return f"{system}-{machine}"
+
+
+def engine_info(path: Path, manifest: Manifest | None) -> EngineInfo:
+    """The manifest's ``producer["engine"]``; an engine without a manifest cannot be checked or run."""
+    where = str(manifest_path(path))
+    if manifest is None:
+        raise ArtifactError(
+            str(path),
+            "has no manifest (its .json), so its inputs and build machine are unknown",
+            hint="build engines with `mmexport build`, which writes one",
+        )
+    if manifest.kind != "engine":
+        raise ArtifactError(where, f"describes a {manifest.kind!r} artifact, not an engine")
+    return EngineInfo.from_dict(manifest.producer.get("engine"), where=where)
+
+
+def rebuild_command(path: Path, info: EngineInfo) -> str:
+    source = info.source_onnx or "<model.onnx>"
+    return f"mmexport build {source} --target {info.target} -o {path}"
+
+
+def mismatches(info: EngineInfo, machine: Machine) -> list[str]:
+    """Why this engine cannot run here (empty: it can), one phrase per reason."""
+    problems = []
+    built, running = parse_version(info.tensorrt_version), parse_version(machine.tensorrt_version)
+    if info.version_compatible:
+        if not built or not running or built[0] != running[0] or running < built:
+            problems.append(
+                f"a version-compatible engine runs on TensorRT {built[0] if built else '?'}.x "
+                f"from {info.tensorrt_version} on, not on {machine.tensorrt_version}"
+            )
+    elif built[:3] != running[:3] or (len(built) > 3 and len(running) > 3 and built != running):
+        problems.append(f"TensorRT {info.tensorrt_version} built it, this is {machine.tensorrt_version}")
+    cc_built, cc_here = _cc(info.compute_capability), _cc(machine.compute_capability)
+    if info.hardware_compat == "ampere+":
+        if cc_here < (8, 0):
+            problems.append(
+                f"an ampere+ engine needs compute capability 8.0 or newer, this GPU has "
+                f"{machine.compute_capability}"
+            )
+    elif cc_built != cc_here:
+        problems.append(
+            f"it was built for compute capability {info.compute_capability} ({info.gpu_name}), this GPU "
+            f"has {machine.compute_capability} ({machine.gpu_name})"
+        )
+    if info.platform != machine.platform:
+        problems.append(f"it was built on {info.platform}, this is {machine.platform}")
+    return problems
+
+
+def check_engine(path: Path, info: EngineInfo, machine: Machine) -> None:
+    """Refuse an engine built for another machine, with what it was built for and how to rebuild."""
+    problems = mismatches(info, machine)
+    if problems:
+        built_for = (
+            f"TensorRT {info.tensorrt_version}, {info.gpu_name} (compute capability "
+            f"{info.compute_capability}), {info.platform}, target {info.target}"
+        )
+        raise ArtifactError(
+            str(path),
+            f"cannot run here: {'; '.join(problems)} (built for {built_for}; this machine: "
+            f"{machine.describe()})",
+            hint=f"rebuild it on this machine: {rebuild_command(path, info)}",
+        )
+
+
+def read_plan(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ArtifactError(str(path), f"cannot be read: {e.strerror}") from e
+
+
+def deserialize(trt: ModuleType, path: Path, info: EngineInfo) -> tuple[Any, Any]:
+    """The runtime and the engine; a version-compatible engine carries its own lean runtime."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(logger)
+    if info.version_compatible:
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(read_plan(path))
+    if engine is None:
+        raise BackendError(
+            "tensorrt",
+            f"TensorRT could not deserialize {path} (see its log above)",
+            hint=f"rebuild it: {rebuild_command(path, info)}",
+        )
+    return runtime, engine
+
+
+def load_tensorrt() -> ModuleType:
+    return import_tensorrt("running TensorRT engines")
+
+
+def _cc(text: str) -> tuple[int, ...]:
+    return parse_version(str(text)) or (0,)
