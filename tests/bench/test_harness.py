@@ -58,7 +58,7 @@ def test_json_schema(report):
     result = data["results"][0]
     assert set(result) == {
         "target", "case", "shapes", "batch", "first_call_ms", "first_call_after", "warmup_calls",
-        "latency_ms", "calls_per_s", "samples_per_s",
+        "latency_ms", "calls_per_s", "samples_per_s", "trtexec",
     }  # fmt: skip
     assert set(result["latency_ms"]) == {
         "count",

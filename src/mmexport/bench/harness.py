@@ -19,6 +19,7 @@ import numpy as np
 
 from mmexport.bench.cases import ShapeCase, batch_dim, resolve_point
 from mmexport.bench.environment import collect_environment
+from mmexport.bench.gpu_timing import gpu_stats, timings_hook
 from mmexport.bench.report import BenchReport, CaseResult, TargetInfo
 from mmexport.bench.stats import LatencyStats
 from mmexport.spec import ModelSpec
@@ -62,6 +63,7 @@ class BenchTarget:
     # in the interleaved measurement (measured here: eager PyTorch 12x slower beside onnxruntime).
     spin: bool = False
     runner: Runnable | None = None
+    options: dict[str, Any] | None = None  # backend-specific (TensorRT: cuda_graph, pinned)
 
 
 @dataclass
@@ -116,6 +118,7 @@ def _open(target: BenchTarget, say: Progress) -> _Open:
         provider=target.provider,
         threads=target.threads,
         spin=target.spin,
+        options=target.options,
     )
     load_s = time.perf_counter() - start
     label = target.label or Path(target.path).name
@@ -153,7 +156,8 @@ def _measure_case(
     blocks = [max(1, int(config.block_s / max(float(np.median(w)), 1e-9))) for w in warm]
     budget = f"{config.iterations} calls" if config.iterations else f"{config.duration_s:g} s"
     say(f"  measuring {len(opened)} target(s), {budget} each, interleaved")
-    samples = _interleave(opened, feeds, blocks, config)
+    gpu: list[list[Any]] = [[] for _ in opened]
+    samples = _interleave(opened, feeds, blocks, config, gpu)
     results = []
     for i, o in enumerate(opened):
         ms = np.asarray(samples[i]) * 1e3
@@ -170,9 +174,35 @@ def _measure_case(
                 warmup_calls=len(warm[i]),
                 stats=stats,
                 samples_ms=ms,
+                gpu_ms=gpu_stats(gpu[i]),
+                trtexec=_trtexec(o, feeds[i], config),
             )
         )
     return results
+
+
+def _trtexec(o: _Open, feeds: Mapping[str, np.ndarray], config: BenchConfig) -> list[str]:
+    """The equivalent trtexec line(s) for engines and ONNX files; none for other artifacts."""
+    from mmexport.bench.trtexec import ENGINE_SUFFIXES, generations_for, trtexec_command
+    from mmexport.manifest import package_versions
+
+    artifact = o.info.artifact
+    if artifact is None or Path(artifact).suffix.lower() not in (*ENGINE_SUFFIXES, ".onnx"):
+        return []
+    installed = package_versions("tensorrt").get("tensorrt")
+    shapes = {k: v.shape for k, v in feeds.items()}
+    return [
+        trtexec_command(
+            artifact,
+            o.runner.spec,
+            shapes,
+            generation,
+            warmup_s=config.warmup_s,
+            duration_s=config.duration_s,
+            iterations=config.iterations or config.min_iterations,
+        )
+        for generation in generations_for(o.info.backend, installed)
+    ]
 
 
 def _time_call(runner: Runnable, feeds: Mapping[str, np.ndarray]) -> float:
@@ -191,8 +221,13 @@ def _warm_up(runner: Runnable, feeds: Mapping[str, np.ndarray], seconds: float) 
 
 
 def _interleave(
-    opened: list[_Open], feeds: Sequence[Mapping[str, np.ndarray]], blocks: list[int], config: BenchConfig
+    opened: list[_Open],
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    blocks: list[int],
+    config: BenchConfig,
+    gpu: list[list[Any]],
 ) -> list[list[float]]:
+    """Host seconds per call; ``gpu[i]`` gets each call's GPU timings where the runner has them."""
     samples: list[list[float]] = [[] for _ in opened]
     spent = [0.0 for _ in opened]
     clock = time.perf_counter
@@ -205,6 +240,7 @@ def _interleave(
     while not all(done(i) for i in range(len(opened))):
         for i, o in enumerate(opened):
             run, feed, out = o.runner.run, feeds[i], samples[i]
+            hook = timings_hook(o.runner)
             n = blocks[i]
             if config.iterations is not None:
                 n = min(n, config.iterations - len(out))
@@ -213,5 +249,8 @@ def _interleave(
                 start = clock()
                 run(feed)
                 out.append(clock() - start)
+                timed = hook() if hook is not None else None
+                if timed:
+                    gpu[i].append(timed)
             spent[i] += sum(out[first:])
     return samples

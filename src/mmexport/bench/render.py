@@ -77,7 +77,25 @@ def text_table(report: BenchReport) -> str:
     lines.insert(1, "-" * len(lines[0]))
     lines.append("")
     lines.append(_footer(report))
+    lines += gpu_lines(report)
     return "\n".join(lines)
+
+
+def gpu_lines(report: BenchReport) -> list[str]:
+    """GPU time by phase (CUDA events, p50 ms) where measured, then the trtexec cross-check lines."""
+    out = []
+    timed = [r for r in report.results if r.gpu_ms]
+    if timed:
+        out += ["", "GPU time, CUDA events (p50 ms): total = H2D + compute + D2H"]
+        for r in timed:
+            g = {k: v.p50 for k, v in (r.gpu_ms or {}).items()}
+            parts = " + ".join(f"{g.get(k, 0.0):.3f}" for k in ("h2d", "compute", "d2h"))
+            out.append(f"  {r.case}  {r.target}: {g.get('gpu', 0.0):.3f} = {parts}")
+    lines = [(r, cmd) for r in report.results for cmd in r.trtexec]
+    if lines:
+        out += ["", "Cross-check with trtexec (its GPU Compute Time compares with compute above):"]
+        out += [f"  [{r.case} / {r.target}] {cmd}" for r, cmd in lines]
+    return out
 
 
 def markdown(report: BenchReport, extra_columns: Mapping[str, Mapping[str, Any]] | None = None) -> str:

@@ -20,6 +20,8 @@ JSON schema (``to_dict()``, written by ``mmexport bench --json FILE``), format_v
         "first_call_ms": 12.3, "first_call_after": "load" | "shape change", "warmup_calls": 40,
         "latency_ms": {"count", "mean", "std", "min", "p50", "p90", "p95", "p99", "max", "total_s"},
         "calls_per_s": 800.0, "samples_per_s": 800.0,
+        "gpu_ms": {"gpu": {...}, "h2d": {...}, "compute": {...}, "d2h": {...}},  # TensorRT only
+        "trtexec": ["trtexec --loadEngine=... --shapes=..."],  # engines and ONNX files
         "samples_ms": [...]            # only with to_dict(samples=True)
       }]
     }
@@ -69,6 +71,8 @@ class CaseResult:
     warmup_calls: int
     stats: LatencyStats
     samples_ms: np.ndarray = field(repr=False)
+    gpu_ms: dict[str, LatencyStats] | None = None  # CUDA-event time by phase, where the runner has it
+    trtexec: list[str] = field(default_factory=list)  # the equivalent trtexec command line(s)
 
     @property
     def samples_per_s(self) -> float:
@@ -87,6 +91,10 @@ class CaseResult:
             "calls_per_s": round(self.stats.calls_per_s, 3),
             "samples_per_s": round(self.samples_per_s, 3),
         }
+        if self.gpu_ms is not None:
+            out["gpu_ms"] = {phase: stats.to_dict() for phase, stats in self.gpu_ms.items()}
+        if self.trtexec:
+            out["trtexec"] = list(self.trtexec)
         if samples:
             out["samples_ms"] = [round(float(v), 6) for v in self.samples_ms]
         return out

@@ -55,6 +55,11 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
     "would slow the next one's calls in the interleaved measurement.",
 )
 @click.option(
+    "--cuda-graph",
+    is_flag=True,
+    help="TensorRT engines: replay the engine as a CUDA graph (captured after one warm-up run per shape).",
+)
+@click.option(
     "--json", "json_path", type=_FILE, help="Write the report as JSON (schema: README, Benchmarking)."
 )
 @click.option("--csv", "csv_path", type=_FILE, help="Write one CSV row per artifact and case.")
@@ -76,6 +81,7 @@ def bench_cmd(
     provider: str | None,
     threads: int | None,
     spin: bool,
+    cuda_graph: bool,
     json_path: Path | None,
     csv_path: Path | None,
     markdown_path: Path | None,
@@ -103,7 +109,15 @@ def bench_cmd(
         except ImportError:
             raise MissingDependencyError("matplotlib", "plot", "--plot (latency plots)") from None
     targets = [
-        BenchTarget(path=p, backend=backend, device=device, provider=provider, threads=threads, spin=spin)
+        BenchTarget(
+            path=p,
+            backend=backend,
+            device=device,
+            provider=provider,
+            threads=threads,
+            spin=spin,
+            options={"cuda_graph": True} if cuda_graph and p.suffix.lower() in (".engine", ".plan") else None,
+        )
         for p in artifacts
     ]
     config = BenchConfig(warmup_s=warmup, duration_s=duration, iterations=iterations)
