@@ -106,6 +106,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--image", type=int, default=224, help="image height and width")
     parser.add_argument(
+        "--onnxruntime",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure onnxruntime's own entropy calibrator at 32 and 64 samples",
+    )
+    parser.add_argument(
         "--child", nargs=4, metavar=("MODEL", "METHOD", "SAMPLES", "IMAGE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
