@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mmexport.cli.app import cli
-from mmexport.pipeline import engine_build_status
+from mmexport.pipeline import build_engines
 from mmexport.pipeline.run import bench_batches
 from mmexport.spec import ModelSpec
 
@@ -94,13 +94,35 @@ def test_bad_data_fails_with_one_line_and_no_report(tmp_path: Path) -> None:
     assert not (folder / "report.json").exists()
 
 
-def test_engine_status_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_tensorrt_the_engine_stage_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert "TensorRT is not installed" in engine_build_status()["reason"]
+    status = build_engines([Path("model.fp16.onnx")], "jetson-orin", lambda _m: None)
+    assert status["built"] is False and status["engines"] == []
+    assert "TensorRT is not installed" in status["reason"]
+    assert "mmexport build model.int8.onnx --target jetson-orin" in status["reason"]
+
+
+def test_with_tensorrt_the_engine_stage_builds_both_engines(
+    run: tuple[Result, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import sys
+
+    from trt.fakes import fake_tensorrt
+
+    _, folder = run
+    models = []
+    for name in ("model.fp16.onnx", "model.int8.onnx"):
+        for file in (name, f"{name}.json"):
+            shutil.copy(folder / file, tmp_path / file)
+        models.append(tmp_path / name)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("11.4.0.106"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-    status = engine_build_status()
-    assert status["tensorrt_installed"] is True and status["built"] is False
-    assert "no engine build command" in status["reason"]
+    status = build_engines(models, "gpu", lambda _m: None)
+    assert status["built"] is True, status["reason"]
+    assert [Path(e).name for e in status["engines"]] == ["model.fp16.engine", "model.int8.engine"]
+    assert all(Path(e).is_file() and Path(f"{e}.json").is_file() for e in status["engines"])
+    assert status["reason"].startswith("built TensorRT engines for target gpu")
 
 
 def test_bench_batches_follow_the_spec() -> None:

@@ -14,6 +14,7 @@ from mmexport.cli.options import json_option
 # the calibration progress line and data help are the calibrate command's, shared as they are
 from mmexport.cli.precision_cmd import _DATA_HELP, _progress
 from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_SAMPLES
+from mmexport.trt.targets import target_names
 
 
 @click.command("pipeline")
@@ -66,6 +67,14 @@ from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_
     help="INT8 range choice from each tensor's histogram.",
 )
 @click.option(
+    "--target",
+    type=click.Choice(target_names()),
+    default="gpu",
+    show_default=True,
+    help="TensorRT target: checked offline before the expensive steps; engines are built for it "
+    "where TensorRT is installed.",
+)
+@click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULT_DURATION_S,
@@ -83,6 +92,7 @@ def pipeline_cmd(
     samples: int,
     eval_samples: int,
     method: str,
+    target: str,
     duration: float,
     as_json: bool,
     quiet: bool,
@@ -111,6 +121,7 @@ def pipeline_cmd(
         samples=samples,
         eval_samples=eval_samples,
         method=method,
+        target=target,
         duration_s=duration,
     )
     say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))

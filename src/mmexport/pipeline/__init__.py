@@ -12,7 +12,7 @@ from mmexport.pipeline.run import (
     DEFAULT_SAMPLES,
     PipelineConfig,
     PipelineResult,
-    engine_build_status,
+    build_engines,
     run_pipeline,
 )
 
@@ -22,7 +22,7 @@ __all__ = [
     "DEFAULT_SAMPLES",
     "PipelineConfig",
     "PipelineResult",
-    "engine_build_status",
+    "build_engines",
     "run_pipeline",
     "table",
     "to_dict",

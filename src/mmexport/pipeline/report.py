@@ -28,17 +28,12 @@ def size_mb(path: Path) -> float:
 
 
 def variant_rows(result: PipelineResult) -> list[dict[str, Any]]:
-    """One row per variant: precision, size, task accuracy, drop and latency per bench case."""
+    """One row per variant: precision, size, task accuracy, drop and latency per bench case.
+
+    TensorRT engines (where built) get a row with their latency; their accuracy is not measured
+    by the pipeline (the task accuracy of the ONNX they were built from is the reference)."""
     rows = []
     for path, variant in zip(result.variants, result.accuracy.variants, strict=True):
-        latency = {}
-        for case in result.bench.cases:
-            r = result.bench.result(path.name, case)
-            latency[case] = {
-                "p50_ms": r.stats.p50,
-                "p90_ms": r.stats.p90,
-                "samples_per_s": r.samples_per_s,
-            }
         rows.append(
             {
                 "variant": path.name,
@@ -46,10 +41,30 @@ def variant_rows(result: PipelineResult) -> list[dict[str, Any]]:
                 "size_mb": round(size_mb(path), 3),
                 "task_accuracy": variant.accuracy,
                 "drop_points": result.accuracy.drop(variant),
-                "latency": latency,
+                "latency": _latency(result, path),
+            }
+        )
+    for engine in result.engine.get("engines", []):
+        path = Path(engine)
+        rows.append(
+            {
+                "variant": path.name,
+                "precision": f"TensorRT {path.stem.rsplit('.', 1)[-1]}",
+                "size_mb": round(size_mb(path), 3),
+                "task_accuracy": None,
+                "drop_points": None,
+                "latency": _latency(result, path),
             }
         )
     return rows
+
+
+def _latency(result: PipelineResult, path: Path) -> dict[str, dict[str, float]]:
+    latency = {}
+    for case in result.bench.cases:
+        r = result.bench.result(path.name, case)
+        latency[case] = {"p50_ms": r.stats.p50, "p90_ms": r.stats.p90, "samples_per_s": r.samples_per_s}
+    return latency
 
 
 def to_dict(result: PipelineResult) -> dict[str, Any]:
@@ -60,7 +75,9 @@ def to_dict(result: PipelineResult) -> dict[str, Any]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": result.model,
         "builtin": result.builtin,
-        "files": [p.name for p in result.variants] + [result.calibration["cache"]],
+        "files": [p.name for p in result.variants]
+        + [result.calibration["cache"]]
+        + [Path(e).name for e in result.engine.get("engines", [])],
         "variants": variant_rows(result),
         "calibration": result.calibration,
         "engine": result.engine,

@@ -46,6 +46,7 @@ class PipelineConfig:
     samples: int = DEFAULT_SAMPLES
     eval_samples: int = DEFAULT_EVAL_SAMPLES
     method: str = "entropy"
+    target: str = "gpu"  # TensorRT target of the check and, where TensorRT is installed, the engines
     duration_s: float = DEFAULT_DURATION_S
     warmup_s: float = 0.2
 
@@ -86,7 +87,7 @@ def run_pipeline(
     with _stage("export", seconds, say):
         exported = to_onnx(config.model, paths[0], spec=config.spec, progress=sub)
     notes["export"] += exported.notes
-    notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, say)
+    notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, config.target, say)
     builtin = exported.manifest.source.get("builtin") is True
     if config.data is None and not builtin:
         warning = (
@@ -119,13 +120,15 @@ def run_pipeline(
         )
     notes["int8"] += _summarize_skipped(int8.notes)
     with _stage("engine", seconds, say):
-        engine = engine_build_status()
+        engine = build_engines(paths[1:], config.target, sub)
     notes["engine"].append(engine["reason"])
-    say(f"warning: {engine['reason']}")
+    if not engine["built"]:
+        say(f"warning: {engine['reason']}")
     with _stage("accuracy", seconds, say):
         report = accuracy(paths, data=config.eval_data, samples=config.eval_samples, say=sub)
     with _stage("bench", seconds, say):
-        bench = run_benchmarks(paths, exported.manifest.spec, config, sub)
+        engines = [Path(p) for p in engine["engines"]]
+        bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config, sub)
     notes["bench"] += [f"warning: {w}" for w in bench.warnings]
     calibration = {
         "method": config.method,
@@ -148,13 +151,13 @@ def run_pipeline(
     )
 
 
-def tensorrt_check(model: Path, spec: ModelSpec, say: Say) -> list[str]:
-    """``mmexport check`` for the default target before the expensive stages: errors stop the job
+def tensorrt_check(model: Path, spec: ModelSpec, target: str, say: Say) -> list[str]:
+    """``mmexport check`` for the target before the expensive stages: errors stop the job
     (TensorRT's parser would refuse the graph), warnings become notes."""
     from mmexport.trt.check import check_onnx
-    from mmexport.trt.targets import DEFAULT_TARGET, get_target
+    from mmexport.trt.targets import get_target
 
-    report = check_onnx(model, get_target(DEFAULT_TARGET), spec=spec)
+    report = check_onnx(model, get_target(target), spec=spec)
     for finding in report.errors:
         say(f"  {finding.to_text()}")
     report.raise_for_errors()
@@ -176,19 +179,32 @@ def prepare_folder(folder: Path) -> Path:
     return folder
 
 
-def engine_build_status() -> dict[str, Any]:
-    """Why no TensorRT engine was built; this version has no engine build stage at all."""
+def build_engines(models: list[Path], target: str, say: Say) -> dict[str, Any]:
+    """TensorRT engines of the FP16 and INT8 ONNX files where TensorRT is installed; otherwise, or
+    when a build fails, why not (the ONNX variants are still measured and reported)."""
     if importlib.util.find_spec("tensorrt") is None:
         reason = (
-            "TensorRT engine build skipped: TensorRT is not installed (the `trt` extra, on a machine "
-            "with an NVIDIA GPU), and this version of mmexport has no engine build command yet"
+            "TensorRT engine build skipped: TensorRT is not installed (pip install 'mmexport[trt]' on a "
+            f"machine with an NVIDIA GPU); on the device: mmexport build model.int8.onnx --target {target}"
         )
-        return {"built": False, "tensorrt_installed": False, "reason": reason}
-    reason = (
-        "TensorRT engine build skipped: TensorRT is installed, but this version of mmexport has no "
-        "engine build command (`mmexport build`) yet"
-    )
-    return {"built": False, "tensorrt_installed": True, "reason": reason}
+        return {"built": False, "tensorrt_installed": False, "engines": [], "reason": reason}
+    from mmexport.errors import MmexportError
+    from mmexport.trt.build_options import BuildOptions
+    from mmexport.trt.build_stage import build_engine
+    from mmexport.trt.targets import get_target
+
+    engines: list[str] = []
+    try:
+        for model in models:
+            output = model.with_name(f"{model.stem}.engine")
+            build_engine(model, output, BuildOptions(target=get_target(target)), say=say)
+            engines.append(str(output))
+    except MmexportError as e:
+        reason = f"TensorRT engine build failed ({e}); the ONNX variants are reported without engines"
+        return {"built": False, "tensorrt_installed": True, "engines": [], "reason": reason}
+    names = ", ".join(Path(e).name for e in engines)
+    reason = f"built TensorRT engines for target {target}: {names}"
+    return {"built": True, "tensorrt_installed": True, "engines": engines, "reason": reason}
 
 
 def bench_batches(spec: ModelSpec) -> list[int]:
@@ -206,7 +222,9 @@ def run_benchmarks(paths: list[Path], spec: ModelSpec, config: PipelineConfig, s
     """Every variant at the opt shape, batch 1 and the opt batch, measured interleaved."""
     from mmexport.bench import BenchConfig, BenchTarget, benchmark, build_cases
 
-    targets = [BenchTarget(path=p, label=p.name) for p in paths]
+    targets = [
+        BenchTarget(path=p, label=p.name, device="cuda" if p.suffix == ".engine" else "cpu") for p in paths
+    ]
     bench_config = BenchConfig(warmup_s=config.warmup_s, duration_s=config.duration_s)
     return benchmark(targets, build_cases(batches=bench_batches(spec)), bench_config, progress=say)
 
