@@ -264,7 +264,7 @@ def test_make_feeds_reference_to_a_file(tmp_path: Path) -> None:
     assert [b.size for b in _all(source)] == [2]
     assert "make_feeds" in source.description
     error = _error(lambda: open_source(f"{tmp_path / 'feeds.py'}:nothing", FUSION))
-    assert "has no function 'nothing'" in str(error)
+    assert "has no attribute 'nothing'" in str(error)
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,9 @@ holds one batch in memory at a time. numpy only: the torch-free runtime uses thi
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -40,6 +35,7 @@ from mmexport.data.preprocess import dim_range
 from mmexport.data.synthetic import HELDOUT_SEED, PAD_ID, SyntheticTask
 from mmexport.errors import DataError
 from mmexport.models.registry import builtin_names, get_builtin
+from mmexport.references import ReferenceNotFound, get_attribute, import_source
 from mmexport.spec import ModelSpec
 
 SYNTHETIC = "synthetic"
@@ -162,16 +158,16 @@ def _split_item(item: Any, description: str, index: int) -> tuple[Any, Any]:
 
 
 # -- make_feeds references ------------------------------------------------------------------
-# mmexport.export.loader resolves model references the same way but imports torch at module
-# level; this torch-free copy keeps the runtime free of it and raises DataError instead.
 
 
 def _reference_factory(reference: str, spec: ModelSpec) -> Callable[[], Iterable[Any]]:
     source, _, attr = reference.rpartition(":")
-    module = _import_user_module(reference, source)
-    function = getattr(module, attr, None) if attr else None
+    try:
+        function = get_attribute(import_source(source, prefix="_mmexport_feeds_"), attr)
+    except ReferenceNotFound as e:
+        raise DataError(f"make_feeds {reference!r}: {e.message}", hint=e.hint) from e
     if not callable(function):
-        raise DataError(f"make_feeds {reference!r}: {source!r} has no function {attr!r}")
+        raise DataError(f"make_feeds {reference!r}: {attr!r} is not a function")
 
     def factory() -> Iterable[Any]:
         try:
@@ -182,33 +178,6 @@ def _reference_factory(reference: str, spec: ModelSpec) -> Callable[[], Iterable
             raise DataError(f"make_feeds {reference!r} raised {type(e).__name__}: {e}") from e
 
     return factory
-
-
-def _import_user_module(reference: str, source: str) -> ModuleType:
-    """Import ``source`` (a .py path or a dotted module) as ``python file.py`` / ``python -m`` would."""
-    try:
-        if source.endswith(".py") or "/" in source:
-            path = Path(source)
-            if not path.is_file():
-                raise DataError(f"make_feeds {reference!r}: file {source!r} does not exist")
-            folder = str(path.resolve().parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-            spec = importlib.util.spec_from_file_location(f"_mmexport_feeds_{path.stem}", path)
-            if spec is None or spec.loader is None:
-                raise DataError(f"make_feeds {reference!r}: {source!r} cannot be imported as Python")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-        if os.getcwd() not in sys.path and "" not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        return importlib.import_module(source)
-    except DataError:
-        raise
-    except Exception as e:
-        raise DataError(
-            f"make_feeds {reference!r}: importing {source!r} raised {type(e).__name__}: {e}"
-        ) from e
 
 
 # -- synthetic -------------------------------------------------------------------------------

@@ -11,11 +11,7 @@ function ``mmexport_spec()`` returning one.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +21,7 @@ import torch
 
 from mmexport.errors import ModelLoadError, SpecError
 from mmexport.models import DEFAULT_MODEL, get_builtin
+from mmexport.references import ReferenceNotFound, get_attribute, import_source
 from mmexport.spec import ModelSpec
 
 SPEC_ATTRIBUTE = "MMEXPORT_SPEC"
@@ -68,48 +65,17 @@ def load_model(reference: str | None = None, spec: ModelSpec | str | Path | None
 
 
 def _import_source(reference: str, source: str) -> ModuleType:
-    if source.endswith(".py") or "/" in source or source.startswith("."):
-        path = Path(source)
-        if not path.is_file():
-            raise ModelLoadError(reference, f"file {source!r} does not exist")
-        # Like `python path/to/file.py`: modules beside the file are importable from it.
-        folder = str(path.resolve().parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        name = f"_mmexport_user_{path.stem}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ModelLoadError(reference, f"file {source!r} cannot be imported as Python")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            sys.modules.pop(name, None)
-            raise ModelLoadError(reference, f"importing {source!r} raised {type(e).__name__}: {e}") from e
-        return module
-    # Like `python -m`: packages in the current folder are importable.
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        return importlib.import_module(source)
-    except ModuleNotFoundError as e:
-        raise ModelLoadError(reference, f"module {source!r} cannot be found ({e})") from e
-    except Exception as e:
-        raise ModelLoadError(reference, f"importing {source!r} raised {type(e).__name__}: {e}") from e
+        return import_source(source)
+    except ReferenceNotFound as e:
+        raise ModelLoadError(reference, e.message, hint=e.hint) from e
 
 
 def _get_factory(reference: str, module: ModuleType, attr: str) -> Any:
-    if not attr:
-        raise ModelLoadError(reference, "names no factory after ':'")
-    if not hasattr(module, attr):
-        public = [n for n in vars(module) if callable(getattr(module, n)) and not n.startswith("_")]
-        raise ModelLoadError(
-            reference,
-            f"has no attribute {attr!r}",
-            hint=f"callables there: {', '.join(public) or 'none'}",
-        )
-    return getattr(module, attr)
+    try:
+        return get_attribute(module, attr, what="factory")
+    except ReferenceNotFound as e:
+        raise ModelLoadError(reference, e.message, hint=e.hint) from e
 
 
 def _call_factory(reference: str, factory: Any) -> torch.nn.Module:
