@@ -93,7 +93,7 @@ def test_calibrate_from_make_feeds_file(tiny_onnx: Path, tmp_path: Path) -> None
         "               'imu': rng.normal(size=(2, 5, 6)).astype(np.float32)}\n"
     )
     result = calibrate(tiny_onnx, tmp_path / "m.onnx", data=f"{source}:make_feeds", config=FAST)
-    assert result.details["samples"] == 6
+    assert result.samples == 6
 
 
 def test_bad_data_names_sample_and_input_and_writes_nothing(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_sensitivity_and_budget(tiny_onnx: Path, tmp_path: Path) -> None:
     feeds = tiny_feeds(4)
     config = CalibrationConfig(samples=8, batch_size=2, sensitivity=True, max_accuracy_drop=100.0)
     result = calibrate(tiny_onnx, tmp_path / "s.onnx", data=feeds, config=config, eval_data=feeds)
-    branches = {c.branch for c in result.details["sensitivity"]}
+    branches = {c.branch for c in result.sensitivity}
     assert branches == {"image", "fusion"}  # the embedding and the GRU have no Conv/MatMul/Gemm
     manifest = read_manifest(tmp_path / "s.onnx")
     assert manifest is not None and manifest.producer["kept_fp32_branches"] == []
@@ -143,7 +143,7 @@ def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: 
     model = onnx.load(str(out))
     assert model_precision(model) == "fp16"
     assert next(i.type.tensor_type.elem_type for i in model.graph.input) == onnx.TensorProto.FLOAT
-    kept = result.details["kept_fp32"]
+    kept = result.kept_fp32
     assert any(reason == "--keep-fp32 Gemm" for reason in kept)
     manifest = read_manifest(out)
     assert manifest is not None and manifest.precision == "fp16"

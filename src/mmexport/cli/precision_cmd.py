@@ -135,7 +135,7 @@ def fp16_cmd(
         eval_samples=eval_samples,
         say=_say(quiet),
     )
-    kept = result.details["kept_fp32"]
+    kept = result.kept_fp32
     _finish(result, as_json, f"{sum(len(v) for v in kept.values())} nodes kept in FP32", {"kept_fp32": kept})
 
 
@@ -234,16 +234,15 @@ def calibrate_cmd(
         say=_say(quiet),
         progress=_progress(quiet),
     )
-    costs = result.details["sensitivity"]
+    costs = result.sensitivity
     if costs and not as_json:
         click.echo("Per-branch INT8 cost (only that branch quantized):")
         for cost in costs:
             drop = "-" if cost.drop_points is None else f"{cost.drop_points:.2f} points"
             click.echo(f"  {cost.branch:<10} {cost.nodes:>3} nodes  {drop}")
-    extra = {"calibration_cache": str(result.details["cache"]), "sensitivity": [vars(c) for c in costs]}
-    _finish(
-        result, as_json, f"{result.details['samples']} samples, cache {result.details['cache'].name}", extra
-    )
+    cache = result.cache.name if result.cache else "-"
+    extra = {"calibration_cache": str(result.cache), "sensitivity": [vars(c) for c in costs]}
+    _finish(result, as_json, f"{result.samples} samples, cache {cache}", extra)
 
 
 @click.command("accuracy")

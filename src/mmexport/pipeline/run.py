@@ -132,8 +132,8 @@ def run_pipeline(
     notes["bench"] += [f"warning: {w}" for w in bench.warnings]
     calibration = {
         "method": config.method,
-        "samples": int8.details["samples"],
-        "cache": int8.details["cache"].name,
+        "samples": int8.samples,
+        "cache": int8.cache.name if int8.cache else None,
     }
     seconds["total"] = sum(seconds.values())
     name = str(exported.manifest.source.get("model") or config.model)

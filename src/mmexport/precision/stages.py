@@ -79,8 +79,20 @@ class StageResult:
     path: Path
     accuracy: AccuracyReport | None  # None when the caller asked for no evaluation (eval_samples=0)
     notes: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Fp16Result(StageResult):
+    kept_fp32: dict[str, list[str]] = field(default_factory=dict)  # reason -> nodes
+    check: AccuracyReport | None = None  # FP16 vs FP32 on the sample data, before writing
+
+
+@dataclass
+class CalibrationResult(StageResult):
+    samples: int = 0  # calibration samples seen
+    cache: Path | None = None  # TensorRT's native calibration cache beside the model
+    sensitivity: list[BranchCost] = field(default_factory=list)  # costliest branch first
 
 
 def _evaluation(
@@ -100,7 +112,7 @@ def to_fp16(
     eval_data: Any = None,
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
     say: Say = _quiet,
-) -> StageResult:
+) -> Fp16Result:
     """FP16 variant of an FP32 artifact; refuses (writing nothing) if it disagrees with FP32."""
     config = config or Fp16Config()
     seconds: dict[str, float] = {}
@@ -150,7 +162,7 @@ def to_fp16(
         manifest.validation["accuracy"] = accuracy.to_dict()
     path = write_onnx(converted, output, manifest)
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
-    return StageResult(path, accuracy, notes, {"kept_fp32": kept, "check": check.to_dict()}, seconds)
+    return Fp16Result(path, accuracy, notes, seconds, kept_fp32=kept, check=check)
 
 
 def calibration_cache_name(output: str | Path) -> str:
@@ -168,7 +180,7 @@ def calibrate(
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
     say: Say = _quiet,
     progress: Progress | None = None,
-) -> StageResult:
+) -> CalibrationResult:
     """INT8 Q/DQ variant of an FP32 artifact plus TensorRT's native calibration cache beside it.
 
     ``eval_samples=0`` skips the evaluation (then neither sensitivity nor a budget can be asked).
@@ -237,8 +249,9 @@ def calibrate(
         manifest.validation["accuracy"] = accuracy.to_dict()
     path = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
     notes.insert(0, f"shape coverage: {coverage_summary(coverage)}")
-    details = {"sensitivity": costs, "samples": seen, "cache": path.parent / cache_name}
-    return StageResult(path, accuracy, notes, details, seconds)
+    return CalibrationResult(
+        path, accuracy, notes, seconds, samples=seen, cache=path.parent / cache_name, sensitivity=costs
+    )
 
 
 def _evaluate_int8(
