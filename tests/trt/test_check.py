@@ -41,7 +41,9 @@ def test_matrix_data_has_both_generations_releases():
     assert newest.entry("Attention").supported and not jetpack6.entry("Attention").supported
     assert "Scan output length cannot be dynamic" in newest.entry("Loop").restrictions
     assert matrix_for("11.4.0")[1] is not None  # no 11.x matrix: said so
-    assert matrix_for("10.13.3") == (jetpack6, None)
+    matrix, note = matrix_for("10.13.3")  # between the two: 10.3's, said to be approximate
+    assert matrix == jetpack6 and note is not None and "Changelog" in note
+    assert matrix_for("10.3.0") == (jetpack6, None)
 
 
 def test_dynamic_loop_is_an_error():
@@ -147,10 +149,25 @@ def test_pipeline_runs_the_check_before_the_expensive_stages(tmp_path, seed_onnx
 
     path, spec = seed_onnx
     said: list[str] = []
-    notes = tensorrt_check(path, spec, said.append)
+    notes = tensorrt_check(path, spec, "gpu", said.append)
     assert notes[0].startswith("TensorRT check: 0 error(s)")
     bad = tmp_path / "loop.onnx"
     onnx.save(graphs.dynamic_loop(), bad)
     with pytest.raises(CheckError):
-        tensorrt_check(bad, spec, said.append)
+        tensorrt_check(bad, spec, "gpu", said.append)
     assert any("loop-dynamic-scan" in s for s in said)
+
+
+def test_releases_between_matrices_accept_what_the_changelog_added() -> None:
+    """Jetson Thor's TensorRT 10.13 sits between the 10.3 and 10.15 matrices: STFT (10.5) is
+    accepted, Attention (10.14) is not, and an opset past 10.3's is a warning, not an error."""
+    thor = get_target("jetson-thor")
+    stft = check_onnx(graphs.single_op("STFT", 2), thor, tensorrt_version="10.13.3")
+    assert not [f for f in stft.findings if f.code == "op-unsupported"]
+    assert any(f.code == "matrix-approximate" for f in stft.findings)
+    attention = check_onnx(graphs.single_op("Attention", 3), thor, tensorrt_version="10.13.3")
+    assert [f.level for f in attention.findings if f.code == "op-unsupported"] == ["error"]
+    newer_opset = check_onnx(graphs.relu(opset=22), thor, tensorrt_version="10.13.3")
+    assert [f.level for f in newer_opset.findings if f.code == "opset-too-new"] == ["warning"]
+    on_10_3 = check_onnx(graphs.relu(opset=22), get_target("jetson-orin"), tensorrt_version="10.3.0")
+    assert [f.level for f in on_10_3.findings if f.code == "opset-too-new"] == ["error"]

@@ -15,8 +15,9 @@ import onnx
 
 from mmexport.errors import ArtifactError, CheckError
 from mmexport.trt import check_rules
+from mmexport.trt.api import parse_version
 from mmexport.trt.check_rules import Finding, Level
-from mmexport.trt.opsupport import matrix_for
+from mmexport.trt.opsupport import matrix_for, upper_matrix
 from mmexport.trt.targets import Target
 
 __all__ = ["CheckReport", "Finding", "check_onnx"]
@@ -95,7 +96,8 @@ def check_onnx(
     version = tensorrt_version or target.tensorrt[0]
     matrix, approximation = matrix_for(version)
     report = CheckReport(target=target.name, tensorrt_version=version, matrix=matrix.tensorrt)
-    context = check_rules.Context.of(proto, matrix, target, spec)
+    upper = upper_matrix(version) if approximation else None
+    context = check_rules.Context.of(proto, matrix, target, spec, parse_version(version), upper)
     findings = list(check_rules.run_all(context))
     if approximation:
         findings.append(Finding("info", "matrix-approximate", None, None, approximation))

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from mmexport.trt.api import parse_version
 from mmexport.trt.opsupport import OpMatrix, added_in, dla_ops
 from mmexport.trt.targets import Target
 
@@ -59,13 +60,23 @@ class Context:
     matrix: OpMatrix
     target: Target
     spec: ModelSpec | None
+    tensorrt: tuple[int, ...] = ()  # the TensorRT version checked for (may be newer than the matrix)
+    upper: OpMatrix | None = None  # the next newer matrix of the same major, when between two
 
     @classmethod
-    def of(cls, model: onnx.ModelProto, matrix: OpMatrix, target: Target, spec: ModelSpec | None) -> Context:
+    def of(
+        cls,
+        model: onnx.ModelProto,
+        matrix: OpMatrix,
+        target: Target,
+        spec: ModelSpec | None,
+        tensorrt: tuple[int, ...] = (),
+        upper: OpMatrix | None = None,
+    ) -> Context:
         nodes: list[onnx.NodeProto] = []
         constants: dict[str, onnx.TensorProto] = {}
         _walk(model.graph, nodes, constants)
-        return cls(model, nodes, constants, matrix, target, spec)
+        return cls(model, nodes, constants, matrix, target, spec, tensorrt, upper)
 
     def value(self, name: str) -> np.ndarray | None:
         """A constant input's value, or None when it is computed at run time (or not loadable)."""
@@ -111,7 +122,8 @@ def opset(ctx: Context) -> Iterator[Finding]:
             continue
         if imp.version > m.opset_max:
             yield Finding(
-                "error",
+                # between two matrices: the newer one's parser takes it, this release may
+                "warning" if ctx.upper is not None and imp.version <= ctx.upper.opset_max else "error",
                 "opset-too-new",
                 None,
                 None,
@@ -144,8 +156,16 @@ def operators(ctx: Context) -> Iterator[Finding]:
             continue
         entry = ctx.matrix.entry(node.op_type)
         if entry is None or not entry.supported:
+            release = added_in().get(node.op_type)
+            if release is not None and ctx.tensorrt and parse_version(release) <= ctx.tensorrt:
+                continue  # added to the parser by the release checked for (onnx-tensorrt's Changelog)
+            # Between two matrices, an op the newer one has and the Changelog does not date may be
+            # there already: a warning. One dated after this release is certainly missing.
+            later = ctx.upper.entry(node.op_type) if ctx.upper is not None else None
+            undated = release is None and later is not None and later.supported
+            level: Level = "warning" if undated else "error"
             message = _unsupported(ctx, node, entry)
-            yield Finding("error", "op-unsupported", node.name or None, node.op_type, message)
+            yield Finding(level, "op-unsupported", node.name or None, node.op_type, message)
         elif entry.restrictions:
             restricted[node.op_type].append(node.name)
     for op, names in restricted.items():

@@ -97,9 +97,24 @@ def matrix_for(tensorrt_version: str) -> tuple[OpMatrix, str | None]:
                     f"no operator matrix for TensorRT {tensorrt_version} was found; using the newest "
                     f"({matrix.tensorrt}), assuming later parsers accept at least as much"
                 )
+            if wanted[:2] != have[:2]:
+                return matrix, (
+                    f"no operator matrix for TensorRT {tensorrt_version}; using {matrix.tensorrt}'s plus "
+                    "the ops onnx-tensorrt's Changelog says were added up to this release; what the "
+                    "older matrix lacks is a warning, not an error"
+                )
             return matrix, None
     oldest = available[-1]
     return oldest, f"TensorRT {tensorrt_version} is older than every packaged matrix; using {oldest.tensorrt}"
+
+
+def upper_matrix(tensorrt_version: str) -> OpMatrix | None:
+    """The oldest matrix newer than ``tensorrt_version`` of the same major version, if any: for a
+    release between two matrices, what the newer one accepts may or may not be there yet."""
+    wanted = parse_version(tensorrt_version)
+    newer = [m for m in matrices() if parse_version(m.tensorrt)[:1] == wanted[:1]]
+    newer = [m for m in newer if parse_version(m.tensorrt)[:2] > wanted[:2]]
+    return newer[-1] if newer else None
 
 
 @cache
