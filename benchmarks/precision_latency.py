@@ -2,7 +2,8 @@
 
 Variants are made with the same stages as the CLI (to-onnx, fp16, calibrate), then timed at the
 spec's opt point with the batch dim set, all four interleaved call by call so that machine drift
-hits them alike. Compare the ratios: this shared machine is noisy.
+hits them alike, the order rotating every round so that no variant always follows the same
+one. Compare the ratios: this shared machine is noisy.
 
     python benchmarks/precision_latency.py --json benchmarks/results/precision_latency.json
 """
@@ -16,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import onnxruntime as ort
 import torch
@@ -28,6 +30,7 @@ from mmexport.precision.stages import CalibrationConfig, calibrate, to_fp16
 MODELS = ("fusion", "seed")
 BATCHES = (1, 8, 32)
 VARIANTS = ("torch", "fp32", "fp16", "int8")
+T = TypeVar("T")
 
 
 def make_variants(name: str, folder: Path) -> dict[str, Path]:
@@ -38,14 +41,22 @@ def make_variants(name: str, folder: Path) -> dict[str, Path]:
     return {"fp32": fp32, "fp16": fp16, "int8": int8}
 
 
+def rotated(items: list[T], shift: int) -> list[T]:
+    """``items`` rotated left by ``shift``: each round starts with the next variant, so that every
+    variant runs in every position (first after the previous round, after each other variant)
+    equally often; a fixed order moves a variant's p50 by several percent on its position alone."""
+    shift %= len(items)
+    return items[shift:] + items[:shift]
+
+
 def time_interleaved(runners: dict[str, Callable[[], object]], iterations: int, warmup_s: float) -> dict:
     end = time.perf_counter() + warmup_s
     while time.perf_counter() < end:
         for fn in runners.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(iterations):
-        for key, fn in runners.items():
+    for i in range(iterations):
+        for key, fn in rotated(list(runners.items()), i):
             t = time.perf_counter()
             fn()
             times[key].append((time.perf_counter() - t) * 1e3)
