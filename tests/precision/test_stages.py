@@ -221,3 +221,86 @@ def test_no_evaluation_when_asked(tiny_onnx: Path, tmp_path: Path) -> None:
 def test_calibrating_without_data_says_it_used_random_feeds(tiny_onnx: Path, tmp_path: Path) -> None:
     result = calibrate(tiny_onnx, tmp_path / "r.onnx", config=FAST, eval_samples=0)
     assert any("random feeds from the spec" in note for note in result.notes)
+
+
+def test_fp16_keeps_readers_of_out_of_range_values_in_fp32(tmp_path: Path) -> None:
+    """x * 1e5 * 1e-5: the value between the two Muls exceeds FP16; both must stay FP32, or the
+    FP16 file computes inf (onnx's reference evaluator runs every Cast as written)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    from mmexport.manifest import Manifest
+    from mmexport.spec import ModelSpec
+
+    up = numpy_helper.from_array(np.array(1e5, dtype=np.float32), "up")
+    down = numpy_helper.from_array(np.array(1e-5, dtype=np.float32), "down")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "up"], ["big"], name="scale_up"),
+            helper.make_node("Mul", ["big", "down"], ["back"], name="scale_down"),
+            helper.make_node("Relu", ["back"], ["y"], name="relu"),
+        ],
+        "overflow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [up, down],
+    )
+    path = tmp_path / "overflow.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
+            "outputs": ["y"],
+            "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
+        }
+    )
+    Manifest(kind="onnx", artifact=path.name, sha256="", spec=spec, precision="fp32").write(path)
+    feeds = [{"x": np.random.default_rng(0).uniform(-1, 1, (2, 4)).astype(np.float32)}]
+    result = to_fp16(path, tmp_path / "overflow.fp16.onnx", data=feeds, eval_samples=0)
+    kept = {node for nodes in result.kept_fp32.values() for node in nodes}
+    assert {"scale_up", "scale_down"} <= kept and "relu" not in kept
+    out = ReferenceEvaluator(str(result.path)).run(None, feeds[0])[0]
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, np.maximum(feeds[0]["x"], 0), rtol=1e-2, atol=1e-3)
+
+
+def test_data_outside_the_spec_values_is_refused_by_sample(tiny_onnx: Path, tmp_path: Path) -> None:
+    feeds = tiny_feeds(2)
+    feeds[1]["tokens"][0, 0] = 1000  # the spec's range is [0, 20)
+    with pytest.raises(DataError, match=r"input 'tokens': values must be in \[0, 20\)"):
+        calibrate(tiny_onnx, tmp_path / "t.onnx", data=feeds, config=FAST, eval_samples=0)
+    feeds = tiny_feeds(2)
+    feeds[0]["image"][0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="input 'image': holds 1 NaN or infinite"):
+        to_fp16(tiny_onnx, tmp_path / "n.onnx", data=feeds, eval_samples=0)
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_outputs_that_would_lose_the_source_are_refused_first(tiny_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="is the input model"):
+        to_fp16(tiny_onnx, tiny_onnx, data=tiny_feeds(1))
+    with pytest.raises(ArtifactError, match=r"must end in \.onnx"):
+        calibrate(tiny_onnx, tmp_path / "x.calib", data=tiny_feeds(1), config=FAST)
+    with pytest.raises(MmexportError, match="TensorRT version must look like"):
+        CalibrationConfig(trt_version="10.-3")
+    assert not list(tmp_path.iterdir())
+
+
+def test_budget_needs_something_to_measure(tiny_onnx: Path, tmp_path: Path) -> None:
+    from mmexport.manifest import Manifest
+
+    manifest = read_manifest(tiny_onnx)
+    assert manifest is not None
+    unlabelled = tmp_path / "unlabelled.onnx"
+    shutil.copy(tiny_onnx, unlabelled)
+    data = manifest.to_dict()["spec"]
+    data["outputs"] = ["logits"]  # no class labels: no top-1 agreement to budget on
+    from mmexport.spec import ModelSpec
+
+    Manifest(
+        kind="onnx", artifact=unlabelled.name, sha256="", spec=ModelSpec.from_dict(data), precision="fp32"
+    ).write(unlabelled)
+    config = CalibrationConfig(samples=4, batch_size=2, sensitivity=False, max_accuracy_drop=0.0)
+    feeds = tiny_feeds(2)
+    with pytest.raises(MmexportError, match="--max-accuracy-drop needs an accuracy to measure"):
+        calibrate(unlabelled, tmp_path / "u.int8.onnx", data=feeds, config=config, eval_data=feeds)

@@ -18,7 +18,7 @@ import numpy as np
 
 from mmexport.data.preprocess import cast_to, check_array
 from mmexport.errors import DataError
-from mmexport.spec import INT_DTYPES, ModelSpec
+from mmexport.spec import INT_DTYPES, InputSpec, ModelSpec
 
 Feed = dict[str, np.ndarray]
 """Input name -> batched array (batch axis first)."""
@@ -87,6 +87,7 @@ def validate_batch(
         array = np.asarray(feed[inp.name])
         check_array(array, inp, spec, sample=batch, batched=True)
         out[inp.name] = cast_to(array, inp, sample=batch)
+        check_values(out[inp.name], inp, sample=batch)
     shape_point(out, spec, sample=batch)
     size = next(iter(out.values())).shape[0]
     _check_batch_axis(out, size, batch)
@@ -95,6 +96,29 @@ def validate_batch(
     if len(names) != size:
         raise ValueError(f"{len(names)} names for a batch of {size}")
     return Batch(out, check_labels(labels, spec, tuple(names), batch=batch), tuple(names))
+
+
+def check_values(array: np.ndarray, inp: InputSpec, *, sample: str) -> None:
+    """Calibration and evaluation data must be finite, and integers inside the input's ``range``
+    (a token id past the vocabulary would crash the model's lookup, not teach it anything)."""
+    if array.size == 0:
+        return
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise DataError(f"holds {bad} NaN or infinite value(s)", sample=sample, field=inp.name)
+    if inp.range is not None and np.issubdtype(array.dtype, np.integer):
+        low, high = inp.range
+        pad = (inp.preprocess or {}).get("pad")
+        values = array if pad is None else array[array != pad]  # padding may sit outside the range
+        if values.size == 0:
+            return
+        lo, hi = int(values.min()), int(values.max())
+        if lo < low or hi >= high:
+            raise DataError(
+                f"values must be in [{low}, {high}) (the spec's range), got {lo}..{hi}",
+                sample=sample,
+                field=inp.name,
+            )
 
 
 def shape_point(

@@ -162,6 +162,9 @@ def _session(model: onnx.ModelProto | str | Path) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # Graph optimizations would fold FP32 -> FP16 -> FP32 cast pairs away and hide a value that
+    # overflows FP16; without them every Cast and Q/DQ of the file is computed as written.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

@@ -27,10 +27,9 @@ _LINE_FORM = "'tensor: <8 hex digits>'"
 def trt_version_number(version: str) -> int:
     """TensorRT's NV_TENSORRT_VERSION for ``version``: 10.3.0 -> 100300, 8.6.1 -> 8601."""
     parts = version.split(".")
-    try:
-        major, minor, patch = (int(p) for p in [*parts, "0", "0"][:3])
-    except ValueError as e:
-        raise MmexportError(f"TensorRT version must look like 10.3.0, got {version!r}") from e
+    if not version or not all(p.isdigit() for p in parts):
+        raise MmexportError(f"TensorRT version must look like 10.3.0, got {version!r}")
+    major, minor, patch = (int(p) for p in [*parts, "0", "0"][:3])
     return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 
 

@@ -132,6 +132,16 @@ def feeds_of(source: Any, coverage: ShapeCoverage | None = None) -> Iterator[dic
         raise DataError(f"{source.description} holds no samples")
 
 
+def check_output(source: SourceModel, output: str | Path) -> Path:
+    """Refuse, before any work, an output that is not an .onnx file or that is the input itself."""
+    out = Path(output)
+    if out.suffix != ".onnx":
+        raise ArtifactError(str(out), "must end in .onnx", hint=f"e.g. -o {out.with_suffix('.onnx').name}")
+    if out.resolve() == source.path.resolve():
+        raise ArtifactError(str(out), "is the input model; writing it would replace the FP32 source")
+    return out
+
+
 def write_onnx(
     model: onnx.ModelProto,
     output: str | Path,

@@ -22,6 +22,9 @@ FP16_MAX = 65504.0
 # A value seen above a quarter of the FP16 range on sample data is likely to overflow on other
 # data (or after accumulation inside the op): such nodes stay FP32.
 OVERFLOW_LIMIT = FP16_MAX / 4
+OVERFLOW_REASON = (
+    f"produces or reads values beyond a quarter of FP16's range ({OVERFLOW_LIMIT:g}) on sample data"
+)
 UNSAFE_OPS: dict[str, str] = {
     "Pow": "powers overflow FP16 quickly",
     "Exp": "exp overflows FP16 above 11",
@@ -41,6 +44,9 @@ class Fp16Plan:
     """Which nodes stay FP32, each with its reason."""
 
     keep: dict[str, str] = field(default_factory=dict)  # node name -> reason
+    matched: set[str] = field(default_factory=set)  # --keep-fp32 patterns that matched a node
+    unmatched: list[str] = field(default_factory=list)  # ... and those that matched none
+    values: dict[str, float] = field(default_factory=dict)  # node -> largest |value| it touches
 
     def add(self, node: str, reason: str) -> None:
         self.keep.setdefault(node, reason)
@@ -58,22 +64,32 @@ def plan_fp16(
     stats: Mapping[str, TensorStats] | None = None,
     keep_patterns: Iterable[str] = (),
 ) -> Fp16Plan:
-    """Decide which nodes of ``model`` stay FP32 (names unnamed nodes in place)."""
+    """Decide which nodes of ``model`` stay FP32 (names unnamed nodes in place).
+
+    A node producing or reading a value beyond ``OVERFLOW_LIMIT`` stays FP32, so an out-of-range
+    value is never cast to FP16 on its way from one node to the next.
+    """
+    from onnxruntime.transformers import float16
+
     node_names(model)
     plan = Fp16Plan()
     patterns = list(keep_patterns)
+    blocked = set(float16.DEFAULT_OP_BLOCK_LIST)
     for node in model.graph.node:
         for pattern in patterns:
             if fnmatch.fnmatchcase(node.op_type, pattern) or fnmatch.fnmatchcase(node.name, pattern):
                 plan.add(node.name, f"--keep-fp32 {pattern}")
+                plan.matched.add(pattern)
         if node.op_type in UNSAFE_OPS:
             plan.add(node.name, f"{node.op_type}: {UNSAFE_OPS[node.op_type]}")
-        for output in node.output:
-            seen = stats.get(output) if stats else None
+        if node.op_type in blocked:
+            plan.add(node.name, f"{node.op_type}: onnxruntime's converter has no FP16 form of it")
+        for name in [*node.output, *node.input]:
+            seen = stats.get(name) if stats else None
             if seen is not None and seen.amax > OVERFLOW_LIMIT:
-                plan.add(
-                    node.name, f"activations reach {seen.amax:.3g} on sample data (FP16 max {FP16_MAX:g})"
-                )
+                plan.add(node.name, OVERFLOW_REASON)
+                plan.values[node.name] = max(plan.values.get(node.name, 0.0), seen.amax)
+    plan.unmatched = [p for p in patterns if p not in plan.matched]
     return plan
 
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from mmexport.errors import MmexportError
 from mmexport.precision.accuracy import AccuracyReport, LabelledBatch, evaluate
 from mmexport.precision.graph import node_names, reaching_inputs
 from mmexport.precision.qdq import insert_qdq, quantizable_nodes
 from mmexport.spec import ModelSpec
 
 FUSION = "fusion"
+VARIANTS_PER_PASS = 4
 BatchFactory = Callable[[], Iterable[LabelledBatch]]
 
 
@@ -89,7 +91,12 @@ def fit_budget(
     for step in range(len(costs) + 1):
         nodes = [n for branch, names in groups.items() if branch not in kept for n in names]
         drop = _drops(model, amax, spec, batches, [nodes], source=source)[0]
-        if drop is None or drop <= max_drop:
+        if drop is None:
+            raise MmexportError(
+                "--max-accuracy-drop needs an accuracy to measure: labelled evaluation data, or spec "
+                "outputs with class labels (for top-1 agreement); this model and data have neither"
+            )
+        if drop <= max_drop:
             result = BudgetResult(kept, nodes, drop, met=True)
             return _requantize(model, amax, spec, batches, groups, result, max_drop, source=source)
         if step < len(costs):
@@ -106,13 +113,18 @@ def _drops(
     *,
     source: str,
 ) -> list[float | None]:
-    """The accuracy drop of each INT8 variant (quantizing ``node_sets[i]``), in one pass over the data."""
-    variants: list[tuple[str, str, onnx.ModelProto | str]] = [("fp32", "fp32", model)]
-    variants += [
-        (f"int8 #{i}", "int8", insert_qdq(model, amax, nodes=n).model) for i, n in enumerate(node_sets)
-    ]
-    report = evaluate(variants, batches(), spec, source=source)
-    return [report.drop(v) for v in report.variants[1:]]
+    """The accuracy drop of each INT8 variant (quantizing ``node_sets[i]``): a few variants per
+    pass over the data, so that memory holds at most ``VARIANTS_PER_PASS`` model copies."""
+    drops: list[float | None] = []
+    for start in range(0, len(node_sets), VARIANTS_PER_PASS):
+        group = node_sets[start : start + VARIANTS_PER_PASS]
+        variants: list[tuple[str, str, onnx.ModelProto | str]] = [("fp32", "fp32", model)]
+        variants += [
+            (f"int8 #{i}", "int8", insert_qdq(model, amax, nodes=n).model) for i, n in enumerate(group)
+        ]
+        report = evaluate(variants, batches(), spec, source=source)
+        drops += [report.drop(v) for v in report.variants[1:]]
+    return drops
 
 
 def _requantize(

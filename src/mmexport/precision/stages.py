@@ -18,6 +18,7 @@ from mmexport.precision.common import (
     ShapeCoverage,
     SourceModel,
     SpecFeeds,
+    check_output,
     coverage_summary,
     derived_manifest,
     feeds_of,
@@ -68,6 +69,7 @@ class CalibrationConfig:
             raise MmexportError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not 0.0 < self.percentile <= 100.0:
             raise MmexportError(f"--percentile must be in (0, 100], got {self.percentile}")
+        calib_cache.trt_version_number(self.trt_version)  # refuse a bad --trt-version before any work
         if self.samples < 1 or self.batch_size < 1:
             raise MmexportError(
                 f"--samples and --batch-size must be >= 1, got {self.samples}, {self.batch_size}"
@@ -117,12 +119,13 @@ def to_fp16(
     config = config or Fp16Config()
     seconds: dict[str, float] = {}
     source = load_source_model(model)
+    check_output(source, output)
     t0 = time.perf_counter()
     sample = open_data(
         data, source, split="calibration", samples=config.samples, batch_size=DEFAULT_BATCH_SIZE
     )
     say(f"scanning activation ranges on {sample.description}")
-    stats, _ = collect_stats(source.model, feeds_of(sample))
+    stats, seen = collect_stats(source.model, feeds_of(sample))
     plan = plan_fp16(source.model, stats=stats, keep_patterns=config.keep_fp32)
     converted = convert_fp16(source.model, plan, fp16_io=config.fp16_io)
     seconds["convert"] = time.perf_counter() - t0
@@ -154,7 +157,11 @@ def to_fp16(
             "stage": "fp16",
             "fp16_io": config.fp16_io,
             "kept_fp32": kept,
+            "fp32_values": plan.values,
             "keep_patterns": list(config.keep_fp32),
+            "data": sample.description,
+            "data_sha256": sample.fingerprint(),
+            "samples": seen,
         },
     )
     manifest.validation = {"fp16_check": check.to_dict()}
@@ -162,6 +169,7 @@ def to_fp16(
         manifest.validation["accuracy"] = accuracy.to_dict()
     path = write_onnx(converted, output, manifest)
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
+    notes += [f"--keep-fp32 {p!r} matched no op type or node name" for p in plan.unmatched]
     return Fp16Result(path, accuracy, notes, seconds, kept_fp32=kept, check=check)
 
 
@@ -190,6 +198,7 @@ def calibrate(
         raise MmexportError("--max-accuracy-drop needs evaluation samples (--eval-samples >= 1)")
     seconds: dict[str, float] = {}
     source = load_source_model(model)
+    check_output(source, output)
     t0 = time.perf_counter()
     calib = open_data(data, source, split="calibration", samples=config.samples, batch_size=config.batch_size)
     say(f"calibrating ({config.method}) on {calib.description}")
