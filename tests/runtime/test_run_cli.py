@@ -120,3 +120,51 @@ def test_run_reads_an_image_file_through_the_spec_preprocess(tmp_path):
     result = _run(path, "-i", f"image={tmp_path / 'broken.png'}", "-i", f"tokens={tmp_path / 'tokens.npy'}")
     assert result.exit_code == 1 and "cannot read 'broken.png' as an image" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (
+            lambda d: ["-i", f"image={d / 'image.npy'}", "-i", f"image={d / 'image.npy'}"],
+            "input 'image' is given twice",
+        ),
+        (
+            lambda d: ["-i", str(d / "feeds.npz"), "-i", f"tokens={d / 'tokens.npy'}"],
+            "input 'tokens' is given twice",
+        ),
+        (lambda d: ["-i", f"image={d}", "-i", f"tokens={d / 'tokens.npy'}"], "is a folder, not a file"),
+    ],
+)
+def test_run_refuses_an_input_twice_and_a_folder(tiny_path, files, make, fragment):
+    folder, _ = files
+    result = _run(tiny_path, *make(folder))
+    assert result.exit_code == 1, result.output
+    assert fragment in result.stderr and "does not exist" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(token: str) -> None:
+        raise ValueError(f"invalid JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_run_json_writes_null_for_nan_and_text_marks_it(tiny_path, files):
+    folder, f = files
+    image = f["image"].copy()
+    image[0] = np.nan  # row 0's logits are NaN, row 1's are finite
+    np.save(folder / "nan.npy", image)
+    args = [tiny_path, "-i", f"image={folder / 'nan.npy'}", "-i", f"tokens={folder / 'tokens.npy'}"]
+    result = _run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    data = _strict_json(result.stdout)
+    logits = data["outputs"]["logits"]
+    assert logits["non_finite"] == 3 and logits["values"][0][:3] == [None, None, None]
+    assert logits["top_k"][0] == [] and logits["top_k"][1][0]["label"] == "tone"
+    assert "written as null" in data["notes"][0]
+    text = _run(*args)
+    assert text.exit_code == 0, text.output
+    assert "3 non-finite value(s)" in text.stdout
+    assert "[0] not ranked: non-finite scores" in text.stdout

@@ -176,3 +176,45 @@ def test_spin_reaches_onnxruntime(tiny_path, spin, entry):
         assert options.get_session_config_entry(key) == entry
     with Session(tiny_path, spin=False) as spun_down:
         assert spun_down.run(feeds())  # runs the same
+
+
+def test_onnxruntime_failure_prints_no_log_line_of_its_own(tmp_path, capfd):
+    """onnxruntime's coloured ``[E:onnxruntime ...]`` line would repeat our one-line error."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 3])
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape])
+    path = tmp_path / "reshape.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    session = Session(path)
+    capfd.readouterr()
+    with pytest.raises(BackendError, match="inference failed"):
+        session.run({"x": np.zeros((1, 4), np.float32)})
+    assert "onnxruntime" not in capfd.readouterr().err
+
+
+def test_onnxruntime_warnings_show_with_debug_logging():
+    import logging
+
+    from mmexport.runtime.backends.onnxrt.loader import log_severity
+
+    logger = logging.getLogger("mmexport")
+    before = logger.level
+    try:
+        logger.setLevel(logging.WARNING)
+        assert log_severity() == 4
+        logger.setLevel(logging.DEBUG)
+        assert log_severity() == 2
+    finally:
+        logger.setLevel(before)
+
+
+def test_unknown_options_and_bad_threads_are_refused(tiny_path):
+    with pytest.raises(BackendError, match="unknown option 'bogus'"):
+        Session(tiny_path, options={"bogus": 1})
+    for threads in (-1, 0):
+        with pytest.raises(BackendError, match="threads must be a whole number >= 1"):
+            Session(tiny_path, threads=threads)

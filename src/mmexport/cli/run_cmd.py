@@ -92,7 +92,11 @@ def run_cmd(
         _save(output, outputs)
     summary = summarize_outputs(outputs, session.outputs, top_k)
     if as_json:
-        click.echo(json.dumps({"artifact": str(artifact), "outputs": summary}, indent=2))
+        payload: dict[str, Any] = {"artifact": str(artifact), "outputs": summary}
+        bad = [name for name, entry in summary.items() if entry.get("non_finite")]
+        if bad:
+            payload["notes"] = [f"non-finite values (NaN, inf) in {', '.join(bad)} are written as null"]
+        click.echo(json.dumps(payload, indent=2, allow_nan=False))
         return
     for name, entry in summary.items():
         click.echo(_format_output(name, entry, outputs[name]))
@@ -114,11 +118,14 @@ def _save(path: Path, outputs: dict[str, np.ndarray]) -> None:
 def _format_output(name: str, entry: dict[str, Any], value: np.ndarray) -> str:
     shape = "x".join(str(d) for d in entry["shape"])
     lines = [f"{name}  {entry['dtype']} [{shape}]"]
+    if entry.get("non_finite"):
+        lines[0] += f"  WARNING: {entry['non_finite']} non-finite value(s) (NaN or inf)"
     if "top_k" in entry:
-        lines[0] += f"  top {len(entry['top_k'][0])} labels per row, with probability"
+        shown = max(len(best) for best in entry["top_k"])
+        lines[0] += f"  top {shown} labels per row, with probability"
         for row, best in enumerate(entry["top_k"]):
             items = ", ".join(f"{b['label']} {b['probability']:.3f}" for b in best)
-            lines.append(f"  [{row}] {items}")
+            lines.append(f"  [{row}] {items or 'not ranked: non-finite scores'}")
     else:
         with np.printoptions(precision=4, threshold=20, edgeitems=3):
             lines.append("  " + np.array2string(value).replace("\n", "\n  "))

@@ -21,10 +21,15 @@ from mmexport.spec import InputSpec, ModelSpec, OutputSpec
 def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> dict[str, np.ndarray]:
     """``(input name, file)`` pairs -> feeds; a name of None takes every array of an ``.npz``."""
     feeds: dict[str, np.ndarray] = {}
+    origin: dict[str, Path] = {}
     for name, path in sources:
         if name is None:
-            feeds.update(_read_npz_all(path))
+            arrays = _read_npz_all(path)
+            for key in arrays:
+                _refuse_twice(key, path, origin)
+            feeds.update(arrays)
             continue
+        _refuse_twice(name, path, origin)
         try:
             inp = spec.input(name)
         except KeyError:
@@ -35,10 +40,25 @@ def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> d
     return feeds
 
 
+def _refuse_twice(name: str, path: Path, origin: dict[str, Path]) -> None:
+    """Each input comes from one file: a second one is a mistake, not a replacement."""
+    if name in origin:
+        raise DataError(
+            f"input {name!r} is given twice ({str(origin[name])!r} and {str(path)!r}); give each input once",
+            sample=str(path),
+            field=name,
+        )
+    origin[name] = path
+
+
+def _missing(path: Path) -> str:
+    return f"{str(path)!r} is a folder, not a file" if path.is_dir() else f"file {str(path)!r} does not exist"
+
+
 def read_input_file(path: Path, inp: InputSpec, spec: ModelSpec) -> np.ndarray:
     """One input's array from ``path``, with the batch axis."""
     if not path.is_file():
-        raise DataError(f"file {str(path)!r} does not exist", sample=str(path), field=inp.name)
+        raise DataError(_missing(path), sample=str(path), field=inp.name)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         array = _load_array(path, inp.name)
@@ -68,7 +88,7 @@ def _read_npz_all(path: Path) -> dict[str, np.ndarray]:
     if path.suffix.lower() != ".npz":
         raise DataError("give NAME=FILE, or an .npz file of arrays by input name", sample=str(path))
     if not path.is_file():
-        raise DataError(f"file {str(path)!r} does not exist", sample=str(path))
+        raise DataError(_missing(path), sample=str(path))
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -80,16 +100,20 @@ def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict[s
     """Per row (all leading axes flattened), the ``k`` best labels with score and probability.
 
     The probability is the score itself when each row already sums to 1 within [0, 1], else
-    softmax of the scores (logits).
+    softmax of the scores (logits). A row with a non-finite score (NaN, inf) gets no ranking: [].
     """
     rows = scores.reshape(-1, scores.shape[-1]).astype(np.float64)
+    finite = np.all(np.isfinite(rows), axis=1, keepdims=False).reshape(-1)
     if np.all((rows >= 0) & (rows <= 1)) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
         probs = rows
     else:
         shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
         probs = shifted / shifted.sum(axis=1, keepdims=True)
-    out = []
-    for row, prob in zip(rows, probs, strict=True):
+    out: list[list[dict[str, Any]]] = []
+    for row, prob, ok in zip(rows, probs, finite, strict=True):
+        if not ok:  # NaN would sort as a top label; such a row is not ranked
+            out.append([])
+            continue
         best = np.argsort(-row, kind="stable")[:k]
         out.append(
             [{"label": labels[i], "score": float(row[i]), "probability": float(prob[i])} for i in best]
@@ -100,7 +124,9 @@ def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict[s
 def summarize_outputs(
     outputs: Mapping[str, np.ndarray], specs: Sequence[OutputSpec], k: int = 5
 ) -> dict[str, dict[str, Any]]:
-    """Shape, dtype, values, and top-k where the spec gives labels matching the last axis."""
+    """Shape, dtype, values, and top-k where the spec gives labels matching the last axis.
+
+    Non-finite values become None in ``values`` (valid JSON) and are counted in ``non_finite``."""
     labels = {o.name: o.labels for o in specs}
     out = {}
     for name, value in outputs.items():
@@ -108,6 +134,24 @@ def summarize_outputs(
         names = labels.get(name)
         if names and value.ndim >= 1 and value.shape[-1] == len(names):
             entry["top_k"] = top_k(value, names, k)
-        entry["values"] = value.tolist()
+        bad = non_finite(value)
+        if bad:
+            entry["non_finite"] = bad
+        entry["values"] = _finite_or_none(value) if bad else value.tolist()
         out[name] = entry
     return out
+
+
+def non_finite(value: np.ndarray) -> int:
+    """How many NaN and infinite values ``value`` holds (0 for integer and bool arrays)."""
+    if value.dtype.kind not in "fc":
+        return 0
+    return int(value.size - np.count_nonzero(np.isfinite(value)))
+
+
+def _finite_or_none(value: np.ndarray) -> Any:
+    """``value.tolist()`` with None for each NaN and inf, which JSON cannot hold."""
+    if value.ndim == 0:
+        item = value.item()
+        return item if np.isfinite(item) else None
+    return [_finite_or_none(v) for v in value]

@@ -61,6 +61,7 @@ class Session:
             raise ArtifactError(str(self.path), "does not match the sha256 in its manifest (modified since?)")
         entry = find_backend(backend, self.path, self.manifest.kind if self.manifest else None)
         kind, device_id = _parse_device(device)
+        _check_threads(threads)
         config = BackendConfig(
             device=kind,
             device_id=device_id,
@@ -153,3 +154,8 @@ def _parse_device(device: str) -> tuple[str, int]:
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
         raise BackendError("session", f"unknown device {device!r}", hint="cpu, cuda or cuda:N")
     return kind, int(index or 0)
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise BackendError("session", f"threads must be a whole number >= 1, got {threads!r}")

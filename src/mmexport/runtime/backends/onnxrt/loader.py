@@ -8,6 +8,7 @@ benchmark never reports CPU figures under a GPU name.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,14 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
             f"{wanted} is not in this onnxruntime build (it has {', '.join(available)})",
             hint="pip install 'mmexport[gpu]' (onnxruntime-gpu, instead of onnxruntime)",
         )
+    if config.options:
+        raise BackendError(
+            "onnxruntime",
+            f"unknown option {sorted(config.options)[0]!r} (this backend takes no options)",
+            hint="options are backend-specific, e.g. cuda_graph for TensorRT engines",
+        )
     options = ort.SessionOptions()
+    options.log_severity_level = log_severity()
     if config.threads is not None:
         options.intra_op_num_threads = config.threads
     if config.spin is not None:
@@ -103,10 +111,17 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
     if wanted not in session.get_providers():
         raise BackendError(
             "onnxruntime",
-            f"{wanted} could not start (see onnxruntime's log above); not falling back to "
-            f"{session.get_providers()[0]}",
+            f"{wanted} could not start; not falling back to {session.get_providers()[0]}",
+            hint="mmexport --debug shows onnxruntime's log, which says why",
         )
     return session, provider
+
+
+def log_severity() -> int:
+    """onnxruntime's own log level: fatal only (4), since each failure becomes one error line of
+    ours (its ``[E:onnxruntime ...]`` line would repeat it, in colour, before ours); warnings (2)
+    when the "mmexport" logger is at DEBUG (``mmexport --debug``)."""
+    return 2 if logging.getLogger("mmexport").isEnabledFor(logging.DEBUG) else 4
 
 
 def first_line(error: BaseException) -> str:
