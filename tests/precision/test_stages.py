@@ -21,6 +21,32 @@ from precision.precision_data import LABELS, tiny_feeds
 FAST = CalibrationConfig(samples=16, batch_size=2, sensitivity=False)
 
 
+def write_vector_model(path: Path, nodes: list, initializers: list) -> Path:
+    """A handmade FP32 graph from x [n, 4] to y [n, 4], with the manifest to-onnx would write."""
+    from onnx import TensorProto, helper
+
+    from mmexport.manifest import Manifest
+    from mmexport.spec import ModelSpec
+
+    graph = helper.make_graph(
+        nodes,
+        path.stem,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        initializers,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
+            "outputs": ["y"],
+            "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
+        }
+    )
+    Manifest(kind="onnx", artifact=path.name, sha256="", spec=spec, precision="fp32").write(path)
+    return path
+
+
 def write_npz(path: Path, feeds: list[dict[str, np.ndarray]], labels: bool = True) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for i, feed in enumerate(feeds):
@@ -154,34 +180,16 @@ def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: 
 
 
 def test_fp16_refuses_a_model_that_loses_precision(tmp_path: Path) -> None:
-    from onnx import TensorProto, helper, numpy_helper
-
-    from mmexport.manifest import Manifest
-    from mmexport.spec import ModelSpec
+    from onnx import helper, numpy_helper
 
     # y = (x + 3000.5) - 3000: FP16 stores 3000.5 as 3000 (its spacing there is 2), so y loses 0.5
     shift = numpy_helper.from_array(np.array(3000.5, dtype=np.float32), "shift")
     back = numpy_helper.from_array(np.array(3000.0, dtype=np.float32), "back")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Add", ["x", "shift"], ["shifted"], name="add"),
-            helper.make_node("Sub", ["shifted", "back"], ["y"], name="sub"),
-        ],
-        "cancel",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-        [shift, back],
-    )
-    path = tmp_path / "cancel.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
-    spec = ModelSpec.from_dict(
-        {
-            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
-            "outputs": ["y"],
-            "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
-        }
-    )
-    Manifest(kind="onnx", artifact=path.name, sha256="", spec=spec, precision="fp32").write(path)
+    nodes = [
+        helper.make_node("Add", ["x", "shift"], ["shifted"], name="add"),
+        helper.make_node("Sub", ["shifted", "back"], ["y"], name="sub"),
+    ]
+    path = write_vector_model(tmp_path / "cancel.onnx", nodes, [shift, back])
     feeds = [{"x": np.random.default_rng(0).uniform(-0.1, 0.1, (2, 4)).astype(np.float32)}]
     with pytest.raises(PrecisionError, match="min cosine similarity") as info:
         to_fp16(path, tmp_path / "cancel.fp16.onnx", data=feeds)
@@ -226,35 +234,17 @@ def test_calibrating_without_data_says_it_used_random_feeds(tiny_onnx: Path, tmp
 def test_fp16_keeps_readers_of_out_of_range_values_in_fp32(tmp_path: Path) -> None:
     """x * 1e5 * 1e-5: the value between the two Muls exceeds FP16; both must stay FP32, or the
     FP16 file computes inf (onnx's reference evaluator runs every Cast as written)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
-
-    from mmexport.manifest import Manifest
-    from mmexport.spec import ModelSpec
 
     up = numpy_helper.from_array(np.array(1e5, dtype=np.float32), "up")
     down = numpy_helper.from_array(np.array(1e-5, dtype=np.float32), "down")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Mul", ["x", "up"], ["big"], name="scale_up"),
-            helper.make_node("Mul", ["big", "down"], ["back"], name="scale_down"),
-            helper.make_node("Relu", ["back"], ["y"], name="relu"),
-        ],
-        "overflow",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-        [up, down],
-    )
-    path = tmp_path / "overflow.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
-    spec = ModelSpec.from_dict(
-        {
-            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
-            "outputs": ["y"],
-            "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
-        }
-    )
-    Manifest(kind="onnx", artifact=path.name, sha256="", spec=spec, precision="fp32").write(path)
+    nodes = [
+        helper.make_node("Mul", ["x", "up"], ["big"], name="scale_up"),
+        helper.make_node("Mul", ["big", "down"], ["back"], name="scale_down"),
+        helper.make_node("Relu", ["back"], ["y"], name="relu"),
+    ]
+    path = write_vector_model(tmp_path / "overflow.onnx", nodes, [up, down])
     feeds = [{"x": np.random.default_rng(0).uniform(-1, 1, (2, 4)).astype(np.float32)}]
     result = to_fp16(path, tmp_path / "overflow.fp16.onnx", data=feeds, eval_samples=0)
     kept = {node for nodes in result.kept_fp32.values() for node in nodes}
