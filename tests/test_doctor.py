@@ -79,8 +79,11 @@ def test_jetson_orin_with_l4t_and_power_mode(tmp_path):
     assert d.facts["cuda"]["driver"] == "12.6" and d.facts["cuda"]["via"] == "nvidia-smi"
     assert d.facts["suggested_target"] == "jetson-orin"
     trt = next(c for c in d.cannot if "TensorRT" in c["what"])
-    assert "system-site-packages" in trt["install"]
+    assert "system-site-packages" in trt["install"] and "apt" in trt["install"]
+    assert "pip install 'mmexport[trt]'" not in trt["install"]  # pip cannot install it on JetPack
     assert any("mmexport[gpu]" in c["install"] for c in d.cannot)
+    buffers = next(c for c in d.cannot if "buffers" in c["what"])
+    assert "cuda-python>=12.6,<13" in buffers["install"]  # JetPack 6: CUDA 12.6, not cuda-python 13
 
 
 def test_probe_never_raises_and_is_bounded():

@@ -18,12 +18,12 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from mmexport.bench.environment import Runner, gpu_info, jetson_state, run_quiet
+from mmexport.trt.api import JETSON_TRT_INSTALL
 
 T = TypeVar("T")
 Importer = Callable[[str], ModuleType]
 PROBE_TIMEOUT_S = 20.0
 JETPACK = {35: "5.x", 36: "6.x", 38: "7.x"}  # L4T major -> JetPack
-TRT_APT = "on a Jetson: TensorRT comes with JetPack (apt); make the venv with --system-site-packages"
 
 
 @dataclass
@@ -212,7 +212,7 @@ def _tensorrt_capabilities(d: Diagnosis) -> None:
     f = d.facts
     has_gpu = bool(f["gpus"] or f["jetson"])
     if not f["tensorrt"]["installed"]:
-        install = "pip install 'mmexport[trt]'" + (f"; {TRT_APT}" if f["jetson"] else "")
+        install = JETSON_TRT_INSTALL if f["jetson"] else "pip install 'mmexport[trt]'"
         d.cannot.append(_missing("build and run TensorRT engines", "tensorrt is not installed", install))
     elif not has_gpu:
         why = "no NVIDIA GPU found (nvidia-smi, Jetson)"
@@ -223,7 +223,14 @@ def _tensorrt_capabilities(d: Diagnosis) -> None:
         d.can.append(f"build and run TensorRT {f['tensorrt']['version']} engines (mmexport build)")
     if has_gpu and f["cuda"]["via"] != "cuda-python":
         why = "cuda-python is not importable (device buffers of the native TensorRT backend)"
-        d.cannot.append(_missing("native TensorRT runtime buffers", why, "pip install 'mmexport[gpu]'"))
+        d.cannot.append(_missing("native TensorRT runtime buffers", why, _cuda_python_install(f["jetson"])))
+
+
+def _cuda_python_install(jetson: dict[str, Any] | None) -> str:
+    """JetPack 6 has CUDA 12.6 and cuda-python 13 needs a CUDA 13 driver: pin 12.x there."""
+    if jetson is not None and jetson.get("jetpack") == "6.x":
+        return "pip install 'cuda-python>=12.6,<13' (JetPack 6 has CUDA 12.6)"
+    return "pip install 'mmexport[gpu]'"
 
 
 def _missing(what: str, why: str, install: str) -> dict[str, str]:

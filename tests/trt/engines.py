@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pytest
 
 from mmexport.files import sha256_file
 from mmexport.manifest import Manifest
 from mmexport.spec import ModelSpec
 from mmexport.trt.engine_info import EngineInfo
 
-from .fakes import cuda_runtime
 from .fakes.runtime_api import FakeEngine
 
 SPEC = ModelSpec.from_dict(
@@ -79,15 +76,6 @@ def write_engine(folder: Path, trt: ModuleType, name: str = "model.engine", **in
         producer={"engine": EngineInfo(**fields).to_dict()},
     ).write(path)
     return path
-
-
-@pytest.fixture(name="fake_cuda")
-def fake_cuda_fixture(monkeypatch: pytest.MonkeyPatch) -> cuda_runtime.FakeCudaState:
-    """A fake ``cuda.bindings.runtime`` installed for import, on an x86_64 Linux machine."""
-    module, state = cuda_runtime.install()
-    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", module)
-    monkeypatch.setattr("mmexport.runtime.backends.tensorrt.runner.machine_platform", lambda: "linux-x86_64")
-    return state
 
 
 def feeds(batch: int = 2, seq: int = 4, seed: int = 0) -> dict[str, np.ndarray]:

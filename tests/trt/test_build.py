@@ -1,16 +1,19 @@
-"""``mmexport build`` against the fake tensorrt of each generation (and real TensorRT, marked trt)."""
+"""``mmexport build`` against the fake tensorrt of each generation and, for tests taking ``any_trt``,
+real TensorRT (marked ``trt``). Tests taking ``fake_trt`` assert on what the fake records
+(``module.calls``) or use its controls (``module.fake``): they cannot run on real TensorRT."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mmexport.errors import ArtifactError, EngineBuildError
+from mmexport.errors import ArtifactError, EngineBuildError, MissingDependencyError
 from mmexport.manifest import Manifest, read_manifest
 from mmexport.precision import calib_cache
 from mmexport.spec import ModelSpec
@@ -19,6 +22,8 @@ from mmexport.trt.build_options import BuildOptions, parse_size
 from mmexport.trt.build_stage import build_engine
 from mmexport.trt.calibrator import find_cache, load_cache, make_calibrator
 from mmexport.trt.targets import get_target
+
+from .fakes import is_fake
 
 SPEC = {
     "inputs": [
@@ -77,26 +82,35 @@ def strong(trt: ModuleType) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def test_build_writes_plan_and_engine_manifest(fake_trt: ModuleType, tiny: Path) -> None:
+def test_build_writes_plan_and_engine_manifest(any_trt: ModuleType, tiny: Path) -> None:
     out = tiny.with_name("tiny.engine")
-    result = build_engine(tiny, out, options(workspace_bytes=parse_size("512M"), opt_level=2))
-    assert out.read_bytes().startswith(b"FAKE-PLAN ")  # the raw plan, no header of ours
+    build_engine(tiny, out, options(workspace_bytes=parse_size("512M"), opt_level=2))
     manifest = read_manifest(out)
     assert manifest is not None and manifest.kind == "engine" and manifest.precision == "fp32"
     assert manifest.spec.to_dict()["dims"] == SPEC["dims"]
     engine = manifest.producer["engine"]
-    assert engine["tensorrt_version"] == fake_trt.__version__
+    assert engine["tensorrt_version"] == any_trt.__version__
     assert engine["target"] == "gpu" and engine["platform"].startswith("linux")
-    assert engine["gpu_name"] == "unknown" and "GPU name" in " ".join(result.notes)
+    assert "unknown" not in (engine["gpu_name"], engine["compute_capability"])
+    if is_fake(any_trt):
+        assert (engine["gpu_name"], engine["compute_capability"]) == ("NVIDIA H100 80GB HBM3", "9.0")
     assert engine["source_sha256"] == manifest.source["onnx_sha256"]
     assert engine["profiles"][0]["tokens"] == [[1, 1], [2, 4], [8, 16]]
     assert engine["strongly_typed"] is True and engine["build_seconds"] >= 0
+
+
+def test_build_configures_the_builder(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: asserts on the calls the fake records."""
+    out = tiny.with_name("tiny.engine")
+    build_engine(tiny, out, options(workspace_bytes=parse_size("512M"), opt_level=2))
+    assert out.read_bytes().startswith(b"FAKE-PLAN ")  # the raw plan, no header of ours
     assert calls(fake_trt, "create_network") == [strong(fake_trt)]
     assert calls(fake_trt, "set_memory_pool_limit") == [("WORKSPACE", 512 << 20)]
     assert calls(fake_trt, "parse_from_file") == [str(tiny)]
 
 
 def test_extra_profiles_reach_the_builder(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: asserts on the profiles the fake builder was given."""
     build_engine(tiny, tiny.with_name("t.engine"), options(profiles=("batch=1:1:1", "batch=4:8:8,seq=16")))
     added = calls(fake_trt, "add_optimization_profile")
     assert len(added) == 3
@@ -104,20 +118,25 @@ def test_extra_profiles_reach_the_builder(fake_trt: ModuleType, tiny: Path) -> N
     assert added[2]["tokens"] == ((4, 16), (8, 16), (8, 16))  # type: ignore[index]
 
 
-def test_fp16_flag_on_a_weakly_typed_network_only_on_tensorrt_10(fake_trt: ModuleType, tiny: Path) -> None:
+def test_fp16_flag_on_a_weakly_typed_network_only_on_tensorrt_10(any_trt: ModuleType, tiny: Path) -> None:
     out = tiny.with_name("t.engine")
-    if generation(fake_trt) >= 11:
+    if generation(any_trt) >= 11:
         with pytest.raises(EngineBuildError, match=r"TensorRT 11 builds strongly typed.*mmexport fp16"):
             build_engine(tiny, out, options(precision="fp16"))
         assert not out.exists()
         return
     build_engine(tiny, out, options(precision="fp16"))
-    assert calls(fake_trt, "create_network") == [0]
-    assert calls(fake_trt, "set_flag") == ["FP16"]
-    assert read_manifest(out).precision == "fp16"  # type: ignore[union-attr]
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest.precision == "fp16"
+    engine = manifest.producer["engine"]
+    assert engine["builder_flags"] == ["FP16"] and engine["strongly_typed"] is False
+    if is_fake(any_trt):
+        assert calls(any_trt, "create_network") == [0]
+        assert calls(any_trt, "set_flag") == ["FP16"]
 
 
 def test_implicit_int8_reads_the_cache_beside_the_onnx(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: asserts on the calibration cache the fake builder read."""
     cache = calib_cache.format_cache({"pooled": 0.01, "logits": 0.02}, "minmax", "10.3.0")
     tiny.with_name("tiny.int8.calib").write_text(cache)
     out = tiny.with_name("t.engine")
@@ -150,6 +169,7 @@ def test_calibrator_matches_the_cache_header_and_only_reads(tmp_path: Path) -> N
 
 
 def test_timing_cache_is_loaded_and_saved(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: asserts on the bytes the fake was given."""
     cache_file = tiny.with_name("trt.cache")
     build_engine(tiny, tiny.with_name("a.engine"), options(timing_cache=cache_file))
     assert calls(fake_trt, "create_timing_cache") == [b""]  # a new cache the first time
@@ -163,6 +183,7 @@ def test_timing_cache_is_loaded_and_saved(fake_trt: ModuleType, tiny: Path) -> N
 def test_dla_refuses_dynamic_shapes_and_builds_static(
     fake_trt: ModuleType, tiny: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Fake only: DLA cores and the layers DLA cannot run are the fake's controls."""
     fake_trt.fake.builder.dla_cores = 2
     fake_trt.fake.builder.dla_unsupported_ops = {"Cast"}
     out = tiny.with_name("t.engine")
@@ -179,6 +200,7 @@ def test_dla_refuses_dynamic_shapes_and_builds_static(
 
 
 def test_parser_error_names_node_and_op(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: the parser fails where the fake is told to."""
     fake_trt.fake.builder.fail_parse_on = "mean_tokens"
     out = tiny.with_name("t.engine")
     with pytest.raises(EngineBuildError, match=r"node 2 'mean_tokens' \(ReduceMean\).*UNSUPPORTED_NODE"):
@@ -187,6 +209,7 @@ def test_parser_error_names_node_and_op(fake_trt: ModuleType, tiny: Path) -> Non
 
 
 def test_failed_build_leaves_no_engine_manifest_or_timing_cache(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: the build fails because the fake is told to."""
     fake_trt.fake.builder.fail_build = True
     out = tiny.with_name("t.engine")
     cache_file = tiny.with_name("trt.cache")
@@ -195,27 +218,107 @@ def test_failed_build_leaves_no_engine_manifest_or_timing_cache(fake_trt: Module
     assert sorted(p.name for p in tiny.parent.iterdir()) == ["tiny.onnx", "tiny.onnx.json"]
 
 
-def test_options_tensorrt_lacks_are_refused(fake_trt: ModuleType, tiny: Path) -> None:
+def test_options_tensorrt_lacks_are_refused(any_trt: ModuleType, tiny: Path) -> None:
     out = tiny.with_name("t.engine")
-    if generation(fake_trt) == 10:  # SAME_COMPUTE_CAPABILITY came after 10.3
+    if not hasattr(any_trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY"):  # 10.3 lacks it
         with pytest.raises(EngineBuildError, match=r"has no HardwareCompatibilityLevel\.SAME_COMPUTE"):
             build_engine(tiny, out, options(hardware_compat="same-cc"))
     build_engine(tiny, out, options(hardware_compat="ampere+", version_compatible=True))
-    assert "VERSION_COMPATIBLE" in calls(fake_trt, "set_flag")
     engine = read_manifest(out).producer["engine"]  # type: ignore[union-attr]
     assert engine["hardware_compat"] == "ampere+" and engine["version_compatible"] is True
+    assert "VERSION_COMPATIBLE" in engine["builder_flags"]
 
 
-def test_precision_flags_on_a_reduced_precision_onnx_are_refused(
-    fake_trt: ModuleType, tmp_path: Path
-) -> None:
+def test_precision_flags_on_a_reduced_precision_onnx_are_refused(any_trt: ModuleType, tmp_path: Path) -> None:
     path = tiny_artifact(tmp_path, precision="int8")
-    match = "already" if generation(fake_trt) == 10 else "TensorRT 11"
+    match = "already" if generation(any_trt) == 10 else "TensorRT 11"
     with pytest.raises(EngineBuildError, match=match):
         build_engine(path, tmp_path / "t.engine", options(precision="fp16"))
     build_engine(path, tmp_path / "t.engine", options())  # Q/DQ: precision from the ONNX
     assert read_manifest(tmp_path / "t.engine").precision == "int8"  # type: ignore[union-attr]
     assert json.loads((tmp_path / "t.engine.json").read_text())["producer"]["engine"]["builder_flags"] == []
+
+
+def test_build_needs_the_gpu_identity(
+    fake_trt: ModuleType, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without cuda-python or a CUDA torch the manifest could not name the GPU: stop before building."""
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    out = tiny.with_name("t.engine")
+    with pytest.raises(MissingDependencyError, match=r"cuda-python.*mmexport\[gpu\]"):
+        build_engine(tiny, out, options())
+    assert calls(fake_trt, "build_serialized_network") == [] and not out.exists()
+
+
+def test_build_takes_the_gpu_identity_from_torch_without_cuda_python(
+    fake_trt: ModuleType, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cuda = SimpleNamespace(
+        is_available=lambda: True,
+        get_device_capability=lambda _i: (8, 7),
+        get_device_name=lambda _i: "Orin (nvgpu)",
+    )
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    result = build_engine(tiny, tiny.with_name("t.engine"), options())
+    assert (result.info.gpu_name, result.info.compute_capability) == ("Orin (nvgpu)", "8.7")
+
+
+def test_an_unreadable_timing_cache_is_replaced(any_trt: ModuleType, tiny: Path) -> None:
+    cache_file = tiny.with_name("trt.cache")
+    cache_file.write_bytes(b"\x00 not a timing cache")
+    result = build_engine(tiny, tiny.with_name("t.engine"), options(timing_cache=cache_file))
+    assert "timing cache trt.cache unreadable; starting a new one" in result.notes
+    assert cache_file.read_bytes() != b"\x00 not a timing cache" and cache_file.stat().st_size > 0
+
+
+def test_a_timing_cache_from_another_gpu_is_replaced(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: set_timing_cache refuses the cache because the fake is told to."""
+    cache_file = tiny.with_name("trt.cache")
+    build_engine(tiny, tiny.with_name("a.engine"), options(timing_cache=cache_file))
+    fake_trt.fake.builder.timing_cache_mismatch = True
+    result = build_engine(tiny, tiny.with_name("b.engine"), options(timing_cache=cache_file))
+    assert any("trt.cache was recorded on another GPU" in n for n in result.notes)
+    assert calls(fake_trt, "create_timing_cache")[-1] == b""  # a new one in its place
+    assert cache_file.read_bytes().count(b"tactics") == 1
+
+
+def test_tensorrt_without_a_usable_gpu_is_one_error(fake_trt: ModuleType, tiny: Path) -> None:
+    """Fake only: TensorRT's builder fails to start because the fake is told to."""
+    fake_trt.fake.no_gpu = True
+    out = tiny.with_name("t.engine")
+    with pytest.raises(EngineBuildError, match=r"builder could not start: no usable GPU") as caught:
+        build_engine(tiny, out, options())
+    assert "\n" not in str(caught.value) and "CUDA initialization failure" in str(caught.value)
+    assert not out.exists()
+
+
+def test_pipeline_reports_a_builder_that_cannot_start(
+    fake_trt: ModuleType, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's engine stage catches MmexportError: no GPU is a reason, not a crash."""
+    import importlib.util
+
+    from mmexport.pipeline import build_engines
+
+    fake_trt.fake.no_gpu = True
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    status = build_engines([tiny], "gpu", lambda _m: None)
+    assert status["built"] is False and status["engines"] == []
+    assert "builder could not start" in status["reason"]
+
+
+def test_missing_tensorrt_on_a_jetson_target_points_to_jetpack(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        build_engine(tiny, tiny.with_name("t.engine"), options("jetson-orin"))
+    text = str(caught.value)
+    assert "--system-site-packages" in text and "apt" in text and "mmexport[trt]" not in text
+    with pytest.raises(MissingDependencyError, match=r"mmexport\[trt\]"):
+        build_engine(tiny, tiny.with_name("t.engine"), options("gpu"))
 
 
 @pytest.mark.trt

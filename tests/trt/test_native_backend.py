@@ -1,4 +1,8 @@
-"""The native TensorRT backend against the fake tensorrt (10.3 and 11.4) and a fake cuda-python."""
+"""The native TensorRT backend against the fake tensorrt (10.3 and 11.4) and a fake cuda-python.
+
+Fake only, except the tests marked ``trt``: engines here are plan bytes registered with the fake
+(``write_engine``), and most tests assert on the calls the fakes record.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from mmexport.runtime.backends.tensorrt.cuda import DeviceArray
 from mmexport.runtime.backends.tensorrt.loader import Machine, mismatches
 from mmexport.trt.engine_info import EngineInfo
 
-from .engines import fake_cuda_fixture, feeds, score, write_engine  # noqa: F401 - a fixture
+from .engines import feeds, score, write_engine
 from .fakes.cuda_runtime import FakeCudaTensor, cudaError_t
 
 
@@ -31,7 +35,9 @@ def test_session_runs_an_engine_through_fake_device_memory(tmp_path, fake_trt, f
     np.testing.assert_allclose(out["score"], score(feed)["score"], rtol=1e-6)
     assert calls(fake_trt, "set_input_shape") == [("image", (2, 3, 4)), ("tokens", (2, 4))]
     stream = calls(fake_trt, "execute_async_v3")[0]
-    assert [a[-1] for n, a in fake_cuda.calls if n == "cudaMemcpyAsync"] == [stream] * 3
+    assert type(stream) is int  # TensorRT takes the handle, not cuda-python's stream object
+    assert [int(a[-1]) for n, a in fake_cuda.calls if n == "cudaMemcpyAsync"] == [stream] * 3
+    assert [type(h) for _, h in calls(fake_trt, "set_optimization_profile_async")] == [int]
     described = session.describe()
     assert described["backend"] == "tensorrt" and described["compute_capability"] == "9.0"
     assert described["precision"] == "fp16"
@@ -171,6 +177,34 @@ def test_version_compatible_and_hardware_compat_relax_the_checks():
     assert mismatches(_info(hardware_compat="ampere+"), _here(cc="9.0")) == []
     assert mismatches(_info(hardware_compat="ampere+"), _here(cc="7.5"))
     assert mismatches(_info(hardware_compat="same-cc"), _here(cc="9.0"))
+
+
+def test_unknown_compute_capability_is_not_compared_but_warned(tmp_path, fake_trt, fake_cuda):
+    """Engines from older builds recorded "unknown": they load, with a warning, on any GPU."""
+    path = write_engine(tmp_path, fake_trt, gpu_name="unknown", compute_capability="unknown")
+    with pytest.warns(UserWarning, match="does not record the GPU's compute capability"):
+        session = Session(path)
+    np.testing.assert_allclose(session.run(feeds())["score"], score(feeds())["score"], rtol=1e-6)
+    assert mismatches(_info(compute_capability="unknown"), _here(cc="9.0")) == []
+    assert mismatches(_info(compute_capability="unknown", platform="linux-sbsa"), _here())
+
+
+def test_tensorrt_runtime_without_a_usable_gpu_is_one_error(tmp_path, fake_trt, fake_cuda):
+    path = write_engine(tmp_path, fake_trt)
+    fake_trt.fake.no_gpu = True
+    with pytest.raises(BackendError, match="runtime could not start: no usable GPU") as caught:
+        Session(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_tensorrt_on_a_jetson_points_to_jetpack(tmp_path, fake_trt, fake_cuda, monkeypatch):
+    path = write_engine(tmp_path, fake_trt)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setattr(
+        "mmexport.runtime.backends.tensorrt.loader.machine_platform", lambda: "linux-aarch64-jetson"
+    )
+    with pytest.raises(MissingDependencyError, match="system-site-packages"):
+        Session(path)
 
 
 def test_version_compatible_engine_allows_host_code(tmp_path, fake_trt, fake_cuda):

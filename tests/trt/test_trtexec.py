@@ -11,7 +11,7 @@ from mmexport.bench import BenchConfig, BenchTarget, benchmark
 from mmexport.bench.trtexec import Behaviour, behaviour_flags, generations_for, trtexec_command
 from mmexport.cli.app import cli
 
-from .engines import SPEC, fake_cuda_fixture, write_engine  # noqa: F401 - a fixture
+from .engines import SPEC, write_engine
 
 FAST = BenchConfig(warmup_s=0.01, duration_s=0.05, min_iterations=5)
 SHAPES = {"image": (2, 3, 4), "tokens": (2, 4)}
@@ -38,6 +38,14 @@ def test_onnx_lines_carry_the_spec_profile():
     assert "--minShapes=image:1x3x4,tokens:1x2" in line
     assert "--optShapes=image:2x3x4,tokens:2x4" in line
     assert "--maxShapes=image:8x3x4,tokens:8x16" in line
+
+
+def test_onnx_lines_on_tensorrt_10_build_strongly_typed_as_mmexport_does():
+    """trtexec 10 builds weakly typed by default: an FP16 or Q/DQ ONNX would not be built as ours."""
+    line = trtexec_command("model.fp16.onnx", SPEC, SHAPES, 10)
+    assert line.startswith("trtexec --onnx=model.fp16.onnx --stronglyTyped ")
+    assert "--stronglyTyped" not in trtexec_command("model.fp16.onnx", SPEC, SHAPES, 11)  # always strong
+    assert "--stronglyTyped" not in trtexec_command("m.engine", SPEC, SHAPES, 10)  # typed at build time
 
 
 def test_generation_from_the_engine_else_the_installed_else_both():

@@ -6,6 +6,8 @@ and spin-waits. The lines here always ask for one behaviour (11's by default, th
 the one trtexec 11 reports), spelling out on each generation the flags that get it, so that
 figures from a Jetson on 10.3 and a server on 11.x compare. Their GPU compute time is what
 ``bench`` reports as ``compute`` (CUDA events around ``execute_async_v3``).
+ONNX lines on TensorRT 10 add ``--stronglyTyped`` (trtexec's README, "Create a strongly typed
+plan file"): the network ``mmexport build`` makes, precision from the ONNX.
 *Unverified*: ``--noSpinWait`` on trtexec 11 (the TensorRT-RTX tool has it); ``--noCudaGraph``
 and ``--includeDataTransfers`` are what TensorRT 11 users pass.
 """
@@ -83,6 +85,8 @@ def trtexec_command(
         args.append(f"--loadEngine={path}")
     else:
         args.append(f"--onnx={path}")
+        if generation < 11:  # 11 is always strongly typed; 10 would build FP16 / Q/DQ ONNX weakly typed
+            args.append("--stronglyTyped")
         for corner in ("min", "opt", "max"):
             args.append(f"--{corner}Shapes={_shapes(spec.shapes(spec.point(corner)))}")
     args.append(f"--shapes={_shapes(shapes)}")

@@ -5,14 +5,39 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from mmexport.errors import MissingDependencyError
+from mmexport.errors import MissingDependencyError, MmexportError
+
+# On JetPack, TensorRT's Python bindings come from apt into the system site-packages;
+# `pip install tensorrt` cannot install them there.
+JETSON_TRT_INSTALL = (
+    "on a Jetson, TensorRT comes with JetPack from apt (sudo apt install nvidia-jetpack), not from pip; "
+    "make the venv with `python3 -m venv --system-site-packages`"
+)
 
 
-def import_tensorrt(purpose: str = "building and running TensorRT engines") -> ModuleType:
-    """The ``tensorrt`` module, or MissingDependencyError naming the ``trt`` extra."""
+class JetsonTensorRTMissing(MissingDependencyError):
+    """TensorRT missing where pip cannot install it (JetPack): the hint is JetPack's apt route."""
+
+    def __init__(self, purpose: str) -> None:
+        self.package = "tensorrt"
+        self.extra = "trt"
+        MmexportError.__init__(
+            self,
+            f"{purpose} needs the Python package 'tensorrt', which is not installed",
+            hint=JETSON_TRT_INSTALL,
+        )
+
+
+def import_tensorrt(
+    purpose: str = "building and running TensorRT engines", *, jetson: bool = False
+) -> ModuleType:
+    """The ``tensorrt`` module, or MissingDependencyError naming the ``trt`` extra (on a Jetson,
+    ``jetson=True``: JetPack's apt packages and a venv with system site-packages instead)."""
     try:
         return importlib.import_module("tensorrt")
     except ImportError:
+        if jetson:
+            raise JetsonTensorRTMissing(purpose) from None
         raise MissingDependencyError("tensorrt", "trt", purpose) from None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mmexport
-from mmexport.errors import ArtifactError, MmexportError
+from mmexport.errors import ArtifactError, MissingDependencyError, MmexportError
 from mmexport.files import output_folder, publish, sha256_file, staging_dir
 from mmexport.manifest import Manifest
 from mmexport.precision.common import SourceModel, load_source_model
@@ -55,7 +55,9 @@ def build_engine(
 ) -> BuildResult:
     """Build ``output`` (a TensorRT plan) from the ONNX artifact ``model``; see the module doc."""
     source = load_source_model(model, require=None)
-    trt = import_tensorrt("building TensorRT engines")
+    jetson = options.target.is_jetson or current_platform().endswith("jetson")
+    trt = import_tensorrt("building TensorRT engines", jetson=jetson)
+    gpu = gpu_identity()  # before the slow build: the manifest must name the GPU it is tied to
     gen, version = generation(trt), str(trt.__version__)
     opts.check_against_target(options, gen, version)
     opts.check_hardware_compat(_member_names(trt.HardwareCompatibilityLevel), options, version)
@@ -79,6 +81,7 @@ def build_engine(
         hardware_compat=options.hardware_compat,
         dla_core=options.dla_core,
         timing_cache=_read_timing_cache(options.timing_cache),
+        timing_cache_name=options.timing_cache.name if options.timing_cache is not None else None,
         calibrator=make_calibrator(trt, calibration) if calibration is not None else None,
     )
     say(
@@ -89,7 +92,6 @@ def build_engine(
     plan = build_plan(trt, source.path, settings)
     seconds = round(time.perf_counter() - started, 3)
     notes += plan.notes
-    gpu, gpu_notes = gpu_identity()
     info = EngineInfo(
         tensorrt_version=version,
         gpu_name=gpu[0],
@@ -114,7 +116,7 @@ def build_engine(
     path = write_engine(plan, output, manifest)
     if options.timing_cache is not None and plan.timing_cache is not None:
         write_bytes_atomically(options.timing_cache, plan.timing_cache)
-    return BuildResult(path, manifest, info, notes + gpu_notes, plan.gpu_fallback)
+    return BuildResult(path, manifest, info, notes, plan.gpu_fallback)
 
 
 def run_offline_check(source: SourceModel, options: opts.BuildOptions, version: str, say: Say) -> list[str]:
@@ -195,24 +197,39 @@ def current_platform() -> str:
     return machine_platform()
 
 
-def gpu_identity() -> tuple[tuple[str, str], list[str]]:
-    """((GPU name, compute capability), notes): from cuda-python, else torch, else 'unknown'.
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability) from cuda-python, else from a CUDA build of torch.
 
-    TensorRT's Python API does not name the GPU; the runtime check needs the compute capability.
+    TensorRT's Python API does not name the GPU, and an engine runs only on the compute
+    capability it was built for: without either source the build stops (MissingDependencyError
+    naming the ``gpu`` extra) rather than write a manifest the runtime cannot check.
     """
-    try:
-        from mmexport.runtime.backends.tensorrt.cuda import Cuda, import_cudart
+    from mmexport.runtime.backends.tensorrt.cuda import Cuda, import_cudart
 
-        return Cuda(import_cudart()).device(), []
-    except MmexportError:
-        pass
+    try:
+        cudart = import_cudart("recording the GPU a TensorRT engine is built for")
+    except MissingDependencyError:
+        found = torch_gpu()
+        if found is None:
+            raise
+        return found
+    try:
+        return Cuda(cudart).device()
+    except MmexportError:  # cuda-python present, CUDA unusable: torch may still see the GPU
+        found = torch_gpu()
+        if found is None:
+            raise
+        return found
+
+
+def torch_gpu() -> tuple[str, str] | None:
+    """GPU 0's name and compute capability from torch, when torch is installed and sees CUDA."""
     try:
         import torch
 
         if torch.cuda.is_available():
             major, minor = torch.cuda.get_device_capability(0)
-            return (torch.cuda.get_device_name(0), f"{major}.{minor}"), []
+            return torch.cuda.get_device_name(0), f"{major}.{minor}"
     except (ImportError, RuntimeError):
         pass
-    note = "GPU name and compute capability unknown (install cuda-python: the `gpu` extra)"
-    return ("unknown", "unknown"), [note]
+    return None

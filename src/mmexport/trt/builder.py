@@ -31,6 +31,7 @@ class BuilderSettings:
     hardware_compat: str | None = None  # a key of HARDWARE_COMPAT
     dla_core: int | None = None
     timing_cache: bytes | None = None  # a serialized cache to start from (b"": a new one)
+    timing_cache_name: str | None = None  # its file, for notes
     calibrator: Any = None  # TensorRT 10 implicit INT8 only
 
     @property
@@ -137,13 +138,27 @@ def configure(trt: ModuleType, builder: Any, config: Any, settings: BuilderSetti
         config.DLA_core = settings.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     if settings.timing_cache is not None:
-        cache = config.create_timing_cache(settings.timing_cache)
-        if not config.set_timing_cache(cache, False):
-            notes.append("the timing cache was recorded on another GPU or TensorRT version; starting anew")
-            config.set_timing_cache(config.create_timing_cache(b""), False)
+        notes += use_timing_cache(config, settings.timing_cache, settings.timing_cache_name)
     if settings.calibrator is not None:
         config.int8_calibrator = settings.calibrator
     return notes
+
+
+def use_timing_cache(config: Any, data: bytes, name: str | None) -> list[str]:
+    """Start from the serialized cache ``data``, or from a new one when TensorRT cannot read it
+    (None or RuntimeError from ``create_timing_cache``) or it was recorded elsewhere; notes."""
+    shown = name or "the timing cache"
+    try:
+        cache = config.create_timing_cache(data)
+    except RuntimeError:
+        cache = None
+    if cache is None:
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+        return [f"timing cache {shown} unreadable; starting a new one"]
+    if not config.set_timing_cache(cache, False):
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+        return [f"timing cache {shown} was recorded on another GPU or TensorRT version; starting a new one"]
+    return []
 
 
 def gpu_fallback(config: Any, network: Any) -> list[str]:
@@ -158,10 +173,22 @@ def _type_name(value: Any) -> str:
     return str(getattr(value, "name", value))
 
 
+def start_builder(trt: ModuleType, logger: Any) -> Any:
+    """``trt.Builder(logger)``; without a usable GPU TensorRT cannot start (CUDA initialization)."""
+    try:
+        return trt.Builder(logger)
+    except (TypeError, RuntimeError) as e:  # pybind11: "factory function returned nullptr"
+        raise EngineBuildError(
+            f"TensorRT's builder could not start: no usable GPU or CUDA driver ({e})",
+            problems=logger.errors(),
+            hint="build on the machine that runs the engine; `mmexport doctor` shows what this one has",
+        ) from e
+
+
 def build_plan(trt: ModuleType, onnx_path: Path, settings: BuilderSettings) -> Plan:
     """Parse, configure and build; EngineBuildError (with TensorRT's own errors) on failure."""
     logger = make_logger(trt)
-    builder = trt.Builder(logger)
+    builder = start_builder(trt, logger)
     network = builder.create_network(network_flags(trt, settings.strongly_typed))
     parser = parse_onnx(trt, network, logger, onnx_path)
     config = builder.create_builder_config()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 REAL_NAMES = Path(__file__).parent / "real_names"
 VERSIONS = ("10.3.0", "11.4.0.106")
@@ -78,7 +78,13 @@ def fake_tensorrt(version: str) -> ModuleType:
     module = ModuleType("tensorrt")
     module.__version__ = version
     module.calls = []  # (what, details) recorded by the fakes, for assertions
+    module.fake = SimpleNamespace(no_gpu=False)  # test controls; no_gpu: Builder/Runtime fail
     for part in (builder_api, runtime_api):
         part.install(module, version)
     check_names(module, version)
     return module
+
+
+def is_fake(module: ModuleType) -> bool:
+    """A fake from here (with ``calls`` and ``fake`` controls), not the real ``tensorrt``."""
+    return hasattr(module, "fake") and hasattr(module, "calls")

@@ -6,6 +6,9 @@ BuilderFlag.FP16/INT8 and the INT8 calibrator bases. It fails where TensorRT fai
 to fail on a node reports that node, ``set_shape`` refuses min > opt > max, a build with FP16/INT8
 flags on a strongly typed network or with a dynamic input lacking a profile returns None, and
 ``module.fake.builder`` can make any build return None or mark layer types DLA cannot run.
+``module.fake.no_gpu = True`` makes ``Builder(logger)`` (and ``Runtime(logger)``) fail as TensorRT
+does without a usable GPU: a CUDA initialization error in the log, then pybind11's TypeError.
+``create_timing_cache`` returns None for bytes it cannot read, as the real binding does.
 Every call that configures a build is appended to ``module.calls``.
 """
 
@@ -27,6 +30,7 @@ class BuilderControls:
     fail_parse_on: str | None = None  # node name: parsing fails there (UNSUPPORTED_NODE)
     fail_build: bool = False  # build_serialized_network returns None
     dla_cores: int = 0
+    timing_cache_mismatch: bool = False  # set_timing_cache returns False (cache from another GPU)
     dla_unsupported_ops: set[str] = field(default_factory=set)  # ONNX op types DLA cannot run
     builds: list[dict[str, Any]] = field(default_factory=list)  # what each successful build saw
 
@@ -37,7 +41,7 @@ def install(module: ModuleType, version: str) -> None:
     controls = BuilderControls()
     fake = getattr(module, "fake", None)
     if fake is None:
-        fake = module.fake = SimpleNamespace()
+        fake = module.fake = SimpleNamespace(no_gpu=False)
     fake.builder = controls
     calls: list[tuple[str, Any]] = module.calls
 
@@ -259,15 +263,17 @@ def install(module: ModuleType, version: str) -> None:
         def num_optimization_profiles(self) -> int:
             return len(self.profiles)
 
-        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache | None:
             data = bytes(serialized_timing_cache)
             record("create_timing_cache", data)
             if data and not data.startswith(b"FAKE-TIMING-CACHE"):
-                raise RuntimeError("timing cache: invalid serialized data")
+                return None  # the real binding returns None for bytes it cannot deserialize
             return ITimingCache(data.decode().splitlines()[1:] if data else [])
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             record("set_timing_cache", ignore_mismatch)
+            if controls.timing_cache_mismatch and cache.entries and not ignore_mismatch:
+                return False  # recorded on another device: TensorRT refuses it and keeps none
             self.timing_cache = cache
             return True
 
@@ -286,6 +292,9 @@ def install(module: ModuleType, version: str) -> None:
 
     class Builder:
         def __init__(self, logger: ILogger) -> None:
+            if fake.no_gpu:
+                logger.log(_Severity.ERROR, "CUDA initialization failure with error: 35")
+                raise TypeError("pybind11::init(): factory function returned nullptr")
             self.logger = logger
             record("Builder", None)
 

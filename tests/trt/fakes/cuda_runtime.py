@@ -5,7 +5,8 @@ Calls return ``(err, *values)`` as cuda-python's do. Device pointers are keys in
 so a copy moves real bytes and an engine's numpy function sees real numbers. Work queued on a
 stream runs at once, unless the stream is capturing: then it is recorded into the graph, and
 ``cudaGraphLaunch`` runs it again (with the addresses and shapes of capture, the data of now).
-``state.fail[name] = error`` makes the next call of ``name`` fail.
+``state.fail[name] = error`` makes the next call of ``name`` fail. Streams are :class:`FakeStream`
+objects with ``__int__``, like cuda-python's ``cudaStream_t``: TensorRT wants ``int(stream)``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ class FakeCudaState:
             op()
 
 
+@dataclass(frozen=True)
+class FakeStream:
+    """cuda-python's ``cudaStream_t`` stand-in: an object, its handle through ``int()``."""
+
+    handle: int
+
+    def __int__(self) -> int:
+        return self.handle
+
+
 def install() -> tuple[ModuleType, FakeCudaState]:
     """A new fake ``cuda.bindings.runtime`` module and its state (also at ``module.fake``)."""
     state = FakeCudaState()
@@ -165,7 +176,7 @@ def install() -> tuple[ModuleType, FakeCudaState]:
     def cudaStreamCreate() -> tuple[Any, ...]:
         stream = state.handle()
         state.streams.add(stream)
-        return ok, stream
+        return ok, FakeStream(stream)
 
     @api
     def cudaStreamDestroy(stream: int) -> tuple[Any, ...]:

@@ -62,12 +62,18 @@ def _numpy(kind: str) -> np.dtype:
     return np.dtype(kind) if kind != "bfloat16" else np.dtype("uint16")
 
 
+def _require_int(stream_handle: Any) -> None:
+    """TensorRT takes the stream as an int handle; cuda-python's ``cudaStream_t`` object is refused."""
+    if not isinstance(stream_handle, int):
+        raise TypeError(f"stream_handle must be an int, got {type(stream_handle).__name__}")
+
+
 def install(module: ModuleType, version: str) -> None:
     """Add this side's classes and enums to the fake module for version."""
     calls: list[tuple[str, Any]] = module.calls
     fake = getattr(module, "fake", None)
     if fake is None:
-        fake = module.fake = SimpleNamespace()
+        fake = module.fake = SimpleNamespace(no_gpu=False)
     fake.engines = {}
 
     def record(what: str, details: Any = None) -> None:
@@ -90,6 +96,7 @@ def install(module: ModuleType, version: str) -> None:
             return self._profile
 
         def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
+            _require_int(stream_handle)
             record("set_optimization_profile_async", (profile_index, stream_handle))
             if not 0 <= profile_index < len(self._engine._spec.profiles):
                 return False
@@ -123,6 +130,7 @@ def install(module: ModuleType, version: str) -> None:
             return self._addresses.get(name, 0)
 
         def execute_async_v3(self, stream_handle: int) -> bool:
+            _require_int(stream_handle)
             record("execute_async_v3", stream_handle)
             spec = self._engine._spec
             if set(self._shapes) != set(spec.inputs) or set(self._addresses) != {*spec.inputs, *spec.outputs}:
@@ -175,6 +183,8 @@ def install(module: ModuleType, version: str) -> None:
 
     class Runtime:
         def __init__(self, logger: Any) -> None:
+            if fake.no_gpu:
+                raise TypeError("pybind11::init(): factory function returned nullptr")
             self.engine_host_code_allowed = False
             record("Runtime", logger)
 

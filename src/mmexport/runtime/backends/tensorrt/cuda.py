@@ -19,12 +19,12 @@ import numpy as np
 from mmexport.errors import BackendError, MissingDependencyError
 
 
-def import_cudart() -> ModuleType:
+def import_cudart(purpose: str = "running TensorRT engines") -> ModuleType:
     """``cuda.bindings.runtime`` (cuda-python >= 12), or MissingDependencyError naming the ``gpu`` extra."""
     try:
         return importlib.import_module("cuda.bindings.runtime")
     except ImportError:
-        raise MissingDependencyError("cuda-python", "gpu", "running TensorRT engines") from None
+        raise MissingDependencyError("cuda-python", "gpu", purpose) from None
 
 
 class Cuda:

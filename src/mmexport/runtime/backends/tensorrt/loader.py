@@ -8,6 +8,7 @@ is a long log line after a slow load; this check comes first and says what to do
 from __future__ import annotations
 
 import platform as _platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,8 @@ from mmexport.errors import ArtifactError, BackendError
 from mmexport.manifest import Manifest, manifest_path
 from mmexport.trt.api import import_tensorrt, parse_version
 from mmexport.trt.engine_info import EngineInfo
+
+UNKNOWN = "unknown"  # what older builds recorded when they could not read the GPU
 
 
 @dataclass(frozen=True)
@@ -77,25 +80,47 @@ def mismatches(info: EngineInfo, machine: Machine) -> list[str]:
             )
     elif built[:3] != running[:3] or (len(built) > 3 and len(running) > 3 and built != running):
         problems.append(f"TensorRT {info.tensorrt_version} built it, this is {machine.tensorrt_version}")
-    cc_built, cc_here = _cc(info.compute_capability), _cc(machine.compute_capability)
-    if info.hardware_compat == "ampere+":
-        if cc_here < (8, 0):
-            problems.append(
-                f"an ampere+ engine needs compute capability 8.0 or newer, this GPU has "
-                f"{machine.compute_capability}"
-            )
-    elif cc_built != cc_here:
-        problems.append(
-            f"it was built for compute capability {info.compute_capability} ({info.gpu_name}), this GPU "
-            f"has {machine.compute_capability} ({machine.gpu_name})"
-        )
+    cc_problem = compute_capability_mismatch(info, machine)
+    if cc_problem is not None:
+        problems.append(cc_problem)
     if info.platform != machine.platform:
         problems.append(f"it was built on {info.platform}, this is {machine.platform}")
     return problems
 
 
+def compute_capability_mismatch(info: EngineInfo, machine: Machine) -> str | None:
+    """Why this GPU cannot run the engine; None when it can, or when the manifest does not say."""
+    cc_here = _cc(machine.compute_capability)
+    if info.hardware_compat == "ampere+":
+        if cc_here < (8, 0):
+            return (
+                f"an ampere+ engine needs compute capability 8.0 or newer, this GPU has "
+                f"{machine.compute_capability}"
+            )
+        return None
+    if info.compute_capability == UNKNOWN or _cc(info.compute_capability) == cc_here:
+        return None
+    return (
+        f"it was built for compute capability {info.compute_capability} ({info.gpu_name}), this GPU "
+        f"has {machine.compute_capability} ({machine.gpu_name})"
+    )
+
+
+def unchecked(info: EngineInfo) -> list[str]:
+    """What the manifest leaves unknown, so that it is not compared (engines from older builds)."""
+    if info.compute_capability == UNKNOWN and info.hardware_compat != "ampere+":
+        return [
+            "its manifest does not record the GPU's compute capability (built without cuda-python "
+            "or a CUDA torch); not compared, TensorRT refuses the engine if it was built for another GPU"
+        ]
+    return []
+
+
 def check_engine(path: Path, info: EngineInfo, machine: Machine) -> None:
-    """Refuse an engine built for another machine, with what it was built for and how to rebuild."""
+    """Refuse an engine built for another machine, with what it was built for and how to rebuild;
+    warn about what the manifest does not say."""
+    for note in unchecked(info):
+        warnings.warn(f"{path}: {note}", UserWarning, stacklevel=2)
     problems = mismatches(info, machine)
     if problems:
         built_for = (
@@ -120,7 +145,7 @@ def read_plan(path: Path) -> bytes:
 def deserialize(trt: ModuleType, path: Path, info: EngineInfo) -> tuple[Any, Any]:
     """The runtime and the engine; a version-compatible engine carries its own lean runtime."""
     logger = trt.Logger(trt.Logger.WARNING)
-    runtime = trt.Runtime(logger)
+    runtime = start_runtime(trt, logger)
     if info.version_compatible:
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(read_plan(path))
@@ -133,8 +158,21 @@ def deserialize(trt: ModuleType, path: Path, info: EngineInfo) -> tuple[Any, Any
     return runtime, engine
 
 
+def start_runtime(trt: ModuleType, logger: Any) -> Any:
+    """``trt.Runtime(logger)``; without a usable GPU TensorRT cannot start (CUDA initialization)."""
+    try:
+        return trt.Runtime(logger)
+    except (TypeError, RuntimeError) as e:  # pybind11: "factory function returned nullptr"
+        raise BackendError(
+            "tensorrt",
+            f"TensorRT's runtime could not start: no usable GPU or CUDA driver ({e})",
+            hint="`mmexport doctor` shows what this machine has",
+        ) from e
+
+
 def load_tensorrt() -> ModuleType:
-    return import_tensorrt("running TensorRT engines")
+    jetson = machine_platform().endswith("jetson")
+    return import_tensorrt("running TensorRT engines", jetson=jetson)
 
 
 def _cc(text: str) -> tuple[int, ...]:

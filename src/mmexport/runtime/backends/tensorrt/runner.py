@@ -200,7 +200,7 @@ class TrtRunner(Backend):
             return
         profile = select_profile(self._inputs, shapes)
         if profile != self._profile:
-            if not self._context.set_optimization_profile_async(profile, self._stream):
+            if not self._context.set_optimization_profile_async(profile, self._stream_handle):
                 raise BackendError("tensorrt", f"cannot select optimization profile {profile}")
             self._profile = profile
         for name, shape in shapes.items():
@@ -246,8 +246,13 @@ class TrtRunner(Backend):
         return None
 
     def _enqueue(self) -> None:
-        if not self._context.execute_async_v3(self._stream):
+        if not self._context.execute_async_v3(self._stream_handle):
             raise BackendError("tensorrt", "execute_async_v3 failed (see TensorRT's log above)")
+
+    @property
+    def _stream_handle(self) -> int:
+        """The stream as TensorRT takes it: the handle as an int, not cuda-python's ``cudaStream_t``."""
+        return int(self._stream)
 
     def _drop_graph(self) -> None:
         if self._graph is not None:
