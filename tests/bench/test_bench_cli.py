@@ -80,3 +80,63 @@ def test_bench_plot_without_matplotlib_fails_before_measuring(artifacts, tmp_pat
     assert result.exit_code == 1
     assert "error: --plot (latency plots) needs the Python package 'matplotlib'" in result.stderr
     assert "mmexport[plot]" in result.stderr and "loading" not in result.stderr
+
+
+def test_bench_refuses_batch_against_shape_before_measuring(artifacts):
+    result = _bench(artifacts[0], *FAST, "--shape", "image=1x3x8x8", "--batch", "4")
+    assert result.exit_code == 1, result.output
+    assert "--shape image=1x3x8x8 has batch 1 but --batch is 4" in result.stderr
+    assert "measuring" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_bench_repeated_shape_and_batch_run_once(artifacts, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--shape", "image=2x3x8x8", "--shape", "image=2x3x8x8", "--batch", "2", "--batch", "2"]
+    result = _bench(artifacts[0], *FAST, *args, "--json", out, "-q")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["cases"] == ["image=2x3x8x8 batch 2"] and len(data["results"]) == 1
+    assert data["results"][0]["first_call_after"] == "load"
+
+
+def test_bench_output_paths_are_checked_before_measuring(artifacts, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder would go")
+    result = _bench(artifacts[0], *FAST, "--json", tmp_path / "ok.json", "--csv", blocker / "bench.csv")
+    assert result.exit_code == 1
+    assert "--csv: cannot create its folder" in result.stderr and "loading" not in result.stderr
+    assert not (tmp_path / "ok.json").exists()
+    nested = tmp_path / "new" / "dir" / "bench.json"
+    result = _bench(artifacts[0], *FAST, "--json", nested, "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(nested.read_text())["format"] == "mmexport.bench"
+
+
+def test_bench_one_failing_output_does_not_stop_the_others(artifacts, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from mmexport.bench.report import BenchReport
+
+    def broken_plot(self, path):
+        raise TypeError("boxplot() got an unexpected keyword argument 'tick_labels'")
+
+    monkeypatch.setattr(BenchReport, "plot", broken_plot)
+    out = {k: tmp_path / f"bench.{k}" for k in ("json", "csv", "md", "png")}
+    result = _bench(
+        artifacts[0], *FAST, "--plot", out["png"], "--json", out["json"], "--csv", out["csv"],
+        "--markdown", out["md"], "-q",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert all(out[k].is_file() for k in ("json", "csv", "md")) and not out["png"].exists()
+    assert "bench.png: cannot be written: TypeError" in result.stderr
+    assert "the other outputs were" in result.stderr
+
+
+def test_bench_text_shows_no_trtexec_lines_on_cpu(artifacts, tmp_path):
+    out = tmp_path / "bench.json"
+    result = _bench(artifacts[0], *FAST, "--sweep", "--json", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert "trtexec" not in result.stdout
+    assert all(r["trtexec"] for r in json.loads(out.read_text())["results"])
+    shown = _bench(artifacts[0], *FAST, "--trtexec", "-q")
+    assert "Cross-check with trtexec" in shown.stdout and "--onnx=" in shown.stdout

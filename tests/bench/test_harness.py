@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mmexport.bench import BenchConfig, BenchTarget, ShapeCase, benchmark
+from mmexport.bench import BenchConfig, BenchTarget, ShapeCase, benchmark, build_cases
 from mmexport.runtime import Session
 from runtime.onnx_models import write_tiny
 
@@ -123,3 +123,19 @@ def test_samples_are_milliseconds(report):
     r = report.results[0]
     assert isinstance(r.samples_ms, np.ndarray) and r.samples_ms.size == r.stats.count
     assert 0 < r.stats.p50 < 100
+
+
+def test_long_case_prints_progress(artifacts, monkeypatch):
+    from mmexport.bench import harness
+
+    monkeypatch.setattr(harness, "PROGRESS_S", 0.0)
+    fast = BenchConfig(warmup_s=0.01, duration_s=0.05, min_iterations=5)
+    lines: list[str] = []
+    benchmark([artifacts[0]], build_cases(), fast, progress=lines.append)
+    ticks = [line for line in lines if line.startswith("  ... ")]
+    assert ticks and "a.onnx" in ticks[0] and "/0.05 s" in ticks[0]
+
+
+def test_repeated_case_labels_are_refused(artifacts):
+    with pytest.raises(ValueError, match="'opt' is repeated"):
+        benchmark([artifacts[0]], [ShapeCase("opt"), ShapeCase("opt")], BenchConfig(iterations=1))

@@ -44,3 +44,21 @@ def test_resolve_point_follows_shared_dims():
         resolve_point(spec, ShapeCase("x", shapes={"image": (1, 3, 8, 8), "tokens": (2, 5)}))
     with pytest.raises(InputError, match="without a manifest, dim 'seq' has no opt size"):
         resolve_point(spec, ShapeCase("x", shapes={"image": (1, 3, 8, 8)}), ranged=False)
+
+
+def test_repeated_cases_are_measured_once():
+    shapes = [{"image": (1, 3, 8, 8)}, {"image": (1, 3, 8, 8)}]
+    cases = build_cases(shapes, sweep=True, batches=[2, 2])
+    labels = [c.label for c in cases]
+    assert labels == ["image=1x3x8x8 batch 2", "min batch 2", "opt batch 2", "max batch 2"]
+    assert len(set(labels)) == len(labels)
+    assert [c.label for c in build_cases(batches=[4, 4])] == ["opt batch 4"]
+
+
+def test_batch_contradicting_a_shape_is_refused():
+    spec = ModelSpec.from_dict(SPEC)
+    case = ShapeCase("image=1x3x8x8 batch 4", shapes={"image": (1, 3, 8, 8)}, batch=4)
+    with pytest.raises(InputError, match=r"--shape image=1x3x8x8 has batch 1 but --batch is 4"):
+        resolve_point(spec, case)
+    same = ShapeCase("image=4x3x8x8 batch 4", shapes={"image": (4, 3, 8, 8)}, batch=4)
+    assert resolve_point(spec, same)["batch"] == 4

@@ -46,14 +46,29 @@ def parse_shapes(text: str) -> dict[str, tuple[int, ...]]:
 def build_cases(
     shapes: Sequence[Mapping[str, tuple[int, ...]]] = (), sweep: bool = False, batches: Sequence[int] = ()
 ) -> list[ShapeCase]:
-    """The cases of ``--shape`` (one case each), ``--sweep`` (min, opt, max), times ``--batch``."""
+    """The cases of ``--shape`` (one case each), ``--sweep`` (min, opt, max), times ``--batch``.
+
+    A case given twice (the same shapes or batch size repeated) is measured once: a second copy
+    would compare a target with itself under a second, identical label."""
     base = [ShapeCase(_shape_label(s), shapes=dict(s)) for s in shapes]
     if sweep:
         base += [ShapeCase(c, corner=c) for c in CORNERS]
     base = base or [ShapeCase("opt")]
-    if not batches:
-        return base
-    return [ShapeCase(f"{c.label} batch {b}", c.corner, c.shapes, b) for c in base for b in batches]
+    if batches:
+        base = [ShapeCase(f"{c.label} batch {b}", c.corner, c.shapes, b) for c in base for b in batches]
+    return unique_cases(base)
+
+
+def unique_cases(cases: Sequence[ShapeCase]) -> list[ShapeCase]:
+    """``cases`` without repeats (same corner, shapes and batch), first occurrence kept."""
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for case in cases:
+        key = (case.corner, tuple(sorted(case.shapes.items())), case.batch)
+        if key not in seen:
+            seen.add(key)
+            out.append(case)
+    return out
 
 
 def batch_dim(spec: ModelSpec) -> str | None:
@@ -66,7 +81,35 @@ def batch_dim(spec: ModelSpec) -> str | None:
 def resolve_point(spec: ModelSpec, case: ShapeCase, *, ranged: bool = True) -> ShapePoint:
     """The value of every named dim for ``case``; ``ranged=False`` (no manifest) needs all given."""
     point = spec.point(case.corner)
+    given, source = _given_dims(spec, case)
+    if case.batch is not None:
+        dim = batch_dim(spec)
+        if dim is None:
+            raise InputError(None, "a batch size needs a named dim at axis 0 of every input")
+        if given.setdefault(dim, case.batch) != case.batch:
+            name = source[dim]
+            raise InputError(
+                name,
+                f"--shape {name}={_x(case.shapes[name])} has batch {given[dim]} but --batch is {case.batch}",
+                dim=dim,
+                hint="give the batch size once: drop --batch, or set it in --shape",
+            )
+    point.update(given)
+    if not ranged:
+        unset = [d.name for d in spec.dynamic_dims if d.name not in given]
+        if unset:
+            raise InputError(
+                None,
+                f"without a manifest, dim {unset[0]!r} has no opt size",
+                hint="give every dynamic size with --shape NAME=AxBxC",
+            )
+    return point
+
+
+def _given_dims(spec: ModelSpec, case: ShapeCase) -> tuple[dict[str, int], dict[str, str]]:
+    """The named dims the case's shapes set, and which input set each one."""
     given: dict[str, int] = {}
+    source: dict[str, str] = {}
     for name, shape in case.shapes.items():
         try:
             inp = spec.input(name)
@@ -79,21 +122,9 @@ def resolve_point(spec: ModelSpec, case: ShapeCase, *, ranged: bool = True) -> S
                 raise InputError(name, f"axis {axis} must be {want}, got {size}", axis=axis)
             if isinstance(want, str) and given.setdefault(want, size) != size:
                 raise InputError(name, f"dim {want!r} is {size} here but {given[want]} elsewhere", dim=want)
-    if case.batch is not None:
-        dim = batch_dim(spec)
-        if dim is None:
-            raise InputError(None, "a batch size needs a named dim at axis 0 of every input")
-        given[dim] = case.batch
-    point.update(given)
-    if not ranged:
-        unset = [d.name for d in spec.dynamic_dims if d.name not in given]
-        if unset:
-            raise InputError(
-                None,
-                f"without a manifest, dim {unset[0]!r} has no opt size",
-                hint="give every dynamic size with --shape NAME=AxBxC",
-            )
-    return point
+            if isinstance(want, str):
+                source.setdefault(want, name)
+    return given, source
 
 
 def _x(shape: Sequence[int]) -> str:

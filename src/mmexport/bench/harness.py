@@ -26,6 +26,9 @@ from mmexport.spec import ModelSpec
 
 Progress = Callable[[str], None]
 
+PROGRESS_S = 5.0
+"""Longest stretch of measuring without a progress line."""
+
 
 class Runnable(Protocol):
     """What the harness needs of a target: a spec and a synchronous ``run``. ``Session`` is one."""
@@ -86,6 +89,7 @@ def benchmark(
     opened = [_open(t if isinstance(t, BenchTarget) else BenchTarget(path=t), say) for t in targets]
     _unique_labels(opened)
     cases = list(cases) if cases else [ShapeCase("opt")]
+    _check_cases(opened, cases)
     results: list[CaseResult] = []
     for index, case in enumerate(cases):
         say(f"[{index + 1}/{len(cases)}] {case.label}")
@@ -142,6 +146,17 @@ def _unique_labels(opened: list[_Open]) -> None:
             o.info.label = f"{o.info.label} #{n}"
 
 
+def _check_cases(opened: list[_Open], cases: Sequence[ShapeCase]) -> None:
+    """Before measuring anything: case labels unique, every case valid for every target."""
+    labels = [c.label for c in cases]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"case labels must be unique, {repeated[0]!r} is repeated (see cases.unique_cases)")
+    for case in cases:
+        for o in opened:
+            resolve_point(o.runner.spec, case, ranged=o.ranged)
+
+
 def _measure_case(
     opened: list[_Open], case: ShapeCase, config: BenchConfig, after: str, say: Progress
 ) -> list[CaseResult]:
@@ -157,7 +172,7 @@ def _measure_case(
     budget = f"{config.iterations} calls" if config.iterations else f"{config.duration_s:g} s"
     say(f"  measuring {len(opened)} target(s), {budget} each, interleaved")
     gpu: list[list[Any]] = [[] for _ in opened]
-    samples = _interleave(opened, feeds, blocks, config, gpu)
+    samples = _interleave(opened, feeds, blocks, config, gpu, say)
     results = []
     for i, o in enumerate(opened):
         ms = np.asarray(samples[i]) * 1e3
@@ -226,11 +241,15 @@ def _interleave(
     blocks: list[int],
     config: BenchConfig,
     gpu: list[list[Any]],
+    say: Progress,
 ) -> list[list[float]]:
-    """Host seconds per call; ``gpu[i]`` gets each call's GPU timings where the runner has them."""
+    """Host seconds per call; ``gpu[i]`` gets each call's GPU timings where the runner has them.
+    A progress line at least every ``PROGRESS_S`` seconds, so that a long case shows it is alive."""
     samples: list[list[float]] = [[] for _ in opened]
     spent = [0.0 for _ in opened]
     clock = time.perf_counter
+    start_s = next_report = clock()
+    next_report += PROGRESS_S
 
     def done(i: int) -> bool:
         if config.iterations is not None:
@@ -253,4 +272,20 @@ def _interleave(
                 if timed:
                     gpu[i].append(timed)
             spent[i] += sum(out[first:])
+            if clock() >= next_report:
+                next_report = clock() + PROGRESS_S
+                say(_progress_line(opened, samples, spent, config, clock() - start_s))
     return samples
+
+
+def _progress_line(
+    opened: list[_Open], samples: list[list[float]], spent: list[float], config: BenchConfig, elapsed: float
+) -> str:
+    """``  ... 12 s: a.onnx 4000/8000 calls, b.onnx ...`` (or seconds spent of ``duration_s``)."""
+    parts = []
+    for o, done, seconds in zip(opened, samples, spent, strict=True):
+        if config.iterations is not None:
+            parts.append(f"{o.info.label} {len(done)}/{config.iterations} calls")
+        else:
+            parts.append(f"{o.info.label} {seconds:.1f}/{config.duration_s:g} s")
+    return f"  ... {elapsed:.0f} s: " + ", ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ def plot_report(report: BenchReport, path: Path) -> Path:
         ax.set_visible(False)
     for ax, case in zip(axes, report.cases, strict=False):
         data = [report.result(label, case).samples_ms for label in labels]
-        ax.boxplot(data, whis=(1, 99), showfliers=False, tick_labels=labels)
+        ax.boxplot(data, whis=(1, 99), showfliers=False, **{labels_keyword(): labels})
         ax.set_title(case, fontsize=10)
         ax.set_ylabel("latency per call (ms)")
         ax.tick_params(axis="x", labelrotation=20)
@@ -38,3 +39,20 @@ def plot_report(report: BenchReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
+
+
+def labels_keyword() -> str:
+    """``Axes.boxplot``'s name for the box labels: ``tick_labels`` from matplotlib 3.9 (``labels``
+    is deprecated there, later removed), ``labels`` before (3.7 and 3.8 refuse ``tick_labels``)."""
+    import matplotlib
+
+    return "tick_labels" if _version(matplotlib.__version__) >= (3, 9) else "labels"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"3.8.4"`` -> ``(3, 8)``; release suffixes (``rc1``, ``.dev0``) are ignored."""
+    parts = []
+    for part in text.split(".")[:2]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    return tuple(parts)

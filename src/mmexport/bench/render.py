@@ -70,19 +70,28 @@ def _align(table: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
-def text_table(report: BenchReport) -> str:
-    """The terminal view: latencies in ms, one line per target and case, then the settings."""
+def text_table(report: BenchReport, trtexec: bool = False) -> str:
+    """The terminal view: latencies in ms, one line per target and case, then the settings.
+
+    trtexec cross-check lines are shown for TensorRT targets only, unless ``trtexec`` asks for
+    every target that has them (they compare with GPU time; beside CPU onnxruntime they mean nothing)."""
     table = [_HEAD, *(_cells(r) for r in rows(report))]
     lines = _align(table)
     lines.insert(1, "-" * len(lines[0]))
     lines.append("")
     lines.append(_footer(report))
-    lines += gpu_lines(report)
+    lines += gpu_lines(report, trtexec)
     return "\n".join(lines)
 
 
-def gpu_lines(report: BenchReport) -> list[str]:
-    """GPU time by phase (CUDA events, p50 ms) where measured, then the trtexec cross-check lines."""
+def runs_tensorrt(backend: Mapping[str, Any]) -> bool:
+    """Whether a target (its ``Session.describe()``) runs on TensorRT: a native engine or the EP."""
+    return backend.get("backend") == "tensorrt" or backend.get("provider") == "TensorrtExecutionProvider"
+
+
+def gpu_lines(report: BenchReport, trtexec: bool = False) -> list[str]:
+    """GPU time by phase (CUDA events, p50 ms) where measured, then the trtexec cross-check lines
+    (TensorRT targets only, unless ``trtexec``)."""
     out = []
     timed = [r for r in report.results if r.gpu_ms]
     if timed:
@@ -91,9 +100,11 @@ def gpu_lines(report: BenchReport) -> list[str]:
             g = {k: v.p50 for k, v in (r.gpu_ms or {}).items()}
             parts = " + ".join(f"{g.get(k, 0.0):.3f}" for k in ("h2d", "compute", "d2h"))
             out.append(f"  {r.case}  {r.target}: {g.get('gpu', 0.0):.3f} = {parts}")
-    lines = [(r, cmd) for r in report.results for cmd in r.trtexec]
+    shown = {t.label for t in report.targets if trtexec or runs_tensorrt(t.backend)}
+    lines = [(r, cmd) for r in report.results if r.target in shown for cmd in r.trtexec]
     if lines:
-        out += ["", "Cross-check with trtexec (its GPU Compute Time compares with compute above):"]
+        what = "compute above" if timed else "the latencies above, which include host copies"
+        out += ["", f"Cross-check with trtexec (its GPU Compute Time compares with {what}):"]
         out += [f"  [{r.case} / {r.target}] {cmd}" for r, cmd in lines]
     return out
 

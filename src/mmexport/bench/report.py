@@ -139,10 +139,11 @@ class BenchReport:
 
         return rows(self)
 
-    def to_text(self) -> str:
+    def to_text(self, trtexec: bool = False) -> str:
+        """The terminal table; ``trtexec`` adds the trtexec lines of non-TensorRT targets too."""
         from mmexport.bench.render import text_table
 
-        return text_table(self)
+        return text_table(self, trtexec)
 
     def to_markdown(self, extra_columns: Mapping[str, Mapping[str, Any]] | None = None) -> str:
         """A Markdown table; ``extra_columns`` adds columns by target label, e.g. accuracy."""

@@ -67,6 +67,13 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
 @click.option(
     "--plot", "plot_path", type=_FILE, help="Write latency distributions as PNG (needs mmexport[plot])."
 )
+@click.option(
+    "--trtexec",
+    "show_trtexec",
+    is_flag=True,
+    help="Also print the equivalent trtexec lines for ONNX files measured on the CPU "
+    "(always printed for TensorRT engines and providers; always in --json).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def bench_cmd(
     artifacts: tuple[Path, ...],
@@ -86,6 +93,7 @@ def bench_cmd(
     csv_path: Path | None,
     markdown_path: Path | None,
     plot_path: Path | None,
+    show_trtexec: bool,
     quiet: bool,
 ) -> None:
     """Measure the latency of ARTIFACTS: p50/p90/p95/p99/max, mean, std, throughput.
@@ -108,6 +116,10 @@ def bench_cmd(
             import matplotlib  # noqa: F401  (fail before measuring, not after)
         except ImportError:
             raise MissingDependencyError("matplotlib", "plot", "--plot (latency plots)") from None
+    outputs = {json_path: "--json", csv_path: "--csv", markdown_path: "--markdown", plot_path: "--plot"}
+    for path, option in outputs.items():
+        if path is not None:
+            check_writable(path, option)
     targets = [
         BenchTarget(
             path=p,
@@ -125,23 +137,48 @@ def bench_cmd(
     report = benchmark(targets, build_cases(shapes, sweep, batches), config, progress=progress)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(report.to_text())
-    _write(json_path, lambda p: report.write_json(p))
-    _write(csv_path, lambda p: p.write_text(report.to_csv()))
-    _write(markdown_path, lambda p: p.write_text(report.to_markdown()))
-    _write(plot_path, report.plot)
+    click.echo(report.to_text(trtexec=show_trtexec))
+    writers: list[tuple[Path | None, Callable[[Path], object]]] = [
+        (json_path, lambda p: report.write_json(p)),
+        (csv_path, lambda p: p.write_text(report.to_csv())),
+        (markdown_path, lambda p: p.write_text(report.to_markdown())),
+        (plot_path, report.plot),
+    ]
+    failed = [f for path, write in writers if path is not None and (f := _write(path, write))]
+    if failed:
+        from mmexport.errors import ArtifactError
+
+        raise ArtifactError(", ".join(failed), "could not be written (see above); the other outputs were")
 
 
-def _write(path: Path | None, write: Callable[[Path], object]) -> None:
+def check_writable(path: Path, option: str) -> None:
+    """Before measuring: the output's folder exists (created if need be) and takes files."""
+    import os
+
     from mmexport.errors import ArtifactError
 
-    if path is None:
-        return
+    if path.is_dir():
+        raise ArtifactError(str(path), f"is a folder; {option} takes a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactError(str(path), f"{option}: cannot create its folder: {e.strerror}") from e
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ArtifactError(str(path), f"{option}: not writable here", hint="choose another path")
+
+
+def _write(path: Path, write: Callable[[Path], object]) -> str | None:
+    """Write one output; on failure say why on stderr and return the path, so the others still get written."""
     try:
         write(path)
     except OSError as e:
-        raise ArtifactError(str(path), f"cannot be written: {e.strerror}") from e
+        click.echo(f"error: {path}: cannot be written: {e.strerror or e}", err=True)
+        return str(path)
+    except Exception as e:  # a renderer's failure (e.g. matplotlib's) must not cost the other outputs
+        click.echo(f"error: {path}: cannot be written: {type(e).__name__}: {e}", err=True)
+        return str(path)
     click.echo(f"wrote {path}", err=True)
+    return None
 
 
 __all__ = ["bench_cmd"]
