@@ -154,11 +154,16 @@ def test_sensitivity_and_budget(tiny_onnx: Path, tmp_path: Path) -> None:
     feeds = tiny_feeds(4)
     config = CalibrationConfig(samples=8, batch_size=2, sensitivity=True, max_accuracy_drop=100.0)
     result = calibrate(tiny_onnx, tmp_path / "s.onnx", data=feeds, config=config, eval_data=feeds)
-    branches = {c.branch for c in result.sensitivity}
-    assert branches == {"image", "fusion"}  # the embedding and the GRU have no Conv/MatMul/Gemm
+    branches = {c.branch for c in result.sensitivity if c.nodes}
+    assert branches == {"image", "fusion"}
+    # the embedding and the GRU have no Conv/MatMul/Gemm: listed, with nothing to quantize
+    assert {(c.branch, c.drop_points) for c in result.sensitivity if not c.nodes} == {
+        ("text", None),
+        ("sensor", None),
+    }
     manifest = read_manifest(tmp_path / "s.onnx")
     assert manifest is not None and manifest.producer["kept_fp32_branches"] == []
-    assert {row["branch"] for row in manifest.validation["sensitivity"]} == branches
+    assert {row["branch"] for row in manifest.validation["sensitivity"]} == branches | {"text", "sensor"}
 
 
 def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -294,3 +299,16 @@ def test_budget_needs_something_to_measure(tiny_onnx: Path, tmp_path: Path) -> N
     feeds = tiny_feeds(2)
     with pytest.raises(MmexportError, match="--max-accuracy-drop needs an accuracy to measure"):
         calibrate(unlabelled, tmp_path / "u.int8.onnx", data=feeds, config=config, eval_data=feeds)
+
+
+def test_random_spec_feeds_follow_samples_and_keep_splits_apart(tiny_onnx: Path) -> None:
+    from mmexport.precision.common import SpecFeeds, load_source_model, open_data
+
+    source = load_source_model(tiny_onnx)
+    calib = open_data(None, source, split="calibration", samples=9, batch_size=8)
+    evaluation = open_data(None, source, split="evaluation", samples=9, batch_size=8)
+    assert isinstance(calib, SpecFeeds) and isinstance(evaluation, SpecFeeds)
+    assert sum(len(b.feed["image"]) for b in calib.batches()) == 9
+    assert calib.fingerprint() != evaluation.fingerprint()
+    first_calib, first_eval = next(calib.batches()).feed, next(evaluation.batches()).feed
+    assert not np.array_equal(first_calib["image"], first_eval["image"])

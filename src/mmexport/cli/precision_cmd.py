@@ -239,6 +239,8 @@ def calibrate_cmd(
         click.echo("Per-branch INT8 cost (only that branch quantized):")
         for cost in costs:
             drop = "-" if cost.drop_points is None else f"{cost.drop_points:.2f} points"
+            if cost.nodes == 0:
+                drop = "nothing to quantize (no Conv/MatMul/Gemm): stays float"
             click.echo(f"  {cost.branch:<10} {cost.nodes:>3} nodes  {drop}")
     cache = result.cache.name if result.cache else "-"
     extra = {"calibration_cache": str(result.cache), "sensitivity": [vars(c) for c in costs]}

@@ -86,7 +86,7 @@ class AccuracyReport:
 
     def to_markdown(self) -> str:
         lines = [
-            f"Accuracy on {self.source} ({self.samples} samples); reference: {self.reference.name}",
+            f"Accuracy on {self.source}: {self.samples} samples evaluated; reference: {self.reference.name}",
             "",
             "| model | precision | task accuracy | drop (points) | top-1 agreement | min cosine "
             "| max abs diff | max rel diff |",

@@ -73,20 +73,41 @@ class FeedBatch:
 
 
 class SpecFeeds:
-    """Random valid feeds from the spec (opt, min and random points): data when the user has none."""
+    """Random valid feeds from the spec (opt, min and random points, in turn, until ``samples``
+    rows): data when the user has none. ``seed`` keeps calibration and evaluation feeds apart."""
 
-    def __init__(self, spec: ModelSpec, points: int = SPEC_POINTS, seed: int = 0) -> None:
+    def __init__(
+        self, spec: ModelSpec, samples: int | None = None, seed: int = 0, points: int = SPEC_POINTS
+    ) -> None:
         self.spec = spec
         self.points = [spec.example_point(), spec.point("min"), *spec.random_points(max(points - 2, 0), seed)]
+        self.samples = samples
         self.seed = seed
-        self.description = f"random feeds from the spec ({len(self.points)} shape points)"
+        count = "" if samples is None else f"{samples} samples, "
+        self.description = f"random feeds from the spec ({count}{len(self.points)} shape points, seed {seed})"
 
     def batches(self) -> Iterator[FeedBatch]:
-        for i, point in enumerate(self.points):
-            yield FeedBatch(self.spec.sample_feed(point, seed=self.seed + i))
+        rows, i = 0, 0
+        while True:
+            point = self.points[i % len(self.points)]
+            feed = self.spec.sample_feed(point, seed=self.seed * 100_003 + i)
+            if self.samples is not None:  # the last batch is cut, never below the batch dim's min
+                keep = max(self.samples - rows, self._min_batch())
+                feed = {k: v[:keep] for k, v in feed.items()}
+            yield FeedBatch(feed)
+            rows += len(next(iter(feed.values())))
+            i += 1
+            if (self.samples is None and i == len(self.points)) or (
+                self.samples is not None and rows >= self.samples
+            ):
+                return
+
+    def _min_batch(self) -> int:
+        first = self.spec.inputs[0].shape[0] if self.spec.inputs and self.spec.inputs[0].shape else 1
+        return self.spec.dims[first].min if isinstance(first, str) else int(first)
 
     def fingerprint(self) -> str:
-        text = repr((self.spec.to_dict(), self.points, self.seed))
+        text = repr((self.spec.to_dict(), self.points, self.samples, self.seed))
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -101,7 +122,7 @@ def open_data(
     """The data source for ``data`` ("synthetic", a folder, .npz, make_feeds, an iterable), or
     random feeds from the spec when ``data`` is None and the model is not a built-in."""
     if data is None and model.builtin is None:
-        return SpecFeeds(model.spec)
+        return SpecFeeds(model.spec, samples, seed=0 if split == "calibration" else 1)
     from mmexport.data.sources import open_source
 
     return open_source(

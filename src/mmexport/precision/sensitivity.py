@@ -61,7 +61,12 @@ def branch_costs(
         BranchCost(branch, len(nodes), report.drop(variant))
         for (branch, nodes), variant in zip(groups.items(), report.variants[1:], strict=True)
     ]
-    return sorted(costs, key=lambda c: -(c.drop_points or 0.0)), report
+    costs = sorted(costs, key=lambda c: -(c.drop_points or 0.0))
+    # A modality whose encoder has no Conv/MatMul/Gemm (e.g. a GRU text branch) stays float: say so.
+    costs += [
+        BranchCost(m, 0, None) for m in dict.fromkeys(i.modality for i in spec.inputs) if m not in groups
+    ]
+    return costs, report
 
 
 @dataclass
@@ -86,6 +91,7 @@ def fit_budget(
     """Keep the costliest branches in FP32, one at a time, until the drop is within ``max_drop``;
     then quantize again the nodes of those branches that the budget still allows."""
     groups = branches(model, spec)
+    costs = [c for c in costs if c.nodes]  # nothing to keep in FP32 where nothing is INT8
     kept: list[str] = []
     drop: float | None = None
     for step in range(len(costs) + 1):

@@ -35,6 +35,7 @@ DEFAULT_CALIBRATION_SAMPLES = 512
 DEFAULT_EVAL_SAMPLES = 500
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_MIN_COSINE = 0.99
+RECOMMENDED_SAMPLES = 500  # TensorRT's guidance for calibration sets
 BUDGET_REASON = "kept in FP32 for --max-accuracy-drop"
 RANDOM_DATA_NOTE = (
     "calibrated on random feeds from the spec, not on real data: activation ranges may not match "
@@ -139,7 +140,7 @@ def to_fp16(
     worst = check.variants[1].worst_cosine()
     if worst < config.min_cosine:
         raise PrecisionError(
-            f"FP16 model disagrees with FP32: min cosine similarity {worst:.4f} < {config.min_cosine} "
+            f"FP16 model disagrees with FP32: min cosine similarity {worst:.6f} < {config.min_cosine:g} "
             f"on {sample.description}; nothing written",
             report=check,
             hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
@@ -219,6 +220,14 @@ def calibrate(
     notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
     if isinstance(calib, SpecFeeds):
         notes.append(RANDOM_DATA_NOTE)
+    if seen < config.samples:
+        notes.append(f"calibrated on {seen} samples: the data holds fewer than --samples {config.samples}")
+    if seen < RECOMMENDED_SAMPLES:
+        notes.append(f"{seen} calibration samples; TensorRT recommends about {RECOMMENDED_SAMPLES}")
+    if config.method != "percentile" and config.percentile != DEFAULT_PERCENTILE:
+        notes.append(f"--percentile applies to --method percentile only; ignored with {config.method}")
+    if eval_samples == 0 and eval_data is not None:
+        notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
     accuracy = None
     if eval_samples > 0:
         quantized, accuracy, costs, kept = _evaluate_int8(
@@ -332,5 +341,8 @@ def accuracy(
             raise MmexportError(
                 f"{other.path} has a different spec than {reference.path}; compare variants of one model"
             )
-    variants = [(m.path.name, m.manifest.precision, m.model) for m in loaded]
+    names = [m.path.name for m in loaded]
+    if len(set(names)) < len(names):  # a/model.onnx and b/model.onnx: tell them apart
+        names = [str(m.path) for m in loaded]
+    variants = [(n, m.manifest.precision, m.model) for n, m in zip(names, loaded, strict=True)]
     return _evaluation(reference, data, samples, variants, say)
