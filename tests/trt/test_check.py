@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from onnx import TensorProto, helper
 
 from mmexport.cli.app import cli
 from mmexport.errors import CheckError
@@ -101,6 +102,16 @@ def test_dla_target_reports_dynamic_shapes_and_gpu_fallbacks():
     warnings = codes(report, "warning")
     assert "dla-dynamic-shape" in warnings and "dla-layer" in warnings
     assert "dla-layer" not in codes(check_onnx(graphs.dynamic_loop(), GPU), "warning")
+
+
+def test_dla_target_warns_that_an_fp32_model_runs_nothing_on_dla():
+    assert "dla-fp32" in codes(check_onnx(graphs.relu(), ORIN), "warning")
+    assert "dla-fp32" not in codes(check_onnx(graphs.relu(), GPU), "warning")  # no DLA there
+    assert "dla-fp32" not in codes(check_onnx(graphs.qdq(), ORIN), "warning")  # INT8 Q/DQ
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["batch", 4])
+    fp16 = graphs.model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [x], [y])
+    assert "dla-fp32" not in codes(check_onnx(fp16, ORIN), "warning")
 
 
 def test_seed_model_passes_gpu_and_its_gru_is_seen(seed_onnx):

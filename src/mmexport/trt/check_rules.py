@@ -303,7 +303,17 @@ def qdq(ctx: Context) -> Iterator[Finding]:
 
 
 def dla(ctx: Context) -> Iterator[Finding]:
-    """What cannot run on the target's DLA: dynamic shapes, and op types off its list (approximate)."""
+    """What cannot run on the target's DLA: FP32, dynamic shapes, op types off its list (approximate)."""
+    if not _reduced_precision(ctx):
+        yield Finding(
+            "warning",
+            "dla-fp32",
+            None,
+            None,
+            "the model is FP32 and DLA runs FP16 and INT8 only: nothing runs on DLA unless the engine is "
+            "built with FP16 or INT8 (an `mmexport fp16` / `mmexport calibrate` variant, or --precision "
+            "fp16|int8 on TensorRT 10)",
+        )
     for where, message in _dynamic_dims(ctx):
         yield Finding(
             "warning",
@@ -330,6 +340,27 @@ def dla(ctx: Context) -> Iterator[Finding]:
             f"{len(names)} node(s) {how}; they fall back to the GPU ({shown}). "
             f"Approximate list: {ops.source}",
         )
+
+
+REDUCED_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
+
+def _reduced_precision(ctx: Context) -> bool:
+    """Q/DQ nodes, FP16/BF16 tensors or casts to them: an FP16 or INT8 graph, not a plain FP32 one."""
+    if any(node.op_type in QDQ_OPS for node in ctx.nodes):
+        return True
+    graph = ctx.model.graph
+    values = [*graph.input, *graph.output, *graph.value_info]
+    if any(v.type.tensor_type.elem_type in REDUCED_TYPES for v in values):
+        return True
+    if any(t.data_type in REDUCED_TYPES for t in ctx.constants.values()):
+        return True
+    return any(
+        a.name == "to" and a.i in REDUCED_TYPES
+        for node in ctx.nodes
+        if node.op_type == "Cast"
+        for a in node.attribute
+    )
 
 
 def _dynamic_dims(ctx: Context) -> list[tuple[str, str]]:
