@@ -118,7 +118,22 @@ def test_unreadable_and_missing_image(tmp_path: Path) -> None:
         _load(tmp_path / "missing.png", "image")
 
 
+def test_16_bit_images_are_refused_not_clipped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    with _raises("only 8-bit images are read"):
+        _load(tmp_path / "deep.png", "image")
+
+
 # -- text ------------------------------------------------------------------------------------
+
+
+def test_text_punctuation_is_not_a_word(tmp_path: Path) -> None:
+    (tmp_path / "q.txt").write_text("What colour is the object? Please!")
+    np.testing.assert_array_equal(
+        _load(tmp_path / "q.txt", "tokens"), encode("what colour is the object please")
+    )
 
 
 def test_text_maps_words_through_the_vocab_lowercased(tmp_path: Path) -> None:

@@ -91,6 +91,13 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
 @click.option("--fp16-io", is_flag=True, help="FP16 inputs and outputs too (default: FP32 at the boundary).")
 @click.option("--data", default=None, help="Sample data for the overflow scan and the check. " + _DATA_HELP)
 @click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Samples of --data for the overflow scan and the check.",
+)
+@click.option(
     "--min-cosine",
     type=click.FloatRange(-1, 1),
     default=0.99,
@@ -106,6 +113,7 @@ def fp16_cmd(
     keep_fp32: tuple[str, ...],
     fp16_io: bool,
     data: str | None,
+    samples: int,
     min_cosine: float,
     eval_data: str | None,
     eval_samples: int,
@@ -129,7 +137,7 @@ def fp16_cmd(
     result = to_fp16(
         model,
         output or _default_output(model, "fp16"),
-        config=Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine),
+        config=Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples),
         data=data,
         eval_data=eval_data,
         eval_samples=eval_samples,

@@ -9,6 +9,7 @@ numpy and Pillow only: the torch-free runtime uses this module.
 
 from __future__ import annotations
 
+import string
 import wave
 from collections.abc import Mapping
 from pathlib import Path
@@ -118,6 +119,9 @@ def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarr
 # -- images -----------------------------------------------------------------------------------
 
 
+HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # Pillow modes beyond 8 bits
+
+
 def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """An image file as float32 [C, H, W]: RGB (or grayscale), scaled, normalized by mean and std.
 
@@ -141,6 +145,13 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in HIGH_DEPTH_MODES:
+                raise DataError(
+                    f"{path.name!r} is a {img.mode} (16-bit or float) image; only 8-bit images are read",
+                    sample=sample,
+                    field=inp.name,
+                    hint="save it as 8-bit RGB or grayscale, or give the array as .npy",
+                )
             image = _to_channels(img, channels, sample, inp.name)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"cannot read {path.name!r} as an image: {e}", sample=sample, field=inp.name) from e
@@ -208,6 +219,9 @@ def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path.name!r} as UTF-8 text: {e}", sample=sample, field=inp.name) from e
     words = (text.lower() if pre.get("lowercase", True) else text).split()
+    if pre.get("vocab") is not None:  # "what colour is the object?" -> ... "object"
+        words = [w.strip(string.punctuation) for w in words]
+        words = [w for w in words if w]
     if not words:
         raise DataError(f"{path.name!r} holds no words", sample=sample, field=inp.name)
     ids = _token_ids(words, pre.get("vocab"), path, sample, inp.name)
