@@ -90,8 +90,9 @@ def test_bad_data_fails_with_one_line_and_no_report(tmp_path: Path) -> None:
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert not (folder / "report.md").exists()
-    assert not (folder / "report.json").exists()
+    # refused before anything was replaced: the previous run's report still describes the folder
+    assert (folder / "report.md").read_text() == "a previous run's report"
+    assert not (folder / "model.onnx").exists() and not (folder / "report.json").exists()
 
 
 def test_without_tensorrt_the_engine_stage_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,3 +134,67 @@ def test_bench_batches_follow_the_spec() -> None:
     one = json.loads(json.dumps(TINY_SPEC))
     one["dims"]["batch"]["opt"] = 1
     assert bench_batches(ModelSpec.from_dict(one)) == [1]
+
+
+def _no_export(result: Result, folder: Path) -> None:
+    assert result.exit_code == 1, result.output
+    assert "[1/6] export" not in result.stderr
+    assert not (folder / "model.onnx").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+
+
+def test_missing_data_of_a_builtin_fails_before_the_export(tmp_path: Path) -> None:
+    """The built-in's spec is known without exporting: the data is opened first."""
+    folder = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["pipeline", "-o", str(folder), "--data", str(tmp_path / "none")])
+    _no_export(result, folder)
+    assert "does not exist" in result.stderr
+
+
+def test_bad_data_of_a_user_model_with_spec_fails_before_the_export(tmp_path: Path) -> None:
+    import numpy as np
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, nothing=np.zeros(3))  # no array of the spec's inputs
+    folder = tmp_path / "report"
+    _no_export(_pipeline(folder, "--eval-data", str(bad)), folder)
+
+
+def test_user_model_without_spec_checks_the_data_path_exists(tmp_path: Path) -> None:
+    from mmexport.errors import DataError
+    from mmexport.pipeline.preflight import check_data
+    from mmexport.pipeline.run import PipelineConfig
+
+    config = PipelineConfig(model="my_model.py:build", data=str(tmp_path / "none"))
+    with pytest.raises(DataError, match="does not exist"):
+        check_data(config)
+    check_data(PipelineConfig(model="my_model.py:build", data="package.module:make_feeds"))
+    with pytest.raises(DataError, match=r"feeds\.py' does not exist"):
+        check_data(PipelineConfig(model="my_model.py:build", data=str(tmp_path / "feeds.py:make")))
+
+
+def test_a_failing_plot_becomes_a_note(run: tuple[Result, Path], tmp_path: Path) -> None:
+    """matplotlib 3.8 raised TypeError on tick_labels; the report must be written anyway."""
+    from types import SimpleNamespace
+
+    from mmexport.pipeline.report import write_plot
+
+    def broken(path: Path) -> None:
+        path.write_bytes(b"half a png")
+        raise TypeError("boxplot() got an unexpected keyword argument 'tick_labels'")
+
+    result: Any = SimpleNamespace(folder=tmp_path, bench=SimpleNamespace(plot=broken), notes={})
+    assert write_plot(result) is None
+    assert result.notes["bench"] == [
+        "latency.png skipped: plotting failed (TypeError: boxplot() got an unexpected keyword argument "
+        "'tick_labels')"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_note_says_the_sample_count_once(run: tuple[Result, Path]) -> None:
+    _, folder = run
+    report = (folder / "report.md").read_text()
+    line = next(line for line in report.splitlines() if line.startswith("- Accuracy on "))
+    assert line.count("samples") == 1, line

@@ -121,8 +121,9 @@ def notes(result: PipelineResult) -> list[str]:
     """The report's notes: data, what stayed FP32, calibration, the engine build, warnings."""
     acc, cal = result.accuracy, result.calibration
     drop = "task accuracy points lost" if acc.labelled else "top-1 disagreement (no labels), in points"
+    counted = "" if f"{acc.samples} samples" in acc.source else f" ({acc.samples} samples)"
     out = [
-        f"Accuracy: {acc.samples} samples of {acc.source}; drop = {drop} against {acc.reference.name}.",
+        f"Accuracy on {acc.source}{counted}; drop = {drop} against {acc.reference.name}.",
         f"INT8 calibration: {cal['samples']} samples, method {cal['method']}; "
         f"TensorRT calibration cache {cal['cache']}.",
     ]
@@ -154,19 +155,22 @@ def to_markdown(result: PipelineResult) -> str:
 
 
 def write_plot(result: PipelineResult) -> Path | None:
-    """latency.png through a temporary name; None (and a note) when matplotlib is missing."""
+    """latency.png through a temporary name; None and a note when it cannot be drawn (no
+    matplotlib, or matplotlib failing): the plot is never worth losing the report over."""
     path = result.folder / PLOT_FILE
     tmp = path.with_name(f".{PLOT_FILE}.tmp.png")
     try:
         result.bench.plot(tmp)
+        os.replace(tmp, path)
     except MissingDependencyError:
-        tmp.unlink(missing_ok=True)
-        result.notes.setdefault("bench", []).append(
-            f"{PLOT_FILE} skipped: matplotlib is not installed (pip install 'mmexport[plot]')"
-        )
-        return None
-    os.replace(tmp, path)
-    return path
+        reason = "matplotlib is not installed (pip install 'mmexport[plot]')"
+    except Exception as e:  # any plotting failure (matplotlib version, backend, disk) becomes a note
+        reason = f"plotting failed ({type(e).__name__}: {e})"
+    else:
+        return path
+    tmp.unlink(missing_ok=True)
+    result.notes.setdefault("bench", []).append(f"{PLOT_FILE} skipped: {reason}")
+    return None
 
 
 def write_report(result: PipelineResult) -> dict[str, Any]:

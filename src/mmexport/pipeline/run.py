@@ -76,8 +76,10 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run every stage into ``config.output``; any stage's MmexportError stops the job."""
     from mmexport.export import to_onnx
+    from mmexport.pipeline.preflight import check_data
     from mmexport.precision.stages import CalibrationConfig, Fp16Config, accuracy, calibrate, to_fp16
 
+    check_data(config)  # a bad --data fails now, not after the export
     folder = prepare_folder(config.output)
     seconds: dict[str, float] = {}
     notes: dict[str, list[str]] = {stage: [] for stage in STAGES}
