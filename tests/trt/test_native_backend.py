@@ -1,7 +1,8 @@
 """The native TensorRT backend against the fake tensorrt (10.3 and 11.4) and a fake cuda-python.
 
-Fake only, except the tests marked ``trt``: engines here are plan bytes registered with the fake
-(``write_engine``), and most tests assert on the calls the fakes record.
+Fake only, except the tests marked ``trt`` and the build-and-run test taking ``any_trt``: engines
+here are plan bytes registered with the fake (``write_engine``), and most tests assert on the
+calls the fakes record.
 """
 
 from __future__ import annotations
@@ -262,3 +263,32 @@ def write_engine_real(folder: Path, trt) -> Path:
         path
     )
     return path
+
+
+def test_a_built_engine_runs_and_matches_onnxruntime(tmp_path, any_trt):
+    """Build the tiny model, run it through Session; on the fakes the plan computes with onnxruntime."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from mmexport.trt.build_options import BuildOptions
+    from mmexport.trt.build_stage import build_engine
+    from mmexport.trt.targets import get_target
+
+    from .fakes import is_fake
+    from .fakes.runtime_api import FakeEngine
+    from .test_build import tiny_artifact
+
+    model = tiny_artifact(tmp_path)
+    out = tmp_path / "tiny.engine"
+    result = build_engine(model, out, BuildOptions(target=get_target("gpu")))
+    reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    if is_fake(any_trt):
+        profiles = [{k: tuple(tuple(s) for s in v) for k, v in p.items()} for p in result.info.profiles]
+        any_trt.fake.engines[out.read_bytes()] = FakeEngine(
+            inputs={"image": ("float32", (-1, 3, 8, 8)), "tokens": ("int64", (-1, -1))},
+            outputs={"logits": ("float32", (-1, 3))},
+            profiles=profiles,
+            compute=lambda feeds: {"logits": reference.run(None, feeds)[0]},
+        )
+    session = Session(out)
+    feed = session.spec.sample_feed({"batch": 3, "seq": 5}, seed=1)
+    np.testing.assert_allclose(session.run(feed)["logits"], reference.run(None, feed)[0], rtol=1e-5)
+    session.close()
