@@ -117,7 +117,11 @@ def test_with_tensorrt_the_engine_stage_builds_both_engines(
         for file in (name, f"{name}.json"):
             shutil.copy(folder / file, tmp_path / file)
         models.append(tmp_path / name)
+    from trt.fakes import cuda_runtime
+
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("11.4.0.106"))
+    cuda, _ = cuda_runtime.install()  # the build reads the GPU's name and compute capability
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cuda)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     status = build_engines(models, "gpu", lambda _m: None)
     assert status["built"] is True, status["reason"]
