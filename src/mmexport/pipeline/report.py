@@ -28,31 +28,19 @@ def size_mb(path: Path) -> float:
 
 
 def variant_rows(result: PipelineResult) -> list[dict[str, Any]]:
-    """One row per variant: precision, size, task accuracy, drop and latency per bench case.
-
-    TensorRT engines (where built) get a row with their latency; their accuracy is not measured
-    by the pipeline (the task accuracy of the ONNX they were built from is the reference)."""
+    """One row per variant (ONNX files, then TensorRT engines where built): precision, size, task
+    accuracy, drop and latency per bench case."""
+    paths = [*result.variants, *(Path(e) for e in result.engine.get("engines", []))]
     rows = []
-    for path, variant in zip(result.variants, result.accuracy.variants, strict=True):
+    for path, variant in zip(paths, result.accuracy.variants, strict=True):
+        engine = path.suffix == ".engine"
         rows.append(
             {
                 "variant": path.name,
-                "precision": variant.precision,
+                "precision": f"TensorRT {variant.precision}" if engine else variant.precision,
                 "size_mb": round(size_mb(path), 3),
                 "task_accuracy": variant.accuracy,
                 "drop_points": result.accuracy.drop(variant),
-                "latency": _latency(result, path),
-            }
-        )
-    for engine in result.engine.get("engines", []):
-        path = Path(engine)
-        rows.append(
-            {
-                "variant": path.name,
-                "precision": f"TensorRT {path.stem.rsplit('.', 1)[-1]}",
-                "size_mb": round(size_mb(path), 3),
-                "task_accuracy": None,
-                "drop_points": None,
                 "latency": _latency(result, path),
             }
         )

@@ -126,10 +126,10 @@ def run_pipeline(
     notes["engine"].append(engine["reason"])
     if not engine["built"]:
         say(f"warning: {engine['reason']}")
-    with _stage("accuracy", seconds, say):
-        report = accuracy(paths, data=config.eval_data, samples=config.eval_samples, say=sub)
+    engines = [Path(p) for p in engine["engines"]]
+    with _stage("accuracy", seconds, say):  # engines too: the runtime runs them on the GPU
+        report = accuracy([*paths, *engines], data=config.eval_data, samples=config.eval_samples, say=sub)
     with _stage("bench", seconds, say):
-        engines = [Path(p) for p in engine["engines"]]
         bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config, sub)
     notes["bench"] += [f"warning: {w}" for w in bench.warnings]
     calibration = {

@@ -182,6 +182,22 @@ def _cast_for(session: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray
     return out
 
 
+ENGINE_SUFFIXES = (".engine", ".plan")
+Runner = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+def _runner(model: onnx.ModelProto | str | Path, outputs: list[str]) -> Runner:
+    """A callable feed -> outputs: onnxruntime for ONNX, the runtime's TensorRT backend for an
+    engine file (``.engine`` / ``.plan``, on the GPU; it checks the engine's manifest first)."""
+    if not isinstance(model, onnx.ModelProto) and Path(model).suffix in ENGINE_SUFFIXES:
+        from mmexport.runtime import Session
+
+        engine = Session(model, device="cuda")
+        return lambda feed: engine.run(feed)
+    session = _session(model)
+    return lambda feed: dict(zip(outputs, session.run(outputs, _cast_for(session, feed)), strict=True))
+
+
 def evaluate(
     models: Sequence[tuple[str, str, onnx.ModelProto | str | Path]],
     batches: Iterable[LabelledBatch],
@@ -190,9 +206,11 @@ def evaluate(
     source: str,
     progress: Progress | None = None,
 ) -> AccuracyReport:
-    """Run ``models`` ((name, precision, model); the first is the reference) over ``batches``."""
-    sessions = [_session(m) for _, _, m in models]
+    """Run ``models`` ((name, precision, model); the first is the reference) over ``batches``.
+
+    A model is an ONNX proto or file (onnxruntime, CPU) or a TensorRT engine file."""
     outputs = [o.name for o in spec.outputs]
+    runners = [_runner(m, outputs) for _, _, m in models]
     classifier = {o.name: bool(o.labels) for o in spec.outputs}
     task_output = next((o.name for o in spec.outputs if o.labels), outputs[0])
     acc = [{o: _Accumulator(o, classifier[o]) for o in outputs} for _ in models[1:]]
@@ -201,7 +219,7 @@ def evaluate(
     labelled = True
     for batch in batches:
         feed = {k: np.asarray(v) for k, v in batch.feed.items()}
-        results = [dict(zip(outputs, s.run(outputs, _cast_for(s, feed)), strict=True)) for s in sessions]
+        results = [run(feed) for run in runners]
         reference = results[0]
         for i, result in enumerate(results[1:]):
             for name in outputs:

@@ -8,9 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmexport.errors import MmexportError, PrecisionError
+import onnx
+
+from mmexport.errors import ArtifactError, MmexportError, PrecisionError
+from mmexport.manifest import Manifest, read_manifest
 from mmexport.precision import calib_cache
-from mmexport.precision.accuracy import AccuracyReport, evaluate
+from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, evaluate
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.common import (
     Progress,
@@ -331,18 +334,35 @@ def accuracy(
     samples: int = DEFAULT_EVAL_SAMPLES,
     say: Say = _quiet,
 ) -> AccuracyReport:
-    """Compare artifacts (the first is the reference) on one evaluation source."""
+    """Compare artifacts (the first, an ONNX file, is the reference) on one evaluation source.
+
+    The others may be ONNX files or TensorRT engines (run on the GPU by the runtime)."""
     if not models:
         raise MmexportError("accuracy needs at least one model")
-    loaded = [load_source_model(m, require=None) for m in models]
-    reference = loaded[0]
-    for other in loaded[1:]:
-        if other.spec.to_dict() != reference.spec.to_dict():
+    reference = load_source_model(models[0], require=None)
+    loaded: list[tuple[Path, Manifest, onnx.ModelProto | Path]] = [
+        (reference.path, reference.manifest, reference.model)
+    ]
+    for model in models[1:]:
+        loaded.append(_load_variant(Path(model)))
+    for path, manifest, _ in loaded[1:]:
+        if manifest.spec.to_dict() != reference.spec.to_dict():
             raise MmexportError(
-                f"{other.path} has a different spec than {reference.path}; compare variants of one model"
+                f"{path} has a different spec than {reference.path}; compare variants of one model"
             )
-    names = [m.path.name for m in loaded]
+    names = [path.name for path, _, _ in loaded]
     if len(set(names)) < len(names):  # a/model.onnx and b/model.onnx: tell them apart
-        names = [str(m.path) for m in loaded]
-    variants = [(n, m.manifest.precision, m.model) for n, m in zip(names, loaded, strict=True)]
+        names = [str(path) for path, _, _ in loaded]
+    variants = [(n, m.precision, model) for n, (_, m, model) in zip(names, loaded, strict=True)]
     return _evaluation(reference, data, samples, variants, say)
+
+
+def _load_variant(path: Path) -> tuple[Path, Manifest, onnx.ModelProto | Path]:
+    """An ONNX artifact (loaded) or a TensorRT engine (left to the runtime), with its manifest."""
+    if path.suffix not in ENGINE_SUFFIXES:
+        source = load_source_model(path, require=None)
+        return source.path, source.manifest, source.model
+    manifest = read_manifest(path)
+    if not path.is_file() or manifest is None:
+        raise ArtifactError(str(path), "is not an engine with its manifest (model.engine.json)")
+    return path, manifest, path
