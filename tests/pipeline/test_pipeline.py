@@ -50,7 +50,7 @@ def test_report_folder_has_the_variants_and_the_report(run: tuple[Result, Path])
     if importlib.util.find_spec("matplotlib") is not None:
         assert (folder / "latency.png").is_file()
     report = (folder / "report.md").read_text()
-    assert "| variant | precision | size MB | task accuracy | drop (points) |" in report
+    assert "| variant | precision | size MB | task accuracy | drop (points) | min cosine |" in report
     assert "p50 / p90 ms (opt batch 1)" in report and "samples/s (opt batch 2)" in report
     for name, precision in [("model.onnx", "fp32"), ("model.fp16.onnx", "fp16"), ("model.int8.onnx", "int8")]:
         assert f"| {name} | {precision} |" in report
@@ -65,6 +65,8 @@ def test_report_json_is_printed_and_written(run: tuple[Result, Path]) -> None:
     assert [v["variant"] for v in written["variants"]] == ["model.onnx", "model.fp16.onnx", "model.int8.onnx"]
     assert set(written["variants"][2]["latency"]) == {"opt batch 1", "opt batch 2"}
     assert [v["precision"] for v in written["accuracy"]["variants"]] == ["fp32", "fp16", "int8"]
+    cosines = [v["min_cosine"] for v in written["variants"]]
+    assert cosines[0] is None and all(0.0 < c <= 1.0 + 1e-9 for c in cosines[1:])
     assert written["bench"]["cases"] == ["opt batch 1", "opt batch 2"]
     assert set(written["seconds"]) >= {"export", "fp16", "int8", "accuracy", "bench", "total"}
 

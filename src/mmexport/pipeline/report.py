@@ -41,6 +41,8 @@ def variant_rows(result: PipelineResult) -> list[dict[str, Any]]:
                 "size_mb": round(size_mb(path), 3),
                 "task_accuracy": variant.accuracy,
                 "drop_points": result.accuracy.drop(variant),
+                # worst per-sample cosine to the reference over every output (None: the reference)
+                "min_cosine": variant.worst_cosine() if variant.outputs else None,
                 "latency": _latency(result, path),
             }
         )
@@ -78,13 +80,13 @@ def to_dict(result: PipelineResult) -> dict[str, Any]:
 
 def table(result: PipelineResult) -> str:
     """The Markdown table: accuracy and latency side by side, one row per variant."""
-    head = ["variant", "precision", "size MB", "task accuracy", "drop (points)"]
+    head = ["variant", "precision", "size MB", "task accuracy", "drop (points)", "min cosine"]
     for case in result.bench.cases:
         head += [f"p50 / p90 ms ({case})", f"samples/s ({case})"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for row in variant_rows(result):
         cells = [row["variant"], row["precision"], f"{row['size_mb']:.2f}"]
-        cells += [_pct(row["task_accuracy"]), _num(row["drop_points"])]
+        cells += [_pct(row["task_accuracy"]), _num(row["drop_points"]), _cos(row["min_cosine"])]
         for case in result.bench.cases:
             lat = row["latency"][case]
             cells += [f"{lat['p50_ms']:.3f} / {lat['p90_ms']:.3f}", f"{lat['samples_per_s']:.1f}"]
@@ -176,3 +178,7 @@ def _pct(value: float | None) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _cos(value: float | None) -> str:
+    return "-" if value is None else f"{value:.5f}"
