@@ -159,7 +159,7 @@ def test_interrupted_export_leaves_nothing(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "run_parity", interrupted)
     result = runner.invoke(cli, ["to-onnx", f"{TINY_FILE}:tiny", "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 130
-    assert "interrupted; nothing was written" in result.stderr
+    assert "interrupted; the file being written was discarded" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

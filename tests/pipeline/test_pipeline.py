@@ -204,3 +204,21 @@ def test_accuracy_note_says_the_sample_count_once(run: tuple[Result, Path]) -> N
     report = (folder / "report.md").read_text()
     line = next(line for line in report.splitlines() if line.startswith("- Accuracy on "))
     assert line.count("samples") == 1, line
+
+
+def test_an_unwritable_report_folder_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    spec = _spec_file(tmp_path)
+    args = [
+        "pipeline",
+        f"{TESTS / 'tiny_models.py'}:tiny",
+        "--spec",
+        str(spec),
+        "-o",
+        str(blocker / "report"),
+    ]
+    result = CliRunner().invoke(cli, [*args, *TINY_ARGS, "-q"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write the report here" in lines[0], result.stderr

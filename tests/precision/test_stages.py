@@ -312,3 +312,21 @@ def test_random_spec_feeds_follow_samples_and_keep_splits_apart(tiny_onnx: Path)
     assert calib.fingerprint() != evaluation.fingerprint()
     first_calib, first_eval = next(calib.batches()).feed, next(evaluation.batches()).feed
     assert not np.array_equal(first_calib["image"], first_eval["image"])
+
+
+def test_fp16_says_when_the_fp32_model_itself_gives_nan(tmp_path: Path) -> None:
+    from onnx import helper
+
+    # y = log(x): negative sample values give NaN in FP32 already
+    path = write_vector_model(tmp_path / "log.onnx", [helper.make_node("Log", ["x"], ["y"], name="log")], [])
+    feeds = [{"x": np.array([[1.0, 2.0, -1.0, 3.0], [1.0, 2.0, 3.0, 4.0]], dtype=np.float32)}]
+    with pytest.raises(PrecisionError, match=r"FP32 model itself gives NaN or inf on 1 of 2 samples"):
+        to_fp16(path, tmp_path / "log.fp16.onnx", data=feeds)
+    assert not (tmp_path / "log.fp16.onnx").exists()
+
+
+def test_user_models_are_evaluated_on_their_data_when_no_eval_data(tiny_onnx: Path, tmp_path: Path) -> None:
+    data = write_npz(tmp_path / "calib", tiny_feeds(3))
+    result = calibrate(tiny_onnx, tmp_path / "e.int8.onnx", data=data, config=FAST)
+    assert result.accuracy is not None and result.accuracy.labelled  # the npz labels, not random feeds
+    assert any("evaluated on the --data samples" in note for note in result.notes)

@@ -43,7 +43,7 @@ class MmexportGroup(click.Group):
                 click.echo(json.dumps(failure, indent=2))
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted; nothing was written", err=True)
+            click.echo("interrupted; the file being written was discarded", err=True)
             ctx.exit(EXIT_INTERRUPTED)
 
 
@@ -61,6 +61,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.meta["mmexport.debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
     logging.getLogger("mmexport").setLevel(logging.DEBUG if debug else logging.WARNING)
+    for library in ("onnxscript", "torch.onnx", "onnx_ir"):  # exporter chatter: only with --debug
+        logging.getLogger(library).setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 def register() -> None:

@@ -133,6 +133,6 @@ def build_cmd(
             click.echo(f"  {layer}")
     info = result.info
     click.echo(
-        f"wrote {result.path} and {result.path.name}.json: {info.precision} engine for {info.target}, "
+        f"wrote {result.path} and {result.path}.json: {info.precision} engine for {info.target}, "
         f"TensorRT {info.tensorrt_version}, {len(info.profiles)} profile(s), {info.build_seconds:.1f} s"
     )

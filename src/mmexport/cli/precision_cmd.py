@@ -54,9 +54,9 @@ def _progress(quiet: bool) -> Any:
     def show(done: int, total: int | None) -> None:
         tenth = done * 10 // total if total else done
         if tty:
-            click.echo(f"\r  calibrating: {done}/{total or '?'} samples", err=True, nl=False)
+            click.echo(f"\r  calibrating: {done} samples (up to {total or '?'})", err=True, nl=False)
         elif tenth != state["last"]:
-            click.echo(f"  calibrating: {done}/{total or '?'} samples", err=True)
+            click.echo(f"  calibrating: {done} samples (up to {total or '?'})", err=True)
         state["last"] = tenth
 
     return show
@@ -74,7 +74,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
         return
     if result.accuracy is not None:
         click.echo(result.accuracy.to_markdown())
-    click.echo(f"wrote {result.path} and {result.path.name}.json: {what}")
+    click.echo(f"wrote {result.path} and {result.path}.json: {what}")
 
 
 @click.command("fp16")

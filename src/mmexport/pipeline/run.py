@@ -103,7 +103,6 @@ def run_pipeline(
             paths[1],
             config=Fp16Config(samples=min(config.samples, Fp16Config().samples)),
             data=config.data,
-            eval_data=config.eval_data,
             eval_samples=0,  # the accuracy stage evaluates every variant once
             say=sub,
         )
@@ -115,7 +114,6 @@ def run_pipeline(
             paths[2],
             data=config.data,
             config=calib_config,
-            eval_data=config.eval_data,
             eval_samples=0,  # the accuracy stage evaluates every variant once
             say=sub,
             progress=progress,
@@ -175,9 +173,14 @@ def prepare_folder(folder: Path) -> Path:
         from mmexport.errors import ArtifactError
 
         raise ArtifactError(str(folder), "is a file; the pipeline writes a folder", hint="e.g. -o report/")
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        (folder / name).unlink(missing_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:
+            (folder / name).unlink(missing_ok=True)
+    except OSError as e:
+        from mmexport.errors import ArtifactError
+
+        raise ArtifactError(str(folder), f"cannot write the report here: {e.strerror}") from e
     return folder
 
 

@@ -60,6 +60,7 @@ class AccuracyReport:
     samples: int
     labelled: bool
     variants: list[VariantAccuracy]
+    reference_nonfinite: int = 0  # samples where the reference itself gave NaN or inf
 
     @property
     def reference(self) -> VariantAccuracy:
@@ -78,6 +79,7 @@ class AccuracyReport:
             "samples": self.samples,
             "labelled": self.labelled,
             "reference": self.reference.name,
+            "reference_nonfinite_samples": self.reference_nonfinite,
             "variants": [{**asdict(v), "drop_points": self.drop(v)} for v in self.variants],
         }
 
@@ -215,12 +217,13 @@ def evaluate(
     task_output = next((o.name for o in spec.outputs if o.labels), outputs[0])
     acc = [{o: _Accumulator(o, classifier[o]) for o in outputs} for _ in models[1:]]
     correct = [0] * len(models)
-    seen = 0
+    seen = nonfinite = 0
     labelled = True
     for batch in batches:
         feed = {k: np.asarray(v) for k, v in batch.feed.items()}
         results = [run(feed) for run in runners]
         reference = results[0]
+        nonfinite += _nonfinite_samples(reference, outputs)
         for i, result in enumerate(results[1:]):
             for name in outputs:
                 acc[i][name].update(np.asarray(result[name]), np.asarray(reference[name]))
@@ -242,4 +245,22 @@ def evaluate(
                 outputs=[a.result() for a in acc[i - 1].values()] if i else [],
             )
         )
-    return AccuracyReport(source=source, samples=seen, labelled=labelled and seen > 0, variants=variants)
+    return AccuracyReport(
+        source=source,
+        samples=seen,
+        labelled=labelled and seen > 0,
+        variants=variants,
+        reference_nonfinite=nonfinite,
+    )
+
+
+def _nonfinite_samples(result: Mapping[str, np.ndarray], outputs: list[str]) -> int:
+    """Samples (rows) where any output holds NaN or inf."""
+    bad: np.ndarray | None = None
+    for name in outputs:
+        values = np.asarray(result[name])
+        if not np.issubdtype(values.dtype, np.floating) or values.ndim == 0:
+            continue
+        rows = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+        bad = rows if bad is None else bad | rows
+    return 0 if bad is None else int(bad.sum())

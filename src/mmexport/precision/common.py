@@ -52,7 +52,7 @@ def load_source_model(path: str | Path, *, require: str | None = "fp32") -> Sour
     manifest = read_manifest(path)
     if manifest is None:
         raise ArtifactError(
-            str(path), "has no manifest (model.onnx.json)", hint="export it with mmexport to-onnx first"
+            str(path), f"has no manifest ({path.name}.json)", hint="export it with mmexport to-onnx first"
         )
     try:
         model = onnx.load(str(path))

@@ -101,6 +101,20 @@ class CalibrationResult(StageResult):
     sensitivity: list[BranchCost] = field(default_factory=list)  # costliest branch first
 
 
+EVAL_ON_CALIBRATION_NOTE = (
+    "evaluated on the --data samples (no --eval-data): figures on held-out data can be lower"
+)
+
+
+def _evaluation_data(source: SourceModel, data: Any, eval_data: Any, notes: list[str]) -> Any:
+    """What to evaluate on: --eval-data; else the built-in task's held-out split; else the user's
+    --data (real samples beat random feeds), saying so."""
+    if eval_data is not None or source.builtin is not None or data is None:
+        return eval_data
+    notes.append(EVAL_ON_CALIBRATION_NOTE)
+    return data
+
+
 def _evaluation(
     source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]], say: Say
 ) -> AccuracyReport:
@@ -140,6 +154,14 @@ def to_fp16(
         source.spec,
         source=sample.description,
     )
+    if check.reference_nonfinite:
+        raise PrecisionError(
+            f"the FP32 model itself gives NaN or inf on {check.reference_nonfinite} of {check.samples} "
+            f"samples of {sample.description}; no FP16 comparison is possible on them; nothing written",
+            report=check,
+            hint="give real samples with --data, or check the spec's ranges (e.g. a pad id inside an "
+            "input's range makes all-padding rows)",
+        )
     worst = check.variants[1].worst_cosine()
     if worst < config.min_cosine:
         raise PrecisionError(
@@ -149,9 +171,12 @@ def to_fp16(
             hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
         )
     accuracy = None
+    eval_notes: list[str] = []
     if eval_samples > 0:
         variants = [("fp32", "fp32", source.model), ("fp16", "fp16", converted)]
-        accuracy = _evaluation(source, eval_data, eval_samples, variants, say)
+        accuracy = _evaluation(
+            source, _evaluation_data(source, data, eval_data, eval_notes), eval_samples, variants, say
+        )
     seconds["check"] = time.perf_counter() - t0
     kept = plan.by_reason()
     manifest = derived_manifest(
@@ -174,6 +199,7 @@ def to_fp16(
     path = write_onnx(converted, output, manifest)
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
     notes += [f"--keep-fp32 {p!r} matched no op type or node name" for p in plan.unmatched]
+    notes += eval_notes
     return Fp16Result(path, accuracy, notes, seconds, kept_fp32=kept, check=check)
 
 
@@ -233,9 +259,15 @@ def calibrate(
         notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
     accuracy = None
     if eval_samples > 0:
+        eval_data = _evaluation_data(source, data, eval_data, notes)
         quantized, accuracy, costs, kept = _evaluate_int8(
             source, amax, quantized, config, eval_data, eval_samples, say
         )
+        if config.max_accuracy_drop is not None and not accuracy.labelled:
+            notes.append(
+                "--max-accuracy-drop measured as top-1 disagreement with FP32: the evaluation data "
+                "has no labels"
+            )
         budget_kept = [n for n, why in quantized.skipped.items() if why == BUDGET_REASON]
         if kept:
             notes.append(
