@@ -13,6 +13,9 @@ _LAZY = {
     "to_onnx": "mmexport.export",
     "load_model": "mmexport.export",
     "inspect_artifact": "mmexport.inspection",
+    "to_fp16": "mmexport.precision.stages",
+    "calibrate": "mmexport.precision.stages",
+    "accuracy": "mmexport.precision.stages",
 }
 
 
@@ -32,7 +35,10 @@ __all__ = [
     "ModelSpec",
     "OutputSpec",
     "__version__",
+    "accuracy",
+    "calibrate",
     "inspect_artifact",
     "load_model",
+    "to_fp16",
     "to_onnx",
 ]

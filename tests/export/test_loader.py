@@ -50,3 +50,17 @@ def test_spec_that_does_not_fit_forward_is_refused(tiny_ref):
     data["dims"] = {k: v for k, v in data["dims"].items() if k != "steps"}
     with pytest.raises(SpecError, match="needs 'imu', which the spec does not declare"):
         load_model(tiny_ref, ModelSpec.from_dict(data))
+
+
+def test_a_module_instance_exports_from_python(tmp_path):
+    from mmexport.export import to_onnx
+    from mmexport.spec import ModelSpec
+    from tiny_models import TINY_SPEC, TinyFusion
+
+    result = to_onnx(TinyFusion(), tmp_path / "m.onnx", spec=ModelSpec.from_dict(TINY_SPEC))
+    assert result.parity.passed and result.manifest.source["model"] == "<TinyFusion instance>"
+    with pytest.raises(ModelLoadError, match="needs spec="):
+        to_onnx(TinyFusion(), tmp_path / "n.onnx")
+    with pytest.raises(ModelLoadError, match=r"expected a model reference string or a torch\.nn\.Module"):
+        to_onnx(42, tmp_path / "o.onnx")  # type: ignore[arg-type]
+    assert not (tmp_path / "n.onnx").exists() and not (tmp_path / "o.onnx").exists()

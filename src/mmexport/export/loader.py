@@ -39,12 +39,27 @@ class LoadedModel:
     builtin: bool
 
 
-def load_model(reference: str | None = None, spec: ModelSpec | str | Path | None = None) -> LoadedModel:
-    """Load ``reference`` (default: the default built-in) and check its spec against forward()."""
+def load_model(
+    reference: str | torch.nn.Module | None = None, spec: ModelSpec | str | Path | None = None
+) -> LoadedModel:
+    """Load ``reference`` (default: the default built-in) and check its spec against forward().
+
+    ``reference`` is a built-in name, ``pkg.mod:factory``, ``file.py:factory``, or (from Python)
+    a ``torch.nn.Module`` instance, which needs ``spec``."""
     reference = reference or DEFAULT_MODEL
     if isinstance(spec, (str, Path)):
         spec = ModelSpec.from_file(spec)
-    if ":" not in reference:
+    if isinstance(reference, torch.nn.Module):
+        name = type(reference).__name__
+        if spec is None:
+            raise ModelLoadError(f"<{name} instance>", "a module passed directly needs spec=")
+        loaded = LoadedModel(name, f"<{name} instance>", reference, spec, builtin=False)
+    elif not isinstance(reference, str):
+        raise ModelLoadError(
+            repr(reference)[:60],
+            f"expected a model reference string or a torch.nn.Module, got {type(reference).__name__}",
+        )
+    elif ":" not in reference:
         if reference.endswith(".py") or "/" in reference:
             raise ModelLoadError(
                 reference, "names a file but no factory", hint=f"write {reference}:FACTORY_FUNCTION"

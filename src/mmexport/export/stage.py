@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
+import torch
 
 from mmexport.errors import MmexportError, ParityError
 from mmexport.export.loader import LoadedModel, load_model
@@ -32,7 +33,7 @@ class ToOnnxResult:
 
 
 def to_onnx(
-    reference: str | None,
+    reference: str | torch.nn.Module | None,
     output: str | Path,
     *,
     spec: ModelSpec | str | Path | None = None,
