@@ -64,3 +64,21 @@ def test_a_module_instance_exports_from_python(tmp_path):
     with pytest.raises(ModelLoadError, match=r"expected a model reference string or a torch\.nn\.Module"):
         to_onnx(42, tmp_path / "o.onnx")  # type: ignore[arg-type]
     assert not (tmp_path / "n.onnx").exists() and not (tmp_path / "o.onnx").exists()
+
+
+def test_forward_with_kwargs_is_refused_with_a_wrapper_hint():
+    from mmexport.export.loader import check_signature
+
+    class KwargsModel(torch.nn.Module):
+        def forward(self, **inputs):
+            return inputs["image"]
+
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "image", "modality": "image", "dtype": "float32", "shape": ["b", 3]}],
+            "outputs": ["y"],
+            "dims": {"b": {"min": 1, "opt": 2, "max": 4}},
+        }
+    )
+    with pytest.raises(SpecError, match=r"takes \*inputs.*wrap it in a module whose forward is \(image\)"):
+        check_signature(KwargsModel(), spec)

@@ -168,3 +168,13 @@ def test_run_json_writes_null_for_nan_and_text_marks_it(tiny_path, files):
     assert text.exit_code == 0, text.output
     assert "3 non-finite value(s)" in text.stdout
     assert "[0] not ranked: non-finite scores" in text.stdout
+
+
+def test_run_takes_a_modality_name_for_its_only_input(tiny_path, files):
+    folder, _ = files
+    by_modality = _run(
+        tiny_path, "-i", f"text={folder / 'tokens.npy'}", "-i", f"image={folder / 'image.npy'}"
+    )
+    by_name = _run(tiny_path, "-i", f"tokens={folder / 'tokens.npy'}", "-i", f"image={folder / 'image.npy'}")
+    assert by_modality.exit_code == 0, by_modality.output
+    assert by_modality.stdout == by_name.stdout

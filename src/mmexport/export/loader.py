@@ -131,9 +131,14 @@ def check_signature(module: torch.nn.Module, spec: ModelSpec) -> None:
         params = inspect.signature(module.forward).parameters
     except (TypeError, ValueError):
         return  # no introspectable signature (a compiled module): the export will tell
-    kinds = {p.kind for p in params.values()}
-    if inspect.Parameter.VAR_POSITIONAL in kinds or inspect.Parameter.VAR_KEYWORD in kinds:
-        return
+    variadic = [n for n, p in params.items() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if variadic:
+        inputs = ", ".join(spec.input_names)
+        raise SpecError(
+            f"{type(module).__name__}.forward takes *{variadic[0]}: the spec's inputs cannot be matched "
+            "to it by name",
+            hint=f"wrap it in a module whose forward is ({inputs}) and calls the model with them",
+        )
     names = list(params)
     unknown = [n for n in spec.input_names if n not in params]
     if unknown:

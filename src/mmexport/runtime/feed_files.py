@@ -29,15 +29,24 @@ def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> d
                 _refuse_twice(key, path, origin)
             feeds.update(arrays)
             continue
-        _refuse_twice(name, path, origin)
-        try:
-            inp = spec.input(name)
-        except KeyError:
-            raise DataError(
-                f"the model has no input {name!r} (it takes {', '.join(spec.input_names)})", sample=str(path)
-            ) from None
-        feeds[name] = read_input_file(path, inp, spec)
+        inp = _input_named(name, spec, path)
+        _refuse_twice(inp.name, path, origin)
+        feeds[inp.name] = read_input_file(path, inp, spec)
     return feeds
+
+
+def _input_named(name: str, spec: ModelSpec, path: Path) -> InputSpec:
+    """The input called ``name``, or the only input of modality ``name`` (``text=q.txt``)."""
+    try:
+        return spec.input(name)
+    except KeyError:
+        pass
+    same = [i for i in spec.inputs if i.modality == name]
+    if len(same) == 1:
+        return same[0]
+    raise DataError(
+        f"the model has no input {name!r} (it takes {', '.join(spec.input_names)})", sample=str(path)
+    )
 
 
 def _refuse_twice(name: str, path: Path, origin: dict[str, Path]) -> None:
