@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +73,8 @@ def output_folder(path: str | Path) -> Iterator[Path]:
 
 
 STAGING_SUFFIX = ".staging"
+INTERRUPTED = threading.Event()
+"""Set by the CLI's SIGINT handler; ``publish`` refuses to move anything into place once set."""
 
 
 def remove_abandoned_staging(final_path: Path) -> list[Path]:
@@ -125,7 +128,12 @@ def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ())
     The stale manifest of a previous artifact at ``final_path`` is removed first, so that an
     interruption between here and the new manifest leaves an artifact without a manifest,
     never an artifact with someone else's manifest.
+
+    An interrupt that arrived while the artifact was being made (and that a library swallowed
+    on the way, as torch's exporter can) is honoured here: nothing is moved into place.
     """
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
     Path(f"{final_path}.json").unlink(missing_ok=True)
     stale_data = Path(f"{final_path}.data")
     if stale_data.name not in companions:

@@ -100,3 +100,21 @@ def test_sigkill_during_export_leaves_nothing_valid_and_a_rerun_succeeds(tmp_pat
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+def test_an_interrupt_swallowed_on_the_way_still_stops_publishing(tmp_path):
+    """torch's exporter can swallow KeyboardInterrupt; the CLI's SIGINT handler sets INTERRUPTED
+    and publish refuses to move the artifact into place."""
+    from mmexport.files import INTERRUPTED, publish, staging_dir
+
+    final = tmp_path / "model.onnx"
+    INTERRUPTED.set()
+    try:
+        with staging_dir(final) as stage:
+            staged = stage / final.name
+            staged.write_bytes(b"onnx")
+            with pytest.raises(KeyboardInterrupt):
+                publish(staged, final)
+    finally:
+        INTERRUPTED.clear()
+    assert not final.exists() and list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -95,5 +96,15 @@ def register() -> None:
 register()
 
 
+def _on_interrupt(_signum: int, _frame: object) -> None:
+    """Ctrl-C: remember it (libraries such as torch's exporter can swallow the exception), then
+    raise it as usual."""
+    from mmexport.files import INTERRUPTED
+
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGINT, _on_interrupt)
     cli(prog_name="mmexport")
