@@ -80,3 +80,22 @@ def test_errors_are_one_line_with_exit_code_1(tiny_onnx: Path, tmp_path: Path) -
     assert not any(tmp_path.glob("*.onnx"))
     usage = runner.invoke(cli, ["calibrate", str(tiny_onnx), "--method", "mse"])
     assert usage.exit_code == 2 and "'mse' is not one of" in usage.stderr
+
+
+def test_an_onnx_from_elsewhere_takes_its_spec(tiny_onnx: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(tiny_onnx.read_bytes())  # no manifest beside it
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(json.loads(Path(f"{tiny_onnx}.json").read_text())["spec"]))
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["fp16", str(foreign), "-q"])
+    assert refused.exit_code == 1 and "give its spec with --spec" in refused.stderr
+    result = runner.invoke(cli, ["fp16", str(foreign), "--spec", str(spec), "--eval-samples", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "foreign.fp16.onnx").exists()
+    wrong = tmp_path / "wrong.json"
+    data = json.loads(spec.read_text())
+    data["inputs"][0]["name"] = "camera"
+    wrong.write_text(json.dumps(data))
+    mismatch = runner.invoke(cli, ["calibrate", str(foreign), "--spec", str(wrong), "-q"])
+    assert mismatch.exit_code == 1 and "but the spec declares camera" in mismatch.stderr

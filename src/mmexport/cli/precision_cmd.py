@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from mmexport.precision.stages import StageResult
 
 _MODEL = click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+_SPEC = click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Spec JSON for an ONNX that mmexport did not export (no manifest beside it).",
+)
 _DATA_HELP = (
     "'synthetic' (built-in models), a folder of samples (sub-folders or index.jsonl), an .npz file "
     "or folder of them, or file.py:make_feeds."
@@ -79,6 +85,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
 
 @click.command("fp16")
 @_MODEL
+@_SPEC
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.fp16.onnx"
 )
@@ -109,6 +116,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def fp16_cmd(
     model: Path,
+    spec_path: Path | None,
     output: Path | None,
     keep_fp32: tuple[str, ...],
     fp16_io: bool,
@@ -141,6 +149,7 @@ def fp16_cmd(
         data=data,
         eval_data=eval_data,
         eval_samples=eval_samples,
+        spec=spec_path,
         say=_say(quiet),
     )
     kept = result.kept_fp32
@@ -149,6 +158,7 @@ def fp16_cmd(
 
 @click.command("calibrate")
 @_MODEL
+@_SPEC
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.int8.onnx"
 )
@@ -194,6 +204,7 @@ def fp16_cmd(
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def calibrate_cmd(
     model: Path,
+    spec_path: Path | None,
     output: Path | None,
     data: str | None,
     method: str,
@@ -239,6 +250,7 @@ def calibrate_cmd(
         config=config,
         eval_data=eval_data,
         eval_samples=eval_samples,
+        spec=spec_path,
         say=_say(quiet),
         progress=_progress(quiet),
     )
@@ -257,6 +269,7 @@ def calibrate_cmd(
 
 @click.command("accuracy")
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_SPEC
 @click.option(
     "--data",
     default=None,
@@ -267,7 +280,12 @@ def calibrate_cmd(
 @json_option("Print the report (or the error) as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def accuracy_cmd(
-    models: tuple[Path, ...], data: str | None, samples: int, as_json: bool, quiet: bool
+    models: tuple[Path, ...],
+    spec_path: Path | None,
+    data: str | None,
+    samples: int,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Compare variants of one model (the first is the reference) on one evaluation source.
 
@@ -280,7 +298,7 @@ def accuracy_cmd(
     """
     from mmexport.precision.stages import accuracy
 
-    report = accuracy(models, data=data, samples=samples, say=_say(quiet))
+    report = accuracy(models, data=data, samples=samples, spec=spec_path, say=_say(quiet))
     click.echo(report.to_json() if as_json else report.to_markdown())
 
 

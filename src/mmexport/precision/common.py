@@ -44,26 +44,56 @@ class SourceModel:
         return name if source.get("builtin") is True and isinstance(name, str) else None
 
 
-def load_source_model(path: str | Path, *, require: str | None = "fp32") -> SourceModel:
-    """Read ``path`` and its manifest; refuse anything but ``require`` precision."""
+def load_source_model(
+    path: str | Path, *, require: str | None = "fp32", spec: ModelSpec | str | Path | None = None
+) -> SourceModel:
+    """Read ``path`` and its manifest; refuse anything but ``require`` precision.
+
+    An ONNX from elsewhere (no mmexport manifest) needs ``spec``: its inputs must be the graph's.
+    """
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
     manifest = read_manifest(path)
-    if manifest is None:
+    if manifest is None and spec is None:
         raise ArtifactError(
-            str(path), f"has no manifest ({path.name}.json)", hint="export it with mmexport to-onnx first"
+            str(path),
+            f"has no manifest ({path.name}.json)",
+            hint="export it with mmexport to-onnx, or give its spec with --spec",
         )
     try:
         model = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and others for damaged files
         raise ArtifactError(str(path), f"is not a readable ONNX file ({type(e).__name__})") from e
+    if manifest is None:
+        manifest = _foreign_manifest(path, model, spec)
     found = model_precision(model)
     if require is not None and found != require:
         raise ArtifactError(
             str(path), f"is {found}; this step needs the {require} model", hint="pass the to-onnx output"
         )
     return SourceModel(path, model, manifest, sha256_file(path))
+
+
+def _foreign_manifest(path: Path, model: onnx.ModelProto, spec: ModelSpec | str | Path | None) -> Manifest:
+    """A manifest for an ONNX that mmexport did not export, from the user's spec."""
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec.from_file(spec)  # type: ignore[arg-type]
+    constants = {init.name for init in model.graph.initializer}
+    graph_inputs = [i.name for i in model.graph.input if i.name not in constants]
+    if sorted(graph_inputs) != sorted(spec.input_names):
+        raise ArtifactError(
+            str(path),
+            f"has inputs {', '.join(graph_inputs)} but the spec declares {', '.join(spec.input_names)}",
+        )
+    return Manifest(
+        kind="onnx",
+        artifact=path.name,
+        sha256=sha256_file(path),
+        spec=spec,
+        precision=model_precision(model).removesuffix("-qdq"),
+        source={"onnx": path.name, "manifest": "built from --spec (not exported by mmexport)"},
+    )
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from mmexport.precision.fp16 import convert_fp16, plan_fp16
 from mmexport.precision.qdq import QdqResult, insert_qdq, quantizable_nodes
 from mmexport.precision.sensitivity import BranchCost, BudgetResult, branch_costs, fit_budget
 from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
+from mmexport.spec import ModelSpec
 
 DEFAULT_CALIBRATION_SAMPLES = 512
 DEFAULT_EVAL_SAMPLES = 500
@@ -131,12 +132,13 @@ def to_fp16(
     data: Any = None,
     eval_data: Any = None,
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    spec: ModelSpec | str | Path | None = None,
     say: Say = _quiet,
 ) -> Fp16Result:
     """FP16 variant of an FP32 artifact; refuses (writing nothing) if it disagrees with FP32."""
     config = config or Fp16Config()
     seconds: dict[str, float] = {}
-    source = load_source_model(model)
+    source = load_source_model(model, spec=spec)
     check_output(source, output)
     t0 = time.perf_counter()
     sample = open_data(
@@ -216,6 +218,7 @@ def calibrate(
     config: CalibrationConfig | None = None,
     eval_data: Any = None,
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    spec: ModelSpec | str | Path | None = None,
     say: Say = _quiet,
     progress: Progress | None = None,
 ) -> CalibrationResult:
@@ -227,7 +230,7 @@ def calibrate(
     if eval_samples < 1 and config.max_accuracy_drop is not None:
         raise MmexportError("--max-accuracy-drop needs evaluation samples (--eval-samples >= 1)")
     seconds: dict[str, float] = {}
-    source = load_source_model(model)
+    source = load_source_model(model, spec=spec)
     check_output(source, output)
     t0 = time.perf_counter()
     calib = open_data(data, source, split="calibration", samples=config.samples, batch_size=config.batch_size)
@@ -364,6 +367,7 @@ def accuracy(
     *,
     data: Any = None,
     samples: int = DEFAULT_EVAL_SAMPLES,
+    spec: ModelSpec | str | Path | None = None,
     say: Say = _quiet,
 ) -> AccuracyReport:
     """Compare artifacts (the first, an ONNX file, is the reference) on one evaluation source.
@@ -371,12 +375,12 @@ def accuracy(
     The others may be ONNX files or TensorRT engines (run on the GPU by the runtime)."""
     if not models:
         raise MmexportError("accuracy needs at least one model")
-    reference = load_source_model(models[0], require=None)
+    reference = load_source_model(models[0], require=None, spec=spec)
     loaded: list[tuple[Path, Manifest, onnx.ModelProto | Path]] = [
         (reference.path, reference.manifest, reference.model)
     ]
     for model in models[1:]:
-        loaded.append(_load_variant(Path(model)))
+        loaded.append(_load_variant(Path(model), spec))
     for path, manifest, _ in loaded[1:]:
         if manifest.spec.to_dict() != reference.spec.to_dict():
             raise MmexportError(
@@ -389,10 +393,12 @@ def accuracy(
     return _evaluation(reference, data, samples, variants, say)
 
 
-def _load_variant(path: Path) -> tuple[Path, Manifest, onnx.ModelProto | Path]:
+def _load_variant(
+    path: Path, spec: ModelSpec | str | Path | None
+) -> tuple[Path, Manifest, onnx.ModelProto | Path]:
     """An ONNX artifact (loaded) or a TensorRT engine (left to the runtime), with its manifest."""
     if path.suffix not in ENGINE_SUFFIXES:
-        source = load_source_model(path, require=None)
+        source = load_source_model(path, require=None, spec=spec)
         return source.path, source.manifest, source.model
     manifest = read_manifest(path)
     if not path.is_file() or manifest is None:
