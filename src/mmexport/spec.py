@@ -398,7 +398,10 @@ def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
 PREPROCESS_KINDS: dict[str, tuple[set[str], set[str]]] = {
     "image": ({"mean", "std"}, {"scale", "channel_order"}),
     "log_mel": ({"sample_rate", "n_fft", "hop_length", "n_mels"}, {"duration_s"}),
-    "tokens": (set(), {"vocab", "pad", "lowercase"}),  # pad: generated samples are padded at the end
+    "tokens": (
+        set(),
+        {"vocab", "pad", "lowercase", "unk"},
+    ),  # unk: the vocab word for unknown words  # pad: generated samples are padded at the end
 }
 
 
@@ -436,6 +439,9 @@ def _validate_preprocess(inp: InputSpec, where: str) -> None:
         vocab = pre.get("vocab")
         if vocab is not None and not (isinstance(vocab, list) and all(isinstance(v, str) for v in vocab)):
             raise SpecError("preprocess vocab must be a list of strings", where=where)
+        unk = pre.get("unk")
+        if unk is not None and (vocab is None or unk not in vocab):
+            raise SpecError(f"preprocess unk {unk!r} must be a word of the vocab", where=where)
         if "pad" in pre and (not _is_int(pre["pad"]) or inp.dtype not in INT_DTYPES):
             raise SpecError(
                 f"preprocess pad must be an integer id of an integer input, got {pre['pad']!r}", where=where

@@ -263,3 +263,21 @@ def test_input_without_preprocess_needs_npy(tmp_path: Path) -> None:
     path = write_png(tmp_path / "x.png", random_pixels(40, 40))
     with _raises("the spec gives this input no preprocess"):
         _load(path, "image", spec_with(plain))
+
+
+def test_unknown_words_map_to_unk_when_the_spec_names_one(tmp_path: Path) -> None:
+    from mmexport.data.synthetic import VOCAB
+    from mmexport.errors import SpecError
+
+    spec = spec_with()
+    data = spec.to_dict()
+    data["inputs"][1]["preprocess"]["unk"] = VOCAB[1]
+    with_unk = ModelSpec.from_dict(data)
+    (tmp_path / "q.txt").write_text("what colour is the gizmo")
+    ids = _load(tmp_path / "q.txt", "tokens", with_unk)
+    assert ids[-1] == 1 and list(ids[:-1]) == list(encode("what colour is the"))
+    with _raises("word 'gizmo' is not in the vocab", field="tokens"):
+        _load(tmp_path / "q.txt", "tokens")
+    data["inputs"][1]["preprocess"]["unk"] = "gizmo"
+    with pytest.raises(SpecError, match="unk 'gizmo' must be a word of the vocab"):
+        ModelSpec.from_dict(data)

@@ -224,7 +224,7 @@ def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np
         words = [w for w in words if w]
     if not words:
         raise DataError(f"{path.name!r} holds no words", sample=sample, field=inp.name)
-    ids = _token_ids(words, pre.get("vocab"), path, sample, inp.name)
+    ids = _token_ids(words, pre.get("vocab"), path, sample, inp.name, pre.get("unk"))
     low, high = dim_range(inp.shape[1], spec)
     if len(ids) > high:
         raise DataError(
@@ -242,7 +242,9 @@ def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np
     return np.asarray(ids, dtype=inp.dtype)
 
 
-def _token_ids(words: list[str], vocab: list[str] | None, path: Path, sample: str, field: str) -> list[int]:
+def _token_ids(
+    words: list[str], vocab: list[str] | None, path: Path, sample: str, field: str, unk: str | None = None
+) -> list[int]:
     if vocab is None:
         try:
             return [int(word) for word in words]
@@ -254,12 +256,15 @@ def _token_ids(words: list[str], vocab: list[str] | None, path: Path, sample: st
                 field=field,
             ) from None
     index = {word: i for i, word in enumerate(vocab)}
+    if unk is not None:  # the spec names a token for words outside the vocab
+        return [index.get(word, index[unk]) for word in words]
     for word in words:
         if word not in index:
             raise DataError(
                 f"{path.name!r}: word {word!r} is not in the vocab ({len(vocab)} words)",
                 sample=sample,
                 field=field,
+                hint='add "unk": "<token>" to the input\'s preprocess to map unknown words to it',
             )
     return [index[word] for word in words]
 
