@@ -66,7 +66,7 @@ class FeedValidator:
         self._order = ", ".join(spec.input_names)
 
     def __call__(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
-        if not isinstance(feeds, Mapping):
+        if type(feeds) is not dict and not isinstance(feeds, Mapping):  # dict: skip the ABC check
             raise InputError(
                 None, f"feeds must be a dict of input name -> numpy array, got {type(feeds).__name__}"
             )
@@ -84,7 +84,7 @@ class FeedValidator:
                     actual=type(value).__name__,
                     hint="convert it with np.asarray(...)",
                 )
-            if value.dtype != c.dtype:
+            if value.dtype is not c.dtype and value.dtype != c.dtype:  # builtin dtypes are singletons
                 value = _cast(c, value)
                 out = dict(feeds) if out is None else out
                 out[c.name] = value
