@@ -330,3 +330,31 @@ def test_user_models_are_evaluated_on_their_data_when_no_eval_data(tiny_onnx: Pa
     result = calibrate(tiny_onnx, tmp_path / "e.int8.onnx", data=data, config=FAST)
     assert result.accuracy is not None and result.accuracy.labelled  # the npz labels, not random feeds
     assert any("evaluated on the --data samples" in note for note in result.notes)
+
+
+def test_a_reference_that_predicts_one_class_is_flagged(tmp_path: Path) -> None:
+    from onnx import helper
+
+    from mmexport.precision.accuracy import evaluate
+    from mmexport.spec import ModelSpec
+
+    # y = 0 * x + [1, 0, 0, 0]: the same top-1 class whatever the input (like untrained weights)
+    zero = onnx.numpy_helper.from_array(np.zeros(4, dtype=np.float32), "zero")
+    bias = onnx.numpy_helper.from_array(np.array([1, 0, 0, 0], dtype=np.float32), "bias")
+    nodes = [helper.make_node("Mul", ["x", "zero"], ["z"]), helper.make_node("Add", ["z", "bias"], ["y"])]
+    path = write_vector_model(tmp_path / "const.onnx", nodes, [zero, bias])
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
+            "outputs": [{"name": "y", "labels": ["a", "b", "c", "d"]}],
+            "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
+        }
+    )
+
+    from mmexport.precision.common import FeedBatch
+
+    batch = FeedBatch({"x": np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)})
+    report = evaluate([("m", "fp32", path), ("n", "fp32", path)], [batch], spec, source="t")
+    assert report.reference_classes == 1
+    assert "predicts the same class for all 3 samples" in report.warnings()[0]
+    assert "warning: the reference predicts" in report.to_markdown()

@@ -127,6 +127,7 @@ def run_pipeline(
     engines = [Path(p) for p in engine["engines"]]
     with _stage("accuracy", seconds, say):  # engines too: the runtime runs them on the GPU
         report = accuracy([*paths, *engines], data=config.eval_data, samples=config.eval_samples, say=sub)
+    notes["accuracy"] += [f"warning: {w}" for w in report.warnings()]
     with _stage("bench", seconds, say):
         bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config, sub)
     notes["bench"] += [f"warning: {w}" for w in bench.warnings]

@@ -61,6 +61,17 @@ class AccuracyReport:
     labelled: bool
     variants: list[VariantAccuracy]
     reference_nonfinite: int = 0  # samples where the reference itself gave NaN or inf
+    reference_classes: int | None = None  # distinct top-1 classes the reference predicted
+
+    def warnings(self) -> list[str]:
+        """What makes these figures say little about the model."""
+        out = []
+        if self.reference_classes == 1 and self.samples > 1:
+            out.append(
+                f"the reference predicts the same class for all {self.samples} samples: agreement and "
+                "accuracy figures say little (untrained weights, or data unlike what the model expects?)"
+            )
+        return out
 
     @property
     def reference(self) -> VariantAccuracy:
@@ -80,6 +91,8 @@ class AccuracyReport:
             "labelled": self.labelled,
             "reference": self.reference.name,
             "reference_nonfinite_samples": self.reference_nonfinite,
+            "reference_classes": self.reference_classes,
+            "warnings": self.warnings(),
             "variants": [{**asdict(v), "drop_points": self.drop(v)} for v in self.variants],
         }
 
@@ -102,6 +115,7 @@ class AccuracyReport:
                 f"| {_num(max((o.max_abs for o in outputs), default=None), '.3g')} "
                 f"| {_num(max((o.max_rel for o in outputs), default=None), '.3g')} |"
             )
+        lines += [f"\nwarning: {w}" for w in self.warnings()]
         return "\n".join(lines)
 
 
@@ -218,12 +232,15 @@ def evaluate(
     acc = [{o: _Accumulator(o, classifier[o]) for o in outputs} for _ in models[1:]]
     correct = [0] * len(models)
     seen = nonfinite = 0
+    predicted: set[int] = set()
     labelled = True
     for batch in batches:
         feed = {k: np.asarray(v) for k, v in batch.feed.items()}
         results = [run(feed) for run in runners]
         reference = results[0]
         nonfinite += _nonfinite_samples(reference, outputs)
+        if any(classifier.values()):
+            predicted.update(np.asarray(reference[task_output]).argmax(-1).reshape(-1).tolist())
         for i, result in enumerate(results[1:]):
             for name in outputs:
                 acc[i][name].update(np.asarray(result[name]), np.asarray(reference[name]))
@@ -251,6 +268,7 @@ def evaluate(
         labelled=labelled and seen > 0,
         variants=variants,
         reference_nonfinite=nonfinite,
+        reference_classes=len(predicted) if any(classifier.values()) else None,
     )
 
 

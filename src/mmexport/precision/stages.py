@@ -202,6 +202,7 @@ def to_fp16(
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
     notes += [f"--keep-fp32 {p!r} matched no op type or node name" for p in plan.unmatched]
     notes += eval_notes
+    notes += accuracy.warnings() if accuracy is not None else []
     return Fp16Result(path, accuracy, notes, seconds, kept_fp32=kept, check=check)
 
 
@@ -266,6 +267,7 @@ def calibrate(
         quantized, accuracy, costs, kept = _evaluate_int8(
             source, amax, quantized, config, eval_data, eval_samples, say
         )
+        notes += accuracy.warnings()
         if config.max_accuracy_drop is not None and not accuracy.labelled:
             notes.append(
                 "--max-accuracy-drop measured as top-1 disagreement with FP32: the evaluation data "
