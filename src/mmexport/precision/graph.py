@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 
 import onnx
@@ -53,14 +52,6 @@ def activation_tensors(model: onnx.ModelProto) -> list[str]:
     return out
 
 
-def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in model.graph.node:
-        for name in node.input:
-            out[name].append(node)
-    return out
-
-
 def node_names(model: onnx.ModelProto) -> list[str]:
     """Node names, giving unnamed nodes a stable name (op type and position) in place."""
     names = []
@@ -82,10 +73,6 @@ def reaching_inputs(model: onnx.ModelProto) -> dict[str, frozenset[str]]:
         for o in node.output:
             reach[o] = found
     return out
-
-
-def initializer_names(model: onnx.ModelProto) -> set[str]:
-    return {init.name for init in model.graph.initializer}
 
 
 def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
