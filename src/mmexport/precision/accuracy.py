@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
+from mmexport.precision.collect import cpu_session
 from mmexport.spec import ModelSpec
 
 Progress = Callable[[int], None]
@@ -173,18 +174,6 @@ def _ratio(diff: float, scale: float) -> float:
     return 0.0 if diff == 0 else math.inf
 
 
-def _session(model: onnx.ModelProto | str | Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # Graph optimizations would fold FP32 -> FP16 -> FP32 cast pairs away and hide a value that
-    # overflows FP16; without them every Cast and Q/DQ of the file is computed as written.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 _ORT_FLOATS = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(double)": np.float64}
 
 
@@ -210,7 +199,7 @@ def _runner(model: onnx.ModelProto | str | Path, outputs: list[str]) -> Runner:
 
         engine = Session(model, device="cuda")
         return lambda feed: engine.run(feed)
-    session = _session(model)
+    session = cpu_session(model)
     return lambda feed: dict(zip(outputs, session.run(outputs, _cast_for(session, feed)), strict=True))
 
 

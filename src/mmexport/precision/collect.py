@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -13,6 +14,18 @@ from mmexport.precision.stats import TensorStats
 
 Feed = Mapping[str, np.ndarray]
 Progress = Callable[[int], None]  # called with the number of samples seen so far
+
+
+def cpu_session(model: onnx.ModelProto | str | Path) -> Any:
+    """An onnxruntime CPU session that computes the file as written: graph optimizations would fold
+    FP32 -> FP16 -> FP32 cast pairs (hiding an FP16 overflow) and fuse away observed tensors."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def collect_stats(
@@ -27,16 +40,10 @@ def collect_stats(
     Returns the statistics and the number of samples (batch rows) seen. Only one batch's outputs
     are alive at a time, so memory does not grow with the number of batches.
     """
-    import onnxruntime as ort
-
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     names = activation_tensors(proto) if tensors is None else list(tensors)
     graph_inputs = [i.name for i in proto.graph.input]
-    observed = with_outputs(proto, [n for n in names if n not in graph_inputs])
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(observed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(with_outputs(proto, [n for n in names if n not in graph_inputs]))
     fetch = [n for n in names if n not in graph_inputs]
     stats = {name: TensorStats(name) for name in names}
     seen = 0
