@@ -78,12 +78,15 @@ def runners_for(
     return runners
 
 
-def measure(name: str, folder: Path, iterations: int, warmup_s: float, threads: int) -> list[dict]:
+def measure(
+    name: str, folder: Path, iterations: int, warmup_s: float, threads: int, spin: bool = False
+) -> list[dict]:
     paths = make_variants(name, folder)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    # Spinning worker threads would keep the cores busy into the next variant's call.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Spinning worker threads would keep the cores busy into the next variant's call (--spin
+    # shows by how much).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     sessions = {
         k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for k, p in paths.items()
     }
@@ -129,15 +132,19 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200, help="calls per variant at batch 1")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up per batch size")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--spin", action="store_true", help="let onnxruntime's idle threads spin (onnxruntime's default)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:
-            rows += measure(name, Path(tmp), args.iterations, args.warmup, args.threads)
+            rows += measure(name, Path(tmp), args.iterations, args.warmup, args.threads, args.spin)
     header = (
         f"machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-        f"onnxruntime {ort.__version__}; {args.threads} threads; opt shapes with the batch dim set"
+        f"onnxruntime {ort.__version__}; {args.threads} threads, spinning {'on' if args.spin else 'off'}; "
+        "opt shapes with the batch dim set"
     )
     print(header + "\n")
     print(markdown(rows))
