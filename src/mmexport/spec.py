@@ -190,6 +190,14 @@ class ModelSpec:
                 return i
         raise KeyError(name)
 
+    def input_keys(self) -> dict[str, str]:
+        """Names that pick an input in data files and on the command line -> the input's name:
+        every input's name, and its modality when no other input has that modality."""
+        modalities = [i.modality for i in self.inputs]
+        keys = {i.modality: i.name for i in self.inputs if modalities.count(i.modality) == 1}
+        keys.update({i.name: i.name for i in self.inputs})
+        return keys
+
     @property
     def dynamic_dims(self) -> list[DimSpec]:
         return [d for d in self.dims.values() if d.dynamic]

@@ -121,7 +121,7 @@ def list_sample_folders(root: Path, spec: ModelSpec, limit: int | None) -> list[
             f"folder {str(root)!r} has no sample sub-folders, no {INDEX_FILE} and no .npz files",
             hint="one sub-folder per sample, with files named after the inputs (image.png, tokens.txt)",
         )
-    by_name = _file_keys(spec)
+    by_name = spec.input_keys()
     out = []
     for folder in folders[:limit]:
         name = f"{root.name}/{folder.name}"
@@ -138,7 +138,7 @@ def list_sample_folders(root: Path, spec: ModelSpec, limit: int | None) -> list[
 
 def read_index(root: Path, spec: ModelSpec, limit: int | None) -> list[SampleFiles]:
     """The samples of ``root/index.jsonl``: one JSON object a line, paths relative to the index."""
-    by_name = _file_keys(spec)
+    by_name = spec.input_keys()
     out: list[SampleFiles] = []
     with (root / INDEX_FILE).open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -174,17 +174,6 @@ def _read_label(path: Path, sample: str) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path.name!r}: {e}", sample=sample, field=LABEL) from e
-
-
-def _file_keys(spec: ModelSpec) -> dict[str, str]:
-    """File stem (or index key) -> input: each input's name, and its modality when no other input has it."""
-    keys = {}
-    modalities = [i.modality for i in spec.inputs]
-    for inp in spec.inputs:
-        if modalities.count(inp.modality) == 1:
-            keys[inp.modality] = inp.name
-    keys.update({i.name: i.name for i in spec.inputs})
-    return keys
 
 
 def _add_file(

@@ -37,13 +37,9 @@ def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> d
 
 def _input_named(name: str, spec: ModelSpec, path: Path) -> InputSpec:
     """The input called ``name``, or the only input of modality ``name`` (``text=q.txt``)."""
-    try:
-        return spec.input(name)
-    except KeyError:
-        pass
-    same = [i for i in spec.inputs if i.modality == name]
-    if len(same) == 1:
-        return same[0]
+    key = spec.input_keys().get(name)
+    if key is not None:
+        return spec.input(key)
     raise DataError(
         f"the model has no input {name!r} (it takes {', '.join(spec.input_names)})", sample=str(path)
     )
