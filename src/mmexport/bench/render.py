@@ -135,6 +135,13 @@ def csv_text(report: BenchReport) -> str:
 
 
 def _footer(report: BenchReport) -> str:
+    return (
+        environment_line(report) + ". Latency in ms; speed-up is the first target's p50 over each target's."
+    )
+
+
+def environment_line(report: BenchReport) -> str:
+    """Where and how the latencies were measured: host, library, backends, budget, GPU, Jetson."""
     host = report.environment.get("host", {})
     libs = report.environment.get("libraries", {})
     backends = {
@@ -154,7 +161,7 @@ def _footer(report: BenchReport) -> str:
     jetson = report.environment.get("jetson")
     if jetson:
         parts.append(f"{jetson.get('model')} power mode {jetson.get('power_mode')}")
-    return "; ".join(parts) + ". Latency in ms; speed-up is the first target's p50 over each target's."
+    return "; ".join(parts)
 
 
 def _fmt(value: Any) -> str:

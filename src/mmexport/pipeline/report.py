@@ -95,15 +95,15 @@ def table(result: PipelineResult) -> str:
 
 
 def environment_line(result: PipelineResult) -> str:
-    """Where the latencies were measured and how."""
+    """Where the latencies were measured and how (bench's own line, plus the versions that made
+    the variants)."""
+    from mmexport.bench.render import environment_line as bench_environment
+
     env = result.bench.environment
     host, libs = env.get("host", {}), env.get("libraries", {})
-    config = result.bench.config
     return (
-        f"{host.get('cpu', '?')}, {host.get('cores_usable', '?')} cores, {host.get('os', '?')}; "
-        f"Python {host.get('python', '?')}, onnxruntime {libs.get('onnxruntime') or '-'}, "
-        f"torch {libs.get('torch') or '-'}, mmexport {libs.get('mmexport') or '-'}; "
-        f"warm-up {config.warmup_s:g} s, {config.duration_s:g} s per variant and case, interleaved"
+        f"{bench_environment(result.bench)}; {host.get('os', '?')}, Python {host.get('python', '?')}, "
+        f"torch {libs.get('torch') or '-'}, mmexport {libs.get('mmexport') or '-'}"
     )
 
 
