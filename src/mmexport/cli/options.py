@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,3 +22,27 @@ def json_option(help_text: str = "Print JSON instead of the table.") -> Callable
         return value
 
     return click.option("--json", "as_json", is_flag=True, callback=remember, help=help_text)
+
+
+DATA_HELP = (  # what --data / --eval-data accept
+    "'synthetic' (built-in models), a folder of samples (sub-folders or index.jsonl), an .npz file "
+    "or folder of them, or file.py:make_feeds."
+)
+
+
+def calibration_progress(quiet: bool) -> Callable[[int, int | None], None] | None:
+    """A progress callback for calibration: one updating line on a terminal, tenths otherwise."""
+    if quiet:
+        return None
+    tty = sys.stderr.isatty()
+    state = {"last": -1}
+
+    def show(done: int, total: int | None) -> None:
+        tenth = done * 10 // total if total else done
+        if tty:
+            click.echo(f"\r  calibrating: {done} samples (up to {total or '?'})", err=True, nl=False)
+        elif tenth != state["last"]:
+            click.echo(f"  calibrating: {done} samples (up to {total or '?'})", err=True)
+        state["last"] = tenth
+
+    return show

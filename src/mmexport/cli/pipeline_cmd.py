@@ -9,10 +9,8 @@ from typing import Any
 
 import click
 
-from mmexport.cli.options import json_option
-
 # the calibration progress line and data help are the calibrate command's, shared as they are
-from mmexport.cli.precision_cmd import _DATA_HELP, _progress
+from mmexport.cli.options import DATA_HELP, calibration_progress, json_option
 from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_SAMPLES
 from mmexport.trt.targets import target_names
 
@@ -37,13 +35,13 @@ from mmexport.trt.targets import target_names
     "--data",
     default=None,
     help="FP16 scan and INT8 calibration data (default: synthetic for built-ins, else random feeds "
-    "from the spec, which calibrate poorly). " + _DATA_HELP,
+    "from the spec, which calibrate poorly). " + DATA_HELP,
 )
 @click.option(
     "--eval-data",
     default=None,
     help="Evaluation data for every variant (default: the built-in task's held-out split, else "
-    "random feeds from the spec). " + _DATA_HELP,
+    "random feeds from the spec). " + DATA_HELP,
 )
 @click.option(
     "--samples",
@@ -125,7 +123,7 @@ def pipeline_cmd(
         duration_s=duration,
     )
     say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-    result = run_pipeline(config, say=say, progress=_line_ending(_progress(quiet)))
+    result = run_pipeline(config, say=say, progress=_line_ending(calibration_progress(quiet)))
     payload = write_report(result)
     if as_json:
         click.echo(json.dumps(payload, indent=2, default=str))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mmexport.cli.options import json_option
+from mmexport.cli.options import DATA_HELP, calibration_progress, json_option
 
 if TYPE_CHECKING:
     from mmexport.precision.stages import StageResult
@@ -20,10 +20,6 @@ _SPEC = click.option(
     "spec_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Spec JSON for an ONNX that mmexport did not export (no manifest beside it).",
-)
-_DATA_HELP = (
-    "'synthetic' (built-in models), a folder of samples (sub-folders or index.jsonl), an .npz file "
-    "or folder of them, or file.py:make_feeds."
 )
 
 
@@ -39,7 +35,7 @@ def _eval_options(f: Any) -> Any:
         "--eval-data",
         default=None,
         help="Evaluation data for the accuracy report (default: the built-in task's held-out split, "
-        "or random feeds from the spec). " + _DATA_HELP,
+        "or random feeds from the spec). " + DATA_HELP,
     )(f)
 
 
@@ -49,23 +45,6 @@ def _default_output(model: Path, suffix: str) -> Path:
 
 def _say(quiet: bool) -> Any:
     return (lambda _m: None) if quiet else (lambda m: click.echo(f"  {m}", err=True))
-
-
-def _progress(quiet: bool) -> Any:
-    if quiet:
-        return None
-    tty = sys.stderr.isatty()
-    state = {"last": -1}
-
-    def show(done: int, total: int | None) -> None:
-        tenth = done * 10 // total if total else done
-        if tty:
-            click.echo(f"\r  calibrating: {done} samples (up to {total or '?'})", err=True, nl=False)
-        elif tenth != state["last"]:
-            click.echo(f"  calibrating: {done} samples (up to {total or '?'})", err=True)
-        state["last"] = tenth
-
-    return show
 
 
 def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]) -> None:
@@ -96,7 +75,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
     help="Keep matching op types or node names in FP32 (shell wildcards; repeatable).",
 )
 @click.option("--fp16-io", is_flag=True, help="FP16 inputs and outputs too (default: FP32 at the boundary).")
-@click.option("--data", default=None, help="Sample data for the overflow scan and the check. " + _DATA_HELP)
+@click.option("--data", default=None, help="Sample data for the overflow scan and the check. " + DATA_HELP)
 @click.option(
     "--samples",
     type=click.IntRange(min=1),
@@ -166,7 +145,7 @@ def fp16_cmd(
     "--data",
     default=None,
     help="Calibration data (default: 'synthetic' for built-in models, else random feeds from the spec, "
-    "which calibrate poorly). " + _DATA_HELP,
+    "which calibrate poorly). " + DATA_HELP,
 )
 @click.option(
     "--method",
@@ -252,7 +231,7 @@ def calibrate_cmd(
         eval_samples=eval_samples,
         spec=spec_path,
         say=_say(quiet),
-        progress=_progress(quiet),
+        progress=calibration_progress(quiet),
     )
     costs = result.sensitivity
     if costs and not as_json:
@@ -274,7 +253,7 @@ def calibrate_cmd(
     "--data",
     default=None,
     help="Evaluation data (default: the built-in task's held-out split, else random feeds from the "
-    "spec, which give agreement but no task accuracy). " + _DATA_HELP,
+    "spec, which give agreement but no task accuracy). " + DATA_HELP,
 )
 @click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True)
 @json_option("Print the report (or the error) as JSON on stdout.")
