@@ -6,19 +6,26 @@ names the input (and the dim, expected and actual value):
 - feeds must be a mapping of input name -> ``numpy.ndarray`` (lists, scalars and framework
   tensors are refused: convert them with ``np.asarray`` yourself, knowingly);
 - every spec input present, no other name;
+- masked arrays are refused too (the backend would ignore the mask);
 - dtype equal to the spec's, or cast losslessly *within its kind*: a narrower signed or unsigned
   integer to a wider integer (``int32 -> int64``, ``uint8 -> int32``) and a narrower float to a
   wider one (``float16 -> float32``). Anything else is refused, notably float -> int, int -> float
   (``uint8`` pixels are not normalized floats), wider -> narrower, and bool <-> anything;
 - rank, every fixed axis, every named dim within ``[min, max]``, and a named dim equal in every
-  input that uses it (one ``batch`` for all modalities).
+  input that uses it (one ``batch`` for all modalities);
+- the feeds' size at the spec's dtypes within this machine's physical memory (what bounds dims
+  when the spec comes from a graph without ranges). Casts are made only after all of this, so a
+  huge (e.g. broadcast) array is refused before anything is allocated.
 
-Values are not read (integer ranges such as vocabulary size are not checked: that would cost a
-pass over the data on every call).
+Values are not read: NaN and inf pass through to the model as they are (integer ranges such as
+vocabulary size are not checked either: that would cost a pass over the data on every call).
+A mapping other than a plain dict is read once, into a new dict: what was checked is what runs.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +35,18 @@ from mmexport.errors import InputError
 from mmexport.spec import InputSpec, ModelSpec
 
 _KIND_FAMILY = {"i": "int", "u": "int", "f": "float", "b": "bool"}
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+MAX_FEED_BYTES = physical_memory()
+"""Feeds larger than this (all inputs together, at the spec's dtypes) are refused."""
 
 
 def can_cast_losslessly(actual: np.dtype, expected: np.dtype) -> bool:
@@ -43,17 +62,21 @@ def can_cast_losslessly(actual: np.dtype, expected: np.dtype) -> bool:
 class _CompiledInput:
     """One input's checks, precomputed: dtype, rank, fixed axes, named axes with bounds."""
 
-    __slots__ = ("dtype", "fixed", "name", "named", "rank", "shape")
+    __slots__ = ("dtype", "fixed", "itemsize", "max_bytes", "name", "named", "rank", "shape")
 
     def __init__(self, spec: InputSpec, model: ModelSpec) -> None:
         self.name = spec.name
         self.dtype = np.dtype(spec.dtype)
+        self.itemsize = self.dtype.itemsize
         self.rank = len(spec.shape)
         self.shape = spec.shape
         self.fixed = tuple((a, d) for a, d in enumerate(spec.shape) if isinstance(d, int))
         dims = model.dims
         self.named = tuple(
             (a, d, dims[d].min, dims[d].max) for a, d in enumerate(spec.shape) if isinstance(d, str)
+        )
+        self.max_bytes = self.itemsize * math.prod(
+            d if isinstance(d, int) else dims[d].max for d in spec.shape
         )
 
 
@@ -64,6 +87,8 @@ class FeedValidator:
         self._inputs = tuple(_CompiledInput(i, spec) for i in spec.inputs)
         self._names = frozenset(spec.input_names)
         self._order = ", ".join(spec.input_names)
+        largest = sum(c.max_bytes for c in self._inputs)  # the dims' max everywhere
+        self._limit = MAX_FEED_BYTES if MAX_FEED_BYTES is not None and largest > MAX_FEED_BYTES else None
 
     def __call__(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
         if type(feeds) is not dict and not isinstance(feeds, Mapping):  # dict: skip the ABC check
@@ -73,22 +98,27 @@ class FeedValidator:
         if feeds.keys() != self._names:
             self._names_error(feeds)
         seen: dict[str, tuple[int, str]] = {}
-        out: dict[str, np.ndarray] | None = None
+        # a plain dict is passed on as it is (unless a cast replaces a value); any other mapping
+        # is read once, into a new dict, so that a mapping cannot give other arrays to the backend
+        out: dict[str, np.ndarray] | None = None if type(feeds) is dict else {}
+        size, limit = 0, self._limit  # limit: None when the spec's ranges already bound the size
         for c in self._inputs:
             value = feeds[c.name]
-            if not isinstance(value, np.ndarray):
-                raise InputError(
-                    c.name,
-                    f"must be a numpy.ndarray, got {type(value).__module__}.{type(value).__qualname__}",
-                    expected="numpy.ndarray",
-                    actual=type(value).__name__,
-                    hint="convert it with np.asarray(...)",
-                )
-            if value.dtype is not c.dtype and value.dtype != c.dtype:  # builtin dtypes are singletons
-                value = _cast(c, value)
-                out = dict(feeds) if out is None else out
-                out[c.name] = value
+            if type(value) is not np.ndarray:
+                _check_array(c, value)
+            cast = value.dtype is not c.dtype and value.dtype != c.dtype  # builtin dtypes are singletons
+            if cast:
+                _check_cast(c, value)
             check_shape(c, value.shape, seen)
+            if limit is not None:
+                size += value.size * c.itemsize
+                if size > limit:
+                    _too_large(c, value, size, limit)
+            if cast:  # only now, when the shape is known to be sane: a cast allocates
+                value = value.astype(c.dtype)
+                out = dict(feeds) if out is None else out
+            if out is not None:
+                out[c.name] = value
         return feeds if out is None else out
 
     def check_meta(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, np.dtype]) -> None:
@@ -114,9 +144,39 @@ class FeedValidator:
         raise InputError(unknown[0], f"is not an input of this model (it takes {self._order})")
 
 
-def _cast(c: _CompiledInput, value: np.ndarray) -> np.ndarray:
+def _check_array(c: _CompiledInput, value: Any) -> None:
+    """Refuse what is not a numpy array, and masked arrays (their mask would be dropped)."""
+    if not isinstance(value, np.ndarray):
+        raise InputError(
+            c.name,
+            f"must be a numpy.ndarray, got {type(value).__module__}.{type(value).__qualname__}",
+            expected="numpy.ndarray",
+            actual=type(value).__name__,
+            hint="convert it with np.asarray(...)",
+        )
+    if isinstance(value, np.ma.MaskedArray):
+        raise InputError(
+            c.name,
+            "is a masked array; the model would see the values under the mask",
+            expected="numpy.ndarray",
+            actual=type(value).__name__,
+            hint="fill the masked values knowingly: np.ma.filled(array, value)",
+        )
+
+
+def _too_large(c: _CompiledInput, value: np.ndarray, size: int, limit: int) -> None:
+    raise InputError(
+        c.name,
+        f"shape {list(value.shape)} makes the feeds {size / 2**30:.3g} GiB as {c.dtype}, more than this "
+        f"machine's memory ({limit / 2**30:.3g} GiB); refused before allocating",
+        expected=limit,
+        actual=size,
+    )
+
+
+def _check_cast(c: _CompiledInput, value: np.ndarray) -> None:
     if can_cast_losslessly(value.dtype, c.dtype):
-        return value.astype(c.dtype)
+        return
     raise InputError(
         c.name,
         f"dtype must be {c.dtype}, got {value.dtype}; not cast, as it could change values",

@@ -29,8 +29,12 @@ class OnnxrtRunner(Backend):
         self._device_id = config.device_id
         self._output_names = [o.name for o in self._session.get_outputs()]
         state = import_onnxruntime().capi.onnxruntime_pybind11_state
-        self._errors = tuple(
-            c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception)
+        # its own classes (Fail, InvalidArgument, ...), plus RuntimeError when it cannot make an
+        # input tensor and MemoryError when it cannot allocate one
+        self._errors: tuple[type[BaseException], ...] = (
+            *(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception)),
+            RuntimeError,
+            MemoryError,
         )
 
     def inputs(self) -> list[TensorInfo]:
