@@ -2,12 +2,18 @@
 
 A manifest holds the spec (in the spec file's form), what produced the artifact, the artifact's
 sha256, and validation results, so that each stage reads the previous one and no flag is repeated.
+
+Manifests travel with artifacts (bundles, copies to a device), so reading one treats it as
+untrusted: a size limit, a nesting limit, string and integer limits, no duplicate keys, no
+NaN/Infinity, a type for every top-level field and no unknown ones; each failure is one
+``ArtifactError`` naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -21,6 +27,25 @@ from mmexport.spec import ModelSpec
 FORMAT = "mmexport.manifest"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_DEPTH = 32  # written manifests nest 7 deep
+MAX_STRING_CHARS = 1 << 20
+MAX_INTEGER = 2**63 - 1  # what any consumer (numpy, onnxruntime, TensorRT) can hold
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TEXT_FIELDS = ("kind", "precision")
+_OBJECT_FIELDS = ("producer", "validation", "source")
+KEYS = frozenset(
+    (
+        "format",
+        "format_version",
+        "kind",
+        "artifact",
+        "sha256",
+        "precision",
+        "created",
+        "spec",
+        *_OBJECT_FIELDS,
+    )
+)
 
 
 def manifest_path(artifact: str | Path) -> Path:
@@ -77,22 +102,18 @@ class Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ArtifactError(where, "is not an mmexport manifest")
         version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if type(version) is not int or version > FORMAT_VERSION:
             raise ArtifactError(
                 where,
                 f"has manifest format version {version!r}; this mmexport reads up to {FORMAT_VERSION}",
                 hint="upgrade mmexport",
             )
-        for key in ("kind", "artifact", "sha256", "spec", "precision"):
-            if key not in data:
-                raise ArtifactError(where, f"manifest lacks {key!r}")
+        check_tree(data, where)
+        _check_fields(data, where)
         try:
             spec = ModelSpec.from_dict(data["spec"])
         except SpecError as e:
             raise ArtifactError(where, f"holds an invalid spec: {e}") from e
-        for key in ("producer", "validation", "source"):
-            if not isinstance(data.get(key, {}), dict):
-                raise ArtifactError(where, f"manifest {key!r} must be an object")
         return cls(
             kind=data["kind"],
             artifact=data["artifact"],
@@ -106,16 +127,84 @@ class Manifest:
         )
 
 
+def _check_fields(data: dict[str, Any], where: str) -> None:
+    """Every top-level field present where required, of its type, and no other."""
+    unknown = sorted(set(data) - KEYS)
+    if unknown:
+        raise ArtifactError(
+            where,
+            f"manifest has unknown key {unknown[0]!r} (format version {FORMAT_VERSION} has "
+            f"{', '.join(sorted(KEYS))})",
+        )
+    for key in ("kind", "artifact", "sha256", "spec", "precision"):
+        if key not in data:
+            raise ArtifactError(where, f"manifest lacks {key!r}")
+    for key in _TEXT_FIELDS:
+        if not isinstance(data[key], str) or not data[key]:
+            raise ArtifactError(where, f"manifest {key!r} must be a non-empty string, got {data[key]!r}")
+    name = data["artifact"]
+    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ArtifactError(where, f"manifest 'artifact' must be a file name without a folder, got {name!r}")
+    if not isinstance(data["sha256"], str) or not _SHA256.fullmatch(data["sha256"]):
+        raise ArtifactError(
+            where, f"manifest 'sha256' must be 64 lowercase hex digits, got {data['sha256']!r}"
+        )
+    if not isinstance(data.get("created", ""), str):
+        raise ArtifactError(where, f"manifest 'created' must be a string, got {data['created']!r}")
+    for key in _OBJECT_FIELDS:
+        if not isinstance(data.get(key, {}), dict):
+            raise ArtifactError(where, f"manifest {key!r} must be an object")
+
+
+def check_tree(data: Any, where: str) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH, strings longer than MAX_STRING_CHARS and
+    integers beyond 64 bits (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ArtifactError(where, f"is nested deeper than {MAX_DEPTH} levels; not a manifest")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            raise ArtifactError(where, f"holds a string longer than {MAX_STRING_CHARS} characters")
+        elif type(value) is int and abs(value) > MAX_INTEGER:
+            raise ArtifactError(where, f"holds an integer out of range ({str(value)[:20]}...)")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def read_manifest(artifact_path: str | Path) -> Manifest | None:
     """The manifest beside ``artifact_path``, or None if there is none."""
     path = manifest_path(artifact_path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
+    if not path.is_file():
+        raise ArtifactError(str(path), "is not a file; a manifest is a JSON file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as e:
+        raise ArtifactError(str(path), f"cannot be read: {e.strerror}") from e
+    if len(raw) > MAX_MANIFEST_BYTES:
         raise ArtifactError(str(path), f"is larger than {MAX_MANIFEST_BYTES >> 20} MiB; not a manifest")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError:
+        raise ArtifactError(str(path), f"is nested deeper than {MAX_DEPTH} levels; not a manifest") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, too many digits, ours above
         raise ArtifactError(str(path), f"is not valid JSON ({e})") from e
     return Manifest.from_dict(data, where=str(path))
 

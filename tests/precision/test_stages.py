@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from mmexport.errors import ArtifactError, DataError, MmexportError, PrecisionError
+from mmexport.files import sha256_file
 from mmexport.inspection import model_precision
 from mmexport.manifest import read_manifest
 from mmexport.precision import calib_cache
@@ -43,7 +44,9 @@ def write_vector_model(path: Path, nodes: list, initializers: list) -> Path:
             "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
         }
     )
-    Manifest(kind="onnx", artifact=path.name, sha256="", spec=spec, precision="fp32").write(path)
+    Manifest(kind="onnx", artifact=path.name, sha256=sha256_file(path), spec=spec, precision="fp32").write(
+        path
+    )
     return path
 
 
@@ -293,7 +296,11 @@ def test_budget_needs_something_to_measure(tiny_onnx: Path, tmp_path: Path) -> N
     from mmexport.spec import ModelSpec
 
     Manifest(
-        kind="onnx", artifact=unlabelled.name, sha256="", spec=ModelSpec.from_dict(data), precision="fp32"
+        kind="onnx",
+        artifact=unlabelled.name,
+        sha256=sha256_file(unlabelled),
+        spec=ModelSpec.from_dict(data),
+        precision="fp32",
     ).write(unlabelled)
     config = CalibrationConfig(samples=4, batch_size=2, sensitivity=False, max_accuracy_drop=0.0)
     feeds = tiny_feeds(2)

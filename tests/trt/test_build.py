@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from mmexport.errors import ArtifactError, EngineBuildError, MissingDependencyError
+from mmexport.files import sha256_file
 from mmexport.manifest import Manifest, read_manifest
 from mmexport.precision import calib_cache
 from mmexport.spec import ModelSpec
@@ -59,9 +60,9 @@ def tiny_artifact(folder: Path, precision: str = "fp32") -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     path = folder / "tiny.onnx"
     onnx.save(model, str(path))
-    Manifest("onnx", path.name, "", ModelSpec.from_dict(SPEC), precision, source={"model": "tiny"}).write(
-        path
-    )
+    Manifest(
+        "onnx", path.name, sha256_file(path), ModelSpec.from_dict(SPEC), precision, source={"model": "tiny"}
+    ).write(path)
     return path
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from mmexport.files import sha256_file
 from mmexport.manifest import Manifest
 from mmexport.precision.accuracy import evaluate
 from mmexport.precision.stages import accuracy
@@ -35,7 +36,9 @@ def score_onnx(path, *, offset: float = 0.0):
         [axes12, axes1, shift],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
-    Manifest(kind="onnx", artifact=path.name, sha256="", spec=SPEC, precision="fp32").write(path)
+    Manifest(kind="onnx", artifact=path.name, sha256=sha256_file(path), spec=SPEC, precision="fp32").write(
+        path
+    )
     return path
 
 
