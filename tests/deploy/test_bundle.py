@@ -468,3 +468,95 @@ def test_cli_errors_are_one_line_and_json(variants: tuple[Path, Path], tmp_path:
     helped = runner.invoke(cli, ["bundle", "--help"])
     assert all(name in helped.stdout for name in BUNDLE_TARGETS)
     assert only(tmp_path) == []
+
+
+# -- external data --------------------------------------------------------------------------------
+
+
+def write_external_model(folder: Path, location: str = "weights.onnx.data") -> Path:
+    """y = x @ W with W in an external data file, and the manifest to-onnx writes for such a model."""
+    import onnx
+
+    folder.mkdir(exist_ok=True)
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mmexport.files import sha256_file
+    from mmexport.manifest import Manifest
+
+    weight = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "external",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "weights.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location=location, size_threshold=0)
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
+            "outputs": ["y"],
+            "dims": {"n": {"min": 1, "opt": 2, "max": 8}},
+        }
+    )
+    data = {"file": location, "sha256": sha256_file(folder / location)}
+    Manifest("onnx", path.name, sha256_file(path), spec, "fp32", producer={"external_data": data}).write(path)
+    return path
+
+
+def redirect_external_data(path: Path, location: str) -> Path:
+    """The model at ``path`` pointing its weights at ``location`` (which onnx.save would refuse)."""
+    import onnx
+
+    from mmexport.files import sha256_file
+    from mmexport.manifest import read_manifest
+
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = location
+    path.write_bytes(model.SerializeToString())
+    manifest = read_manifest(path)
+    assert manifest is not None
+    manifest.sha256 = sha256_file(path)
+    manifest.write(path)
+    return path
+
+
+def test_external_data_travels_with_its_model(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    model = write_external_model(source)
+    result = make_bundle([model], "jetson-thor-jp7", tmp_path / "thor.tar.gz")
+    listed = {f["path"]: f for f in result.bundle["files"]}
+    assert listed["models/weights.onnx.data"]["role"] == "external-data"
+    assert listed["models/weights.onnx.data"]["artifact"] == "models/weights.onnx"
+    assert result.bundle["artifacts"][0]["external_data"] == ["models/weights.onnx.data"]
+    folder = unbundle(result.path, tmp_path / "thor").folder
+    x = np.ones((2, 4), dtype=np.float32)
+    got = Session(folder / "models" / "weights.onnx").run({"x": x})["y"]
+    np.testing.assert_array_equal(got, x @ np.arange(16, dtype=np.float32).reshape(4, 4))
+
+
+def test_external_data_is_checked_and_kept_inside_the_folder(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    model = write_external_model(source)
+    data = source / "weights.onnx.data"
+    data.write_bytes(flip_bit(data.read_bytes(), 3))
+    with pytest.raises(
+        ChecksumError, match=r"weights\.onnx\.data: sha256 is .* but weights\.onnx\.json records"
+    ):
+        make_bundle([model], "gpu-trt10", tmp_path / "b.tar.gz")
+    data.unlink()
+    with pytest.raises(
+        ArtifactError, match=r"refers to external data 'weights\.onnx\.data', which does not exist"
+    ):
+        make_bundle([model], "gpu-trt10", tmp_path / "b.tar.gz")
+    escaping = redirect_external_data(write_external_model(tmp_path / "src2"), "../w.data")
+    with pytest.raises(ArtifactError, match=r"external data outside its folder: '\.\./w\.data'"):
+        make_bundle([escaping], "gpu-trt10", tmp_path / "b.tar.gz")
+    assert not (tmp_path / "b.tar.gz").exists()

@@ -13,9 +13,10 @@ from mmexport.deploy.bundle_targets import BUNDLE_TARGETS
 
 
 def _targets_help() -> str:
-    rows = [
-        f"{t.name} (TensorRT {t.tensorrt}, CUDA {t.cuda}, Python {t.python})" for t in BUNDLE_TARGETS.values()
-    ]
+    rows = []
+    for t in BUNDLE_TARGETS.values():
+        unverified = "; unverified" if {"tensorrt", "cuda", "python"} & set(t.unverified) else ""
+        rows.append(f"{t.name} (TensorRT {t.tensorrt}, CUDA {t.cuda}, Python {t.python}{unverified})")
     return "Device and software stack: " + "; ".join(rows) + "."
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,6 @@ class BundleResult:
 class UnbundleResult:
     folder: Path
     bundle: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
 
     @property
     def next_step(self) -> str:
