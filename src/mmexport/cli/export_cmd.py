@@ -13,6 +13,7 @@ from mmexport.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from mmexport.export import ToOnnxResult
+    from mmexport.export.split import SplitResult
 
 
 @click.command("to-onnx")
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="ONNX file to write (default: <model name>.onnx). Its manifest goes to <output>.json.",
+    type=click.Path(path_type=Path),
+    help="ONNX file to write (default: <model name>.onnx). Its manifest goes to <output>.json. "
+    "With --split: the folder to write (default: <model name>/).",
 )
 @click.option(
     "--spec",
@@ -74,6 +76,12 @@ if TYPE_CHECKING:
     show_default=True,
     help="Seed of the random shape points and inputs.",
 )
+@click.option(
+    "--split",
+    is_flag=True,
+    help="One ONNX per modality encoder plus the fusion part, and composition.json, in the -o folder "
+    "(the model must implement split_parts(); run it with mmexport.runtime.Pipeline).",
+)
 @json_option("Print the result (or the error) as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def to_onnx_cmd(
@@ -87,6 +95,7 @@ def to_onnx_cmd(
     rtol: float | None,
     random_points: int,
     seed: int,
+    split: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -102,26 +111,41 @@ def to_onnx_cmd(
     corners of every dynamic dim and a few random points; any mismatch fails the command, prints
     the table of differences and writes nothing.
 
+    With --split, each part (one encoder per modality, then the fusion part) is exported and
+    gated on its own, and the parts run together must equal the whole model at the same points.
+
     \b
     Examples:
       mmexport to-onnx -o model.onnx
       mmexport to-onnx seed -o seed.onnx --simplify
       mmexport to-onnx my_model.py:build --spec spec.json -o model.onnx
+      mmexport to-onnx fusion --split -o fusion/
     """
     from mmexport.export import DEFAULT_OPSET, ExportConfig, ParityConfig, to_onnx
     from mmexport.export.parity import format_report
 
     name = model or DEFAULT_MODEL
-    if output is None:
-        stem = name.rpartition(":")[2] if ":" in name else name
-        output = Path(f"{stem}.onnx")
+    stem = name.rpartition(":")[2] if ":" in name else name
     progress = None if quiet else (lambda msg: click.echo(f"  {msg}", err=True))
+    export = ExportConfig(exporter=exporter, opset=DEFAULT_OPSET if opset is None else opset)
+    parity = ParityConfig(random_points=random_points, seed=seed, atol=atol, rtol=rtol)
+    if split:
+        from mmexport.export.split import to_onnx_split
+
+        if simplify:
+            raise click.UsageError("--simplify is not available with --split")
+        folder = output or Path(stem)
+        split_result = to_onnx_split(
+            model, folder, spec=spec_path, export=export, parity=parity, progress=progress
+        )
+        _report_split(split_result, as_json, quiet)
+        return
     result = to_onnx(
         model,
-        output,
+        output or Path(f"{stem}.onnx"),
         spec=spec_path,
-        export=ExportConfig(exporter=exporter, opset=DEFAULT_OPSET if opset is None else opset),
-        parity=ParityConfig(random_points=random_points, seed=seed, atol=atol, rtol=rtol),
+        export=export,
+        parity=parity,
         simplify=simplify,
         progress=progress,
     )
@@ -138,6 +162,35 @@ def to_onnx_cmd(
         f"wrote {result.path} ({size:.2f} MB) and {result.manifest_path.name}: "
         f"parity passed at {points} shape points "
         f"(export {result.seconds['export']:.1f}s, parity {result.seconds['parity']:.1f}s)"
+    )
+
+
+def _report_split(result: SplitResult, as_json: bool, quiet: bool) -> None:
+    from mmexport.export.parity import format_report
+
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    parts = result.composition.parts
+    if as_json:
+        payload = {
+            "folder": str(result.folder),
+            "composition": str(result.folder / "composition.json"),
+            "parts": {p.name: {"file": p.file, "sha256": p.sha256} for p in parts},
+            "notes": result.notes,
+            "seconds": result.seconds,
+            "parity": {name: r.parity.to_dict() for name, r in result.parts.items()},
+            "composed_parity": result.parity.to_dict(),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if not quiet:
+        click.echo(format_report(result.parity))
+    absent = [f"{p.name} ({p.absent.kind})" for p in parts if p.absent is not None]
+    click.echo(
+        f"wrote {result.folder}/: {', '.join(p.file for p in parts)} and composition.json; each part passed "
+        f"its parity gate and the composition matched the model at {len(result.parity.points)} checks "
+        f"(parts {result.seconds['parts']:.1f}s, composed {result.seconds['composed_parity']:.1f}s); "
+        f"may be absent: {', '.join(absent) or 'none'}"
     )
 
 

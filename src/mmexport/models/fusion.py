@@ -20,6 +20,7 @@ from mmexport.data.synthetic import (
     PAD_ID,
     VOCAB,
 )
+from mmexport.models.builtin_parts import ImagePart, ModelPart, TextPart
 from mmexport.models.layers import (
     ConvBlock1d,
     ConvBlock2d,
@@ -28,6 +29,7 @@ from mmexport.models.layers import (
     masked_mean,
     padding_bias,
 )
+from mmexport.models.split_protocol import EncoderPart, MaskWhenAbsent, SplitParts
 from mmexport.models.task_spec import DIMS, FUSION_SPEC
 
 WEIGHTS = Path(__file__).parent / "weights" / "fusion.pt"
@@ -80,23 +82,89 @@ class FusionModel(nn.Module):
 
     def forward(self, image: torch.Tensor, tokens: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Class logits [B,C]."""
-        image_grid = self.image_encoder(image).flatten(2).transpose(1, 2)
-        audio_grid = self.audio_encoder(audio).transpose(1, 2)
-        # one pooled token per modality next to the local tokens
-        image_tokens = self.image_proj(torch.cat([image_grid.mean(1, keepdim=True), image_grid], 1))
-        audio_tokens = self.audio_proj(torch.cat([audio_grid.mean(1, keepdim=True), audio_grid], 1))
-        memory = torch.cat([image_tokens + self.modality[0], audio_tokens + self.modality[1]], dim=1)
-        memory = self.memory_norm(memory)
+        return self.fuse(self.encode_image(image), self.encode_text(tokens), self.encode_audio(audio))
 
+    # -- the parts (``split_parts``): forward is exactly fuse(encode_image, encode_text, encode_audio)
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Image tokens [B, 1 + cells, D]: a mean-pooled token, then one per grid cell."""
+        grid = self.image_encoder(image).flatten(2).transpose(1, 2)
+        return self.image_proj(torch.cat([grid.mean(1, keepdim=True), grid], 1))
+
+    def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """Audio tokens [B, 1 + steps, D]: a mean-pooled token, then one per strided frame."""
+        grid = self.audio_encoder(audio).transpose(1, 2)
+        return self.audio_proj(torch.cat([grid.mean(1, keepdim=True), grid], 1))
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Question summary [B, D]: masked mean of the transformer's outputs over non-PAD tokens."""
         valid = tokens != PAD_ID
         bias = padding_bias(valid)
         text = self.embedding(tokens) + self.positions[: tokens.shape[1]]
         for block in self.text_blocks:
             text = block(text, bias)
-        summary = masked_mean(self.text_norm(text), valid)
+        return masked_mean(self.text_norm(text), valid)
 
-        attended = self.cross(summary[:, None, :], memory).squeeze(1)
+    def fuse(
+        self,
+        image_tokens: torch.Tensor,
+        summary: torch.Tensor,
+        audio_tokens: torch.Tensor,
+        image_present: torch.Tensor | None = None,
+        audio_present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The summary attends over image and audio tokens; the MLP maps [summary, attended] to logits.
+
+        ``image_present`` / ``audio_present`` (bool [B]): where False, that modality's tokens are
+        masked out of the attention (a missing modality). Where True, the mask adds 0.
+        """
+        memory = torch.cat([image_tokens + self.modality[0], audio_tokens + self.modality[1]], dim=1)
+        memory = self.memory_norm(memory)
+        bias = None
+        if image_present is not None and audio_present is not None:
+            keys = torch.cat(
+                [
+                    image_present[:, None].expand(-1, image_tokens.shape[1]),
+                    audio_present[:, None].expand(-1, audio_tokens.shape[1]),
+                ],
+                dim=1,
+            )
+            bias = padding_bias(keys)
+        attended = self.cross(summary[:, None, :], memory, bias).squeeze(1)
         return self.classifier(torch.cat([summary, attended], dim=1))
+
+    def split_parts(self) -> SplitParts:
+        """Image, text and audio encoders and the cross-attention fusion; image and audio may be
+        absent (their tokens are masked out of the attention), the question may not."""
+        return SplitParts(
+            encoders=(
+                EncoderPart(
+                    "image", ImagePart(self), ("image",), ("image_tokens",), MaskWhenAbsent("image_present")
+                ),
+                EncoderPart("text", TextPart(self), ("tokens",), ("summary",)),
+                EncoderPart(
+                    "audio", _AudioPart(self), ("audio",), ("audio_tokens",), MaskWhenAbsent("audio_present")
+                ),
+            ),
+            fusion=_FusePart(self),
+        )
+
+
+class _AudioPart(ModelPart):
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_audio(audio)
+
+
+class _FusePart(ModelPart):
+    def forward(
+        self,
+        image_tokens: torch.Tensor,
+        summary: torch.Tensor,
+        audio_tokens: torch.Tensor,
+        image_present: torch.Tensor,
+        audio_present: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.model.fuse(image_tokens, summary, audio_tokens, image_present, audio_present)
 
 
 def build(pretrained: bool = True) -> nn.Module:

@@ -12,12 +12,17 @@ import torch
 from torch import nn
 
 from mmexport.data.synthetic import IMAGE_LABELS, PAD_ID, VOCAB
+from mmexport.models.builtin_parts import ImagePart, ModelPart, TextPart
 from mmexport.models.layers import ConvBlock2d, last_valid
+from mmexport.models.split_protocol import ConstantWhenAbsent, EncoderPart, SplitParts
 from mmexport.models.task_spec import SEED_SPEC
 
 WEIGHTS = Path(__file__).parent / "weights" / "seed.pt"
 
 SPEC: dict = SEED_SPEC
+
+NULL_IMAGE_SIZE = 128
+"""Side of the blank image whose feature stands in for an absent image (the spec's opt size)."""
 
 
 class SeedModel(nn.Module):
@@ -51,14 +56,52 @@ class SeedModel(nn.Module):
 
     def logits(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Unnormalized class scores [B,C] (used for training)."""
-        image_feature = self.image_encoder(image).mean(dim=(2, 3))
-        sequence, _ = self.gru(self.embedding(tokens))
-        text_feature = last_valid(sequence, tokens, PAD_ID)
-        return self.classifier(torch.cat([image_feature, text_feature], dim=1))
+        return self.head(self.encode_image(image), self.encode_text(tokens))
 
     def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Class probabilities [B,C] (softmax over `logits`)."""
         return self.logits(image, tokens).softmax(dim=-1)
+
+    # -- the parts (``split_parts``): forward is exactly head(encode_image, encode_text).softmax
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Image feature [B, C]: global average of the last conv block."""
+        return self.image_encoder(image).mean(dim=(2, 3))
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Text feature [B, H]: the GRU output at the last non-PAD token."""
+        sequence, _ = self.gru(self.embedding(tokens))
+        return last_valid(sequence, tokens, PAD_ID)
+
+    def head(self, image_feature: torch.Tensor, text_feature: torch.Tensor) -> torch.Tensor:
+        """Concatenation and the MLP: class scores [B,C]."""
+        return self.classifier(torch.cat([image_feature, text_feature], dim=1))
+
+    def split_parts(self) -> SplitParts:
+        """Image and text encoders and the concatenation + MLP + softmax. An absent image is
+        replaced by a null embedding: the encoder's feature of a blank image at the dataset mean
+        (all zeros after normalization), computed here. The question may not be absent."""
+        with torch.inference_mode():
+            blank = torch.zeros(1, 3, NULL_IMAGE_SIZE, NULL_IMAGE_SIZE)
+            null_image = self.encode_image(blank)[0].clone()
+        return SplitParts(
+            encoders=(
+                EncoderPart(
+                    "image",
+                    ImagePart(self),
+                    ("image",),
+                    ("image_feature",),
+                    ConstantWhenAbsent({"image_feature": null_image}),
+                ),
+                EncoderPart("text", TextPart(self), ("tokens",), ("text_feature",)),
+            ),
+            fusion=_FusePart(self),
+        )
+
+
+class _FusePart(ModelPart):
+    def forward(self, image_feature: torch.Tensor, text_feature: torch.Tensor) -> torch.Tensor:
+        return self.model.head(image_feature, text_feature).softmax(dim=-1)
 
 
 def build(pretrained: bool = True) -> nn.Module:

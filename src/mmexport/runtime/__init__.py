@@ -9,6 +9,7 @@ Needs numpy and a backend library (onnxruntime) only: no torch, no click.
 
 from mmexport.errors import BackendError, InputError
 from mmexport.runtime.backends import Backend, BackendConfig, TensorInfo, backend_names, register_backend
+from mmexport.runtime.pipeline import Pipeline
 from mmexport.runtime.session import Session
 from mmexport.runtime.validation import FeedValidator, can_cast_losslessly
 
@@ -18,6 +19,7 @@ __all__ = [
     "BackendError",
     "FeedValidator",
     "InputError",
+    "Pipeline",
     "Session",
     "TensorInfo",
     "backend_names",

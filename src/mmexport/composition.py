@@ -1,0 +1,402 @@
+"""The composition manifest of a split export: ``<folder>/composition.json``.
+
+A split export is a folder with one ONNX per part (each with its own manifest) and this file,
+which says how the parts compose into the model::
+
+    {"format": "mmexport.composition", "format_version": 1, "created": "...",
+     "source": {"model": "fusion", "builtin": true},
+     "spec": {...the model's spec...},
+     "parts": [
+       {"name": "image", "role": "encoder", "file": "image.onnx", "sha256": "...", "precision": "fp32",
+        "inputs": {"image": {"input": "image"}}, "outputs": ["image_tokens"],
+        "absent": {"kind": "mask"}},
+       {"name": "fuse", "role": "fusion", "file": "fuse.onnx", ...,
+        "inputs": {"image_tokens": {"part": "image", "output": "image_tokens"},
+                   "image_present": {"present": "image"}, ...},
+        "outputs": ["logits"], "absent": null}],
+     "outputs": {"logits": {"part": "fuse", "output": "logits"}},
+     "producer": {...}, "validation": {...}}
+
+Wiring: each part input comes from a model input (``{"input": NAME}``), another part's output
+(``{"part": PART, "output": NAME}``) or a presence flag (``{"present": PART}``: bool [batch],
+False when that part's inputs were absent). ``absent`` declares what a part's absence means:
+``{"kind": "mask"}`` (its outputs are fed as zeros and its presence flags False; the consumer
+masks them out) or ``{"kind": "constant", "values": {OUTPUT: {"dtype", "shape", "data"}}}`` (one
+sample's null embedding, repeated along the batch); ``null``: the part must be present.
+
+numpy only: the runtime reads this file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.errors import ArtifactError, SpecError
+from mmexport.files import atomic_write_text, sha256_file
+from mmexport.spec import ModelSpec
+
+FORMAT = "mmexport.composition"
+FORMAT_VERSION = 1
+FILE_NAME = "composition.json"
+ROLES = ("encoder", "fusion")
+ABSENT_KINDS = ("mask", "constant")
+MAX_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Wire:
+    """Where a part input comes from: a model input, a part output, or a part's presence flag."""
+
+    kind: str  # "input", "part" or "present"
+    name: str  # the model input, or the part
+    output: str | None = None  # with kind "part"
+
+    def to_dict(self) -> dict[str, str]:
+        if self.kind == "part":
+            return {"part": self.name, "output": self.output or ""}
+        return {self.kind: self.name}
+
+    def __str__(self) -> str:
+        return f"{self.name}.{self.output}" if self.kind == "part" else f"{self.kind} {self.name!r}"
+
+
+@dataclass
+class Absent:
+    """What a part's absence means: ``mask`` (zeros + presence flags False) or ``constant``."""
+
+    kind: str
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # constant: one sample per output
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "mask":
+            return {"kind": "mask"}
+        values = {
+            name: {"dtype": v.dtype.name, "shape": list(v.shape), "data": v.reshape(-1).tolist()}
+            for name, v in self.values.items()
+        }
+        return {"kind": "constant", "values": values}
+
+
+@dataclass
+class Part:
+    name: str
+    role: str
+    file: str
+    sha256: str
+    precision: str
+    inputs: dict[str, Wire]
+    outputs: list[str]
+    absent: Absent | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "file": self.file,
+            "sha256": self.sha256,
+            "precision": self.precision,
+            "inputs": {k: w.to_dict() for k, w in self.inputs.items()},
+            "outputs": list(self.outputs),
+            "absent": self.absent.to_dict() if self.absent is not None else None,
+        }
+
+    @property
+    def model_inputs(self) -> list[str]:
+        """The model inputs this part reads."""
+        return [w.name for w in self.inputs.values() if w.kind == "input"]
+
+
+@dataclass
+class Composition:
+    """How the parts of a split export compose into the model (see the module docstring)."""
+
+    spec: ModelSpec
+    parts: list[Part]
+    outputs: dict[str, Wire]
+    source: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": self.created,
+            "source": self.source,
+            "spec": self.spec.to_dict(),
+            "parts": [p.to_dict() for p in self.parts],
+            "outputs": {k: w.to_dict() for k, w in self.outputs.items()},
+            "producer": self.producer,
+            "validation": self.validation,
+        }
+
+    def write(self, folder: str | Path) -> Path:
+        path = Path(folder) / FILE_NAME
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def part(self, name: str) -> Part:
+        for p in self.parts:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def precisions(self) -> dict[str, str]:
+        return {p.name: p.precision for p in self.parts}
+
+    def levels(self) -> list[list[str]]:
+        """Parts in dependency order, grouped so that the parts of one level need none of each
+        other (they may run concurrently)."""
+        return _levels(self.parts, where=FILE_NAME)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str) -> Composition:
+        """Parse and check structure and wiring; errors name the field."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ArtifactError(
+                where, f"is not an mmexport composition manifest ('format' is not {FORMAT!r})"
+            )
+        version = data.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+            raise ArtifactError(
+                where,
+                f"field 'format_version' is {version!r}; this mmexport reads 1 to {FORMAT_VERSION}",
+                hint="upgrade mmexport",
+            )
+        try:
+            spec = ModelSpec.from_dict(_field(data, "spec", Mapping, where))
+        except SpecError as e:
+            raise ArtifactError(where, f"field 'spec' is invalid: {e}") from e
+        raw_parts = _field(data, "parts", list, where)
+        if not raw_parts:
+            raise ArtifactError(where, "field 'parts' is empty")
+        parts = [_parse_part(i, p, where) for i, p in enumerate(raw_parts)]
+        names = [p.name for p in parts]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ArtifactError(where, f"field 'parts[{i}].name': part {name!r} appears twice")
+        raw_outputs = _field(data, "outputs", Mapping, where)
+        outputs = {k: _parse_wire(v, f"outputs.{k}", where) for k, v in raw_outputs.items()}
+        composition = cls(
+            spec=spec,
+            parts=parts,
+            outputs=outputs,
+            source=dict(data.get("source") or {}),
+            producer=dict(data.get("producer") or {}),
+            validation=dict(data.get("validation") or {}),
+            created=str(data.get("created", "")),
+        )
+        _check_wiring(composition, where)
+        return composition
+
+
+def read_composition(folder: str | Path, *, verify_files: bool = True) -> Composition:
+    """Read and check ``folder/composition.json``; with ``verify_files``, every part file must
+    exist and match its sha256 (reads each file once)."""
+    folder = Path(folder)
+    path = folder / FILE_NAME if folder.is_dir() else folder
+    if not path.is_file():
+        raise ArtifactError(
+            str(path),
+            "does not exist",
+            hint="a split export folder from `mmexport to-onnx --split -o FOLDER`",
+        )
+    if path.stat().st_size > MAX_BYTES:
+        raise ArtifactError(str(path), f"is larger than {MAX_BYTES >> 20} MiB; not a composition manifest")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(str(path), f"is not valid JSON ({e})") from e
+    composition = Composition.from_dict(data, where=str(path))
+    if verify_files:
+        for i, part in enumerate(composition.parts):
+            file = path.parent / part.file
+            if not file.is_file():
+                raise ArtifactError(
+                    str(path), f"field 'parts[{i}].file': part {part.name!r} file {part.file!r} is missing"
+                )
+            if sha256_file(file) != part.sha256:
+                raise ArtifactError(
+                    str(path),
+                    f"field 'parts[{i}].sha256': part {part.name!r} file {part.file!r} does not match "
+                    "its sha256 (modified or replaced since export)",
+                )
+    return composition
+
+
+def is_composition_folder(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / FILE_NAME).is_file()
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type, where: str, prefix: str = "") -> Any:
+    if key not in data:
+        raise ArtifactError(where, f"field '{prefix}{key}' is missing")
+    value = data[key]
+    if not isinstance(value, kind):
+        raise ArtifactError(where, f"field '{prefix}{key}' must be a {_KIND_NAMES[kind]}, got {value!r:.60}")
+    return value
+
+
+_KIND_NAMES: dict[type, str] = {Mapping: "JSON object", list: "list", str: "string"}
+
+
+def _parse_part(index: int, data: Any, where: str) -> Part:
+    at = f"parts[{index}]."
+    if not isinstance(data, Mapping):
+        raise ArtifactError(where, f"field 'parts[{index}]' must be a JSON object")
+    name = _field(data, "name", str, where, at)
+    role = _field(data, "role", str, where, at)
+    if role not in ROLES:
+        raise ArtifactError(where, f"field '{at}role' is {role!r}; expected one of {', '.join(ROLES)}")
+    raw_inputs = _field(data, "inputs", Mapping, where, at)
+    outputs = _field(data, "outputs", list, where, at)
+    if not outputs or not all(isinstance(o, str) for o in outputs):
+        raise ArtifactError(where, f"field '{at}outputs' must be a non-empty list of names")
+    absent = data.get("absent")
+    return Part(
+        name=name,
+        role=role,
+        file=_field(data, "file", str, where, at),
+        sha256=_field(data, "sha256", str, where, at),
+        precision=_field(data, "precision", str, where, at),
+        inputs={k: _parse_wire(v, f"{at}inputs.{k}", where) for k, v in raw_inputs.items()},
+        outputs=list(outputs),
+        absent=None if absent is None else _parse_absent(absent, f"{at}absent", where),
+    )
+
+
+def _parse_wire(data: Any, at: str, where: str) -> Wire:
+    is_part = isinstance(data, Mapping) and set(data) == {"part", "output"}
+    if is_part and isinstance(data["part"], str) and isinstance(data["output"], str):
+        return Wire("part", data["part"], data["output"])
+    if isinstance(data, Mapping) and len(data) == 1:
+        ((kind, name),) = data.items()
+        if kind in ("input", "present") and isinstance(name, str):
+            return Wire(kind, name)
+    raise ArtifactError(
+        where,
+        f'field \'{at}\' is {data!r:.80}; expected {{"input": NAME}}, {{"part": PART, "output": NAME}} '
+        'or {"present": PART}',
+    )
+
+
+def _parse_absent(data: Any, at: str, where: str) -> Absent:
+    kind = data.get("kind") if isinstance(data, Mapping) else None
+    if kind not in ABSENT_KINDS:
+        raise ArtifactError(
+            where, f"field '{at}.kind' is {kind!r}; expected one of {', '.join(ABSENT_KINDS)}"
+        )
+    if kind == "mask":
+        return Absent("mask")
+    values = _field(data, "values", Mapping, where, f"{at}.")
+    arrays = {}
+    for name, v in values.items():
+        try:
+            arrays[name] = np.asarray(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(
+                where, f"field '{at}.values.{name}' is not {{dtype, shape, data}} of matching size ({e})"
+            ) from e
+    return Absent("constant", arrays)
+
+
+# -- wiring ---------------------------------------------------------------------------------
+
+
+def _check_wiring(c: Composition, where: str) -> None:
+    """Every wire names a model input, a part's declared output, or a part; mask parts have flags."""
+    parts = {p.name: p for p in c.parts}
+    inputs = set(c.spec.input_names)
+
+    def check(wire: Wire, at: str) -> None:
+        if wire.kind == "input" and wire.name not in inputs:
+            raise ArtifactError(
+                where,
+                f"field '{at}' reads model input {wire.name!r}, which the spec does not declare",
+                hint=f"inputs: {', '.join(sorted(inputs))}",
+            )
+        if wire.kind in ("part", "present") and wire.name not in parts:
+            raise ArtifactError(
+                where,
+                f"field '{at}' refers to part {wire.name!r}, which 'parts' does not hold",
+                hint=f"parts: {', '.join(parts)}",
+            )
+        if wire.kind == "part" and wire.output not in parts[wire.name].outputs:
+            raise ArtifactError(
+                where,
+                f"field '{at}' reads output {wire.output!r} of part {wire.name!r}, which has "
+                f"{', '.join(parts[wire.name].outputs)}",
+            )
+
+    for i, part in enumerate(c.parts):
+        for name, wire in part.inputs.items():
+            check(wire, f"parts[{i}].inputs.{name}")
+    for name, wire in c.outputs.items():
+        check(wire, f"outputs.{name}")
+        if wire.kind != "part":
+            raise ArtifactError(where, f"field 'outputs.{name}' must come from a part output")
+    missing = [o for o in c.spec.output_names if o not in c.outputs]
+    if missing:
+        raise ArtifactError(where, f"field 'outputs' lacks the model output {missing[0]!r}")
+    read = {w.name for p in c.parts for w in p.inputs.values() if w.kind == "input"}
+    unread = sorted(inputs - read)
+    if unread:
+        raise ArtifactError(where, f"field 'parts': no part reads model input {unread[0]!r}")
+    flagged = {w.name for p in c.parts for w in p.inputs.values() if w.kind == "present"}
+    for i, part in enumerate(c.parts):
+        if part.absent is None:
+            continue
+        if part.absent.kind == "mask" and part.name not in flagged:
+            raise ArtifactError(
+                where,
+                f"field 'parts[{i}].absent': part {part.name!r} is masked when absent but no part "
+                f'reads its flag ({{"present": "{part.name}"}})',
+            )
+        if part.absent.kind == "constant" and sorted(part.absent.values) != sorted(part.outputs):
+            raise ArtifactError(
+                where,
+                f"field 'parts[{i}].absent.values' must hold exactly the outputs {', '.join(part.outputs)}",
+            )
+    _levels(c.parts, where)
+
+
+def _levels(parts: list[Part], where: str) -> list[list[str]]:
+    """Kahn's algorithm over part -> part wires; a cycle is an error naming its parts."""
+    needs = {p.name: {w.name for w in p.inputs.values() if w.kind == "part"} for p in parts}
+    levels: list[list[str]] = []
+    done: set[str] = set()
+    while len(done) < len(needs):
+        ready = [n for n, deps in needs.items() if n not in done and deps <= done]
+        if not ready:
+            stuck = sorted(n for n in needs if n not in done)
+            raise ArtifactError(
+                where, f"field 'parts': the wiring has a cycle through part(s) {', '.join(stuck)}"
+            )
+        levels.append(ready)
+        done.update(ready)
+    return levels
+
+
+__all__ = [
+    "FILE_NAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Absent",
+    "Composition",
+    "Part",
+    "Wire",
+    "is_composition_folder",
+    "read_composition",
+]

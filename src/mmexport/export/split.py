@@ -1,0 +1,380 @@
+"""``to-onnx --split``: one ONNX per modality encoder plus the fusion part, and a composition manifest.
+
+The model offers its parts through ``split_parts()`` (``mmexport.models.split_protocol``). Each
+part is exported by ``to_onnx`` with its own spec and passes its own parity gate against its
+PyTorch module; then the composed parts (run by ``mmexport.runtime.Pipeline``) must equal the
+monolithic PyTorch model at the model's shape points, and every declared absence must equal the
+PyTorch parts with the same stand-in. Everything is built in a staging folder and moved into
+place at the end: a failure writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmexport.composition import FILE_NAME, Absent, Composition, Part, Wire, is_composition_folder
+from mmexport.errors import ArtifactError, ExportError, ParityError, SpecError
+from mmexport.export.loader import LoadedModel, load_model
+from mmexport.export.onnx_export import ExportConfig
+from mmexport.export.parity import (
+    ParityConfig,
+    ParityReport,
+    ParityRow,
+    compare,
+    format_shapes,
+    shape_points,
+    tolerance,
+    torch_outputs,
+)
+from mmexport.export.split_specs import constant_values, encoder_spec, fusion_spec, output_shapes
+from mmexport.export.stage import ToOnnxResult, to_onnx
+from mmexport.files import INTERRUPTED, staging_dir
+from mmexport.manifest import package_versions, read_manifest
+from mmexport.models.split_protocol import SPLIT_METHOD, ConstantWhenAbsent, MaskWhenAbsent, SplitParts
+from mmexport.runtime.pipeline import Pipeline, dim_sizes, stand_in_shape
+from mmexport.spec import ModelSpec
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SplitResult:
+    folder: Path
+    composition: Composition
+    parity: ParityReport  # the composed gate: parts together vs the monolithic model
+    parts: dict[str, ToOnnxResult]
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def split_parts_of(loaded: LoadedModel) -> SplitParts:
+    """The model's ``split_parts()``, checked against its spec; a clear error when it has none."""
+    method = getattr(loaded.module, SPLIT_METHOD, None)
+    if not callable(method):
+        raise ExportError(
+            f"model {loaded.name!r} ({type(loaded.module).__name__}) cannot be split: it has no "
+            f"{SPLIT_METHOD}() method",
+            hint="implement split_parts() returning mmexport.models.split_protocol.SplitParts "
+            "(one EncoderPart per modality and the fusion module), or export it whole without --split",
+        )
+    parts = method()
+    if not isinstance(parts, SplitParts):
+        raise ExportError(
+            f"{type(loaded.module).__name__}.{SPLIT_METHOD}() returned a {type(parts).__name__}, "
+            "not SplitParts"
+        )
+    _check_parts(parts, loaded)
+    return parts
+
+
+def _check_parts(parts: SplitParts, loaded: LoadedModel) -> None:
+    spec = loaded.spec
+    names = [e.name for e in parts.encoders] + [parts.fusion_name]
+    if len(set(names)) < len(names):
+        raise SpecError(f"{SPLIT_METHOD}(): part names must be unique, got {', '.join(names)}")
+    taken: list[str] = []
+    for e in parts.encoders:
+        unknown = [n for n in e.inputs if n not in spec.input_names]
+        if unknown or not e.inputs:
+            what = repr(unknown[0]) if unknown else "no input"
+            raise SpecError(
+                f"{SPLIT_METHOD}(): part {e.name!r} takes {what}, not a model input",
+                hint=f"model inputs: {', '.join(spec.input_names)}",
+            )
+        taken += e.inputs
+    untaken = [n for n in spec.input_names if n not in taken]
+    if untaken:
+        raise SpecError(f"{SPLIT_METHOD}(): no part takes model input {untaken[0]!r}")
+    outputs = [o for e in parts.encoders for o in e.outputs]
+    clash = [o for o in outputs if outputs.count(o) > 1 or o in spec.input_names]
+    if clash:
+        raise SpecError(
+            f"{SPLIT_METHOD}(): encoder output {clash[0]!r} is not unique among inputs and outputs"
+        )
+
+
+def to_onnx_split(
+    reference: str | torch.nn.Module | None,
+    folder: str | Path,
+    *,
+    spec: Any = None,
+    export: ExportConfig | None = None,
+    parity: ParityConfig | None = None,
+    progress: Progress | None = None,
+) -> SplitResult:
+    """Export the model's parts into ``folder``; raise ParityError (writing nothing) on any mismatch."""
+    say = progress or (lambda _msg: None)
+    export = export or ExportConfig()
+    parity = parity or ParityConfig()
+    folder = Path(folder)
+    _check_folder(folder)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    loaded = load_model(reference, spec)
+    parts = split_parts_of(loaded)
+    seconds["load"] = time.perf_counter() - t0
+    points = shape_points(loaded.spec, parity)
+    with staging_dir(folder) as stage:
+        t0 = time.perf_counter()
+        results, composition = _export_parts(loaded, parts, stage, export, parity, points, say)
+        seconds["parts"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        composition.write(stage)
+        report = composed_gate(loaded, parts, stage, parity, say)
+        seconds["composed_parity"] = time.perf_counter() - t0
+        if not report.passed:
+            bad = report.failures[0]
+            what = bad.error or f"max abs diff {bad.max_abs:.3g}"
+            raise ParityError(
+                f"composed parity gate failed: the parts together differ from the model in "
+                f"{len(report.failures)} of {len(report.rows)} checks (first: output {bad.output!r} at "
+                f"{bad.point}: {what}); nothing written",
+                report=report,
+            )
+        composition.validation = {"composed_parity": report.to_dict()}
+        composition.write(stage)
+        _publish_folder(stage, folder)
+    notes = [n for r in results.values() for n in r.notes] + list(parts.notes)
+    return SplitResult(folder, composition, report, results, notes, seconds)
+
+
+def _export_parts(
+    loaded: LoadedModel,
+    parts: SplitParts,
+    stage: Path,
+    export: ExportConfig,
+    parity: ParityConfig,
+    points: list[tuple[str, Any]],
+    say: Progress,
+) -> tuple[dict[str, ToOnnxResult], Composition]:
+    results: dict[str, ToOnnxResult] = {}
+    shapes, new_dims, entries = {}, {}, []
+    for e in parts.encoders:
+        part_spec = encoder_spec(loaded.spec, e)
+        say(f"part {e.name!r} ({', '.join(e.inputs)} -> {', '.join(e.outputs)})")
+        results[e.name] = to_onnx(
+            e.module,
+            stage / f"{e.name}.onnx",
+            spec=part_spec,
+            export=export,
+            parity=parity,
+            progress=_indent(say),
+        )
+        shapes[e.name], dims = output_shapes(e, part_spec, results[e.name].path, points)
+        new_dims.update(dims)
+        absent = None
+        if isinstance(e.absent, MaskWhenAbsent):
+            absent = Absent("mask")
+        elif isinstance(e.absent, ConstantWhenAbsent):
+            absent = Absent("constant", constant_values(e, shapes[e.name]))
+        wires = {n: Wire("input", n) for n in e.inputs}
+        entries.append(_part_entry(e.name, "encoder", results[e.name], wires, list(e.outputs), absent))
+    batch = _batch_dim(loaded)
+    fuse_spec = fusion_spec(loaded.spec, parts.encoders, shapes, new_dims, batch)
+    say(f"part {parts.fusion_name!r} ({len(fuse_spec.inputs)} inputs -> {', '.join(fuse_spec.output_names)})")
+    fused = to_onnx(
+        parts.fusion,
+        stage / f"{parts.fusion_name}.onnx",
+        spec=fuse_spec,
+        export=export,
+        parity=parity,
+        progress=_indent(say),
+    )
+    results[parts.fusion_name] = fused
+    wires = {s.name: Wire("part", e.name, s.name) for e in parts.encoders for s in shapes[e.name]}
+    wires.update(
+        {
+            e.absent.flag: Wire("present", e.name)
+            for e in parts.encoders
+            if isinstance(e.absent, MaskWhenAbsent)
+        }
+    )
+    entries.append(_part_entry(parts.fusion_name, "fusion", fused, wires, fuse_spec.output_names, None))
+    for result in results.values():
+        _mark_part_manifest(result, loaded)
+    composition = Composition(
+        spec=loaded.spec,
+        parts=entries,
+        outputs={o: Wire("part", parts.fusion_name, o) for o in loaded.spec.output_names},
+        source={"model": loaded.reference, "builtin": loaded.builtin},
+        producer=_producer(export),
+    )
+    return results, composition
+
+
+def _part_entry(
+    name: str,
+    role: str,
+    result: ToOnnxResult,
+    inputs: dict[str, Wire],
+    outputs: list[str],
+    absent: Absent | None,
+) -> Part:
+    return Part(name, role, result.path.name, result.manifest.sha256, "fp32", inputs, outputs, absent)
+
+
+def _mark_part_manifest(result: ToOnnxResult, loaded: LoadedModel) -> None:
+    """A part's manifest names the model it is a part of (not a built-in: synthetic data does not fit it)."""
+    manifest = read_manifest(result.path)
+    if manifest is None:  # to_onnx always writes one
+        raise ExportError(f"{result.path.name} has no manifest")
+    manifest.source = {"model": loaded.reference, "part": result.path.stem, "composition": FILE_NAME}
+    manifest.write(result.path)
+
+
+def _batch_dim(loaded: LoadedModel) -> str | None:
+    firsts = {i.shape[0] if i.shape else None for i in loaded.spec.inputs}
+    only = firsts.pop() if len(firsts) == 1 else None
+    return only if isinstance(only, str) else None
+
+
+def _producer(export: ExportConfig) -> dict[str, Any]:
+    import onnxruntime
+
+    import mmexport
+
+    versions = package_versions("torch", "onnx")
+    versions["onnxruntime"] = onnxruntime.__version__
+    return {
+        "tool": "mmexport",
+        "version": mmexport.__version__,
+        "stage": "to-onnx --split",
+        "exporter": export.exporter,
+        "opset": export.opset,
+        "versions": versions,
+    }
+
+
+def _indent(say: Progress) -> Progress:
+    return lambda msg: say(f"  {msg}")
+
+
+# -- the composed gate ----------------------------------------------------------------------
+
+
+def composed_gate(
+    loaded: LoadedModel, parts: SplitParts, folder: Path, config: ParityConfig, say: Progress
+) -> ParityReport:
+    """The parts run by the runtime's Pipeline against the monolithic PyTorch model at the model's
+    shape points; then, at the opt point, each declared absence against the PyTorch parts given
+    the same stand-in (zeros and a False flag, or the null embedding)."""
+    report = ParityReport()
+    spec = loaded.spec
+    with Pipeline(folder, parallel=False, spin=False) as pipe:
+        fuse_spec = pipe.parts[parts.fusion_name].spec
+        for k, (name, point) in enumerate(shape_points(spec, config)):
+            feed = spec.sample_feed(point, seed=config.seed + k)
+            say(f"composed parity {name}: {format_shapes({n: list(v.shape) for n, v in feed.items()})}")
+            expected = torch_outputs(loaded.module, feed)
+            _compare(report, f"composed {name}", feed, pipe, expected, spec, config)
+        feed = spec.sample_feed(spec.example_point(), seed=config.seed)
+        for e in parts.encoders:
+            if e.absent is None:
+                continue
+            say(f"composed parity with part {e.name!r} absent")
+            partial = {n: v for n, v in feed.items() if n not in e.inputs}
+            expected = _torch_absent(parts, e.name, partial, fuse_spec, spec)
+            _compare(report, f"opt, {e.name} absent", partial, pipe, expected, spec, config)
+    return report
+
+
+def _compare(
+    report: ParityReport,
+    point: str,
+    feed: dict[str, np.ndarray],
+    pipe: Pipeline,
+    expected: list[np.ndarray],
+    spec: ModelSpec,
+    config: ParityConfig,
+) -> None:
+    shapes = {n: list(v.shape) for n, v in feed.items()}
+    try:
+        actual = pipe.run(feed)
+    except Exception as e:  # an InputError from a part (a derived dim out of range) or onnxruntime
+        text = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+        for out in spec.output_names:
+            report.rows.append(ParityRow(point, shapes, out, None, None, 0, 0, False, text, "onnxruntime"))
+        return
+    for out, exp in zip(spec.output_names, expected, strict=True):
+        atol, rtol = tolerance(spec, out, exp.dtype, config)
+        max_abs, max_rel, ok = compare(actual[out], exp, atol, rtol)
+        report.rows.append(ParityRow(point, shapes, out, max_abs, max_rel, atol, rtol, ok))
+
+
+def _torch_absent(
+    parts: SplitParts, gone: str, feed: dict[str, np.ndarray], fuse_spec: ModelSpec, model: ModelSpec
+) -> list[np.ndarray]:
+    """The PyTorch parts with part ``gone`` replaced as declared (``feed`` lacks its inputs): its
+    null embedding, or zeros of the runtime's stand-in shape with its presence flag False."""
+    sizes = dim_sizes(model, feed)
+    kwargs: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for e in parts.encoders:
+            if isinstance(e.absent, MaskWhenAbsent):
+                shape = stand_in_shape(fuse_spec, e.absent.flag, sizes)
+                kwargs[e.absent.flag] = torch.full(shape, e.name != gone, dtype=torch.bool)
+            if e.name != gone:
+                results = _as_list(e.module(**{n: torch.from_numpy(feed[n]) for n in e.inputs}))
+                kwargs.update(dict(zip(e.outputs, results, strict=True)))
+            elif isinstance(e.absent, ConstantWhenAbsent):
+                kwargs.update(
+                    {
+                        n: v.expand(stand_in_shape(fuse_spec, n, sizes)[0], *v.shape)
+                        for n, v in e.absent.values.items()
+                    }
+                )
+            else:
+                kwargs.update({n: torch.zeros(stand_in_shape(fuse_spec, n, sizes)) for n in e.outputs})
+        return [t.numpy() for t in _as_list(parts.fusion(**kwargs))]
+
+
+def _as_list(result: Any) -> list[torch.Tensor]:
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse, before any work: a file, or a non-empty folder that is not an earlier split export."""
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(str(folder), "is a file; --split writes a folder", hint="e.g. -o fusion/")
+    if folder.is_dir() and any(folder.iterdir()) and not is_composition_folder(folder):
+        raise ArtifactError(
+            str(folder),
+            f"is a folder with other files and no {FILE_NAME}; not replaced",
+            hint="give a new or empty folder, or an earlier split export",
+        )
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactError(str(folder.parent), f"cannot create the output folder: {e.strerror}") from e
+    if not os.access(folder.parent, os.W_OK):
+        raise ArtifactError(str(folder.parent), "is not writable")
+
+
+def _publish_folder(stage: Path, folder: Path) -> None:
+    """Move the staged folder into place; an earlier export there is moved aside first, then removed."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+    final = stage.with_name(f"{stage.name}.done")
+    os.replace(stage, final)  # out of staging_dir's clean-up
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(final, 0o777 & ~mask)  # the staging folder was private (mkdtemp)
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+        os.replace(folder, old)
+    os.replace(final, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

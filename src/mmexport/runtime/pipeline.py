@@ -1,0 +1,353 @@
+"""``Pipeline``: run a split export (per-modality parts + fusion) as one model.
+
+    pipe = Pipeline("fusion/")                                 # reads fusion/composition.json
+    pipe.run({"image": img, "tokens": toks, "audio": wav})     # the monolithic model's outputs
+    pipe.run({"image": img, "tokens": toks})                   # audio absent: as the model declares
+
+Each part is a ``Session``; independent parts (the encoders) run concurrently on a thread pool
+(onnxruntime releases the GIL while it runs), then the parts that need them (the fusion part).
+Absent modalities follow the composition's declarations; with ``cache=True`` an encoder whose
+inputs did not change since the previous call is not run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.composition import Composition, Part, Wire, read_composition
+from mmexport.errors import ArtifactError, InputError
+from mmexport.runtime.session import Session
+from mmexport.runtime.validation import FeedValidator
+from mmexport.spec import ModelSpec
+
+Values = dict[tuple[str, str], np.ndarray]  # (part, output) -> array
+
+
+class Pipeline:
+    """A split export loaded as one runnable model (``run(feeds) -> dict``, like ``Session``).
+
+    ``folder``: the split export (or its ``composition.json``); every part file is checked
+    against its sha256 at load. ``device``, ``backend``, ``provider``, ``threads``, ``spin``,
+    ``options``: as for ``Session``, applied to every part (``threads`` per part: parts that run
+    concurrently each use that many). ``parallel``: run independent parts on a thread pool
+    (False: one after the other on the calling thread). ``cache``: remember each encoder's last
+    inputs and outputs (see ``run``).
+
+    Thread safety: ``run`` may be called from several threads; the cache is shared and locked.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        device: str = "cpu",
+        *,
+        backend: str = "auto",
+        provider: str | None = None,
+        threads: int | None = None,
+        spin: bool | None = None,
+        options: Mapping[str, Any] | None = None,
+        cache: bool = False,
+        parallel: bool = True,
+    ) -> None:
+        self.folder = Path(folder)
+        self.composition: Composition = read_composition(self.folder)
+        root = self.folder if self.folder.is_dir() else self.folder.parent
+        self.spec: ModelSpec = self.composition.spec
+        self.spec_source = "manifest"
+        self._sessions: dict[str, Session] = {}
+        try:
+            for part in self.composition.parts:
+                self._sessions[part.name] = Session(
+                    root / part.file,
+                    backend,
+                    device,
+                    provider=provider,
+                    threads=threads,
+                    spin=spin,
+                    options=options,
+                )
+            _check_parts(self.composition, self._sessions, str(root / "composition.json"))
+        except BaseException:
+            self.close()
+            raise
+        self._levels = self.composition.levels()
+        width = max(len(level) for level in self._levels)
+        # Independent parts run on host threads. For the TensorRT backend, this is where each part
+        # would get its own CUDA stream (and an event the fusion part waits on); Session does not
+        # expose streams yet, so on a GPU the parts overlap only their host-side work.
+        self._pool = ThreadPoolExecutor(width - 1, "mmexport-part") if parallel and width > 1 else None
+        self._cache_enabled = cache
+        self._cache: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+        self._stats = {p.name: {"hits": 0, "misses": 0} for p in self._cacheable()}
+        self._lock = threading.Lock()
+        self._validators: dict[frozenset[str], FeedValidator] = {}
+        self._encoders = [p for p in self.composition.parts if p.model_inputs]
+
+    # -- like Session ---------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.spec.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.spec.output_names
+
+    @property
+    def parts(self) -> dict[str, Session]:
+        """Part name -> its Session."""
+        return dict(self._sessions)
+
+    def validate(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """What ``run`` checks, without running: the given inputs (cast where allowed). An absent
+        modality must be declared (``InputError`` naming it and what is declared)."""
+        if not isinstance(feeds, Mapping):
+            raise InputError(
+                None, f"feeds must be a dict of input name -> numpy array, got {type(feeds).__name__}"
+            )
+        unknown = sorted(str(k) for k in feeds if k not in self.spec.input_names)
+        if unknown:
+            raise InputError(
+                unknown[0], f"is not an input of this model (it takes {', '.join(self.spec.input_names)})"
+            )
+        for part in self._encoders:
+            given = [n for n in part.model_inputs if n in feeds]
+            if given and len(given) < len(part.model_inputs):
+                absent = next(n for n in part.model_inputs if n not in feeds)
+                raise InputError(
+                    absent,
+                    f"is missing while {given[0]!r} is given; part {part.name!r} takes "
+                    f"{', '.join(part.model_inputs)}: give all of them or none",
+                )
+            if not given and part.absent is None:
+                raise InputError(
+                    part.model_inputs[0],
+                    f"is missing and part {part.name!r} ({self._modality(part)}) declares no behaviour "
+                    f"when absent; declared: {self._declared()}",
+                    hint="give the input, or export a model whose split_parts() declares its absence",
+                )
+        if not feeds:
+            raise InputError(None, f"no inputs given (the model takes {', '.join(self.spec.input_names)})")
+        return self._validator(frozenset(feeds))(feeds)
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], *, cache_keys: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The model's outputs for ``feeds`` (inputs of absent modalities may be left out).
+
+        With ``cache=True``: an encoder whose inputs are unchanged since the last call is not run
+        again. ``cache_keys`` (part -> any hashable, e.g. ``{"text": "cmd-42"}``) names the inputs
+        of a part; parts without a key are compared by a blake2b hash of their inputs' bytes,
+        shape and dtype (a pass over the data: about 1 ms per MB; cheap for tokens, not free for
+        images: give a key where the caller knows).
+        """
+        values = self._run(self.validate(feeds), cache_keys)
+        return {name: values[(w.name, w.output or "")] for name, w in self.composition.outputs.items()}
+
+    def part_outputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+        """Every part's outputs for ``feeds`` (part -> output -> array); absent parts are left out."""
+        values = self._run(self.validate(feeds), None)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for (part, name), value in values.items():
+            out.setdefault(part, {})[name] = value
+        return out
+
+    def cache_info(self) -> dict[str, dict[str, int]]:
+        """Hits and misses per cacheable part (encoders) since load or ``clear_cache``."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._stats.items()}
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            for v in self._stats.values():
+                v.update(hits=0, misses=0)
+
+    def describe(self) -> dict[str, Any]:
+        """The first part's backend description, plus every part's file and precision."""
+        first = next(iter(self._sessions.values())).describe()
+        return {
+            **first,
+            "artifact": str(self.folder),
+            "precision": "+".join(sorted(set(self.composition.precisions.values()))),
+            "parts": {p.name: {"file": p.file, "precision": p.precision} for p in self.composition.parts},
+            "parallel": self._pool is not None,
+            "cache": self._cache_enabled,
+        }
+
+    def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for session in self._sessions.values():
+            session.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Pipeline({str(self.folder)!r}, parts={list(self._sessions)})"
+
+    # -- running --------------------------------------------------------------------------
+
+    def _run(self, feeds: Mapping[str, np.ndarray], cache_keys: Mapping[str, Any] | None) -> Values:
+        keys = self._check_cache_keys(cache_keys)
+        absent = {p.name for p in self._encoders if not all(n in feeds for n in p.model_inputs)}
+        sizes = dim_sizes(self.spec, feeds)
+        values: Values = {}
+        for level in self._levels:
+            todo = [self.composition.part(n) for n in level if n not in absent]
+            jobs = [(p, self._part_feeds(p, feeds, values, absent, sizes)) for p in todo]
+            if self._pool is not None and len(jobs) > 1:
+                futures = [self._pool.submit(self._run_part, p, f, keys.get(p.name)) for p, f in jobs[1:]]
+                results = [self._run_part(*jobs[0], keys.get(jobs[0][0].name))]
+                results += [f.result() for f in futures]
+            else:
+                results = [self._run_part(p, f, keys.get(p.name)) for p, f in jobs]
+            for (part, _), outputs in zip(jobs, results, strict=True):
+                values.update({(part.name, k): v for k, v in outputs.items()})
+        return values
+
+    def _run_part(self, part: Part, feeds: dict[str, np.ndarray], key: Any) -> dict[str, np.ndarray]:
+        if not self._cache_enabled or part.name not in self._stats:
+            return self._sessions[part.name].run(feeds)
+        token = ("key", key) if key is not None else ("hash", content_hash(feeds))
+        with self._lock:
+            entry = self._cache.get(part.name)
+            hit = entry is not None and entry[0] == token
+            self._stats[part.name]["hits" if hit else "misses"] += 1
+        if hit and entry is not None:
+            return entry[1]
+        outputs = self._sessions[part.name].run(feeds)
+        with self._lock:
+            self._cache[part.name] = (token, outputs)
+        return outputs
+
+    def _part_feeds(
+        self,
+        part: Part,
+        feeds: Mapping[str, np.ndarray],
+        values: Values,
+        absent: set[str],
+        sizes: dict[str, int],
+    ) -> dict[str, np.ndarray]:
+        session = self._sessions[part.name]
+        out = {}
+        for name, wire in part.inputs.items():
+            if wire.kind == "input":
+                out[name] = feeds[wire.name]
+            elif wire.kind == "present":
+                out[name] = np.full(
+                    stand_in_shape(session.spec, name, sizes), wire.name not in absent, dtype=bool
+                )
+            elif wire.name not in absent:
+                out[name] = values[(wire.name, wire.output or "")]
+            else:
+                out[name] = self._stand_in(wire, session.spec, name, sizes)
+        return out
+
+    def _stand_in(self, wire: Wire, spec: ModelSpec, name: str, sizes: dict[str, int]) -> np.ndarray:
+        """What an absent part's output is replaced by: zeros (mask) or its null embedding."""
+        source = self.composition.part(wire.name).absent
+        dtype = np.dtype(spec.input(name).dtype)
+        if source is not None and source.kind == "constant":
+            value = source.values[wire.output or ""]
+            batch = stand_in_shape(spec, name, sizes)[0]
+            return np.ascontiguousarray(np.broadcast_to(value.astype(dtype), (batch, *value.shape)))
+        return np.zeros(stand_in_shape(spec, name, sizes), dtype=dtype)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _cacheable(self) -> list[Part]:
+        return [p for p in self.composition.parts if all(w.kind == "input" for w in p.inputs.values())]
+
+    def _check_cache_keys(self, cache_keys: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if not cache_keys:
+            return {}
+        if not self._cache_enabled:
+            raise InputError(None, "cache_keys given, but this Pipeline was opened without cache=True")
+        unknown = sorted(k for k in cache_keys if k not in self._stats)
+        if unknown:
+            raise InputError(
+                None,
+                f"cache_keys names part {unknown[0]!r}; cacheable parts: {', '.join(self._stats)}",
+            )
+        return cache_keys
+
+    def _validator(self, names: frozenset[str]) -> FeedValidator:
+        """Feed checks for the inputs given (shared dims must agree across modalities)."""
+        validator = self._validators.get(names)
+        if validator is None:
+            inputs = [i for i in self.spec.inputs if i.name in names]
+            used = {d for i in inputs for d in i.dim_names}
+            sub = ModelSpec(
+                tuple(inputs), self.spec.outputs, {n: d for n, d in self.spec.dims.items() if n in used}
+            )
+            validator = self._validators[names] = FeedValidator(sub)
+        return validator
+
+    def _modality(self, part: Part) -> str:
+        return "/".join(sorted({self.spec.input(n).modality for n in part.model_inputs}))
+
+    def _declared(self) -> str:
+        declared = [f"{p.name} ({p.absent.kind})" for p in self._encoders if p.absent is not None]
+        return ", ".join(declared) or "none (every modality must be given)"
+
+
+def content_hash(feeds: Mapping[str, np.ndarray]) -> bytes:
+    """blake2b of each array's name, dtype, shape and bytes: equal arrays, equal hash."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(feeds):
+        value = np.ascontiguousarray(feeds[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.data.cast("B"))
+    return digest.digest()
+
+
+def dim_sizes(spec: ModelSpec, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+    sizes = {}
+    for name, value in feeds.items():
+        for axis, dim in enumerate(spec.input(name).shape):
+            if isinstance(dim, str):
+                sizes[dim] = value.shape[axis]
+    return sizes
+
+
+def stand_in_shape(spec: ModelSpec, name: str, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """An input's shape with model dims from the feeds and other (derived) dims at their min."""
+    return tuple(d if isinstance(d, int) else sizes.get(d, spec.dims[d].min) for d in spec.input(name).shape)
+
+
+def _check_parts(c: Composition, sessions: Mapping[str, Session], where: str) -> None:
+    """Each part's wiring against its own spec: every input wired, no unknown name, outputs exist."""
+    for i, part in enumerate(c.parts):
+        spec = sessions[part.name].spec
+        wired, takes = set(part.inputs), set(spec.input_names)
+        if wired != takes:
+            name = sorted(wired - takes)[0] if wired - takes else sorted(takes - wired)[0]
+            problem = "is not an input of" if name in wired else "is not wired, but is an input of"
+            raise ArtifactError(
+                where,
+                f"field 'parts[{i}].inputs.{name}': {name!r} {problem} {part.file} "
+                f"(it takes {', '.join(spec.input_names)})",
+            )
+        unknown = [o for o in part.outputs if o not in spec.output_names]
+        if unknown:
+            raise ArtifactError(
+                where,
+                f"field 'parts[{i}].outputs': {unknown[0]!r} is not an output of {part.file} "
+                f"(it has {', '.join(spec.output_names)})",
+            )
+
+
+__all__ = ["Pipeline", "content_hash", "dim_sizes", "stand_in_shape"]

@@ -1,0 +1,53 @@
+"""Split exports of the built-in models, made once per test session on narrowed specs (the same
+models and weights; smaller dim ranges keep the parity gates fast) with torch's TorchScript
+exporter, which takes a tenth of dynamo's time here. The default (dynamo, full specs) runs in the
+slow test of test_split_export.py."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmexport.export import ExportConfig, ParityConfig
+from mmexport.export.split import SplitResult, to_onnx_split
+from mmexport.models import get_builtin
+from mmexport.spec import ModelSpec
+
+NARROW_DIMS = {
+    "batch": {"min": 1, "opt": 2, "max": 4},
+    "height": {"min": 32, "opt": 64, "max": 96},
+    "width": {"min": 32, "opt": 64, "max": 96},
+    "seq": {"min": 1, "opt": 8, "max": 16},
+    "frames": {"min": 16, "opt": 40, "max": 80},
+}
+GATE = ParityConfig(random_points=1, seed=3)
+FAST_EXPORT = ExportConfig(exporter="torchscript")
+
+
+def narrow_spec(name: str) -> ModelSpec:
+    data = copy.deepcopy(get_builtin(name).spec_data)
+    data["dims"] = {k: dict(NARROW_DIMS[k]) for k in data["dims"]}
+    return ModelSpec.from_dict(data)
+
+
+def _split(name: str, folder: Path) -> SplitResult:
+    return to_onnx_split(name, folder, spec=narrow_spec(name), parity=GATE, export=FAST_EXPORT)
+
+
+@pytest.fixture(scope="session")
+def fusion_split(tmp_path_factory: pytest.TempPathFactory) -> SplitResult:
+    return _split("fusion", tmp_path_factory.mktemp("split") / "fusion")
+
+
+@pytest.fixture(scope="session")
+def seed_split(tmp_path_factory: pytest.TempPathFactory) -> SplitResult:
+    return _split("seed", tmp_path_factory.mktemp("split") / "seed")
+
+
+@pytest.fixture
+def fusion_copy(fusion_split: SplitResult, tmp_path: Path) -> Path:
+    """A copy of the fusion split folder that a test may damage."""
+    return Path(shutil.copytree(fusion_split.folder, tmp_path / "fusion"))

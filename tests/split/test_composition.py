@@ -1,0 +1,86 @@
+"""Composition manifests that are damaged or inconsistent are refused with the field named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmexport.errors import ArtifactError
+from mmexport.runtime import Pipeline
+
+
+def _edit(folder: Path, change) -> None:
+    path = folder / "composition.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _part(data: dict, name: str) -> dict:
+    return next(p for p in data["parts"] if p["name"] == name)
+
+
+def test_missing_part_file(fusion_copy):
+    (fusion_copy / "audio.onnx").unlink()
+    with pytest.raises(ArtifactError, match=r"'parts\[2\]\.file': part 'audio' file 'audio.onnx' is missing"):
+        Pipeline(fusion_copy)
+
+
+def test_sha_mismatch(fusion_copy):
+    with open(fusion_copy / "text.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError, match=r"'parts\[1\]\.sha256'.*does not match its sha256"):
+        Pipeline(fusion_copy)
+
+
+def test_wire_to_an_unknown_part_output(fusion_copy):
+    _edit(
+        fusion_copy, lambda d: _part(d, "fuse")["inputs"].update(summary={"part": "text", "output": "nope"})
+    )
+    with pytest.raises(
+        ArtifactError, match=r"'parts\[3\]\.inputs\.summary' reads output 'nope' of part 'text'"
+    ):
+        Pipeline(fusion_copy)
+
+
+def test_wire_to_an_unknown_model_input(fusion_copy):
+    _edit(fusion_copy, lambda d: _part(d, "image")["inputs"].update(image={"input": "camera"}))
+    with pytest.raises(ArtifactError, match="reads model input 'camera', which the spec does not declare"):
+        Pipeline(fusion_copy)
+
+
+def test_wire_naming_an_input_the_part_does_not_take(fusion_copy):
+    def rename(d: dict) -> None:
+        inputs = _part(d, "fuse")["inputs"]
+        inputs["summry"] = inputs.pop("summary")
+
+    _edit(fusion_copy, rename)
+    with pytest.raises(
+        ArtifactError, match=r"'parts\[3\]\.inputs\.summry': 'summry' is not an input of fuse.onnx"
+    ):
+        Pipeline(fusion_copy)
+
+
+def test_newer_format_version(fusion_copy):
+    _edit(fusion_copy, lambda d: d.update(format_version=2))
+    with pytest.raises(ArtifactError, match="'format_version' is 2; this mmexport reads 1 to 1"):
+        Pipeline(fusion_copy)
+
+
+def test_cycle(fusion_copy):
+    _edit(fusion_copy, lambda d: _part(d, "text")["inputs"].update(loop={"part": "fuse", "output": "logits"}))
+    with pytest.raises(ArtifactError, match="cycle through part"):
+        Pipeline(fusion_copy)
+
+
+def test_masked_part_without_a_flag(fusion_copy):
+    _edit(fusion_copy, lambda d: _part(d, "fuse")["inputs"].pop("audio_present"))
+    with pytest.raises(ArtifactError, match=r"'parts\[2\]\.absent'.*no part reads its flag"):
+        Pipeline(fusion_copy)
+
+
+def test_not_a_split_folder(tmp_path):
+    with pytest.raises(ArtifactError, match=r"composition\.json: does not exist"):
+        Pipeline(tmp_path)
