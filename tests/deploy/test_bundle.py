@@ -332,6 +332,8 @@ def test_unbundle_refuses_a_full_folder_and_overwrites_an_earlier_bundle(
     again = unbundle(orin.path, first, overwrite=True).folder
     assert again == first and not (first / "engines").exists() and (first / "bundle.json").is_file()
     assert only(tmp_path) == ["orin", "other"]
+    with pytest.raises(ArtifactError, match="cannot create the output folder"):
+        unbundle(orin.path, other / "notes.txt" / "out")
 
 
 # -- refusals when bundling -----------------------------------------------------------------------

@@ -227,7 +227,10 @@ def unbundle(
     _check_destination(output, overwrite)
     missing = [p for p in [output.parent, *output.parent.parents] if not p.exists()]
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ArtifactError(str(output.parent), f"cannot create the output folder: {e.strerror}") from e
         with staging_dir(output) as stage:
             content = stage / "content"
             members = extract(archive, content, limits)
