@@ -117,6 +117,8 @@ class Pipeline:
             raise InputError(
                 unknown[0], f"is not an input of this model (it takes {', '.join(self.spec.input_names)})"
             )
+        if not feeds:
+            raise InputError(None, f"no inputs given (the model takes {', '.join(self.spec.input_names)})")
         for part in self._encoders:
             given = [n for n in part.model_inputs if n in feeds]
             if given and len(given) < len(part.model_inputs):
@@ -133,8 +135,6 @@ class Pipeline:
                     f"when absent; declared: {self._declared()}",
                     hint="give the input, or export a model whose split_parts() declares its absence",
                 )
-        if not feeds:
-            raise InputError(None, f"no inputs given (the model takes {', '.join(self.spec.input_names)})")
         return self._validator(frozenset(feeds))(feeds)
 
     def run(

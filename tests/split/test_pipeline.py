@@ -1,0 +1,136 @@
+"""Pipeline: absent modalities (declared and not), the encoder cache, concurrency, the Session shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmexport.errors import InputError
+from mmexport.models import get_builtin
+from mmexport.runtime import Pipeline
+
+from .conftest import narrow_spec
+
+
+def _feed(name: str, seed: int = 0) -> dict[str, np.ndarray]:
+    spec = narrow_spec(name)
+    return spec.sample_feed(spec.point("opt"), seed=seed)
+
+
+def test_absent_audio_is_masked_as_declared(fusion_split):
+    feed = _feed("fusion")
+    del feed["audio"]
+    model = get_builtin("fusion").build()
+    with torch.inference_mode():
+        image = model.encode_image(torch.from_numpy(feed["image"]))
+        summary = model.encode_text(torch.from_numpy(feed["tokens"]))
+        batch = image.shape[0]
+        # the masked tokens' values and count do not matter: any stand-in gives the same logits
+        stand_in = torch.randn(batch, 7, 64)
+        expected = model.fuse(
+            image,
+            summary,
+            stand_in,
+            torch.ones(batch, dtype=torch.bool),
+            torch.zeros(batch, dtype=torch.bool),
+        ).numpy()
+    with Pipeline(fusion_split.folder) as pipe:
+        (actual,) = pipe.run(feed).values()
+        full = pipe.run(_feed("fusion"))["logits"]
+    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-3)
+    assert not np.allclose(actual, full, atol=1e-3), "dropping the audio changes the answer's scores"
+
+
+def test_absent_image_uses_the_null_embedding(seed_split):
+    feed = _feed("seed")
+    del feed["image"]
+    model = get_builtin("seed").build()
+    with torch.inference_mode():
+        null = model.encode_image(torch.zeros(1, 3, 128, 128))
+        text = model.encode_text(torch.from_numpy(feed["tokens"]))
+        expected = model.head(null.expand(text.shape[0], -1), text).softmax(-1).numpy()
+    with Pipeline(seed_split.folder) as pipe:
+        np.testing.assert_allclose(pipe.run(feed)["probs"], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_undeclared_absence_names_the_modality_and_what_is_declared(fusion_split):
+    feed = _feed("fusion")
+    del feed["tokens"]
+    with Pipeline(fusion_split.folder) as pipe, pytest.raises(InputError) as caught:
+        pipe.run(feed)
+    message = str(caught.value)
+    assert caught.value.input == "tokens"
+    assert "part 'text' (text) declares no behaviour when absent" in message
+    assert "declared: image (mask), audio (mask)" in message
+
+
+def test_unknown_input_and_bad_shapes_are_input_errors(fusion_split):
+    with Pipeline(fusion_split.folder) as pipe:
+        with pytest.raises(InputError, match="'camera': is not an input"):
+            pipe.run({**_feed("fusion"), "camera": np.zeros(1)})
+        bad = _feed("fusion")
+        bad["audio"] = bad["audio"][:1]  # batch 1 against 2 elsewhere
+        with pytest.raises(InputError, match="dim 'batch'"):
+            pipe.run(bad)
+        with pytest.raises(InputError, match="no inputs given"):
+            pipe.run({})
+
+
+def test_cache_hits_return_the_same_outputs_and_changed_inputs_miss(fusion_split):
+    feed = _feed("fusion")
+    with Pipeline(fusion_split.folder) as plain, Pipeline(fusion_split.folder, cache=True) as cached:
+        first = cached.run(feed)["logits"]
+        again = cached.run(feed)["logits"]
+        assert cached.cache_info() == {p: {"hits": 1, "misses": 1} for p in ("image", "text", "audio")}
+        np.testing.assert_array_equal(first, again)
+        np.testing.assert_array_equal(first, plain.run(feed)["logits"])
+        moved = {**feed, "image": feed["image"] + 0.5}  # a new frame, same question and sound
+        result = cached.run(moved)["logits"]
+        np.testing.assert_array_equal(result, plain.run(moved)["logits"])
+        info = cached.cache_info()
+        assert info["image"] == {"hits": 1, "misses": 2} and info["text"] == {"hits": 2, "misses": 1}
+        cached.clear_cache()
+        assert cached.cache_info()["text"] == {"hits": 0, "misses": 0}
+
+
+def test_explicit_cache_keys(fusion_split):
+    feed = _feed("fusion")
+    other = {**feed, "tokens": _feed("fusion", seed=5)["tokens"]}
+    with Pipeline(fusion_split.folder, cache=True) as pipe, Pipeline(fusion_split.folder) as plain:
+        pipe.run(feed, cache_keys={"text": "cmd-1"})
+        # the key is the caller's word: same key, text not recomputed (even though tokens differ)
+        stale = pipe.run(other, cache_keys={"text": "cmd-1"})["logits"]
+        np.testing.assert_allclose(stale, plain.run({**other, "tokens": feed["tokens"]})["logits"], atol=1e-6)
+        fresh = pipe.run(other, cache_keys={"text": "cmd-2"})["logits"]
+        np.testing.assert_allclose(fresh, plain.run(other)["logits"], atol=1e-6)
+        assert pipe.cache_info()["text"] == {"hits": 1, "misses": 2}
+        with pytest.raises(InputError, match="cacheable parts: image, text, audio"):
+            pipe.run(feed, cache_keys={"fuse": 1})
+    with Pipeline(fusion_split.folder) as plain, pytest.raises(InputError, match="without cache=True"):
+        plain.run(feed, cache_keys={"text": "x"})
+
+
+def test_parallel_and_serial_agree_and_threads_share_a_pipeline(fusion_split):
+    from concurrent.futures import ThreadPoolExecutor
+
+    feeds = [_feed("fusion", seed=s) for s in range(6)]
+    with Pipeline(fusion_split.folder, parallel=False) as serial:
+        expected = [serial.run(f)["logits"] for f in feeds]
+    with Pipeline(fusion_split.folder, cache=True) as pipe:
+        assert pipe.describe()["parallel"] is True
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda f: pipe.run(f)["logits"], feeds * 2))
+    for got, want in zip(results, expected * 2, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_session_like_surface(fusion_split):
+    with Pipeline(fusion_split.folder) as pipe:
+        assert pipe.input_names == ["image", "tokens", "audio"] and pipe.output_names == ["logits"]
+        checked = pipe.validate({**_feed("fusion"), "tokens": _feed("fusion")["tokens"].astype(np.int32)})
+        assert checked["tokens"].dtype == np.int64  # cast losslessly, as Session does
+        outputs = pipe.part_outputs(_feed("fusion"))
+        assert set(outputs) == {"image", "text", "audio", "fuse"}
+        info = pipe.describe()
+        assert info["parts"]["fuse"] == {"file": "fuse.onnx", "precision": "fp32"}
