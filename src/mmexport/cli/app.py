@@ -91,6 +91,9 @@ def register() -> None:
 
     cli.add_command(check_cmd.check_cmd)
     cli.add_command(doctor_cmd.doctor_cmd)
+    from mmexport.cli import triton_cmd
+
+    cli.add_command(triton_cmd.triton_cmd)
     from mmexport.cli import bundle_cmd
 
     cli.add_command(bundle_cmd.bundle_cmd)

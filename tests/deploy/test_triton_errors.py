@@ -1,0 +1,207 @@
+"""``mmexport triton``'s refusals, and that a failure or Ctrl-C leaves nothing behind.
+
+Uses the hand-made ONNX of the runtime tests (milliseconds) with manifests written here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from google.protobuf import text_format
+from onnx import TensorProto, helper, numpy_helper
+from tritonclient.grpc import model_config_pb2 as pb
+
+from mmexport.cli.app import cli
+from mmexport.deploy.triton import triton_repository
+from mmexport.deploy.triton_artifacts import read_artifacts
+from mmexport.deploy.triton_model import TritonError, TritonOptions, default_name, make_model
+from mmexport.errors import ArtifactError
+from mmexport.files import sha256_file
+from mmexport.manifest import Manifest
+from mmexport.spec import ModelSpec
+from runtime.onnx_models import SPEC, tiny_graph, write_tiny
+
+
+def entries(folder: Path) -> list[str]:
+    """Everything below ``folder`` (staging folders included), or [] when it does not exist."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) if folder.exists() else []
+
+
+def edited(path: Path) -> Path:
+    """``path`` changed after its manifest was written: same interface, another sha256."""
+    model = onnx.load(str(path))
+    model.graph.node[2].name = "renamed"
+    onnx.save(model, str(path))
+    return path
+
+
+def with_spec(path: Path, spec: dict) -> Path:
+    """The tiny graph with a manifest that declares ``spec``."""
+    onnx.save(tiny_graph(), str(path))
+    Manifest("onnx", path.name, sha256_file(path), ModelSpec.from_dict(spec), "fp32").write(path)
+    return path
+
+
+def test_max_batch_must_lie_in_the_spec_range(tmp_path: Path) -> None:
+    artifacts = read_artifacts([write_tiny(tmp_path)])  # batch 1..8
+    for edge in (1, 8):
+        assert make_model(artifacts, TritonOptions(max_batch=edge)).config.max_batch_size == edge
+    with pytest.raises(
+        TritonError, match=r"--max-batch 9: outside the range of dim 'batch' in tiny\.onnx, 1\.\.8"
+    ) as caught:
+        make_model(artifacts, TritonOptions(max_batch=9))
+    assert (caught.value.option, caught.value.expected, caught.value.actual) == ("--max-batch 9", (1, 8), 9)
+
+
+def test_bad_option_values_are_refused_before_any_work() -> None:
+    with pytest.raises(TritonError, match="--max-batch: must be >= 1, got 0"):
+        TritonOptions(max_batch=0)
+    with pytest.raises(TritonError, match=r"--name: '\.\./up' is not a usable model folder name"):
+        TritonOptions(name="../up")
+    with pytest.raises(TritonError, match="--fp16: sets the TensorRT accelerator; add --trt-accelerator"):
+        TritonOptions(fp16=True)
+    with pytest.raises(TritonError, match="--trt-accelerator: is a GPU accelerator"):
+        TritonOptions(trt_accelerator=True, kind="cpu")
+
+
+def test_without_a_shared_batch_dim_max_batch_size_is_0(tmp_path: Path) -> None:
+    spec = json.loads(json.dumps(SPEC))
+    spec["inputs"][1]["shape"] = ["rows", "seq"]  # tokens no longer lead with "batch"
+    spec["dims"]["rows"] = {"min": 1, "opt": 3, "max": 4}
+    artifacts = read_artifacts([with_spec(tmp_path / "rows.onnx", spec)])
+    model = make_model(artifacts)
+    config = text_format.Parse(model.config.to_pbtxt(), pb.ModelConfig())
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    assert {t.name: list(t.dims) for t in config.input} == {"image": [-1, 3, -1, -1], "tokens": [-1, -1]}
+    assert {t.name: list(t.dims) for t in config.output} == {"logits": [-1, 4]}
+    assert "--shape image:2,3,8,8 --shape tokens:3,5 --concurrency-range 1:4" in model.perf_analyzer
+    assert "-b" not in model.perf_analyzer.split()
+    with pytest.raises(
+        TritonError, match=r"--max-batch 2: rows.onnx cannot batch: the inputs do not all lead"
+    ):
+        make_model(artifacts, TritonOptions(max_batch=2))
+    with pytest.raises(TritonError, match="--dynamic-batching: needs a batch dim"):
+        make_model(artifacts, TritonOptions(dynamic_batching=True))
+
+
+def test_bare_onnx_uses_the_graph_and_needs_max_batch(tmp_path: Path) -> None:
+    path = write_tiny(tmp_path, manifest=False)
+    artifacts = read_artifacts([path])
+    with pytest.raises(TritonError, match="has no manifest, so dim 'batch' has no known maximum"):
+        make_model(artifacts)
+    model = make_model(artifacts, TritonOptions(max_batch=16))
+    assert model.config.max_batch_size == 16
+    assert {t.name: t.dims for t in model.config.inputs} == {"image": (3, -1, -1), "tokens": (-1,)}
+    assert model.files == {"1/model.onnx": path}  # no manifest to copy
+    assert any("has no manifest" in n for n in model.notes)
+
+
+def test_existing_model_folder_is_kept_unless_overwrite(tmp_path: Path) -> None:
+    onnx_path = write_tiny(tmp_path)
+    repo = tmp_path / "repo"
+    triton_repository([onnx_path], repo, TritonOptions(max_batch=4))
+    before = (repo / "tiny" / "config.pbtxt").read_text()
+    with pytest.raises(ArtifactError, match="tiny: exists already"):
+        triton_repository([onnx_path], repo, TritonOptions(max_batch=8))
+    assert (repo / "tiny" / "config.pbtxt").read_text() == before
+    result = triton_repository([onnx_path], repo, TritonOptions(max_batch=8), overwrite=True)
+    assert result.replaced and "max_batch_size: 8" in (repo / "tiny" / "config.pbtxt").read_text()
+    assert entries(repo) == [
+        "tiny",
+        "tiny/1",
+        "tiny/1/model.onnx",
+        "tiny/config.pbtxt",
+        "tiny/model.onnx.json",
+    ]
+
+
+def test_missing_file_or_changed_artifact_writes_nothing(tmp_path: Path) -> None:
+    repo = tmp_path / "new" / "repo"
+    with pytest.raises(ArtifactError, match=r"missing\.onnx: does not exist"):
+        triton_repository([tmp_path / "missing.onnx"], repo)
+    changed = edited(write_tiny(tmp_path))
+    with pytest.raises(ArtifactError, match="does not match the sha256 its manifest records"):
+        triton_repository([changed], repo)
+    assert not (tmp_path / "new").exists()  # not even the repository folder was left
+
+
+def test_failed_overwrite_keeps_the_previous_model(tmp_path: Path) -> None:
+    good = write_tiny(tmp_path)
+    repo = tmp_path / "repo"
+    triton_repository([good], repo, TritonOptions(name="m"))
+    before = {p: (repo / p).read_bytes() for p in entries(repo) if (repo / p).is_file()}
+    (tmp_path / "other").mkdir()
+    changed = edited(write_tiny(tmp_path / "other"))
+    with pytest.raises(ArtifactError, match="sha256"):
+        triton_repository([changed], repo, TritonOptions(name="m"), overwrite=True)
+    assert {p: (repo / p).read_bytes() for p in entries(repo) if (repo / p).is_file()} == before
+
+
+def test_interrupt_before_publishing_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    onnx_path = write_tiny(tmp_path)
+    repo = tmp_path / "repo"
+    interrupted = threading.Event()  # what the CLI's SIGINT handler sets
+    interrupted.set()
+    monkeypatch.setattr("mmexport.deploy.triton.INTERRUPTED", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        triton_repository([onnx_path], repo)
+    assert not repo.exists()
+
+
+def test_external_data_is_copied_and_the_copy_runs(tmp_path: Path) -> None:
+    """y = x @ w with w in ext.onnx.data, as to-onnx writes models over 1.8 GB."""
+    weights = np.arange(16, dtype=np.float32).reshape(4, 4)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    path = tmp_path / "ext.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path), save_as_external_data=True, size_threshold=0, location="ext.onnx.data")
+    spec = {
+        "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
+        "outputs": ["y"],
+        "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
+    }
+    Manifest("onnx", path.name, sha256_file(path), ModelSpec.from_dict(spec), "fp32").write(path)
+    result = triton_repository([path], tmp_path / "repo")
+    assert set(result.sizes) == {"1/model.onnx", "1/ext.onnx.data", "config.pbtxt", "model.onnx.json"}
+    session = ort.InferenceSession(str(result.path / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], x @ weights)
+    (tmp_path / "ext.onnx.data").unlink()
+    with pytest.raises(ArtifactError, match=r"keeps its weights in ext\.onnx\.data, which is missing"):
+        read_artifacts([path])
+
+
+def test_cli_error_lines(tmp_path: Path) -> None:
+    path = write_tiny(tmp_path)
+    result = CliRunner().invoke(
+        cli, ["triton", str(path), "--repo", str(tmp_path / "r"), "--max-batch", "64"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --max-batch 64: outside the range of dim 'batch' in tiny.onnx, 1..8 (the ONNX was checked "
+        "against PyTorch, and engines are built, for that range only)"
+    )
+    mixed = CliRunner().invoke(
+        cli, ["triton", str(path), str(tmp_path / "x.engine"), "--repo", str(tmp_path / "r")]
+    )
+    assert mixed.exit_code == 1 and "x.engine: does not exist" in mixed.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_default_names() -> None:
+    assert default_name([Path("fusion.fp16.onnx")]) == "fusion_fp16"
+    assert default_name([Path("a/model.orin.engine"), Path("b/model.thor.engine")]) == "model"
+    assert default_name([Path("x.8.7.engine"), Path("y.9.0.engine")]) == "x_8_7"
