@@ -211,3 +211,44 @@ def read_manifest(artifact_path: str | Path) -> Manifest | None:
 
 def verify_sha256(artifact_path: str | Path, manifest: Manifest) -> bool:
     return sha256_file(artifact_path) == manifest.sha256
+
+
+def external_data_file(artifact_path: str | Path, manifest: Manifest) -> tuple[Path, str | None] | None:
+    """The external data file a manifest records beside its ONNX (``producer.external_data``) and
+    its recorded sha256; None when the artifact keeps its weights inside."""
+    recorded = manifest.producer.get("external_data")
+    if not isinstance(recorded, dict):
+        return None
+    where = str(manifest_path(artifact_path))
+    name = recorded.get("file")
+    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ArtifactError(where, f"external data 'file' must be a file name without a folder, got {name!r}")
+    digest = recorded.get("sha256")
+    return Path(artifact_path).parent / name, digest if isinstance(digest, str) else None
+
+
+def check_files(artifact_path: str | Path, manifest: Manifest, *, sha256: str | None = None) -> None:
+    """Refuse an artifact, or its external data file, that is not what its manifest records.
+
+    ``sha256``: the artifact's hash when the caller has it already (else it is computed)."""
+    actual = sha256 if sha256 is not None else sha256_file(artifact_path)
+    if actual != manifest.sha256:
+        raise ArtifactError(str(artifact_path), "does not match the sha256 in its manifest (modified since?)")
+    data = external_data_file(artifact_path, manifest)
+    if data is None:
+        return
+    require_external_data(data[0])
+    if data[1] is not None and sha256_file(data[0]) != data[1]:
+        raise ArtifactError(
+            str(data[0]),
+            f"does not match the sha256 in {manifest_path(artifact_path).name} (modified since?)",
+        )
+
+
+def require_external_data(path: Path) -> None:
+    """The external data file must be there, as a file (checked before a loader fails on it)."""
+    if not path.is_file():
+        problem = "is a folder, not a file" if path.is_dir() else "is missing"
+        raise ArtifactError(
+            str(path), f"{problem}: its ONNX keeps its weights there", hint="copy it beside the .onnx file"
+        )

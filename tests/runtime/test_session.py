@@ -136,6 +136,11 @@ def test_cuda_runs_with_io_binding(monkeypatch, tiny_path):
         def run_with_iobinding(self, binding):
             calls.append(("run",))
 
+        def get_inputs(self):
+            return [
+                type("Arg", (), {"name": "image", "type": "tensor(float)", "shape": ["batch", 3, 8, 8]})()
+            ]
+
         def get_outputs(self):
             return [type("Arg", (), {"name": "logits", "type": "tensor(float)", "shape": ["batch", 4]})()]
 

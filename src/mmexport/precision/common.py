@@ -15,7 +15,7 @@ from mmexport.data.feeds import ShapeCoverage
 from mmexport.errors import ArtifactError
 from mmexport.files import output_folder, publish, sha256_file, staging_dir
 from mmexport.inspection import model_precision
-from mmexport.manifest import Manifest, package_versions, read_manifest
+from mmexport.manifest import Manifest, check_files, package_versions, read_manifest
 from mmexport.spec import ModelSpec
 
 Say = Callable[[str], None]
@@ -61,10 +61,10 @@ def load_source_model(
             f"has no manifest ({path.name}.json)",
             hint="export it with mmexport to-onnx, or give its spec with --spec",
         )
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # onnx raises DecodeError and others for damaged files
-        raise ArtifactError(str(path), f"is not a readable ONNX file ({type(e).__name__})") from e
+    sha256 = sha256_file(path)
+    if manifest is not None:  # hashed anyway for the derived manifests: a modified source is refused
+        check_files(path, manifest, sha256=sha256)
+    model = _load_onnx(path)
     if manifest is None:
         manifest = _foreign_manifest(path, model, spec)
     found = model_precision(model)
@@ -72,7 +72,21 @@ def load_source_model(
         raise ArtifactError(
             str(path), f"is {found}; this step needs the {require} model", hint="pass the to-onnx output"
         )
-    return SourceModel(path, model, manifest, sha256_file(path))
+    return SourceModel(path, model, manifest, sha256)
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    """The model with its external data; a damaged or empty file is an ArtifactError."""
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # onnx raises DecodeError, ValidationError (external data) and others
+        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise ArtifactError(
+            str(path), f"is not a readable ONNX file ({type(e).__name__}{': ' + text if text else ''})"
+        ) from e
+    if not model.HasField("graph") or not model.graph.node:
+        raise ArtifactError(str(path), "has no graph: an empty or damaged ONNX file")
+    return model
 
 
 def _foreign_manifest(path: Path, model: onnx.ModelProto, spec: ModelSpec | str | Path | None) -> Manifest:

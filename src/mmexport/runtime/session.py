@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from mmexport.errors import ArtifactError, BackendError
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest, read_manifest
+from mmexport.manifest import Manifest, check_files, external_data_file, read_manifest, require_external_data
 from mmexport.runtime.backends.base import Backend, BackendConfig
 from mmexport.runtime.backends.registry import find_backend, load_backend_class
 from mmexport.runtime.graph_spec import check_spec_matches, spec_from_graph
@@ -27,7 +26,9 @@ class Session:
     threads. ``spin``: let idle worker threads busy-wait (None: the backend's default; False
     when several models share the cores). ``cache_dir``: TensorRT engine cache (default
     ``<artifact>.trt-cache``).
-    ``verify_sha256``: also check the file against the manifest's hash (reads the whole file).
+    ``verify_sha256``: also check the file (and its external data file) against the manifest's
+    hashes (reads all of them). Off by default: without it the manifest is trusted, and a file
+    modified in place (a flipped bit in a weight) may load and run.
     ``options``: backend-specific settings (TensorRT engines: ``{"cuda_graph": True, "pinned": True}``).
 
     The spec comes from the manifest (``<artifact>.json``); without one, from the graph's inputs
@@ -57,8 +58,7 @@ class Session:
             problem = "does not exist" if not self.path.exists() else "is not a file"
             raise ArtifactError(str(self.path), problem)
         self.manifest: Manifest | None = read_manifest(self.path)
-        if verify_sha256 and self.manifest is not None and sha256_file(self.path) != self.manifest.sha256:
-            raise ArtifactError(str(self.path), "does not match the sha256 in its manifest (modified since?)")
+        data = _check_files(self.path, self.manifest, verify_sha256)
         entry = find_backend(backend, self.path, self.manifest.kind if self.manifest else None)
         kind, device_id = _parse_device(device)
         _check_threads(threads)
@@ -72,7 +72,16 @@ class Session:
             options=dict(options or {}),
         )
         spec = self.manifest.spec if self.manifest else None
-        self._backend: Backend = load_backend_class(entry)(self.path, spec, config)
+        try:
+            self._backend: Backend = load_backend_class(entry)(self.path, spec, config)
+        except ArtifactError as e:
+            if data is None or e.hint is not None or verify_sha256:
+                raise
+            raise ArtifactError(
+                e.path,
+                e.message.removeprefix(f"{e.path}: "),
+                hint=f"its weights are in {data.name}, which may be damaged; verify_sha256=True checks it",
+            ) from e
         graph = spec_from_graph(self.path, self._backend.inputs(), self._backend.outputs())
         if spec is not None:
             check_spec_matches(self.path, spec, graph)
@@ -147,6 +156,20 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session({str(self.path)!r}, backend={self.backend_name!r})"
+
+
+def _check_files(path: Path, manifest: Manifest | None, verify_sha256: bool) -> Path | None:
+    """Hash the artifact and its external data if asked; always require the external data file
+    the manifest records (its path is returned; None without one)."""
+    if manifest is None:
+        return None
+    if verify_sha256:
+        check_files(path, manifest)
+    data = external_data_file(path, manifest)
+    if data is None:
+        return None
+    require_external_data(data[0])
+    return data[0]
 
 
 def _parse_device(device: str) -> tuple[str, int]:

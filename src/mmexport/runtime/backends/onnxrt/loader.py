@@ -104,7 +104,12 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spin else "0")
     try:
         session = ort.InferenceSession(
-            str(path), options, providers=provider_list(provider, path, spec, config)
+            str(path),
+            options,
+            providers=provider_list(provider, path, spec, config),
+            # onnxruntime retries a failed load on its fallback providers, printing "EP Error" on
+            # stdout first; on the CPU the retry can only fail again, and stdout is the caller's
+            enable_fallback=0 if provider == "cpu" else 1,
         )
     except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
         raise ArtifactError(str(path), f"onnxruntime cannot load it: {first_line(e)}") from e

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import BackendError
+from mmexport.errors import ArtifactError, BackendError
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo
 from mmexport.runtime.backends.onnxrt.loader import PROVIDERS, first_line, import_onnxruntime, open_session
 from mmexport.spec import ModelSpec
@@ -27,7 +27,12 @@ class OnnxrtRunner(Backend):
     def __init__(self, path: Path, spec: ModelSpec | None, config: BackendConfig) -> None:
         self._session, self._provider = open_session(path, spec, config)
         self._device_id = config.device_id
-        self._output_names = [o.name for o in self._session.get_outputs()]
+        try:  # names are decoded here: a damaged file can hold invalid UTF-8
+            self._inputs = [_info(i) for i in self._session.get_inputs()]
+            self._outputs = [_info(o) for o in self._session.get_outputs()]
+        except UnicodeDecodeError as e:
+            raise ArtifactError(str(path), f"names a tensor in invalid UTF-8 (damaged file?): {e}") from e
+        self._output_names = [o.name for o in self._outputs]
         state = import_onnxruntime().capi.onnxruntime_pybind11_state
         # its own classes (Fail, InvalidArgument, ...), plus RuntimeError when it cannot make an
         # input tensor and MemoryError when it cannot allocate one
@@ -38,10 +43,10 @@ class OnnxrtRunner(Backend):
         )
 
     def inputs(self) -> list[TensorInfo]:
-        return [_info(i) for i in self._session.get_inputs()]
+        return list(self._inputs)
 
     def outputs(self) -> list[TensorInfo]:
-        return [_info(o) for o in self._session.get_outputs()]
+        return list(self._outputs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._provider != "cpu":
