@@ -13,6 +13,8 @@ rather than run back to back. Inference latency (p50/p99 over the last second of
 
 The model is loaded, and called once, before the clock starts: the first call of a fresh
 session costs several times a steady one (benchmarks/startup_cost.py measures it).
+numpy's BLAS (the log-mel's matrix product) has a thread pool of its own besides onnxruntime's;
+on a busy machine, run with OPENBLAS_NUM_THREADS=1 (see the README, "Embedding in robot software").
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ class LoopReport:
     misses: int = 0
     skipped: int = 0
     inference_ms: tuple[float, float] = (math.nan, math.nan)  # p50, p99
-    tick_ms: tuple[float, float] = (math.nan, math.nan)
+    preprocess_ms: tuple[float, float] = (math.nan, math.nan)
+    tick_ms: tuple[float, float] = (math.nan, math.nan)  # preprocess, inference and publishing
     interrupted: bool = False
 
     def text(self) -> str:
         return (
             f"summary: {self.ticks} ticks, {self.misses} deadline misses ({self.skipped} ticks skipped); "
             f"inference p50 {self.inference_ms[0]:.2f} ms p99 {self.inference_ms[1]:.2f} ms; "
+            f"preprocess p50 {self.preprocess_ms[0]:.2f} ms p99 {self.preprocess_ms[1]:.2f} ms; "
             f"tick work p50 {self.tick_ms[0]:.2f} ms p99 {self.tick_ms[1]:.2f} ms"
         )
 
@@ -98,6 +102,7 @@ def run_loop(session: Session, config: LoopConfig, out: TextIO = sys.stdout) -> 
     every = config.log_every or max(1, round(config.hz))
     core = DecisionCore(session, config.command, latency=LatencyLog("inference", window=every))
     work = LatencyLog("tick work", window=10_000, every=10**9)  # kept for the summary, not logged
+    prep = LatencyLog("preprocess", window=10_000, every=10**9)
     camera = SyntheticCamera(config.frame_size, config.frame_size)
     rate = core.preprocess.sample_rate
     mic = SyntheticMicrophone(rate) if rate is not None else None
@@ -124,6 +129,7 @@ def run_loop(session: Session, config: LoopConfig, out: TextIO = sys.stdout) -> 
                 )
             finished = time.perf_counter()
             work.record((finished - began) * 1e3)
+            prep.record(core.preprocess_ms)
             report.ticks += 1
             i += 1
             due = start + i * period
@@ -135,9 +141,9 @@ def run_loop(session: Session, config: LoopConfig, out: TextIO = sys.stdout) -> 
     except KeyboardInterrupt:
         report.interrupted = True
     if report.ticks:
-        inference, tick = core.latency.stats(), work.stats()
-        report.inference_ms = (inference.p50, inference.p99)
-        report.tick_ms = (tick.p50, tick.p99)
+        for name, log in (("inference_ms", core.latency), ("preprocess_ms", prep), ("tick_ms", work)):
+            stats = log.stats()
+            setattr(report, name, (stats.p50, stats.p99))
     return report
 
 

@@ -379,6 +379,7 @@ class DecisionCore:
         self.audio = AudioWindow(rate, audio_seconds) if rate is not None else None
         self.latency = latency or LatencyLog()
         self.frame: np.ndarray | None = None
+        self.preprocess_ms = float("nan")  # the last tick's preprocessing time
 
     def set_frame(self, frame: np.ndarray) -> None:
         self.frame = frame
@@ -395,6 +396,9 @@ class DecisionCore:
             return None
         frame = self.frame if self.frame is not None else np.zeros((0, 0, 3), np.uint8)
         wave = self.audio.wave() if self.audio is not None else None
-        decision = decide(self.session, self.preprocess(frame, self.command, wave))
+        start = time.perf_counter()
+        feeds = self.preprocess(frame, self.command, wave)
+        self.preprocess_ms = (time.perf_counter() - start) * 1e3
+        decision = decide(self.session, feeds)
         self.latency.record(decision.latency_ms)
         return decision

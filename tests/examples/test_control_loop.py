@@ -28,7 +28,8 @@ def test_the_loop_runs_end_to_end_and_prints_decisions(toy_path):
     assert result.returncode == 0, result.stderr
     decisions = re.findall(r"decision=(\w+)\s+score=([\d.]+) inference=([\d.]+)ms", result.stdout)
     summary = re.fullmatch(
-        r"summary: (\d+) ticks, \d+ deadline misses \((\d+) ticks skipped\); inference p50 [\d.]+ ms .*",
+        r"summary: (\d+) ticks, \d+ deadline misses \((\d+) ticks skipped\); inference p50 [\d.]+ ms "
+        r"p99 [\d.]+ ms; preprocess p50 [\d.]+ ms p99 [\d.]+ ms; tick work p50 [\d.]+ ms p99 [\d.]+ ms",
         result.stdout.strip().splitlines()[-1],
     )
     assert summary, result.stdout
@@ -64,6 +65,7 @@ def test_overrunning_ticks_are_counted_as_misses_and_late_ones_skipped(toy_sessi
     assert report.ticks + report.skipped == 200  # every due time is either run or skipped
     assert report.misses > 0 and report.skipped > 0
     assert report.inference_ms[0] <= report.inference_ms[1]
+    assert 0 < report.preprocess_ms[0] < report.tick_ms[0]
 
 
 def test_each_tick_publishes_one_decision(toy_session):
