@@ -144,6 +144,19 @@ def test_trt_accelerator_precision_follows_the_artifact(
     assert dict(accelerator.parameters) == {"precision_mode": mode, "max_workspace_size_bytes": str(2 << 30)}
 
 
+def test_fp16_io_model_declares_fp16_tensors(fusion: dict[str, Path], tmp_path: Path) -> None:
+    """``mmexport fp16 --fp16-io``: the graph's FP16 inputs and outputs, not the spec's float32."""
+    io16 = to_fp16(
+        fusion["fp32"], tmp_path / "io16.onnx", config=Fp16Config(samples=2, fp16_io=True), eval_samples=0
+    )
+    model = make_model(read_artifacts([io16.path]))
+    config = parse(model.config.to_pbtxt())
+    inputs, outputs = io_of(config.input), io_of(config.output)
+    assert inputs["image"] == ("TYPE_FP16", [3, -1, -1]) and inputs["audio"] == ("TYPE_FP16", [64, -1])
+    assert inputs["tokens"] == ("TYPE_INT64", [-1]) and outputs == {"logits": ("TYPE_FP16", [9])}
+    assert any("input 'image' is float16 in the graph (float32 in the spec)" in n for n in model.notes)
+
+
 def test_trt_accelerator_refuses_fp16_on_a_qdq_model(fusion: dict[str, Path]) -> None:
     with pytest.raises(TritonError, match=r"--fp16: .* Q/DQ INT8 model needs INT8"):
         make_model(read_artifacts([fusion["int8"]]), TritonOptions(trt_accelerator=True, fp16=True))

@@ -155,6 +155,24 @@ def test_interrupt_before_publishing_leaves_nothing(tmp_path: Path, monkeypatch:
     assert not repo.exists()
 
 
+def test_a_folder_made_meanwhile_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmexport.deploy import triton
+
+    repo = tmp_path / "repo"
+    stage = triton._stage
+
+    def stage_then_race(model, folder, say):  # another run publishes the same name first
+        sizes = stage(model, folder, say)
+        (repo / "tiny").mkdir()
+        (repo / "tiny" / "theirs.txt").write_text("kept")
+        return sizes
+
+    monkeypatch.setattr(triton, "_stage", stage_then_race)
+    with pytest.raises(ArtifactError, match="appeared while this model was written"):
+        triton_repository([write_tiny(tmp_path)], repo)
+    assert entries(repo) == ["tiny", "tiny/theirs.txt"]
+
+
 def test_external_data_is_copied_and_the_copy_runs(tmp_path: Path) -> None:
     """y = x @ w with w in ext.onnx.data, as to-onnx writes models over 1.8 GB."""
     weights = np.arange(16, dtype=np.float32).reshape(4, 4)

@@ -45,6 +45,7 @@ class TritonResult:
             "repository": str(self.repository),
             "model": self.name,
             "path": str(self.path),
+            "config_path": str(self.path / CONFIG_FILE),
             "replaced": self.replaced,
             "files": self.sizes,
             "config": self.model.config.to_dict(),
@@ -81,7 +82,7 @@ def triton_repository(
             stack.enter_context(output_folder(final))  # creates REPO; removes what it made on failure
         staged = stack.enter_context(staging_dir(final)) / final.name
         sizes = _stage(model, staged, say)
-        _publish(staged, final)
+        _publish(staged, final, replace=replaced)
     return TritonResult(repository, final, model, replaced, sizes)
 
 
@@ -110,12 +111,17 @@ def _stage(model: TritonModel, folder: Path, say: Say) -> dict[str, int]:
     return dict(sorted(sizes.items()))
 
 
-def _publish(staged: Path, final: Path) -> None:
-    """Move the staged folder into place; an existing one is moved aside first and restored on failure."""
+def _publish(staged: Path, final: Path, *, replace: bool) -> None:
+    """Move the staged folder into place; one being replaced is moved aside first (back on failure)."""
     if INTERRUPTED.is_set():  # Ctrl-C arrived while copying and was swallowed on the way
         raise KeyboardInterrupt
-    if not final.exists():
-        os.replace(staged, final)
+    if not replace:
+        try:
+            os.replace(staged, final)
+        except OSError as e:  # a folder appeared there meanwhile (another run for the same name)
+            raise ArtifactError(
+                str(final), f"appeared while this model was written; left as it is ({e.strerror})"
+            ) from e
         return
     previous = staged.with_name(f"{final.name}.previous")  # inside the staging folder: removed with it
     os.replace(final, previous)
