@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,15 @@ from mmexport.cli.options import DATA_HELP, calibration_progress, json_option
 if TYPE_CHECKING:
     from mmexport.precision.stages import StageResult
 
-_MODEL = click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+_MODEL = click.argument("model", type=click.Path(path_type=Path))
+_OUTPUT_HELP = "With a split folder (to-onnx --split): the folder to write (default: MODEL-PRECISION)."
+_PARTS = click.option(
+    "--parts",
+    default=None,
+    metavar="PART=PRECISION[,...]",
+    help="Split folder only: precision per part (fp32, fp16, int8), e.g. image=int8,text=fp16,fuse=fp32; "
+    "parts not named get this command's precision.",
+)
 _SPEC = click.option(
     "--spec",
     "spec_path",
@@ -66,8 +75,9 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
 @_MODEL
 @_SPEC
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.fp16.onnx"
+    "-o", "--output", type=click.Path(path_type=Path), help="Default: MODEL.fp16.onnx. " + _OUTPUT_HELP
 )
+@_PARTS
 @click.option(
     "--keep-fp32",
     multiple=True,
@@ -97,6 +107,7 @@ def fp16_cmd(
     model: Path,
     spec_path: Path | None,
     output: Path | None,
+    parts: str | None,
     keep_fp32: tuple[str, ...],
     fp16_io: bool,
     data: str | None,
@@ -118,13 +129,19 @@ def fp16_cmd(
     Examples:
       mmexport fp16 model.onnx -o model.fp16.onnx
       mmexport fp16 model.onnx --keep-fp32 Softmax --keep-fp32 'node_attn*'
+      mmexport fp16 fusion/ --parts fuse=fp32          # a split folder: per-part variants
     """
     from mmexport.precision.stages import Fp16Config, to_fp16
 
+    fp16_config = Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples)
+    if _split_folder(model, parts):
+        split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
+        split.run(model, "fp16", fp16=fp16_config)
+        return
     result = to_fp16(
         model,
         output or _default_output(model, "fp16"),
-        config=Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples),
+        config=fp16_config,
         data=data,
         eval_data=eval_data,
         eval_samples=eval_samples,
@@ -139,8 +156,9 @@ def fp16_cmd(
 @_MODEL
 @_SPEC
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: MODEL.int8.onnx"
+    "-o", "--output", type=click.Path(path_type=Path), help="Default: MODEL.int8.onnx. " + _OUTPUT_HELP
 )
+@_PARTS
 @click.option(
     "--data",
     default=None,
@@ -185,6 +203,7 @@ def calibrate_cmd(
     model: Path,
     spec_path: Path | None,
     output: Path | None,
+    parts: str | None,
     data: str | None,
     method: str,
     percentile: float,
@@ -210,6 +229,7 @@ def calibrate_cmd(
       mmexport calibrate model.onnx -o model.int8.onnx
       mmexport calibrate model.onnx --data ./calib_samples/ --method percentile --percentile 99.9
       mmexport calibrate model.onnx --max-accuracy-drop 0.5
+      mmexport calibrate fusion/ --parts text=fp16,fuse=fp32   # a split folder: per-part variants
     """
     from mmexport.precision.stages import CalibrationConfig, calibrate
 
@@ -222,6 +242,10 @@ def calibrate_cmd(
         max_accuracy_drop=max_accuracy_drop,
         sensitivity=sensitivity,
     )
+    if _split_folder(model, parts):
+        split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
+        split.run(model, "int8", calibration=config)
+        return
     result = calibrate(
         model,
         output or _default_output(model, "int8"),
@@ -279,6 +303,78 @@ def accuracy_cmd(
 
     report = accuracy(models, data=data, samples=samples, spec=spec_path, say=_say(quiet))
     click.echo(report.to_json() if as_json else report.to_markdown())
+
+
+def _split_folder(model: Path, parts: str | None) -> bool:
+    """Whether MODEL is a split folder; --parts is refused for a single ONNX."""
+    if model.is_dir():
+        return True
+    if parts is not None:
+        raise click.UsageError("--parts applies to a split folder (to-onnx --split), not to an ONNX file")
+    return False
+
+
+@dataclass
+class _SplitRun:
+    """The options a split folder's per-part conversion takes, and its report."""
+
+    output: Path | None
+    parts: str | None
+    data: str | None
+    eval_data: str | None
+    eval_samples: int
+    as_json: bool
+    quiet: bool
+
+    def run(self, folder: Path, default: str, **configs: Any) -> None:
+        from mmexport.composition import read_composition
+        from mmexport.export.split_precision import parse_parts, split_precision
+
+        choices = parse_parts(self.parts, read_composition(folder, verify_files=False), default)
+        kinds = sorted(set(choices.values()) - {"fp32"})
+        output = self.output or folder.with_name(f"{folder.name}-{kinds[0] if len(kinds) == 1 else 'mixed'}")
+        result = split_precision(
+            folder,
+            output,
+            choices,
+            data=self.data,
+            eval_data=self.eval_data,
+            eval_samples=self.eval_samples,
+            say=_say(self.quiet),
+            progress=calibration_progress(self.quiet),
+            **configs,
+        )
+        if sys.stderr.isatty():
+            click.echo("", err=True)
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+        if self.as_json:
+            payload = {
+                "folder": str(result.folder),
+                "precisions": result.composition.precisions,
+                "agreement": result.agreement,
+                "parts": {n: r.accuracy.to_dict() if r.accuracy else None for n, r in result.parts.items()},
+                "notes": result.notes,
+                "seconds": result.seconds,
+            }
+            click.echo(json.dumps(payload, indent=2, default=str))
+            return
+        for name, part in result.parts.items():
+            if part.accuracy is not None:
+                click.echo(f"part {name}:\n{part.accuracy.to_markdown()}")
+        if result.agreement is not None:
+            a = result.agreement
+            accuracy = (
+                ""
+                if a["accuracy"] is None
+                else f", accuracy {a['accuracy']:.4f} (FP32 {a['accuracy_fp32']:.4f})"
+            )
+            click.echo(
+                f"composed: top-1 agreement with FP32 {a['top1_agreement']:.4f}, worst cosine "
+                f"{a['worst_cosine']:.4f}{accuracy} on {a['samples']} samples"
+            )
+        precisions = ", ".join(f"{k}={v}" for k, v in result.composition.precisions.items())
+        click.echo(f"wrote {result.folder}/ ({precisions}) and its composition.json")
 
 
 __all__ = ["accuracy_cmd", "calibrate_cmd", "fp16_cmd"]

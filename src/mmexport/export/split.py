@@ -10,8 +10,6 @@ place at the end: a failure writes nothing.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmexport.composition import FILE_NAME, Absent, Composition, Part, Wire, is_composition_folder
-from mmexport.errors import ArtifactError, ExportError, ParityError, SpecError
+from mmexport.composition import FILE_NAME, Absent, Composition, Part, Wire
+from mmexport.errors import ExportError, ParityError, SpecError
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig
 from mmexport.export.parity import (
@@ -35,9 +33,10 @@ from mmexport.export.parity import (
     tolerance,
     torch_outputs,
 )
+from mmexport.export.split_files import check_folder, publish_folder
 from mmexport.export.split_specs import constant_values, encoder_spec, fusion_spec, output_shapes
 from mmexport.export.stage import ToOnnxResult, to_onnx
-from mmexport.files import INTERRUPTED, staging_dir
+from mmexport.files import staging_dir
 from mmexport.manifest import package_versions, read_manifest
 from mmexport.models.split_protocol import SPLIT_METHOD, ConstantWhenAbsent, MaskWhenAbsent, SplitParts
 from mmexport.runtime.pipeline import Pipeline, dim_sizes, stand_in_shape
@@ -116,7 +115,7 @@ def to_onnx_split(
     export = export or ExportConfig()
     parity = parity or ParityConfig()
     folder = Path(folder)
-    _check_folder(folder)
+    check_folder(folder)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     loaded = load_model(reference, spec)
@@ -142,7 +141,7 @@ def to_onnx_split(
             )
         composition.validation = {"composed_parity": report.to_dict()}
         composition.write(stage)
-        _publish_folder(stage, folder)
+        publish_folder(stage, folder)
     notes = [n for r in results.values() for n in r.notes] + list(parts.notes)
     return SplitResult(folder, composition, report, results, notes, seconds)
 
@@ -339,42 +338,3 @@ def _torch_absent(
 
 def _as_list(result: Any) -> list[torch.Tensor]:
     return list(result) if isinstance(result, (tuple, list)) else [result]
-
-
-# -- files -----------------------------------------------------------------------------------
-
-
-def _check_folder(folder: Path) -> None:
-    """Refuse, before any work: a file, or a non-empty folder that is not an earlier split export."""
-    if folder.exists() and not folder.is_dir():
-        raise ArtifactError(str(folder), "is a file; --split writes a folder", hint="e.g. -o fusion/")
-    if folder.is_dir() and any(folder.iterdir()) and not is_composition_folder(folder):
-        raise ArtifactError(
-            str(folder),
-            f"is a folder with other files and no {FILE_NAME}; not replaced",
-            hint="give a new or empty folder, or an earlier split export",
-        )
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ArtifactError(str(folder.parent), f"cannot create the output folder: {e.strerror}") from e
-    if not os.access(folder.parent, os.W_OK):
-        raise ArtifactError(str(folder.parent), "is not writable")
-
-
-def _publish_folder(stage: Path, folder: Path) -> None:
-    """Move the staged folder into place; an earlier export there is moved aside first, then removed."""
-    if INTERRUPTED.is_set():
-        raise KeyboardInterrupt
-    final = stage.with_name(f"{stage.name}.done")
-    os.replace(stage, final)  # out of staging_dir's clean-up
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(final, 0o777 & ~mask)  # the staging folder was private (mkdtemp)
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-        os.replace(folder, old)
-    os.replace(final, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

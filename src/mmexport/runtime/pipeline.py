@@ -151,6 +151,13 @@ class Pipeline:
         values = self._run(self.validate(feeds), cache_keys)
         return {name: values[(w.name, w.output or "")] for name, w in self.composition.outputs.items()}
 
+    def part_inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+        """What every part was fed for ``feeds`` (part -> input -> array), e.g. to calibrate a
+        downstream part on what the upstream parts make of real data; absent parts are left out."""
+        record: dict[str, dict[str, np.ndarray]] = {}
+        self._run(self.validate(feeds), None, record)
+        return record
+
     def part_outputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         """Every part's outputs for ``feeds`` (part -> output -> array); absent parts are left out."""
         values = self._run(self.validate(feeds), None)
@@ -200,7 +207,12 @@ class Pipeline:
 
     # -- running --------------------------------------------------------------------------
 
-    def _run(self, feeds: Mapping[str, np.ndarray], cache_keys: Mapping[str, Any] | None) -> Values:
+    def _run(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        cache_keys: Mapping[str, Any] | None,
+        record: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> Values:
         keys = self._check_cache_keys(cache_keys)
         absent = {p.name for p in self._encoders if not all(n in feeds for n in p.model_inputs)}
         sizes = dim_sizes(self.spec, feeds)
@@ -208,6 +220,8 @@ class Pipeline:
         for level in self._levels:
             todo = [self.composition.part(n) for n in level if n not in absent]
             jobs = [(p, self._part_feeds(p, feeds, values, absent, sizes)) for p in todo]
+            if record is not None:
+                record.update({p.name: f for p, f in jobs})
             if self._pool is not None and len(jobs) > 1:
                 futures = [self._pool.submit(self._run_part, p, f, keys.get(p.name)) for p, f in jobs[1:]]
                 results = [self._run_part(*jobs[0], keys.get(jobs[0][0].name))]

@@ -1,0 +1,260 @@
+"""Per-part precision of a split export: ``mmexport fp16 FOLDER`` / ``mmexport calibrate FOLDER``.
+
+Each part gets its own choice (``fp32``, ``fp16`` or ``int8``), made by the precision stages
+(``precision.stages.to_fp16`` / ``calibrate``) on that part's ONNX. Their data comes from the
+model's data source: an encoder reads the model inputs it takes; a downstream part (the fusion)
+reads what the FP32 upstream parts make of the same samples (run by ``Pipeline.part_inputs``).
+The result is a new split folder with the chosen variants and a composition manifest recording
+each part's precision, and the composed variant's agreement with the FP32 composition.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmexport.composition import Composition, read_composition
+from mmexport.errors import ArtifactError, InputError
+from mmexport.export.split_files import check_folder, publish_folder
+from mmexport.files import sha256_file, staging_dir
+from mmexport.precision.stages import (
+    DEFAULT_EVAL_SAMPLES,
+    CalibrationConfig,
+    Fp16Config,
+    StageResult,
+    calibrate,
+    to_fp16,
+)
+from mmexport.runtime.pipeline import Pipeline
+from mmexport.spec import ModelSpec
+
+PRECISIONS = ("fp32", "fp16", "int8")
+Say = Callable[[str], None]
+
+
+def parse_parts(text: str | None, composition: Composition, default: str) -> dict[str, str]:
+    """``"image=int8,fuse=fp32"`` -> a precision for every part (the others get ``default``)."""
+    names = [p.name for p in composition.parts]
+    choices = dict.fromkeys(names, default)
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, precision = item.strip().partition("=")
+        if not sep or name not in names or precision not in PRECISIONS:
+            raise InputError(
+                None,
+                f"--parts {item.strip()!r} is not PART=PRECISION",
+                hint=f"parts: {', '.join(names)}; precisions: {', '.join(PRECISIONS)}",
+            )
+        choices[name] = precision
+    return choices
+
+
+@dataclass
+class SplitPrecisionResult:
+    folder: Path
+    composition: Composition
+    parts: dict[str, StageResult]  # the parts converted (fp32 parts are copied)
+    agreement: dict[str, Any] | None  # the composed variant against the FP32 composition
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def split_precision(
+    folder: str | Path,
+    output: str | Path,
+    choices: Mapping[str, str],
+    *,
+    data: Any = None,
+    eval_data: Any = None,
+    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    fp16: Fp16Config | None = None,
+    calibration: CalibrationConfig | None = None,
+    say: Say = lambda _m: None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> SplitPrecisionResult:
+    """Write ``output``: the split export ``folder`` with each part in its chosen precision."""
+    folder, output = Path(folder), Path(output)
+    source = read_composition(folder)
+    not_fp32 = [p.name for p in source.parts if p.precision != "fp32"]
+    if not_fp32:
+        raise ArtifactError(
+            str(folder),
+            f"part {not_fp32[0]!r} is not FP32; convert the FP32 split export from to-onnx --split",
+        )
+    if output.resolve() == folder.resolve():
+        raise ArtifactError(str(output), "is the FP32 folder itself; give another -o")
+    check_folder(output)
+    fp16 = fp16 or Fp16Config()
+    calibration = calibration or CalibrationConfig()
+    composition = read_composition(folder)
+    seconds: dict[str, float] = {}
+    results: dict[str, StageResult] = {}
+    with staging_dir(output) as stage, Pipeline(folder, parallel=False, spin=False) as reference:
+        calib = _PartData(reference, data, "calibration", calibration.samples, calibration.batch_size)
+        evaluation = _PartData(reference, eval_data, "evaluation", eval_samples, 50) if eval_samples else None
+        for part in composition.parts:
+            choice = choices[part.name]
+            t0 = time.perf_counter()
+            target = stage / part.file
+            if choice == "fp32":
+                shutil.copy2(folder / part.file, target)
+                shutil.copy2(folder / f"{part.file}.json", stage / f"{part.file}.json")
+            else:
+                say(f"part {part.name!r}: {choice}")
+                target = stage / f"{Path(part.file).stem}.{choice}.onnx"
+                results[part.name] = _convert(
+                    folder / part.file,
+                    target,
+                    choice,
+                    part.name,
+                    calib,
+                    evaluation,
+                    fp16,
+                    calibration,
+                    say,
+                    progress,
+                )
+            part.file, part.sha256, part.precision = target.name, sha256_file(target), choice
+            seconds[part.name] = time.perf_counter() - t0
+        composition.producer = {
+            **source.producer,
+            "stage": "split precision",
+            "from": {"folder": str(folder), "parts": {p.name: p.file for p in source.parts}},
+            "precisions": dict(choices),
+            "data": calib.description,
+        }
+        composition.validation = dict(source.validation)
+        composition.write(stage)
+        agreement = None
+        if evaluation is not None:
+            t0 = time.perf_counter()
+            say("composed variant against the FP32 composition")
+            with Pipeline(stage, parallel=False, spin=False) as variant:
+                agreement = compare_pipelines(
+                    reference, variant, evaluation.model_batches(), composition.spec
+                )
+            composition.validation["composed_agreement"] = agreement
+            composition.write(stage)
+            seconds["composed"] = time.perf_counter() - t0
+        publish_folder(stage, output)
+    notes = [f"{name}: {note}" for name, r in results.items() for note in r.notes]
+    return SplitPrecisionResult(output, composition, results, agreement, notes, seconds)
+
+
+def _convert(
+    source: Path,
+    target: Path,
+    choice: str,
+    part: str,
+    calib: _PartData,
+    evaluation: _PartData | None,
+    fp16: Fp16Config,
+    calibration: CalibrationConfig,
+    say: Say,
+    progress: Callable[[int, int | None], None] | None,
+) -> StageResult:
+    """One part through the precision stage it chose, on the data its upstream parts produce."""
+    eval_data = evaluation.for_part(part) if evaluation is not None else None
+    eval_samples = evaluation.samples if evaluation is not None else 0
+    indented = lambda m: say(f"  {m}")  # noqa: E731
+    if choice == "fp16":
+        return to_fp16(
+            source, target, config=fp16, data=calib.for_part(part), eval_data=eval_data,
+            eval_samples=eval_samples, say=indented,
+        )  # fmt: skip
+    return calibrate(
+        source, target, data=calib.for_part(part), config=calibration, eval_data=eval_data,
+        eval_samples=eval_samples, say=indented, progress=progress,
+    )  # fmt: skip
+
+
+class _PartData:
+    """The model's data source, and for each part the feeds it gets from it (upstream parts run
+    in FP32 batch by batch, so nothing is kept in memory). Labels go with the fusion part only:
+    they are the model outputs' classes, not the encoders'."""
+
+    def __init__(self, pipe: Pipeline, data: Any, split: str, samples: int, batch_size: int) -> None:
+        self.pipe = pipe
+        self.samples = samples
+        self.source = _model_source(pipe.composition, data, split, samples, batch_size)
+        self.description = self.source.description
+
+    def model_batches(self) -> Iterator[Any]:
+        return iter(self.source.batches())
+
+    def for_part(self, part: str) -> Callable[[ModelSpec], Iterator[Any]]:
+        entry = self.pipe.composition.part(part)
+        labelled = set(entry.outputs) >= set(self.pipe.spec.output_names)
+
+        def feeds(_spec: ModelSpec) -> Iterator[Any]:
+            for batch in self.source.batches():
+                if entry.model_inputs and len(entry.model_inputs) == len(entry.inputs):
+                    feed = {n: batch.feed[n] for n in entry.model_inputs}
+                else:
+                    feed = self.pipe.part_inputs(batch.feed)[part]
+                yield (feed, batch.labels) if labelled and batch.labels is not None else feed
+
+        feeds.__name__ = f"part {part!r} inputs from {self.description}"
+        return feeds
+
+
+def _model_source(composition: Composition, data: Any, split: str, samples: int, batch_size: int) -> Any:
+    """Like the whole model's precision stages: ``data``, else the built-in task, else random feeds."""
+    from mmexport.data.sources import open_source
+    from mmexport.precision.common import SpecFeeds
+
+    source = composition.source
+    builtin = source.get("model") if source.get("builtin") is True else None
+    if data is None and builtin is None:
+        return SpecFeeds(composition.spec, samples, seed=0 if split == "calibration" else 1)
+    return open_source(
+        "synthetic" if data is None else data,
+        composition.spec,
+        builtin=builtin,
+        split=split,
+        samples=samples,
+        batch_size=batch_size,
+    )
+
+
+def compare_pipelines(
+    reference: Pipeline, variant: Pipeline, batches: Iterator[Any], spec: ModelSpec
+) -> dict[str, Any]:
+    """Accuracy of both (with labels), top-1 agreement and worst-sample cosine of the variant."""
+    task = next((o.name for o in spec.outputs if o.labels), spec.output_names[0])
+    seen = agree = 0
+    correct = [0, 0]
+    labelled = True
+    worst = 1.0
+    for batch in batches:
+        ref = reference.run(batch.feed)[task]
+        got = variant.run(batch.feed)[task]
+        agree += int((ref.argmax(-1) == got.argmax(-1)).sum())
+        worst = min(worst, float(_cosine(ref, got).min()))
+        if batch.labels is None:
+            labelled = False
+        else:
+            correct[0] += int((ref.argmax(-1) == batch.labels).sum())
+            correct[1] += int((got.argmax(-1) == batch.labels).sum())
+        seen += len(ref)
+    return {
+        "output": task,
+        "samples": seen,
+        "accuracy_fp32": correct[0] / seen if labelled and seen else None,
+        "accuracy": correct[1] / seen if labelled and seen else None,
+        "top1_agreement": agree / seen if seen else None,
+        "worst_cosine": worst,
+    }
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    return np.asarray((a * b).sum(axis=1) / norms)

@@ -1,0 +1,87 @@
+"""Per-part precision of a split folder: variants made on upstream-produced data, recorded, runnable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mmexport.cli.app import cli
+from mmexport.composition import read_composition
+from mmexport.errors import InputError
+from mmexport.export.split_precision import parse_parts, split_precision
+from mmexport.manifest import read_manifest
+from mmexport.precision.stages import CalibrationConfig, Fp16Config
+from mmexport.runtime import Pipeline
+
+from .conftest import narrow_spec
+
+
+def test_per_part_precisions_are_recorded_and_run(fusion_split, tmp_path):
+    choices = {"image": "int8", "text": "fp16", "audio": "fp32", "fuse": "int8"}
+    result = split_precision(
+        fusion_split.folder,
+        tmp_path / "mixed",
+        choices,
+        eval_samples=16,
+        fp16=Fp16Config(samples=16),
+        calibration=CalibrationConfig(samples=16, sensitivity=False),
+    )
+    composition = read_composition(tmp_path / "mixed")
+    assert composition.precisions == choices
+    files = {p.name: p.file for p in composition.parts}
+    assert files == {
+        "image": "image.int8.onnx",
+        "text": "text.fp16.onnx",
+        "audio": "audio.onnx",
+        "fuse": "fuse.int8.onnx",
+    }
+    assert (tmp_path / "mixed" / "image.int8.calib").is_file()
+    for part in composition.parts:
+        assert read_manifest(tmp_path / "mixed" / part.file).precision == part.precision
+    # the fusion part was calibrated on what the FP32 encoders make of the model's data
+    fuse = read_manifest(tmp_path / "mixed" / "fuse.int8.onnx")
+    assert "part 'fuse' inputs from synthetic (fusion, calibration split" in fuse.producer["data"]
+    assert set(fuse.producer["shape_coverage"]) >= {"image_tokens_1", "audio_tokens_1"}
+    assert result.agreement is not None and result.agreement["samples"] == 16
+    assert composition.validation["composed_agreement"]["top1_agreement"] >= 0.8
+    spec = narrow_spec("fusion")
+    feed = spec.sample_feed(spec.point("opt"), seed=1)
+    with Pipeline(tmp_path / "mixed") as variant, Pipeline(fusion_split.folder) as fp32:
+        a, b = variant.run(feed)["logits"], fp32.run(feed)["logits"]
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.95
+
+
+def test_parse_parts(fusion_split):
+    composition = read_composition(fusion_split.folder)
+    assert parse_parts("text=fp16, fuse=fp32", composition, "int8") == {
+        "image": "int8",
+        "text": "fp16",
+        "audio": "int8",
+        "fuse": "fp32",
+    }
+    with pytest.raises(InputError, match="--parts 'txt=fp16' is not PART=PRECISION"):
+        parse_parts("txt=fp16", composition, "int8")
+    with pytest.raises(InputError, match="precisions: fp32, fp16, int8"):
+        parse_parts("text=int4", composition, "int8")
+
+
+def test_fp16_command_on_a_split_folder(fusion_split, tmp_path):
+    out = tmp_path / "half"
+    args = ["fp16", str(fusion_split.folder), "--parts", "fuse=fp32", "-o", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--samples", "8", "--eval-samples", "0", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["precisions"] == {"image": "fp16", "text": "fp16", "audio": "fp16", "fuse": "fp32"}
+    assert read_composition(out).precisions == payload["precisions"]
+
+
+def test_parts_option_needs_a_split_folder(tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["calibrate", str(model), "--parts", "image=int8"])
+    assert result.exit_code == 2 and "--parts applies to a split folder" in result.stderr
