@@ -54,6 +54,7 @@ def test_rgb8_and_bgr8_images_become_rgb_frames():
     pixels = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     np.testing.assert_array_equal(ros2_node.frame_from_image(image(pixels, "rgb8", pad=3)), pixels)
     bgr = image(np.ascontiguousarray(pixels[..., ::-1]), "bgr8")
+    bgr.data = array.array("B", bgr.data)  # rosidl holds uint8[] sequences as array.array
     frame = ros2_node.frame_from_image(bgr)
     np.testing.assert_array_equal(frame, pixels)
     assert frame.flags["C_CONTIGUOUS"] and frame.dtype == np.uint8
