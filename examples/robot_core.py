@@ -18,18 +18,15 @@ got), raised before the model runs. Used by control_loop.py and ros2_node.py.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from mmexport.data.audio import log_mel
-from mmexport.data.preprocess import DEFAULT_SCALE, dim_range, load_text
-from mmexport.errors import InputError, SpecError
+from mmexport.data.preprocess import dim_range, normalize_image, text_to_tokens, wave_to_log_mel
+from mmexport.errors import DataError, InputError, SpecError
 from mmexport.runtime import Session
 from mmexport.runtime.feed_files import top_k
 from mmexport.spec import InputSpec, ModelSpec
@@ -94,12 +91,11 @@ class Preprocessor:
     def image(self, frame: np.ndarray) -> np.ndarray:
         """An HxWxC uint8 RGB frame as the normalized [C, H, W] array the spec's preprocess makes.
 
-        The same arithmetic as ``mmexport.data.preprocess.load_image`` after decoding (scale,
-        channel order, mean, std), for frames already in memory. Frames are not resized: a size
+        ``mmexport.data.preprocess.normalize_image``: the arithmetic of ``load_image`` after decoding
+        (scale, channel order, mean, std), for frames already in memory. Frames are not resized: a size
         outside the spec's height/width range is an error (resize upstream, once, knowingly).
         """
         inp = _require(self.image_input, "image")
-        pre = inp.preprocess or {}
         channels = int(inp.shape[1])
         if not (
             isinstance(frame, np.ndarray)
@@ -114,30 +110,20 @@ class Preprocessor:
                 actual=_describe(frame),
             )
         _check_frame_size(frame, inp, self.spec)
-        pixels = frame.transpose(2, 0, 1).astype(np.float32)
-        if pre.get("channel_order", "rgb") == "bgr":
-            pixels = pixels[::-1]
-        pixels = pixels * np.float32(pre.get("scale", DEFAULT_SCALE))
-        mean = np.asarray(pre["mean"], dtype=np.float32)[:, None, None]
-        std = np.asarray(pre["std"], dtype=np.float32)[:, None, None]
-        return np.ascontiguousarray((pixels - mean) / std, dtype=inp.dtype)
+        return normalize_image(frame, inp)
 
     def tokens(self, command: str) -> np.ndarray:
-        """The command's token ids [S], by ``mmexport.data.preprocess.load_text`` (cached per command).
+        """The command's token ids [S], by ``mmexport.data.preprocess.text_to_tokens`` (cached per command).
 
-        ``load_text`` reads files only, so a new command is written to a temporary file once and
-        read back: the ids and the errors (unknown words, too long) are exactly those of
-        ``mmexport run`` and of calibration data. Commands change rarely; frames every tick.
+        The ids and the errors (unknown words, too long) are exactly those of ``mmexport run`` and
+        of calibration data. Commands change rarely; frames every tick.
         """
         inp = _require(self.text_input, "text")
         if not isinstance(command, str):
             raise InputError(inp.name, f"command must be a str, got {type(command).__name__}")
         cached = self._tokens.get(command)
         if cached is None:
-            with tempfile.TemporaryDirectory(prefix="mmexport-command-") as folder:
-                path = Path(folder) / "command.txt"
-                path.write_text(command, encoding="utf-8")
-                cached = load_text(path, inp, self.spec, sample="command")
+            cached = text_to_tokens(command, inp, self.spec, sample="command", source="the command")
             if len(self._tokens) >= 256:
                 self._tokens.clear()
             self._tokens[command] = cached
@@ -146,8 +132,8 @@ class Preprocessor:
     def audio(self, wave: np.ndarray) -> np.ndarray:
         """A mono float wave at the spec's sample rate as its log-mel [n_mels, frames].
 
-        ``mmexport.data.audio.log_mel`` with the spec's parameters, as ``load_wav`` uses it; with
-        ``duration_s`` in the spec the wave is cut or zero-padded to that length first.
+        ``mmexport.data.preprocess.wave_to_log_mel``, as ``load_wav`` uses it; with ``duration_s``
+        in the spec the wave is cut or zero-padded to that length first.
         """
         inp = _require(self.audio_input, "audio")
         pre = inp.preprocess or {}
@@ -159,23 +145,13 @@ class Preprocessor:
                 expected="1-D float",
                 actual=_describe(wave),
             )
-        if "duration_s" in pre:
-            length = max(1, round(float(pre["duration_s"]) * rate))
-            wave = np.pad(wave[:length], (0, max(0, length - wave.shape[0])))
-        mel = log_mel(
-            wave.astype(np.float32, copy=False), rate, pre["n_fft"], pre["hop_length"], pre["n_mels"]
-        )
-        low, high = dim_range(inp.shape[-1], self.spec)
-        if not low <= mel.shape[-1] <= high:
-            raise InputError(
-                inp.name,
-                f"{wave.shape[0]} samples give {mel.shape[-1]} frames, the model takes {low} to {high}",
-                dim=str(inp.shape[-1]),
-                expected=[low, high],
-                actual=mel.shape[-1],
-                hint=f"frames = 1 + samples // {pre['hop_length']}; keep a longer or shorter window",
+        try:
+            return wave_to_log_mel(
+                wave, rate, inp, self.spec, sample="audio", source=f"{wave.shape[0]} samples"
             )
-        return mel.astype(inp.dtype, copy=False)
+        except DataError as error:  # the runtime's error type: this is a live input, not a dataset
+            message = str(error).split(": ", 1)[-1].removesuffix(f" ({error.hint})")
+            raise InputError(inp.name, message, hint=error.hint) from None
 
     @property
     def sample_rate(self) -> int | None:

@@ -123,7 +123,7 @@ def test_bad_frames_are_one_clear_error(preprocess, bad, message):
             "audio must be a non-empty 1-D float array (mono, 16000 Hz), got shape 2x8000",
         ),
         (np.zeros(16000, np.int16), "got shape 16000 int16"),
-        (tone(800), "800 samples give 6 frames, the model takes 16 to 1000"),
+        (tone(800), "800 samples (0.050 s) gives 6 frames, expected 16 to 1000"),
         (None, "this model takes audio, and none was given"),
     ],
 )

@@ -133,7 +133,6 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
     """
     from PIL import Image, UnidentifiedImageError
 
-    pre = inp.preprocess or {}
     if len(inp.shape) != 4 or not isinstance(inp.shape[1], int):
         raise DataError(
             f"image preprocess needs a shape [batch, C, H, W] with a fixed C, the spec has "
@@ -160,13 +159,23 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
     )
     if size != (image.height, image.width):
         image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32).reshape(image.height, image.width, -1).transpose(2, 0, 1)
+    return normalize_image(np.asarray(image).reshape(image.height, image.width, -1), inp)
+
+
+def normalize_image(pixels: np.ndarray, inp: InputSpec) -> np.ndarray:
+    """HxWxC pixels (e.g. a decoded uint8 RGB frame) as the input's normalized [C, H, W] array.
+
+    The arithmetic of ``load_image`` after decoding: channel order, ``scale``, ``mean``, ``std``.
+    Nothing is resized or checked against the spec's ranges here (``check_array`` does that).
+    """
+    pre = inp.preprocess or {}
+    chw = np.asarray(pixels, dtype=np.float32).transpose(2, 0, 1)
     if pre.get("channel_order", "rgb") == "bgr":
-        pixels = pixels[::-1]
-    pixels = pixels * np.float32(pre.get("scale", DEFAULT_SCALE))
+        chw = chw[::-1]
+    chw = chw * np.float32(pre.get("scale", DEFAULT_SCALE))
     mean = np.asarray(pre["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(pre["std"], dtype=np.float32)[:, None, None]
-    return np.ascontiguousarray((pixels - mean) / std, dtype=inp.dtype)
+    return np.ascontiguousarray((chw - mean) / std, dtype=inp.dtype)
 
 
 def _to_channels(img: Any, channels: int, sample: str, field: str) -> Any:
@@ -202,38 +211,42 @@ def _size_in_range(h: int, w: int, h_range: tuple[int, int], w_range: tuple[int,
 
 
 def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
-    """A text file as token ids [S]: words (lowercased unless ``lowercase: false``) through ``vocab``.
-
-    Without a vocab the file holds integer ids. Shorter than the dim's min: padded at the end with
-    ``pad``; longer than its max: an error (cutting a question changes its meaning).
-    """
-    pre = inp.preprocess or {}
-    if len(inp.shape) != 2:
-        raise DataError(
-            f"tokens preprocess needs a shape [batch, seq], the spec has {_shape_text(inp.shape)}",
-            sample=sample,
-            field=inp.name,
-        )
+    """A text file as token ids [S]: see ``text_to_tokens``."""
+    _require_rank(inp, 2, "tokens preprocess needs a shape [batch, seq]", sample)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path.name!r} as UTF-8 text: {e}", sample=sample, field=inp.name) from e
+    return text_to_tokens(text, inp, spec, sample=sample, source=repr(path.name))
+
+
+def text_to_tokens(
+    text: str, inp: InputSpec, spec: ModelSpec, *, sample: str, source: str = "the text"
+) -> np.ndarray:
+    """Text as token ids [S]: words (lowercased unless ``lowercase: false``) through ``vocab``.
+
+    Without a vocab the text holds integer ids. Shorter than the dim's min: padded at the end with
+    ``pad``; longer than its max: an error (cutting a question changes its meaning). ``source``
+    names the text in errors (a file name, or "the command").
+    """
+    pre = inp.preprocess or {}
+    _require_rank(inp, 2, "tokens preprocess needs a shape [batch, seq]", sample)
     words = (text.lower() if pre.get("lowercase", True) else text).split()
     if pre.get("vocab") is not None:  # "what colour is the object?" -> ... "object"
         words = [w.strip(string.punctuation) for w in words]
         words = [w for w in words if w]
     if not words:
-        raise DataError(f"{path.name!r} holds no words", sample=sample, field=inp.name)
-    ids = _token_ids(words, pre.get("vocab"), path, sample, inp.name, pre.get("unk"))
+        raise DataError(f"{source} holds no words", sample=sample, field=inp.name)
+    ids = _token_ids(words, pre.get("vocab"), source, sample, inp.name, pre.get("unk"))
     low, high = dim_range(inp.shape[1], spec)
     if len(ids) > high:
         raise DataError(
-            f"{path.name!r} has {len(ids)} tokens, expected at most {high}", sample=sample, field=inp.name
+            f"{source} has {len(ids)} tokens, expected at most {high}", sample=sample, field=inp.name
         )
     if len(ids) < low:
         if "pad" not in pre:
             raise DataError(
-                f"{path.name!r} has {len(ids)} tokens, expected at least {low}",
+                f"{source} has {len(ids)} tokens, expected at least {low}",
                 sample=sample,
                 field=inp.name,
                 hint="give a 'pad' id in the input's preprocess to pad short texts",
@@ -242,8 +255,13 @@ def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np
     return np.asarray(ids, dtype=inp.dtype)
 
 
+def _require_rank(inp: InputSpec, rank: int, message: str, sample: str) -> None:
+    if len(inp.shape) != rank:
+        raise DataError(f"{message}, the spec has {_shape_text(inp.shape)}", sample=sample, field=inp.name)
+
+
 def _token_ids(
-    words: list[str], vocab: list[str] | None, path: Path, sample: str, field: str, unk: str | None = None
+    words: list[str], vocab: list[str] | None, source: str, sample: str, field: str, unk: str | None = None
 ) -> list[int]:
     if vocab is None:
         try:
@@ -251,7 +269,7 @@ def _token_ids(
         except ValueError:
             bad = next(w for w in words if not w.lstrip("-").isdigit())
             raise DataError(
-                f"{path.name!r}: {bad!r} is not a token id and the spec gives no vocab",
+                f"{source}: {bad!r} is not a token id and the spec gives no vocab",
                 sample=sample,
                 field=field,
             ) from None
@@ -261,7 +279,7 @@ def _token_ids(
     for word in words:
         if word not in index:
             raise DataError(
-                f"{path.name!r}: word {word!r} is not in the vocab ({len(vocab)} words)",
+                f"{source}: word {word!r} is not in the vocab ({len(vocab)} words)",
                 sample=sample,
                 field=field,
                 hint='add "unk": "<token>" to the input\'s preprocess to map unknown words to it',
@@ -273,30 +291,37 @@ def _token_ids(
 
 
 def load_wav(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
-    """A PCM .wav (8/16/24/32-bit, channels averaged to mono) as a log-mel [n_mels, frames].
+    """A PCM .wav (8/16/24/32-bit, channels averaged to mono) as a log-mel: see ``wave_to_log_mel``."""
+    signal, rate = read_wav(path, sample=sample, field=inp.name)
+    return wave_to_log_mel(signal, rate, inp, spec, sample=sample, source=repr(path.name))
 
-    The file's rate must be the spec's ``sample_rate`` (resampling would change the features).
-    With ``duration_s`` the wave is cut or zero-padded to that length first; frames outside the
-    dim's range are an error, not cropped.
+
+def wave_to_log_mel(
+    signal: np.ndarray, rate: int, inp: InputSpec, spec: ModelSpec, *, sample: str, source: str = "the audio"
+) -> np.ndarray:
+    """A mono float wave as the input's log-mel [n_mels, frames].
+
+    ``rate`` must be the spec's ``sample_rate`` (resampling would change the features). With
+    ``duration_s`` the wave is cut or zero-padded to that length first; frames outside the dim's
+    range are an error, not cropped.
     """
     pre: Mapping[str, Any] = inp.preprocess or {}
-    signal, rate = read_wav(path, sample=sample, field=inp.name)
     if rate != pre["sample_rate"]:
         raise DataError(
-            f"{path.name!r} is sampled at {rate} Hz, expected {pre['sample_rate']} Hz",
+            f"{source} is sampled at {rate} Hz, expected {pre['sample_rate']} Hz",
             sample=sample,
             field=inp.name,
-            hint="resample the file",
+            hint="resample it",
         )
+    signal = np.asarray(signal, dtype=np.float32)
     if "duration_s" in pre:
         length = max(1, round(float(pre["duration_s"]) * rate))
         signal = np.pad(signal[:length], (0, max(0, length - signal.shape[0])))
     mel = log_mel(signal, rate, pre["n_fft"], pre["hop_length"], pre["n_mels"])
-    frames_dim = inp.shape[-1]
-    low, high = dim_range(frames_dim, spec)
+    low, high = dim_range(inp.shape[-1], spec)
     if not low <= mel.shape[-1] <= high:
         raise DataError(
-            f"{path.name!r} ({signal.shape[0] / rate:.3f} s) gives {mel.shape[-1]} frames, "
+            f"{source} ({signal.shape[0] / rate:.3f} s) gives {mel.shape[-1]} frames, "
             f"expected {low} to {high}",
             sample=sample,
             field=inp.name,
