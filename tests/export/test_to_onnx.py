@@ -13,6 +13,7 @@ from mmexport.export import ExportConfig, ParityConfig, to_onnx
 from mmexport.export.onnx_export import dim_values, normalize_dims
 from mmexport.export.parity import compare
 from mmexport.manifest import read_manifest, verify_sha256
+from mmexport.spec import ModelSpec
 from tiny_models import TINY_SPEC
 
 
@@ -148,6 +149,13 @@ def test_torchscript_exporter_and_simplify(tmp_path):
     assert result.parity.passed
     assert any("onnxslim" in n for n in result.notes)
     assert dim_values(result.path)["tokens"] == ["batch", "seq"]
+    graph = onnx.load(str(result.path), load_external_data=False).graph
+    logits = [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
+    assert logits == ["batch", 5]  # not the trace's batch size, frozen
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_dict(TINY_SPEC)
+    feed = spec.sample_feed({**spec.example_point(), "batch": 3})
+    assert session.run(None, feed)[0].shape == (3, 5)
 
 
 def test_opset_outside_the_exporters_range():

@@ -7,7 +7,7 @@ import inspect
 import io
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,9 @@ def _export_torchscript(
         i.name: {axis: d for axis, d in enumerate(i.shape) if d in dynamic}
         for i in (spec.input(n) for n in inputs)
     }
+    # The TorchScript exporter freezes every output axis it is not told about (logits [4, 9] from a
+    # batch-4 trace), so the outputs' dynamic axes are found by running the model eagerly.
+    dynamic_axes.update(output_dim_axes(module, spec, list(inputs)))
     # torch before 2.5 has no dynamo= and exports with TorchScript anyway
     legacy: dict[str, Any] = (
         {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
@@ -186,6 +189,42 @@ def _export_torchscript(
         opset_version=opset,
         do_constant_folding=True,
     )
+
+
+def output_dim_axes(module: torch.nn.Module, spec: ModelSpec, order: list[str]) -> dict[str, dict[int, str]]:
+    """Output name -> {axis: spec dim} for the output axes that follow a dynamic dim of the spec.
+
+    The model runs eagerly at the example point and once more with each dynamic dim moved by one
+    inside its range; an output axis whose size changes with exactly that dim (and with no other)
+    follows it. Axes whose size changes with several dims (e.g. a flattened sequence) are left
+    as the exporter writes them.
+    """
+    base_point = spec.example_point()
+
+    def shapes(point: Mapping[str, int]) -> list[tuple[int, ...]]:
+        feed = spec.sample_feed(point, seed=0)
+        return [tuple(o.shape) for o in torch_outputs(module, {n: feed[n] for n in order})]
+
+    base = shapes(base_point)
+    follows: dict[tuple[int, int], list[str]] = {}
+    for dim in spec.dynamic_dims:
+        value = base_point[dim.name]
+        moved = value + 1 if value < dim.max else value - 1
+        if moved < dim.min or moved == value:
+            continue
+        for index, (before, after) in enumerate(
+            zip(base, shapes({**base_point, dim.name: moved}), strict=True)
+        ):
+            if len(before) != len(after):
+                continue
+            for axis, (a, b) in enumerate(zip(before, after, strict=True)):
+                if a != b:
+                    follows.setdefault((index, axis), []).append(dim.name)
+    axes: dict[str, dict[int, str]] = {}
+    for (index, axis), dims in follows.items():
+        if len(dims) == 1 and base[index][axis] == base_point[dims[0]]:
+            axes.setdefault(spec.output_names[index], {})[axis] = dims[0]
+    return axes
 
 
 def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> list[str]:
