@@ -105,7 +105,7 @@ def test_explicit_cache_keys(fusion_split):
         fresh = pipe.run(other, cache_keys={"text": "cmd-2"})["logits"]
         np.testing.assert_allclose(fresh, plain.run(other)["logits"], atol=1e-6)
         assert pipe.cache_info()["text"] == {"hits": 1, "misses": 2}
-        with pytest.raises(InputError, match="cacheable parts: image, text, audio"):
+        with pytest.raises(InputError, match="cached parts: image, text, audio"):
             pipe.run(feed, cache_keys={"fuse": 1})
     with Pipeline(fusion_split.folder) as plain, pytest.raises(InputError, match="without cache=True"):
         plain.run(feed, cache_keys={"text": "x"})
@@ -134,3 +134,25 @@ def test_session_like_surface(fusion_split):
         assert set(outputs) == {"image", "text", "audio", "fuse"}
         info = pipe.describe()
         assert info["parts"]["fuse"] == {"file": "fuse.onnx", "precision": "fp32"}
+
+
+def test_cache_only_the_named_parts(fusion_split):
+    feed = _feed("fusion")
+    with Pipeline(fusion_split.folder, cache={"text"}) as pipe:
+        pipe.run(feed)
+        pipe.run({**feed, "image": feed["image"] * 2})
+        assert pipe.cache_info() == {"text": {"hits": 1, "misses": 1}}
+    with pytest.raises(InputError, match="cache names part 'fuse'; cacheable parts: image, text, audio"):
+        Pipeline(fusion_split.folder, cache={"fuse"})
+
+
+def test_part_runner_times_one_part_on_what_the_pipeline_gives_it(fusion_split):
+    from mmexport.runtime.pipeline_parts import PartRunner
+
+    feed = _feed("fusion")
+    with Pipeline(fusion_split.folder) as pipe:
+        runner = PartRunner(pipe, "fuse")
+        assert runner.spec is pipe.spec and runner.describe()["part"] == "fuse"
+        np.testing.assert_array_equal(runner.run(feed)["logits"], pipe.run(feed)["logits"])
+        other = _feed("fusion", seed=7)
+        np.testing.assert_array_equal(runner.run(other)["logits"], pipe.run(other)["logits"])

@@ -62,3 +62,11 @@ def test_model_without_the_protocol(tmp_path, tiny_ref):
 def test_simplify_is_refused_with_split(tmp_path):
     result = CliRunner().invoke(cli, ["to-onnx", "--split", "--simplify", "-o", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--simplify is not available with --split" in result.stderr
+
+
+def test_bench_reports_the_pipeline_and_each_part(fusion_split):
+    args = ["bench", str(fusion_split.folder), "--iterations", "3", "--warmup", "0", "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[1] for line in result.stdout.splitlines()[2:] if line.startswith("opt")]
+    assert rows == ["fusion/", "fusion/image", "fusion/text", "fusion/audio", "fusion/fuse"]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mmexport.cli.run_cmd import backend_options
+
+if TYPE_CHECKING:
+    from mmexport.bench import BenchTarget
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -107,6 +111,7 @@ def bench_cmd(
       mmexport bench model.onnx
       mmexport bench model.onnx model.fp16.onnx model.int8.onnx --sweep --batch 1 --batch 8
       mmexport bench model.onnx --shape image=1x3x224x224 --json bench.json --plot bench.png
+      mmexport bench fusion/ --sweep     # a split folder: end to end and each part, side by side
     """
     from mmexport.bench import BenchConfig, BenchTarget, benchmark, build_cases
     from mmexport.errors import MissingDependencyError
@@ -120,18 +125,19 @@ def bench_cmd(
     for path, option in outputs.items():
         if path is not None:
             check_writable(path, option)
-    targets = [
-        BenchTarget(
+    targets = []
+    for p in artifacts:
+        options = {"cuda_graph": True} if cuda_graph and p.suffix.lower() in (".engine", ".plan") else None
+        target = BenchTarget(
             path=p,
             backend=backend,
             device=device,
             provider=provider,
             threads=threads,
             spin=spin,
-            options={"cuda_graph": True} if cuda_graph and p.suffix.lower() in (".engine", ".plan") else None,
+            options=options,
         )
-        for p in artifacts
-    ]
+        targets += split_targets(target) if p.is_dir() else [target]
     config = BenchConfig(warmup_s=warmup, duration_s=duration, iterations=iterations)
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = benchmark(targets, build_cases(shapes, sweep, batches), config, progress=progress)
@@ -149,6 +155,26 @@ def bench_cmd(
         from mmexport.errors import ArtifactError
 
         raise ArtifactError(", ".join(failed), "could not be written (see above); the other outputs were")
+
+
+def split_targets(target: BenchTarget) -> list[BenchTarget]:
+    """A split folder: the whole pipeline (end to end) and each of its parts, measured side by side."""
+    from mmexport.bench import BenchTarget
+    from mmexport.runtime import Pipeline
+    from mmexport.runtime.pipeline_parts import PartRunner
+
+    folder = Path(target.path or "")
+    pipe = Pipeline(
+        folder,
+        target.device,
+        backend=target.backend,
+        provider=target.provider,
+        threads=target.threads,
+        spin=target.spin,
+        options=target.options,
+    )
+    out = [BenchTarget(label=f"{folder.name}/", runner=pipe)]
+    return out + [BenchTarget(label=f"{folder.name}/{p}", runner=PartRunner(pipe, p)) for p in pipe.parts]
 
 
 def check_writable(path: Path, option: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ class Pipeline:
     against its sha256 at load. ``device``, ``backend``, ``provider``, ``threads``, ``spin``,
     ``options``: as for ``Session``, applied to every part (``threads`` per part: parts that run
     concurrently each use that many). ``parallel``: run independent parts on a thread pool
-    (False: one after the other on the calling thread). ``cache``: remember each encoder's last
-    inputs and outputs (see ``run``).
+    (False: one after the other on the calling thread). ``cache``: remember the last inputs and
+    outputs of every encoder (True) or of the named ones (e.g. ``{"text"}``; see ``run``).
 
     Thread safety: ``run`` may be called from several threads; the cache is shared and locked.
     """
@@ -53,7 +53,7 @@ class Pipeline:
         threads: int | None = None,
         spin: bool | None = None,
         options: Mapping[str, Any] | None = None,
-        cache: bool = False,
+        cache: bool | Iterable[str] = False,
         parallel: bool = True,
     ) -> None:
         self.folder = Path(folder)
@@ -83,9 +83,9 @@ class Pipeline:
         # would get its own CUDA stream (and an event the fusion part waits on); Session does not
         # expose streams yet, so on a GPU the parts overlap only their host-side work.
         self._pool = ThreadPoolExecutor(width - 1, "mmexport-part") if parallel and width > 1 else None
-        self._cache_enabled = cache
         self._cache: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
-        self._stats = {p.name: {"hits": 0, "misses": 0} for p in self._cacheable()}
+        self._stats = {p: {"hits": 0, "misses": 0} for p in self._cached_parts(cache)}
+        self._cache_enabled = bool(self._stats)
         self._lock = threading.Lock()
         self._validators: dict[frozenset[str], FeedValidator] = {}
         self._encoders = [p for p in self.composition.parts if p.model_inputs]
@@ -167,7 +167,7 @@ class Pipeline:
         return out
 
     def cache_info(self) -> dict[str, dict[str, int]]:
-        """Hits and misses per cacheable part (encoders) since load or ``clear_cache``."""
+        """Hits and misses per cached part since load or ``clear_cache``."""
         with self._lock:
             return {k: dict(v) for k, v in self._stats.items()}
 
@@ -282,8 +282,21 @@ class Pipeline:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _cacheable(self) -> list[Part]:
-        return [p for p in self.composition.parts if all(w.kind == "input" for w in p.inputs.values())]
+    def _cached_parts(self, cache: bool | Iterable[str]) -> list[str]:
+        """The parts ``cache`` asks for: encoders only (parts fed by model inputs alone)."""
+        cacheable = [
+            p.name for p in self.composition.parts if all(w.kind == "input" for w in p.inputs.values())
+        ]
+        if cache is True or cache is False:
+            return cacheable if cache else []
+        asked = list(cache)
+        unknown = [p for p in asked if p not in cacheable]
+        if unknown:
+            self.close()
+            raise InputError(
+                None, f"cache names part {unknown[0]!r}; cacheable parts: {', '.join(cacheable)}"
+            )
+        return asked
 
     def _check_cache_keys(self, cache_keys: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if not cache_keys:
@@ -293,8 +306,7 @@ class Pipeline:
         unknown = sorted(k for k in cache_keys if k not in self._stats)
         if unknown:
             raise InputError(
-                None,
-                f"cache_keys names part {unknown[0]!r}; cacheable parts: {', '.join(self._stats)}",
+                None, f"cache_keys names part {unknown[0]!r}; cached parts: {', '.join(self._stats)}"
             )
         return cache_keys
 
