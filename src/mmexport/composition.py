@@ -268,13 +268,20 @@ def _parse_part(index: int, data: Any, where: str) -> Part:
     return Part(
         name=name,
         role=role,
-        file=_field(data, "file", str, where, at),
+        file=_file_name(_field(data, "file", str, where, at), f"{at}file", where),
         sha256=_field(data, "sha256", str, where, at),
         precision=_field(data, "precision", str, where, at),
         inputs={k: _parse_wire(v, f"{at}inputs.{k}", where) for k, v in raw_inputs.items()},
         outputs=list(outputs),
         absent=None if absent is None else _parse_absent(absent, f"{at}absent", where),
     )
+
+
+def _file_name(name: str, at: str, where: str) -> str:
+    """A part file is a bare name in the composition's folder: never a path out of it."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ArtifactError(where, f"field '{at}' must be a file name without a folder, got {name!r}")
+    return name
 
 
 def _parse_wire(data: Any, at: str, where: str) -> Wire:

@@ -84,3 +84,15 @@ def test_masked_part_without_a_flag(fusion_copy):
 def test_not_a_split_folder(tmp_path):
     with pytest.raises(ArtifactError, match=r"composition\.json: does not exist"):
         Pipeline(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "file", ["../text.onnx", "/tmp/text.onnx", "sub/text.onnx", "..", ".", "", "a\\b.onnx"]
+)
+def test_part_file_must_be_a_file_name_in_the_folder(fusion_copy, file):
+    """A composition may not make the runtime load a file outside its folder."""
+    outside = fusion_copy.parent / "text.onnx"
+    outside.write_bytes((fusion_copy / "text.onnx").read_bytes())
+    _edit(fusion_copy, lambda d: _part(d, "text").update(file=file))
+    with pytest.raises(ArtifactError, match=r"field 'parts\[1\]\.file' must be a file name without a folder"):
+        Pipeline(fusion_copy)
