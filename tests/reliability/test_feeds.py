@@ -4,13 +4,18 @@ directly) or an ``InputError`` naming the input, never a crash or a raw backend 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
 
 from mmexport.errors import BackendError, InputError
 from mmexport.runtime import Session
+from reliability import budget
+from reliability.feed_cases import Case, broken_inputs, cases, reference_feed
 from runtime.onnx_models import feeds
 
 HUGE = (8, 3, 10**6, 10**6)  # 48 TB as float16: only a broadcast view of one element can have it
@@ -76,3 +81,94 @@ def test_masked_arrays_are_refused_since_the_mask_would_be_ignored(tiny_onnx: Pa
     with pytest.raises(InputError, match=r"input 'image': .*masked array") as info:
         Session(tiny_onnx).run({**feed, "image": image})
     assert info.value.input == "image"
+
+
+# -- property-based: any feed, on the tiny model (with and without manifest) and the default model ---
+
+
+@dataclass
+class Target:
+    """A Session under test and onnxruntime opened on the same file, for the reference result."""
+
+    area: str
+    session: Session
+    reference: Any
+
+    @classmethod
+    def open(cls, area: str, path: Path) -> Target:
+        import onnxruntime
+
+        reference = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return cls(area, Session(path), reference)
+
+
+TARGETS = ["tiny", "tiny without manifest"] + (["fusion (default built-in)"] if budget.FULL else [])
+
+
+@pytest.fixture(scope="module")
+def targets(
+    tiny_onnx: Path, tiny_onnx_bare: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Target]:
+    opened = {"tiny": Target.open("feeds/tiny", tiny_onnx)}
+    opened["tiny without manifest"] = Target.open("feeds/tiny without manifest", tiny_onnx_bare)
+    if budget.FULL:
+        from mmexport.export.parity import ParityConfig
+        from mmexport.export.stage import to_onnx
+
+        path = tmp_path_factory.mktemp("default") / "model.onnx"
+        to_onnx(None, path, parity=ParityConfig(random_points=0))
+        opened["fusion (default built-in)"] = Target.open("feeds/fusion (default built-in)", path)
+    return opened
+
+
+def check_case(target: Target, feed: Any) -> None:
+    """The oracle: a valid feed gives onnxruntime's own result; an invalid one an InputError that
+    blames an input it breaks; anything else fails the test."""
+    spec = target.session.spec
+    blamed = broken_inputs(spec, feed)
+    try:
+        outputs = target.session.run(feed)
+    except InputError as e:
+        assert blamed is not None, f"a valid feed was refused: {e}"
+        assert e.input in blamed, f"{e} blames {e.input!r}, not one of {blamed}"
+        assert e.input is None or f"input {e.input!r}" in str(e)
+        budget.record(target.area, "InputError")
+        return
+    except BackendError as e:  # only where onnxruntime refuses the same feed (integer values)
+        assert blamed is None, f"{e} for a feed validation should have refused ({blamed})"
+        with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own classes
+            target.reference.run(None, reference_feed(spec, feed))
+        budget.record(target.area, "BackendError (onnxruntime refuses it too)")
+        return
+    assert blamed is None, f"an invalid feed ran (breaks {blamed})"
+    expected = target.reference.run(None, reference_feed(spec, feed))
+    names = [o.name for o in target.reference.get_outputs()]
+    assert sorted(outputs) == sorted(names)
+    for name, value in zip(names, expected, strict=True):
+        np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-6, equal_nan=True)
+    finite = all(np.isfinite(v).all() for v in outputs.values() if v.dtype.kind == "f")
+    budget.record(target.area, "ran: same as onnxruntime" + ("" if finite else " (non-finite outputs)"))
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_any_feed_gives_the_right_result_or_an_input_error(targets: dict[str, Target], name: str) -> None:
+    target = targets[name]
+
+    @budget.FUZZ
+    @given(case=cases(target.session.spec))
+    def run(case: Case) -> None:
+        check_case(target, case.feed)
+
+    run()
+
+
+def test_nan_and_inf_pass_through_to_the_model(targets: dict[str, Target]) -> None:
+    """Values are not read: NaN and inf reach the model, and its output shows them (as onnxruntime's
+    does); refusing them would cost a pass over every input on every call."""
+    target = targets["tiny"]
+    feed = feeds()
+    feed["image"][0, 0, 0, 0] = np.nan
+    feed["image"][1, 1, 0, 0] = np.inf
+    out = target.session.run(feed)["logits"]
+    assert np.isnan(out[0, 0]) and np.isposinf(out[1, 1]) and np.isfinite(out[:, 2:]).all()
+    check_case(target, feed)
