@@ -30,6 +30,7 @@ numpy only: the runtime reads this file.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,14 +41,21 @@ import numpy as np
 
 from mmexport.errors import ArtifactError, SpecError
 from mmexport.files import atomic_write_text, sha256_file
-from mmexport.spec import ModelSpec
+from mmexport.manifest import MAX_DEPTH, check_tree
+from mmexport.spec import DTYPES, ModelSpec
 
 FORMAT = "mmexport.composition"
 FORMAT_VERSION = 1
 FILE_NAME = "composition.json"
 ROLES = ("encoder", "fusion")
+PRECISIONS = ("fp32", "fp16", "int8")
 ABSENT_KINDS = ("mask", "constant")
 MAX_BYTES = 16 << 20
+KEYS = frozenset(
+    {"format", "format_version", "created", "source", "spec", "parts", "outputs", "producer", "validation"}
+)
+PART_KEYS = frozenset({"name", "role", "file", "sha256", "precision", "inputs", "outputs", "absent"})
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,7 @@ class Composition:
                 f"field 'format_version' is {version!r}; this mmexport reads 1 to {FORMAT_VERSION}",
                 hint="upgrade mmexport",
             )
+        _known_keys(data, KEYS, "", where)
         try:
             spec = ModelSpec.from_dict(_field(data, "spec", Mapping, where))
         except SpecError as e:
@@ -190,18 +199,19 @@ class Composition:
             spec=spec,
             parts=parts,
             outputs=outputs,
-            source=dict(data.get("source") or {}),
-            producer=dict(data.get("producer") or {}),
-            validation=dict(data.get("validation") or {}),
-            created=str(data.get("created", "")),
+            source=dict(_optional(data, "source", Mapping, {}, where)),
+            producer=dict(_optional(data, "producer", Mapping, {}, where)),
+            validation=dict(_optional(data, "validation", Mapping, {}, where)),
+            created=_optional(data, "created", str, "", where),
         )
         _check_wiring(composition, where)
         return composition
 
 
 def read_composition(folder: str | Path, *, verify_files: bool = True) -> Composition:
-    """Read and check ``folder/composition.json``; with ``verify_files``, every part file must
-    exist and match its sha256 (reads each file once)."""
+    """Read and check ``folder/composition.json`` (as untrusted input: size, nesting, numbers and
+    duplicate keys are limited); with ``verify_files``, every part file must exist and match its
+    sha256 (reads each file once)."""
     folder = Path(folder)
     path = folder / FILE_NAME if folder.is_dir() else folder
     if not path.is_file():
@@ -210,13 +220,7 @@ def read_composition(folder: str | Path, *, verify_files: bool = True) -> Compos
             "does not exist",
             hint="a split export folder from `mmexport to-onnx --split -o FOLDER`",
         )
-    if path.stat().st_size > MAX_BYTES:
-        raise ArtifactError(str(path), f"is larger than {MAX_BYTES >> 20} MiB; not a composition manifest")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(str(path), f"is not valid JSON ({e})") from e
-    composition = Composition.from_dict(data, where=str(path))
+    composition = Composition.from_dict(_read_json(path), where=str(path))
     if verify_files:
         for i, part in enumerate(composition.parts):
             file = path.parent / part.file
@@ -240,12 +244,64 @@ def is_composition_folder(path: str | Path) -> bool:
 # -- parsing ------------------------------------------------------------------------------
 
 
+def _read_json(path: Path) -> Any:
+    """The file's JSON, read as untrusted: bounded size, no duplicate keys or NaN, bounded nesting,
+    strings and integers (``check_tree``)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise ArtifactError(str(path), f"cannot be read: {e.strerror}") from e
+    if len(raw) > MAX_BYTES:
+        raise ArtifactError(str(path), f"is larger than {MAX_BYTES >> 20} MiB; not a composition manifest")
+    try:
+        data = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
+        )
+    except RecursionError:
+        raise ArtifactError(str(path), f"is nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, too many digits, the hooks below
+        raise ArtifactError(str(path), f"is not valid JSON ({e})") from e
+    check_tree(data, str(path))
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: an object whose keys are all different."""
+    keys = [k for k, _ in pairs]
+    repeated = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if repeated is not None:
+        raise ValueError(f"key {repeated!r} appears twice in one object")
+    return dict(pairs)
+
+
+def _known_keys(data: Mapping[str, Any], known: frozenset[str], at: str, where: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ArtifactError(
+            where,
+            f"unknown field '{at}{unknown[0]}' (format version {FORMAT_VERSION} has "
+            f"{', '.join(sorted(known))})",
+        )
+
+
 def _field(data: Mapping[str, Any], key: str, kind: type, where: str, prefix: str = "") -> Any:
     if key not in data:
         raise ArtifactError(where, f"field '{prefix}{key}' is missing")
-    value = data[key]
+    return _typed(data[key], kind, f"{prefix}{key}", where)
+
+
+def _optional(data: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    return _typed(data[key], kind, key, where) if key in data else default
+
+
+def _typed(value: Any, kind: type, at: str, where: str) -> Any:
     if not isinstance(value, kind):
-        raise ArtifactError(where, f"field '{prefix}{key}' must be a {_KIND_NAMES[kind]}, got {value!r:.60}")
+        raise ArtifactError(where, f"field '{at}' must be a {_KIND_NAMES[kind]}, got {value!r:.60}")
     return value
 
 
@@ -254,27 +310,37 @@ _KIND_NAMES: dict[type, str] = {Mapping: "JSON object", list: "list", str: "stri
 
 def _parse_part(index: int, data: Any, where: str) -> Part:
     at = f"parts[{index}]."
-    if not isinstance(data, Mapping):
-        raise ArtifactError(where, f"field 'parts[{index}]' must be a JSON object")
+    _typed(data, Mapping, f"parts[{index}]", where)
+    _known_keys(data, PART_KEYS, at, where)
     name = _field(data, "name", str, where, at)
-    role = _field(data, "role", str, where, at)
-    if role not in ROLES:
-        raise ArtifactError(where, f"field '{at}role' is {role!r}; expected one of {', '.join(ROLES)}")
+    role = _choice(_field(data, "role", str, where, at), ROLES, f"{at}role", where)
+    sha256 = _field(data, "sha256", str, where, at)
+    if not _SHA256.fullmatch(sha256):
+        raise ArtifactError(where, f"field '{at}sha256' must be 64 lowercase hex digits, got {sha256!r:.80}")
     raw_inputs = _field(data, "inputs", Mapping, where, at)
     outputs = _field(data, "outputs", list, where, at)
-    if not outputs or not all(isinstance(o, str) for o in outputs):
+    if not outputs or not all(isinstance(o, str) and o for o in outputs):
         raise ArtifactError(where, f"field '{at}outputs' must be a non-empty list of names")
+    repeated = next((o for i, o in enumerate(outputs) if o in outputs[:i]), None)
+    if repeated is not None:
+        raise ArtifactError(where, f"field '{at}outputs' names {repeated!r} twice")
     absent = data.get("absent")
     return Part(
         name=name,
         role=role,
         file=_file_name(_field(data, "file", str, where, at), f"{at}file", where),
-        sha256=_field(data, "sha256", str, where, at),
-        precision=_field(data, "precision", str, where, at),
+        sha256=sha256,
+        precision=_choice(_field(data, "precision", str, where, at), PRECISIONS, f"{at}precision", where),
         inputs={k: _parse_wire(v, f"{at}inputs.{k}", where) for k, v in raw_inputs.items()},
         outputs=list(outputs),
         absent=None if absent is None else _parse_absent(absent, f"{at}absent", where),
     )
+
+
+def _choice(value: str, allowed: tuple[str, ...], at: str, where: str) -> str:
+    if value not in allowed:
+        raise ArtifactError(where, f"field '{at}' is {value!r:.60}; expected one of {', '.join(allowed)}")
+    return value
 
 
 def _file_name(name: str, at: str, where: str) -> str:
@@ -300,23 +366,38 @@ def _parse_wire(data: Any, at: str, where: str) -> Wire:
 
 
 def _parse_absent(data: Any, at: str, where: str) -> Absent:
-    kind = data.get("kind") if isinstance(data, Mapping) else None
-    if kind not in ABSENT_KINDS:
-        raise ArtifactError(
-            where, f"field '{at}.kind' is {kind!r}; expected one of {', '.join(ABSENT_KINDS)}"
-        )
+    _typed(data, Mapping, at, where)
+    _known_keys(data, frozenset({"kind", "values"}), f"{at}.", where)
+    kind = _choice(_field(data, "kind", str, where, f"{at}."), ABSENT_KINDS, f"{at}.kind", where)
     if kind == "mask":
         return Absent("mask")
     values = _field(data, "values", Mapping, where, f"{at}.")
-    arrays = {}
-    for name, v in values.items():
-        try:
-            arrays[name] = np.asarray(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArtifactError(
-                where, f"field '{at}.values.{name}' is not {{dtype, shape, data}} of matching size ({e})"
-            ) from e
-    return Absent("constant", arrays)
+    return Absent(
+        "constant", {name: _parse_array(v, f"{at}.values.{name}", where) for name, v in values.items()}
+    )
+
+
+def _parse_array(data: Any, at: str, where: str) -> np.ndarray:
+    """``{"dtype", "shape", "data"}``: a dtype of the spec's, a shape of non-negative sizes, and
+    exactly that many numbers."""
+    if not isinstance(data, Mapping) or set(data) != {"dtype", "shape", "data"}:
+        raise ArtifactError(where, f"field '{at}' is not {{dtype, shape, data}} of matching size")
+    dtype, shape, flat = data["dtype"], data["shape"], data["data"]
+    if dtype not in DTYPES:
+        raise ArtifactError(
+            where, f"field '{at}' has dtype {dtype!r:.40}; expected one of {', '.join(DTYPES)}"
+        )
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ArtifactError(where, f"field '{at}' has shape {shape!r:.60}; expected a list of sizes >= 0")
+    try:
+        array = np.asarray(flat, dtype=np.dtype(dtype))
+        if not isinstance(flat, list) or array.ndim != 1:
+            raise ValueError("data is not a flat list of numbers")
+        return array.reshape(shape)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ArtifactError(
+            where, f"field '{at}' is not {{dtype, shape, data}} of matching size ({e})"
+        ) from e
 
 
 # -- wiring ---------------------------------------------------------------------------------
@@ -400,6 +481,7 @@ __all__ = [
     "FILE_NAME",
     "FORMAT",
     "FORMAT_VERSION",
+    "PRECISIONS",
     "Absent",
     "Composition",
     "Part",

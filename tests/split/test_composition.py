@@ -96,3 +96,75 @@ def test_part_file_must_be_a_file_name_in_the_folder(fusion_copy, file):
     _edit(fusion_copy, lambda d: _part(d, "text").update(file=file))
     with pytest.raises(ArtifactError, match=r"field 'parts\[1\]\.file' must be a file name without a folder"):
         Pipeline(fusion_copy)
+
+
+def _raw(folder: Path, replace: tuple[str, str]) -> None:
+    path = folder / "composition.json"
+    text = json.dumps(json.loads(path.read_text()))
+    assert replace[0] in text
+    path.write_text(text.replace(*replace, 1))
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (('"format_version": 1', '"format_version": 1, "x": 1' + "0" * 30), "integer out of range"),
+        (('"format_version": 1', '"format_version": 1' + "0" * 5000), "not valid JSON.*digits"),
+        (('"format_version": 1', '"format_version": 1, "format_version": 1'), "appears twice"),
+        (('"format_version": 1', '"format_version": 1, "x": ' + "[" * 50000 + "]" * 50000), "nested deeper"),
+        (('"format_version": 1', '"format_version": 1, "x": NaN'), "not valid JSON"),
+    ],
+    ids=["huge-integer", "5000-digits", "duplicate-key", "deep-nesting", "nan"],
+)
+def test_damaged_json_is_an_artifact_error(fusion_copy, replace, message):
+    _raw(fusion_copy, replace)
+    with pytest.raises(ArtifactError, match=message):
+        Pipeline(fusion_copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d.update(source=[1, 2]), "'source' must be a JSON object"),
+        (lambda d: d.update(producer=5), "'producer' must be a JSON object"),
+        (lambda d: d.update(validation="ok"), "'validation' must be a JSON object"),
+        (lambda d: d.update(created=5), "'created' must be a string"),
+        (lambda d: d.update(extra=1), "unknown field 'extra'"),
+        (lambda d: _part(d, "text").update(extra=1), r"unknown field 'parts\[1\]\.extra'"),
+        (lambda d: _part(d, "text").update(precision="int3"), r"'parts\[1\]\.precision' is 'int3'"),
+        (lambda d: _part(d, "text").update(sha256="abc"), r"'parts\[1\]\.sha256' must be 64"),
+        (lambda d: _part(d, "text").update(outputs=["a", "a"]), r"'parts\[1\]\.outputs' names 'a' twice"),
+        (lambda d: _part(d, "image").update(absent=5), r"'parts\[0\]\.absent' must be a JSON object"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_wrong_field_types_are_artifact_errors_naming_the_field(fusion_copy, change, field):
+    _edit(fusion_copy, change)
+    with pytest.raises(ArtifactError, match=field):
+        Pipeline(fusion_copy)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"dtype": "object", "shape": [1], "data": [None]}, "dtype 'object'"),
+        ({"dtype": "float32", "shape": [-1], "data": [1.0, 2.0]}, r"shape \[-1\]"),
+        ({"dtype": "float32", "shape": [2], "data": [1.0]}, "of matching size"),
+        ({"dtype": "float32", "shape": [1], "data": ["a"]}, "of matching size"),
+        ([1.0], "of matching size"),
+    ],
+)
+def test_constant_absence_values_are_checked(seed_split, tmp_path, value, problem):
+    import shutil
+
+    folder = Path(shutil.copytree(seed_split.folder, tmp_path / "seed"))
+    _edit(folder, lambda d: _part(d, "image")["absent"]["values"].update(image_feature=value))
+    with pytest.raises(ArtifactError, match=rf"'parts\[0\]\.absent\.values\.image_feature'.*{problem}"):
+        Pipeline(folder)
+
+
+def test_oversized_file_is_refused_before_parsing(fusion_copy):
+    path = fusion_copy / "composition.json"
+    path.write_bytes(path.read_bytes() + b" " * (16 << 20))
+    with pytest.raises(ArtifactError, match="larger than 16 MiB"):
+        Pipeline(fusion_copy)
