@@ -156,3 +156,17 @@ def test_part_runner_times_one_part_on_what_the_pipeline_gives_it(fusion_split):
         np.testing.assert_array_equal(runner.run(feed)["logits"], pipe.run(feed)["logits"])
         other = _feed("fusion", seed=7)
         np.testing.assert_array_equal(runner.run(other)["logits"], pipe.run(other)["logits"])
+
+
+def test_caller_mutating_returned_arrays_does_not_corrupt_the_cache(fusion_split):
+    feed = _feed("fusion")
+    with Pipeline(fusion_split.folder, cache=True) as pipe, Pipeline(fusion_split.folder) as plain:
+        expected = plain.part_outputs(feed)
+        first = pipe.part_outputs(feed)
+        first["image"]["image_tokens"][:] = 0  # the caller owns what it is given
+        pipe.part_inputs(feed)["fuse"]["summary"][:] = 0
+        again = pipe.part_outputs(feed)
+        assert pipe.cache_info()["image"]["hits"] == 2
+        np.testing.assert_array_equal(again["image"]["image_tokens"], expected["image"]["image_tokens"])
+        np.testing.assert_array_equal(again["text"]["summary"], expected["text"]["summary"])
+        np.testing.assert_array_equal(pipe.run(feed)["logits"], plain.run(feed)["logits"])

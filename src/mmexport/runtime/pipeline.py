@@ -149,21 +149,23 @@ class Pipeline:
         images: give a key where the caller knows).
         """
         values = self._run(self.validate(feeds), cache_keys)
-        return {name: values[(w.name, w.output or "")] for name, w in self.composition.outputs.items()}
+        return {
+            name: _owned(values[(w.name, w.output or "")]) for name, w in self.composition.outputs.items()
+        }
 
     def part_inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         """What every part was fed for ``feeds`` (part -> input -> array), e.g. to calibrate a
         downstream part on what the upstream parts make of real data; absent parts are left out."""
         record: dict[str, dict[str, np.ndarray]] = {}
         self._run(self.validate(feeds), None, record)
-        return record
+        return {part: {k: _owned(v) for k, v in inputs.items()} for part, inputs in record.items()}
 
     def part_outputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         """Every part's outputs for ``feeds`` (part -> output -> array); absent parts are left out."""
         values = self._run(self.validate(feeds), None)
         out: dict[str, dict[str, np.ndarray]] = {}
         for (part, name), value in values.items():
-            out.setdefault(part, {})[name] = value
+            out.setdefault(part, {})[name] = _owned(value)
         return out
 
     def cache_info(self) -> dict[str, dict[str, int]]:
@@ -243,6 +245,8 @@ class Pipeline:
         if hit and entry is not None:
             return entry[1]
         outputs = self._sessions[part.name].run(feeds)
+        for value in outputs.values():
+            value.setflags(write=False)  # shared by later calls: callers get copies (_owned)
         with self._lock:
             self._cache[part.name] = (token, outputs)
         return outputs
@@ -328,6 +332,11 @@ class Pipeline:
     def _declared(self) -> str:
         declared = [f"{p.name} ({p.absent.kind})" for p in self._encoders if p.absent is not None]
         return ", ".join(declared) or "none (every modality must be given)"
+
+
+def _owned(value: np.ndarray) -> np.ndarray:
+    """An array the caller may change: cached (read-only) ones are copied."""
+    return value if value.flags.writeable else value.copy()
 
 
 def content_hash(feeds: Mapping[str, np.ndarray]) -> bytes:
