@@ -1,7 +1,11 @@
 """Atomic file writing: a failure never leaves a file that looks valid.
 
 Artifacts are built in a staging folder beside their final path, then moved into place with
-``os.replace`` (atomic on one filesystem); manifests are written last, also atomically.
+``os.replace`` (atomic on one filesystem); manifests are written last, also atomically. Files
+are flushed to the disk (fsync) before they are renamed, and the folder after, so that a power
+cut cannot leave a renamed file whose bytes never reached the disk. Ctrl-C is held back while
+an artifact and its manifest are moved into place (``uninterrupted``), and temporary files of
+killed runs carry their process id, so that the next run removes them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import glob
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -31,7 +36,7 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -42,6 +47,30 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file's bytes to the disk (before it is renamed into place)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename) to the disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -73,18 +102,29 @@ def output_folder(path: str | Path) -> Iterator[Path]:
 
 
 STAGING_SUFFIX = ".staging"
+TMP_SUFFIX = ".tmp"
 INTERRUPTED = threading.Event()
 """Set by the CLI's SIGINT handler; ``publish`` refuses to move anything into place once set."""
 
 
 def remove_abandoned_staging(final_path: Path) -> list[Path]:
-    """Remove staging folders for ``final_path`` left by processes that no longer run."""
+    """Remove what runs for ``final_path`` that no longer run left behind: staging folders
+    (``.model.onnx.<pid>.*.staging``) and half-written manifests (``.model.onnx.json.<pid>.*.tmp``)."""
     removed = []
-    prefix = f".{final_path.name}."
-    for entry in final_path.parent.glob(f"{glob.escape(prefix)}*{STAGING_SUFFIX}"):
-        pid = entry.name[len(prefix) :].split(".", 1)[0]
-        if entry.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
+    for prefix, suffix in (
+        (f".{final_path.name}.", STAGING_SUFFIX),
+        (f".{final_path.name}.json.", TMP_SUFFIX),
+    ):
+        for entry in final_path.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
+            pid = entry.name[len(prefix) :].split(".", 1)[0]
+            if not pid.isdigit() or _process_alive(int(pid)):
+                continue
+            if entry.is_dir() and suffix == STAGING_SUFFIX:
+                shutil.rmtree(entry, ignore_errors=True)
+            elif entry.is_file() and suffix == TMP_SUFFIX:
+                entry.unlink(missing_ok=True)
+            else:
+                continue
             removed.append(entry)
     return removed
 
@@ -134,6 +174,9 @@ def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ())
     """
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
+    for name in companions:
+        fsync_file(staged.parent / name)
+    fsync_file(staged)
     Path(f"{final_path}.json").unlink(missing_ok=True)
     stale_data = Path(f"{final_path}.data")
     if stale_data.name not in companions:
@@ -141,3 +184,27 @@ def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ())
     for name in companions:
         os.replace(staged.parent / name, final_path.parent / name)
     os.replace(staged, final_path)
+    fsync_folder(final_path.parent)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C back while the body runs (moving an artifact and then its manifest into place),
+    then raise KeyboardInterrupt: both land, or neither. Only the main thread receives signals;
+    elsewhere the body just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+        INTERRUPTED.set()
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt

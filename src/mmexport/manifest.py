@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmexport.errors import ArtifactError, SpecError
-from mmexport.files import atomic_write_text, sha256_file
+from mmexport.files import atomic_write_text, publish, sha256_file, uninterrupted
 from mmexport.spec import ModelSpec
 
 FORMAT = "mmexport.manifest"
@@ -50,6 +50,16 @@ KEYS = frozenset(
 
 def manifest_path(artifact: str | Path) -> Path:
     return Path(f"{artifact}.json")
+
+
+def publish_artifact(
+    staged: Path, final_path: Path, manifest: Manifest, *, companions: tuple[str, ...] = ()
+) -> Path:
+    """Move a staged artifact (and its companions) into place, then write its manifest, with
+    Ctrl-C held back in between; returns the manifest's path."""
+    with uninterrupted():
+        publish(staged, final_path, companions=companions)
+        return manifest.write(final_path)
 
 
 def package_versions(*names: str) -> dict[str, str | None]:

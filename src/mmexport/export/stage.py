@@ -14,8 +14,8 @@ from mmexport.errors import MmexportError, ParityError
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx, normalize_dims
 from mmexport.export.parity import ParityConfig, ParityReport, format_shapes, run_parity
-from mmexport.files import output_folder, publish, sha256_file, staging_dir
-from mmexport.manifest import Manifest, package_versions
+from mmexport.files import output_folder, sha256_file, staging_dir
+from mmexport.manifest import Manifest, package_versions, publish_artifact
 from mmexport.spec import INT_DTYPES, ModelSpec
 
 Progress = Callable[[str], None]
@@ -73,8 +73,7 @@ def to_onnx(
         seconds["parity"] = time.perf_counter() - t0
         manifest = _manifest(loaded, info, staged, output, report, simplified)
         companions = (f"{output.name}.data",) if info.external_data else ()
-        publish(staged, output, companions=companions)
-        manifest_file = manifest.write(output)
+        manifest_file = publish_artifact(staged, output, manifest, companions=companions)
     return ToOnnxResult(output, manifest_file, manifest, report, simplified, notes, seconds)
 
 

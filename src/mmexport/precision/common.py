@@ -13,9 +13,9 @@ import onnx
 
 from mmexport.data.feeds import ShapeCoverage
 from mmexport.errors import ArtifactError
-from mmexport.files import output_folder, publish, sha256_file, staging_dir
+from mmexport.files import output_folder, sha256_file, staging_dir
 from mmexport.inspection import model_precision
-from mmexport.manifest import Manifest, check_files, package_versions, read_manifest
+from mmexport.manifest import Manifest, check_files, package_versions, publish_artifact, read_manifest
 from mmexport.spec import ModelSpec
 
 Say = Callable[[str], None]
@@ -219,8 +219,7 @@ def write_onnx(
             (stage / name).write_text(text, encoding="utf-8")
         manifest.sha256 = sha256_file(staged)
         manifest.artifact = out.name
-        publish(staged, out, companions=tuple(companions or ()))
-        manifest.write(out)
+        publish_artifact(staged, out, manifest, companions=tuple(companions or ()))
     return out
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import mmexport
 from mmexport.errors import ArtifactError, MissingDependencyError, MmexportError
-from mmexport.files import output_folder, publish, sha256_file, staging_dir
-from mmexport.manifest import Manifest
+from mmexport.files import output_folder, sha256_file, staging_dir
+from mmexport.manifest import Manifest, publish_artifact
 from mmexport.precision.common import SourceModel, load_source_model
 from mmexport.trt import build_options as opts
 from mmexport.trt.api import generation, import_tensorrt
@@ -185,8 +185,7 @@ def write_engine(plan: Plan, output: str | Path, manifest: Manifest) -> Path:
         staged.write_bytes(plan.data)
         manifest.sha256 = sha256_file(staged)
         manifest.artifact = out.name
-        publish(staged, out)
-        manifest.write(out)
+        publish_artifact(staged, out, manifest)
     return out
 
 
