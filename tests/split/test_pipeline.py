@@ -170,3 +170,33 @@ def test_caller_mutating_returned_arrays_does_not_corrupt_the_cache(fusion_split
         np.testing.assert_array_equal(again["image"]["image_tokens"], expected["image"]["image_tokens"])
         np.testing.assert_array_equal(again["text"]["summary"], expected["text"]["summary"])
         np.testing.assert_array_equal(pipe.run(feed)["logits"], plain.run(feed)["logits"])
+
+
+def test_a_cache_key_never_returns_outputs_of_other_shapes(fusion_split):
+    """The caller's key stands for the content, not for the shapes: another batch misses."""
+    feed = _feed("fusion")
+    single = {n: v[:1] for n, v in feed.items()}
+    with Pipeline(fusion_split.folder, cache=True) as pipe, Pipeline(fusion_split.folder) as plain:
+        pipe.run(feed, cache_keys={"text": "cmd-1"})
+        got = pipe.run(single, cache_keys={"text": "cmd-1"})["logits"]
+        np.testing.assert_allclose(got, plain.run(single)["logits"], atol=1e-6)
+        assert pipe.cache_info()["text"] == {"hits": 0, "misses": 2}
+        longer = {**feed, "tokens": np.concatenate([feed["tokens"], feed["tokens"]], axis=1)}
+        pipe.run(longer, cache_keys={"text": "cmd-1"})
+        assert pipe.cache_info()["text"] == {"hits": 0, "misses": 3}
+        with pytest.raises(InputError, match=r"cache_keys\['text'\] must be hashable"):
+            pipe.run(feed, cache_keys={"text": np.arange(3)})
+
+
+def test_content_hash_tells_dtype_and_shape_apart():
+    from mmexport.runtime.pipeline import content_hash
+
+    zeros = np.zeros(8, dtype=np.int32)
+    variants = [zeros, zeros.view(np.float32), zeros.reshape(2, 4), zeros.astype(np.int64)[:4]]
+    assert len({content_hash({"x": v}) for v in variants}) == len(variants)
+    assert content_hash({"x": zeros[::2]}) == content_hash({"x": np.zeros(4, np.int32)})
+
+
+def test_cache_accepts_one_part_name_as_a_string(fusion_split):
+    with Pipeline(fusion_split.folder, cache="text") as pipe:
+        assert pipe.cache_info() == {"text": {"hits": 0, "misses": 0}}

@@ -144,7 +144,7 @@ class Pipeline:
 
         With ``cache=True``: an encoder whose inputs are unchanged since the last call is not run
         again. ``cache_keys`` (part -> any hashable, e.g. ``{"text": "cmd-42"}``) names the inputs
-        of a part; parts without a key are compared by a blake2b hash of their inputs' bytes,
+        of a part (their shapes and dtypes are compared too); parts without a key are compared by a blake2b hash of their inputs' bytes,
         shape and dtype (a pass over the data: about 1 ms per MB; cheap for tokens, not free for
         images: give a key where the caller knows).
         """
@@ -237,7 +237,7 @@ class Pipeline:
     def _run_part(self, part: Part, feeds: dict[str, np.ndarray], key: Any) -> dict[str, np.ndarray]:
         if not self._cache_enabled or part.name not in self._stats:
             return self._sessions[part.name].run(feeds)
-        token = ("key", key) if key is not None else ("hash", content_hash(feeds))
+        token = _cache_token(feeds, key)
         with self._lock:
             entry = self._cache.get(part.name)
             hit = entry is not None and entry[0] == token
@@ -312,6 +312,14 @@ class Pipeline:
             raise InputError(
                 None, f"cache_keys names part {unknown[0]!r}; cached parts: {', '.join(self._stats)}"
             )
+        for part, key in cache_keys.items():
+            try:
+                hash(key)
+            except TypeError:
+                raise InputError(
+                    None,
+                    f"cache_keys[{part!r}] must be hashable (e.g. a str or an int), got {type(key).__name__}",
+                ) from None
         return cache_keys
 
     def _validator(self, names: frozenset[str]) -> FeedValidator:
@@ -332,6 +340,14 @@ class Pipeline:
     def _declared(self) -> str:
         declared = [f"{p.name} ({p.absent.kind})" for p in self._encoders if p.absent is not None]
         return ", ".join(declared) or "none (every modality must be given)"
+
+
+def _cache_token(feeds: Mapping[str, np.ndarray], key: Any) -> tuple[Any, ...]:
+    """What a cached entry must equal: the caller's key (trusted for the content, not for the
+    shapes and dtypes, which are compared too), else the content hash."""
+    if key is None:
+        return ("hash", content_hash(feeds))
+    return ("key", key, tuple((n, feeds[n].dtype.str, feeds[n].shape) for n in sorted(feeds)))
 
 
 def _owned(value: np.ndarray) -> np.ndarray:
