@@ -38,7 +38,8 @@ class Pipeline:
     ``options``: as for ``Session``, applied to every part (``threads`` per part: parts that run
     concurrently each use that many). ``parallel``: run independent parts on a thread pool
     (False: one after the other on the calling thread). ``cache``: remember the last inputs and
-    outputs of every encoder (True) or of the named ones (e.g. ``{"text"}``; see ``run``).
+    outputs of every encoder (True) or of the named ones (``"text"`` or ``{"text", "audio"}``;
+    see ``run``).
 
     Thread safety: ``run`` may be called from several threads; the cache is shared and locked.
     """
@@ -53,11 +54,12 @@ class Pipeline:
         threads: int | None = None,
         spin: bool | None = None,
         options: Mapping[str, Any] | None = None,
-        cache: bool | Iterable[str] = False,
+        cache: bool | str | Iterable[str] = False,
         parallel: bool = True,
     ) -> None:
         self.folder = Path(folder)
         self.composition: Composition = read_composition(self.folder)
+        cached = _cached_parts(self.composition, cache)
         root = self.folder if self.folder.is_dir() else self.folder.parent
         self.spec: ModelSpec = self.composition.spec
         self.spec_source = "manifest"
@@ -84,7 +86,7 @@ class Pipeline:
         # expose streams yet, so on a GPU the parts overlap only their host-side work.
         self._pool = ThreadPoolExecutor(width - 1, "mmexport-part") if parallel and width > 1 else None
         self._cache: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
-        self._stats = {p: {"hits": 0, "misses": 0} for p in self._cached_parts(cache)}
+        self._stats = {p: {"hits": 0, "misses": 0} for p in cached}
         self._cache_enabled = bool(self._stats)
         self._lock = threading.Lock()
         self._validators: dict[frozenset[str], FeedValidator] = {}
@@ -144,9 +146,9 @@ class Pipeline:
 
         With ``cache=True``: an encoder whose inputs are unchanged since the last call is not run
         again. ``cache_keys`` (part -> any hashable, e.g. ``{"text": "cmd-42"}``) names the inputs
-        of a part (their shapes and dtypes are compared too); parts without a key are compared by a blake2b hash of their inputs' bytes,
-        shape and dtype (a pass over the data: about 1 ms per MB; cheap for tokens, not free for
-        images: give a key where the caller knows).
+        of a part (their shapes and dtypes are compared too); parts without a key are compared by
+        a blake2b hash of their inputs' bytes, shape and dtype (a pass over the data: about 1 ms
+        per MB; cheap for tokens, not free for images: give a key where the caller knows).
         """
         values = self._run(self.validate(feeds), cache_keys)
         return {
@@ -286,22 +288,6 @@ class Pipeline:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _cached_parts(self, cache: bool | Iterable[str]) -> list[str]:
-        """The parts ``cache`` asks for: encoders only (parts fed by model inputs alone)."""
-        cacheable = [
-            p.name for p in self.composition.parts if all(w.kind == "input" for w in p.inputs.values())
-        ]
-        if cache is True or cache is False:
-            return cacheable if cache else []
-        asked = list(cache)
-        unknown = [p for p in asked if p not in cacheable]
-        if unknown:
-            self.close()
-            raise InputError(
-                None, f"cache names part {unknown[0]!r}; cacheable parts: {', '.join(cacheable)}"
-            )
-        return asked
-
     def _check_cache_keys(self, cache_keys: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if not cache_keys:
             return {}
@@ -340,6 +326,21 @@ class Pipeline:
     def _declared(self) -> str:
         declared = [f"{p.name} ({p.absent.kind})" for p in self._encoders if p.absent is not None]
         return ", ".join(declared) or "none (every modality must be given)"
+
+
+def _cached_parts(composition: Composition, cache: bool | str | Iterable[str]) -> list[str]:
+    """The parts ``cache`` asks for (True: every encoder; a name or names): encoders only, i.e.
+    parts fed by model inputs alone."""
+    cacheable = [p.name for p in composition.parts if all(w.kind == "input" for w in p.inputs.values())]
+    if isinstance(cache, bool):
+        return cacheable if cache else []
+    if not isinstance(cache, (str, Iterable)):
+        raise InputError(None, f"cache must be True, False or part names, got {type(cache).__name__}")
+    asked = [cache] if isinstance(cache, str) else list(cache)
+    unknown = [p for p in asked if p not in cacheable]
+    if unknown:
+        raise InputError(None, f"cache names part {unknown[0]!r}; cacheable parts: {', '.join(cacheable)}")
+    return list(dict.fromkeys(asked))
 
 
 def _cache_token(feeds: Mapping[str, np.ndarray], key: Any) -> tuple[Any, ...]:
