@@ -200,3 +200,33 @@ def test_content_hash_tells_dtype_and_shape_apart():
 def test_cache_accepts_one_part_name_as_a_string(fusion_split):
     with Pipeline(fusion_split.folder, cache="text") as pipe:
         assert pipe.cache_info() == {"text": {"hits": 0, "misses": 0}}
+
+
+def test_a_failing_part_is_raised_after_the_concurrent_parts_finish(fusion_split, monkeypatch):
+    """No part is left running in the pool behind the caller's back when another one fails."""
+    import threading
+    import time
+
+    feed = _feed("fusion")
+    with Pipeline(fusion_split.folder) as pipe:
+        finished = threading.Event()
+        slow_run = pipe.parts["audio"].run
+
+        def slow(feeds):
+            time.sleep(0.2)
+            outputs = slow_run(feeds)
+            finished.set()
+            return outputs
+
+        def failing(feeds):
+            raise RuntimeError("image part failed")
+
+        monkeypatch.setattr(pipe.parts["audio"], "run", slow)
+        monkeypatch.setattr(pipe.parts["image"], "run", failing)
+        with pytest.raises(RuntimeError, match="image part failed"):
+            pipe.run(feed)
+        assert finished.is_set()
+        monkeypatch.undo()
+        monkeypatch.setattr(pipe.parts["text"], "run", failing)  # a part run on the pool
+        with pytest.raises(RuntimeError, match="image part failed"):
+            pipe.run(feed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -226,15 +226,23 @@ class Pipeline:
             jobs = [(p, self._part_feeds(p, feeds, values, absent, sizes)) for p in todo]
             if record is not None:
                 record.update({p.name: f for p, f in jobs})
-            if self._pool is not None and len(jobs) > 1:
-                futures = [self._pool.submit(self._run_part, p, f, keys.get(p.name)) for p, f in jobs[1:]]
-                results = [self._run_part(*jobs[0], keys.get(jobs[0][0].name))]
-                results += [f.result() for f in futures]
-            else:
-                results = [self._run_part(p, f, keys.get(p.name)) for p, f in jobs]
-            for (part, _), outputs in zip(jobs, results, strict=True):
+            for (part, _), outputs in zip(jobs, self._run_level(jobs, keys), strict=True):
                 values.update({(part.name, k): v for k, v in outputs.items()})
         return values
+
+    def _run_level(
+        self, jobs: list[tuple[Part, dict[str, np.ndarray]]], keys: Mapping[str, Any]
+    ) -> list[dict[str, np.ndarray]]:
+        """Parts that need none of each other: the first on this thread, the others on the pool.
+        A failure is raised once every part of the level has finished (none is left running)."""
+        if self._pool is None or len(jobs) < 2:
+            return [self._run_part(p, f, keys.get(p.name)) for p, f in jobs]
+        futures = [self._pool.submit(self._run_part, p, f, keys.get(p.name)) for p, f in jobs[1:]]
+        try:
+            first = self._run_part(*jobs[0], keys.get(jobs[0][0].name))
+        finally:
+            wait(futures)
+        return [first, *(f.result() for f in futures)]
 
     def _run_part(self, part: Part, feeds: dict[str, np.ndarray], key: Any) -> dict[str, np.ndarray]:
         if not self._cache_enabled or part.name not in self._stats:
