@@ -230,3 +230,12 @@ def test_a_failing_part_is_raised_after_the_concurrent_parts_finish(fusion_split
         monkeypatch.setattr(pipe.parts["text"], "run", failing)  # a part run on the pool
         with pytest.raises(RuntimeError, match="image part failed"):
             pipe.run(feed)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_run_after_close_is_a_clear_error(fusion_split, parallel):
+    pipe = Pipeline(fusion_split.folder, parallel=parallel)
+    pipe.close()
+    pipe.close()  # closing twice is harmless
+    with pytest.raises(RuntimeError, match=r"Pipeline\(.*\) is closed"):
+        pipe.run(_feed("fusion"))

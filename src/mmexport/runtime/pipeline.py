@@ -64,6 +64,7 @@ class Pipeline:
         self.spec: ModelSpec = self.composition.spec
         self.spec_source = "manifest"
         self._sessions: dict[str, Session] = {}
+        self._closed = False
         try:
             for part in self.composition.parts:
                 self._sessions[part.name] = Session(
@@ -194,6 +195,8 @@ class Pipeline:
         }
 
     def close(self) -> None:
+        """Stop the thread pool and close every part; ``run`` raises afterwards. Idempotent."""
+        self._closed = True
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
@@ -217,6 +220,8 @@ class Pipeline:
         cache_keys: Mapping[str, Any] | None,
         record: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> Values:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
         keys = self._check_cache_keys(cache_keys)
         absent = {p.name for p in self._encoders if not all(n in feeds for n in p.model_inputs)}
         sizes = dim_sizes(self.spec, feeds)
