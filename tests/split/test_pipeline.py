@@ -239,3 +239,27 @@ def test_run_after_close_is_a_clear_error(fusion_split, parallel):
     pipe.close()  # closing twice is harmless
     with pytest.raises(RuntimeError, match=r"Pipeline\(.*\) is closed"):
         pipe.run(_feed("fusion"))
+
+
+def test_threads_with_different_inputs_never_get_each_others_cached_outputs(fusion_split):
+    """Several threads, one cached Pipeline, inputs changing under each other: every answer is the
+    uncached answer for its own inputs (by content hash and by key)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    feeds = [_feed("fusion", seed=s) for s in range(3)]
+    with Pipeline(fusion_split.folder, parallel=False) as plain:
+        expected = [plain.run(f)["logits"] for f in feeds]
+    calls = [(k % 3, k % 2 == 0) for k in range(48)]
+    with Pipeline(fusion_split.folder, cache=True) as pipe:
+
+        def call(job: tuple[int, bool]) -> np.ndarray:
+            index, keyed = job
+            keys = {"text": f"cmd-{index}", "audio": index} if keyed else None
+            return pipe.run(feeds[index], cache_keys=keys)["logits"]
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(call, calls))
+        info = pipe.cache_info()
+    for (index, _), got in zip(calls, results, strict=True):
+        np.testing.assert_allclose(got, expected[index], atol=1e-6)
+    assert all(v["hits"] + v["misses"] == len(calls) for v in info.values())
