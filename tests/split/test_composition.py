@@ -168,3 +168,17 @@ def test_oversized_file_is_refused_before_parsing(fusion_copy):
     path.write_bytes(path.read_bytes() + b" " * (16 << 20))
     with pytest.raises(ArtifactError, match="larger than 16 MiB"):
         Pipeline(fusion_copy)
+
+
+def test_null_embedding_that_does_not_fit_the_reading_part_is_refused_at_load(seed_split, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(seed_split.folder, tmp_path / "seed"))
+    value = {"dtype": "float32", "shape": [2, 32], "data": [0.0] * 64}
+    _edit(folder, lambda d: _part(d, "image")["absent"]["values"].update(image_feature=value))
+    with pytest.raises(
+        ArtifactError,
+        match=r"'parts\[0\]\.absent\.values\.image_feature': float32 \[2, 32\] does not fit input "
+        r"'image_feature' of fuse\.onnx \(float32 \[batch, 64\]\)",
+    ):
+        Pipeline(folder)

@@ -413,6 +413,27 @@ def _check_parts(c: Composition, sessions: Mapping[str, Session], where: str) ->
                 f"field 'parts[{i}].outputs': {unknown[0]!r} is not an output of {part.file} "
                 f"(it has {', '.join(spec.output_names)})",
             )
+        for name, wire in part.inputs.items():
+            _check_constant(c, wire, spec, name, part.file, where)
+
+
+def _check_constant(c: Composition, wire: Wire, spec: ModelSpec, name: str, file: str, where: str) -> None:
+    """A null embedding must be one sample of the input it stands in for: same dtype, the fixed
+    sizes after the batch axis."""
+    source = c.part(wire.name).absent if wire.kind == "part" else None
+    if source is None or source.kind != "constant":
+        return
+    value, expected = source.values[wire.output or ""], spec.input(name)
+    sample = expected.shape[1:]
+    fits = value.dtype.name == expected.dtype and value.ndim == len(sample)
+    if not fits or any(isinstance(d, int) and d != n for d, n in zip(sample, value.shape, strict=False)):
+        index = c.parts.index(c.part(wire.name))
+        shape = ", ".join(map(str, expected.shape))
+        raise ArtifactError(
+            where,
+            f"field 'parts[{index}].absent.values.{wire.output}': {value.dtype.name} {list(value.shape)} "
+            f"does not fit input {name!r} of {file} ({expected.dtype} [{shape}])",
+        )
 
 
 __all__ = ["Pipeline", "content_hash", "dim_sizes", "stand_in_shape"]
