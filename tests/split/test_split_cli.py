@@ -70,3 +70,16 @@ def test_bench_reports_the_pipeline_and_each_part(fusion_split):
     assert result.exit_code == 0, result.output
     rows = [line.split()[1] for line in result.stdout.splitlines()[2:] if line.startswith("opt")]
     assert rows == ["fusion/", "fusion/image", "fusion/text", "fusion/audio", "fusion/fuse"]
+
+
+def test_a_failed_export_keeps_the_earlier_one(tmp_path):
+    out = tmp_path / "tiny"
+    first = CliRunner().invoke(cli, ["to-onnx", f"{MODELS}:tiny", "--split", "-o", str(out), "-q", *FAST])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    failed = CliRunner().invoke(
+        cli, ["to-onnx", f"{MODELS}:disagreeing", "--split", "-o", str(out), "-q", *FAST]
+    )
+    assert failed.exit_code == 1 and "composed parity gate failed" in failed.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from mmexport.composition import FILE_NAME, is_composition_folder
@@ -30,18 +32,28 @@ def check_folder(folder: Path) -> None:
 
 
 def publish_folder(stage: Path, folder: Path) -> None:
-    """Move the staged folder into place; an earlier export there is moved aside first, then removed."""
+    """Move the staged folder into place. An earlier export there is moved aside first and removed
+    once the new one is in place; if that move fails or is interrupted, the earlier one is moved
+    back, so the folder always holds one whole export."""
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
-    final = stage.with_name(f"{stage.name}.done")
-    os.replace(stage, final)  # out of staging_dir's clean-up
+    os.chmod(stage, 0o777 & ~_umask())  # the staging folder was private (mkdtemp)
+    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", suffix=".old", dir=folder.parent))
+    earlier = folder.exists()
+    try:
+        if earlier:
+            os.replace(folder, aside)
+        os.replace(stage, folder)
+    except BaseException:
+        if earlier and not folder.exists():
+            os.replace(aside, folder)  # if this fails too, the earlier export stays in `aside`
+        with contextlib.suppress(OSError):
+            aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    os.chmod(final, 0o777 & ~mask)  # the staging folder was private (mkdtemp)
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-        os.replace(folder, old)
-    os.replace(final, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return mask

@@ -1,0 +1,52 @@
+"""Publishing a split folder: all or nothing, an earlier export kept until the new one is in place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mmexport.export import split_files
+from mmexport.export.split_files import publish_folder
+from mmexport.files import staging_dir
+
+
+def _export(folder: Path, text: str) -> None:
+    folder.mkdir()
+    (folder / "composition.json").write_text(text)
+    (folder / "part.onnx").write_text(text)
+
+
+def _contents(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in folder.iterdir()}
+
+
+def test_publish_replaces_an_earlier_export_whole(tmp_path):
+    folder = tmp_path / "out"
+    _export(folder, "old")
+    (folder / "stale.onnx").write_text("old")
+    with staging_dir(folder) as stage:
+        (stage / "composition.json").write_text("new")
+        publish_folder(stage, folder)
+    assert _contents(folder) == {"composition.json": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError])
+def test_interrupted_publish_keeps_the_earlier_export(tmp_path, monkeypatch, error):
+    folder = tmp_path / "out"
+    _export(folder, "old")
+    real = os.replace
+
+    def failing(src, dst):
+        if Path(dst) == folder and "staging" in Path(src).name:
+            raise error()
+        return real(src, dst)
+
+    monkeypatch.setattr(split_files.os, "replace", failing)
+    with pytest.raises(error), staging_dir(folder) as stage:
+        (stage / "composition.json").write_text("new")
+        publish_folder(stage, folder)
+    assert _contents(folder) == {"composition.json": "old", "part.onnx": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "nothing left beside it"
