@@ -83,3 +83,12 @@ def test_a_failed_export_keeps_the_earlier_one(tmp_path):
     assert failed.exit_code == 1 and "composed parity gate failed" in failed.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
+
+
+def test_a_failed_export_removes_the_folders_it_created(tmp_path):
+    out = tmp_path / "a" / "b" / "bad"
+    result = CliRunner().invoke(
+        cli, ["to-onnx", f"{MODELS}:disagreeing", "--split", "-o", str(out), "-q", *FAST]
+    )
+    assert result.exit_code == 1 and "composed parity gate failed" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -33,10 +33,9 @@ from mmexport.export.parity import (
     tolerance,
     torch_outputs,
 )
-from mmexport.export.split_files import check_folder, publish_folder
+from mmexport.export.split_files import check_folder, publish_folder, staged_folder
 from mmexport.export.split_specs import constant_values, encoder_spec, fusion_spec, output_shapes
 from mmexport.export.stage import ToOnnxResult, to_onnx
-from mmexport.files import staging_dir
 from mmexport.manifest import package_versions, read_manifest
 from mmexport.models.split_protocol import SPLIT_METHOD, ConstantWhenAbsent, MaskWhenAbsent, SplitParts
 from mmexport.runtime.pipeline import Pipeline, dim_sizes, stand_in_shape
@@ -122,7 +121,7 @@ def to_onnx_split(
     parts = split_parts_of(loaded)
     seconds["load"] = time.perf_counter() - t0
     points = shape_points(loaded.spec, parity)
-    with staging_dir(folder) as stage:
+    with staged_folder(folder) as stage:
         t0 = time.perf_counter()
         results, composition = _export_parts(loaded, parts, stage, export, parity, points, say)
         seconds["parts"] = time.perf_counter() - t0

@@ -6,11 +6,13 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mmexport.composition import FILE_NAME, is_composition_folder
 from mmexport.errors import ArtifactError
-from mmexport.files import INTERRUPTED
+from mmexport.files import INTERRUPTED, output_folder, staging_dir
 
 
 def check_folder(folder: Path) -> None:
@@ -23,12 +25,15 @@ def check_folder(folder: Path) -> None:
             f"is a folder with other files and no {FILE_NAME}; not replaced",
             hint="give a new or empty folder, or an earlier split export",
         )
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ArtifactError(str(folder.parent), f"cannot create the output folder: {e.strerror}") from e
-    if not os.access(folder.parent, os.W_OK):
-        raise ArtifactError(str(folder.parent), "is not writable")
+
+
+@contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """A staging folder beside ``folder`` (``check_folder`` first); the folders created for it
+    are removed again if the body fails. The body ends with ``publish_folder``."""
+    check_folder(folder)
+    with output_folder(folder / FILE_NAME), staging_dir(folder) as stage:
+        yield stage
 
 
 def publish_folder(stage: Path, folder: Path) -> None:

@@ -21,8 +21,8 @@ import numpy as np
 
 from mmexport.composition import Composition, read_composition
 from mmexport.errors import ArtifactError, InputError
-from mmexport.export.split_files import check_folder, publish_folder
-from mmexport.files import sha256_file, staging_dir
+from mmexport.export.split_files import check_folder, publish_folder, staged_folder
+from mmexport.files import sha256_file
 from mmexport.precision.stages import (
     DEFAULT_EVAL_SAMPLES,
     CalibrationConfig,
@@ -96,7 +96,7 @@ def split_precision(
     composition = read_composition(folder)
     seconds: dict[str, float] = {}
     results: dict[str, StageResult] = {}
-    with staging_dir(output) as stage, Pipeline(folder, parallel=False, spin=False) as reference:
+    with staged_folder(output) as stage, Pipeline(folder, parallel=False, spin=False) as reference:
         calib = _PartData(reference, data, "calibration", calibration.samples, calibration.batch_size)
         evaluation = _PartData(reference, eval_data, "evaluation", eval_samples, 50) if eval_samples else None
         for part in composition.parts:
