@@ -64,10 +64,37 @@ def test_parse_parts(fusion_split):
         "audio": "int8",
         "fuse": "fp32",
     }
-    with pytest.raises(InputError, match="--parts 'txt=fp16' is not PART=PRECISION"):
-        parse_parts("txt=fp16", composition, "int8")
-    with pytest.raises(InputError, match="precisions: fp32, fp16, int8"):
-        parse_parts("text=int4", composition, "int8")
+    assert parse_parts(None, composition, "fp16") == dict.fromkeys(["image", "text", "audio", "fuse"], "fp16")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("txt=fp16", r"^--parts 'txt=fp16': unknown part 'txt' \(parts: image, text, audio, fuse\)$"),
+        ("text=int4", r"^--parts 'text=int4': unknown precision 'int4' \(precisions: fp32, fp16, int8\)$"),
+        ("text", r"^--parts 'text' is not PART=PRECISION \(e\.g\. text=fp16\)$"),
+        ("text=fp16,image=int8,text=fp32", r"^--parts names part 'text' twice \(text=fp16, text=fp32\)$"),
+        ("=fp16", r"^--parts '=fp16': unknown part '' "),
+    ],
+)
+def test_parse_parts_errors_say_what_is_wrong(fusion_split, text, message):
+    with pytest.raises(InputError, match=message):
+        parse_parts(text, read_composition(fusion_split.folder), "int8")
+
+
+def test_parts_errors_are_one_line_on_the_command_line(fusion_split, tmp_path):
+    args = [
+        "calibrate",
+        str(fusion_split.folder),
+        "--parts",
+        "text=fp16,text=int8",
+        "-o",
+        str(tmp_path / "x"),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert result.stderr == "error: --parts names part 'text' twice (text=fp16, text=int8)\n"
+    assert not (tmp_path / "x").exists()
 
 
 def test_fp16_command_on_a_split_folder(fusion_split, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.composition import Composition, read_composition
+from mmexport.composition import PRECISIONS, Composition, read_composition
 from mmexport.errors import ArtifactError, InputError
 from mmexport.export.split_files import check_folder, publish_folder, staged_folder
 from mmexport.files import sha256_file
@@ -34,26 +34,42 @@ from mmexport.precision.stages import (
 from mmexport.runtime.pipeline import Pipeline
 from mmexport.spec import ModelSpec
 
-PRECISIONS = ("fp32", "fp16", "int8")
 Say = Callable[[str], None]
 
 
 def parse_parts(text: str | None, composition: Composition, default: str) -> dict[str, str]:
-    """``"image=int8,fuse=fp32"`` -> a precision for every part (the others get ``default``)."""
+    """``"image=int8,fuse=fp32"`` -> a precision for every part (the others get ``default``).
+    Each mistake is one ``InputError`` saying what is wrong: not PART=PRECISION, an unknown part
+    or precision, a part named twice."""
     names = [p.name for p in composition.parts]
     choices = dict.fromkeys(names, default)
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        name, sep, precision = item.strip().partition("=")
-        if not sep or name not in names or precision not in PRECISIONS:
+    given: dict[str, str] = {}
+    for item in filter(None, (i.strip() for i in (text or "").split(","))):
+        name, sep, precision = (s.strip() for s in item.partition("="))
+        if not sep:
+            raise InputError(None, f"--parts {item!r} is not PART=PRECISION", hint=f"e.g. {names[0]}=fp16")
+        if name not in names:
+            raise _choice_error(item, "part", name, names)
+        if precision not in PRECISIONS:
+            raise _choice_error(item, "precision", precision, list(PRECISIONS))
+        if name in given:
             raise InputError(
                 None,
-                f"--parts {item.strip()!r} is not PART=PRECISION",
-                hint=f"parts: {', '.join(names)}; precisions: {', '.join(PRECISIONS)}",
+                f"--parts names part {name!r} twice",
+                hint=f"{name}={given[name]}, {name}={precision}",
             )
-        choices[name] = precision
+        given[name] = choices[name] = precision
     return choices
+
+
+def _choice_error(item: str, what: str, value: str, allowed: list[str]) -> InputError:
+    return InputError(
+        None,
+        f"--parts {item!r}: unknown {what} {value!r}",
+        expected=allowed,
+        actual=value,
+        hint=f"{what}s: {', '.join(allowed)}",
+    )
 
 
 @dataclass
