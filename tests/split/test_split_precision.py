@@ -72,7 +72,7 @@ def test_parse_parts(fusion_split):
     [
         ("txt=fp16", r"^--parts 'txt=fp16': unknown part 'txt' \(parts: image, text, audio, fuse\)$"),
         ("text=int4", r"^--parts 'text=int4': unknown precision 'int4' \(precisions: fp32, fp16, int8\)$"),
-        ("text", r"^--parts 'text' is not PART=PRECISION \(e\.g\. text=fp16\)$"),
+        ("text", r"^--parts 'text' is not PART=PRECISION \(e\.g\. image=fp16\)$"),
         ("text=fp16,image=int8,text=fp32", r"^--parts names part 'text' twice \(text=fp16, text=fp32\)$"),
         ("=fp16", r"^--parts '=fp16': unknown part '' "),
     ],
