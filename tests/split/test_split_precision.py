@@ -112,3 +112,20 @@ def test_parts_option_needs_a_split_folder(tmp_path):
     model.write_bytes(b"")
     result = CliRunner().invoke(cli, ["calibrate", str(model), "--parts", "image=int8"])
     assert result.exit_code == 2 and "--parts applies to a split folder" in result.stderr
+
+
+def test_split_folder_given_as_dot_gets_a_default_output_beside_it(fusion_copy, monkeypatch):
+    monkeypatch.chdir(fusion_copy)
+    args = [
+        "fp16",
+        ".",
+        "--parts",
+        "image=fp32,text=fp32,audio=fp32",
+        "--samples",
+        "4",
+        "--eval-samples",
+        "0",
+    ]
+    result = CliRunner().invoke(cli, [*args, "-q"])
+    assert result.exit_code == 0, result.output
+    assert read_composition(fusion_copy.parent / "fusion-fp16").precisions["fuse"] == "fp16"

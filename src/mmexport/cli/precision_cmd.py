@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,6 +315,13 @@ def _split_folder(model: Path, parts: str | None) -> bool:
     return False
 
 
+def _split_output(folder: Path, choices: dict[str, str]) -> Path:
+    """Beside the folder, named after it and the precisions chosen (also for "." or "../x")."""
+    kinds = sorted(set(choices.values()) - {"fp32"})
+    absolute = Path(os.path.abspath(folder))
+    return absolute.with_name(f"{absolute.name}-{kinds[0] if len(kinds) == 1 else 'mixed'}")
+
+
 @dataclass
 class _SplitRun:
     """The options a split folder's per-part conversion takes, and its report."""
@@ -331,11 +339,9 @@ class _SplitRun:
         from mmexport.export.split_precision import parse_parts, split_precision
 
         choices = parse_parts(self.parts, read_composition(folder, verify_files=False), default)
-        kinds = sorted(set(choices.values()) - {"fp32"})
-        output = self.output or folder.with_name(f"{folder.name}-{kinds[0] if len(kinds) == 1 else 'mixed'}")
         result = split_precision(
             folder,
-            output,
+            self.output or _split_output(folder, choices),
             choices,
             data=self.data,
             eval_data=self.eval_data,
