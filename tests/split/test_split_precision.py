@@ -129,3 +129,11 @@ def test_split_folder_given_as_dot_gets_a_default_output_beside_it(fusion_copy, 
     result = CliRunner().invoke(cli, [*args, "-q"])
     assert result.exit_code == 0, result.output
     assert read_composition(fusion_copy.parent / "fusion-fp16").precisions["fuse"] == "fp16"
+
+
+def test_spec_option_is_refused_for_a_split_folder(fusion_split, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text("{}")
+    result = CliRunner().invoke(cli, ["fp16", str(fusion_split.folder), "--spec", str(spec)])
+    assert result.exit_code == 2
+    assert "--spec applies to an ONNX file; a split folder's spec is in its composition.json" in result.stderr

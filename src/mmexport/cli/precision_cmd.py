@@ -135,7 +135,7 @@ def fp16_cmd(
     from mmexport.precision.stages import Fp16Config, to_fp16
 
     fp16_config = Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples)
-    if _split_folder(model, parts):
+    if _split_folder(model, parts, spec_path):
         split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
         split.run(model, "fp16", fp16=fp16_config)
         return
@@ -243,7 +243,7 @@ def calibrate_cmd(
         max_accuracy_drop=max_accuracy_drop,
         sensitivity=sensitivity,
     )
-    if _split_folder(model, parts):
+    if _split_folder(model, parts, spec_path):
         split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
         split.run(model, "int8", calibration=config)
         return
@@ -306,9 +306,13 @@ def accuracy_cmd(
     click.echo(report.to_json() if as_json else report.to_markdown())
 
 
-def _split_folder(model: Path, parts: str | None) -> bool:
-    """Whether MODEL is a split folder; --parts is refused for a single ONNX."""
+def _split_folder(model: Path, parts: str | None, spec_path: Path | None) -> bool:
+    """Whether MODEL is a split folder; --parts is refused for a single ONNX, --spec for a folder."""
     if model.is_dir():
+        if spec_path is not None:
+            raise click.UsageError(
+                "--spec applies to an ONNX file; a split folder's spec is in its composition.json"
+            )
         return True
     if parts is not None:
         raise click.UsageError("--parts applies to a split folder (to-onnx --split), not to an ONNX file")
