@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as pb
 
@@ -171,6 +171,45 @@ def test_a_folder_made_meanwhile_is_not_replaced(tmp_path: Path, monkeypatch: py
     with pytest.raises(ArtifactError, match="appeared while this model was written"):
         triton_repository([write_tiny(tmp_path)], repo)
     assert entries(repo) == ["tiny", "tiny/theirs.txt"]
+
+
+def with_score(path: Path, *, total: bool = False) -> Path:
+    """y = x and s = sum(x) per sample ([n]; a scalar [] over the whole batch with ``total``)."""
+    axes = numpy_helper.from_array(np.array([0, 1] if total else [1], np.int64), "axes")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["x"], ["y"]),
+            helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0),
+        ],
+        "score",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4]),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, [] if total else ["n"]),
+        ],
+        [axes],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    spec = {
+        "inputs": [{"name": "x", "modality": "sensor", "dtype": "float32", "shape": ["n", 4]}],
+        "outputs": ["y", "s"],
+        "dims": {"n": {"min": 1, "opt": 2, "max": 4}},
+    }
+    Manifest("onnx", path.name, sha256_file(path), ModelSpec.from_dict(spec), "fp32").write(path)
+    return path
+
+
+def test_one_value_per_sample_is_dims_1_reshaped_to_nothing(tmp_path: Path) -> None:
+    """Triton refuses empty dims ("must specify 'dims'"): [batch] is dims [1] with reshape { shape: [] }."""
+    model = make_model(read_artifacts([with_score(tmp_path / "score.onnx")]))
+    config = text_format.Parse(model.config.to_pbtxt(), pb.ModelConfig())
+    assert config.max_batch_size == 4
+    (y, s) = config.output
+    assert list(y.dims) == [4] and not y.HasField("reshape")
+    assert list(s.dims) == [1] and s.HasField("reshape") and list(s.reshape.shape) == []
+    assert json_format.ParseDict(model.config.to_dict(), pb.ModelConfig()) == config
+    with pytest.raises(ArtifactError, match=r"output 's' is a scalar, and the model has max_batch_size 0"):
+        make_model(read_artifacts([with_score(tmp_path / "total.onnx", total=True)]))
 
 
 def test_external_data_is_copied_and_the_copy_runs(tmp_path: Path) -> None:

@@ -41,14 +41,22 @@ _MAP_FIELDS = {"cc_model_filenames", "parameters"}  # map<string, string> in the
 
 @dataclass(frozen=True)
 class TensorConfig:
-    """A ModelInput or ModelOutput: dims exclude the batch dim when max_batch_size > 0; -1 is variable."""
+    """A ModelInput or ModelOutput: dims exclude the batch dim when max_batch_size > 0; -1 is variable.
+
+    ``reshape`` is the shape the model itself has, when it differs from ``dims``: Triton refuses
+    empty dims, so one value per sample ([batch] in the graph) is dims [1] with reshape [].
+    """
 
     name: str
     data_type: str
     dims: tuple[int, ...]
+    reshape: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "data_type": self.data_type, "dims": list(self.dims)}
+        out: dict[str, Any] = {"name": self.name, "data_type": self.data_type, "dims": list(self.dims)}
+        if self.reshape is not None:
+            out["reshape"] = {"shape": list(self.reshape)}
+        return out
 
 
 @dataclass(frozen=True)

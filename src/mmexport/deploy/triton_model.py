@@ -132,12 +132,10 @@ def make_model(artifacts: Sequence[DeployArtifact], options: TritonOptions | Non
         platform=TENSORRT_PLATFORM if engines else ONNX_PLATFORM,
         max_batch_size=max_batch,
         inputs=tuple(
-            TensorConfig(t.name, _triton_dtype(first, t), _dims(i.shape, dims, batch))
+            _tensor_config(first, "input", t, i.shape, dims, batch)
             for i, t in zip(first.spec.inputs, first.inputs, strict=True)
         ),
-        outputs=tuple(
-            TensorConfig(t.name, _triton_dtype(first, t), _dims(t.shape, dims, batch)) for t in first.outputs
-        ),
+        outputs=tuple(_tensor_config(first, "output", t, t.shape, dims, batch) for t in first.outputs),
         instance_group=(InstanceGroup(KINDS[options.kind], options.instances),),
         dynamic_batching=_dynamic_batching(batch, max_batch, options),
         gpu_accelerators=(tensorrt_accelerator(first.precision, options),) if options.trt_accelerator else (),
@@ -206,6 +204,29 @@ def _max_batch(artifact: DeployArtifact, batch: DimSpec | None, why_not: str, as
             hint="the ONNX was checked against PyTorch, and engines are built, for that range only",
         )
     return asked
+
+
+def _tensor_config(
+    artifact: DeployArtifact,
+    kind: str,
+    tensor: TensorInfo,
+    shape: Sequence[int | str | None],
+    dims: Mapping[str, DimSpec],
+    batch: DimSpec | None,
+) -> TensorConfig:
+    """One input or output; a tensor with no dims left (one value per sample) is dims [1], reshape []."""
+    data_type = _triton_dtype(artifact, tensor)
+    triton_dims = _dims(shape, dims, batch)
+    if triton_dims:
+        return TensorConfig(tensor.name, data_type, triton_dims)
+    if batch is None:
+        raise ArtifactError(
+            str(artifact.path),
+            f"{kind} {tensor.name!r} is a scalar, and the model has max_batch_size 0: Triton takes "
+            "neither empty dims nor an empty reshape without a batch dim",
+            hint="give it a dim of size 1 in the model",
+        )
+    return TensorConfig(tensor.name, data_type, (1,), reshape=())
 
 
 def _dims(
