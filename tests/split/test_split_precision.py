@@ -137,3 +137,36 @@ def test_spec_option_is_refused_for_a_split_folder(fusion_split, tmp_path):
     result = CliRunner().invoke(cli, ["fp16", str(fusion_split.folder), "--spec", str(spec)])
     assert result.exit_code == 2
     assert "--spec applies to an ONNX file; a split folder's spec is in its composition.json" in result.stderr
+
+
+def test_parts_kept_in_fp32_keep_their_external_data(fusion_copy, tmp_path):
+    """A part whose weights are in an external data file (models over 2 GiB) is copied with it."""
+    import onnx
+
+    from mmexport.files import sha256_file
+
+    image = fusion_copy / "image.onnx"
+    onnx.save(
+        onnx.load(str(image)),
+        str(image),
+        save_as_external_data=True,
+        location="image.onnx.data",
+        size_threshold=0,
+    )
+    manifest = read_manifest(image)
+    manifest.sha256 = sha256_file(image)
+    manifest.producer["external_data"] = {"file": "image.onnx.data", "sha256": sha256_file(f"{image}.data")}
+    manifest.write(image)
+    path = fusion_copy / "composition.json"
+    data = json.loads(path.read_text())
+    data["parts"][0]["sha256"] = manifest.sha256
+    path.write_text(json.dumps(data))
+    choices = dict.fromkeys(["image", "text", "audio", "fuse"], "fp32")
+    split_precision(fusion_copy, tmp_path / "copy", choices, eval_samples=0)
+    assert (tmp_path / "copy" / "image.onnx.data").read_bytes() == (
+        fusion_copy / "image.onnx.data"
+    ).read_bytes()
+    spec = narrow_spec("fusion")
+    feed = spec.sample_feed(spec.point("opt"), seed=1)
+    with Pipeline(tmp_path / "copy") as copy, Pipeline(fusion_copy) as original:
+        np.testing.assert_array_equal(copy.run(feed)["logits"], original.run(feed)["logits"])

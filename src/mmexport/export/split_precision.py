@@ -23,6 +23,7 @@ from mmexport.composition import PRECISIONS, Composition, read_composition
 from mmexport.errors import ArtifactError, InputError
 from mmexport.export.split_files import check_folder, publish_folder, staged_folder
 from mmexport.files import sha256_file
+from mmexport.manifest import external_data_file, manifest_path, read_manifest
 from mmexport.precision.stages import (
     DEFAULT_EVAL_SAMPLES,
     CalibrationConfig,
@@ -120,8 +121,7 @@ def split_precision(
             t0 = time.perf_counter()
             target = stage / part.file
             if choice == "fp32":
-                shutil.copy2(folder / part.file, target)
-                shutil.copy2(folder / f"{part.file}.json", stage / f"{part.file}.json")
+                _copy_part(folder / part.file, stage)
             else:
                 say(f"part {part.name!r}: {choice}")
                 target = stage / f"{Path(part.file).stem}.{choice}.onnx"
@@ -162,6 +162,16 @@ def split_precision(
         publish_folder(stage, output)
     notes = [f"{name}: {note}" for name, r in results.items() for note in r.notes]
     return SplitPrecisionResult(output, composition, results, agreement, notes, seconds)
+
+
+def _copy_part(source: Path, stage: Path) -> None:
+    """An FP32 part as it is: its ONNX, its manifest and its external data file if it has one."""
+    manifest = read_manifest(source)
+    if manifest is None:
+        raise ArtifactError(str(source), "has no manifest beside it; a split export writes one per part")
+    data = external_data_file(source, manifest)
+    for file in (source, manifest_path(source), *([data[0]] if data else [])):
+        shutil.copy2(file, stage / file.name)
 
 
 def _convert(
