@@ -92,6 +92,10 @@ def test_engine_dims_come_from_its_profiles(gpu: cuda_runtime.FakeCudaState, tmp
         read_artifacts([build(onnx, gpu, "8.7", tag="gaps", static_shapes="opt", profiles=("batch=6",))])
     )
     assert gaps.config.max_batch_size == 6  # profiles accept batch 2 and 6
+    # Triton's TensorRT backend uses profile 0 alone unless the instance group lists the profiles
+    groups = text_format.Parse(gaps.config.to_pbtxt(), pb.ModelConfig()).instance_group
+    assert [list(g.profile) for g in groups] == [["0", "1"]]
+    assert not any(g.profile for g in text_format.Parse(config.to_pbtxt(), pb.ModelConfig()).instance_group)
     assert any("accept dim 'batch' in 2..2, 6..6 only" in n for n in gaps.notes)
     with pytest.raises(TritonError, match=r"--max-batch 7: outside the range of dim 'batch' .* 2\.\.6"):
         make_model(

@@ -61,11 +61,17 @@ class TensorConfig:
 
 @dataclass(frozen=True)
 class InstanceGroup:
+    """``profile``: the TensorRT optimization profiles the instances use (Triton's default: "0" alone)."""
+
     kind: str  # KIND_GPU or KIND_CPU
     count: int = 1
+    profile: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "count": self.count}
+        out: dict[str, Any] = {"kind": self.kind, "count": self.count}
+        if self.profile:
+            out["profile"] = list(self.profile)
+        return out
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def make_model(artifacts: Sequence[DeployArtifact], options: TritonOptions | Non
             for i, t in zip(first.spec.inputs, first.inputs, strict=True)
         ),
         outputs=tuple(_tensor_config(first, "output", t, t.shape, dims, batch) for t in first.outputs),
-        instance_group=(InstanceGroup(KINDS[options.kind], options.instances),),
+        instance_group=(InstanceGroup(KINDS[options.kind], options.instances, _profiles(first)),),
         dynamic_batching=_dynamic_batching(batch, max_batch, options),
         gpu_accelerators=(tensorrt_accelerator(first.precision, options),) if options.trt_accelerator else (),
         cc_model_filenames=cc_files,
@@ -306,6 +306,13 @@ def perf_analyzer_command(
         parts += ["-b", str(min(batch.opt, config.max_batch_size))]
     parts += ["--concurrency-range", PERF_CONCURRENCY]
     return shlex.join(parts)
+
+
+def _profiles(artifact: DeployArtifact) -> tuple[str, ...]:
+    """Every profile of an engine with several: Triton's TensorRT backend uses profile 0 alone
+    unless the instance group lists them, and the dims and max_batch_size span all of them."""
+    count = len(artifact.engine.profiles) if artifact.engine is not None else 0
+    return tuple(str(i) for i in range(count)) if count > 1 else ()
 
 
 def _engine_dims(engine: DeployArtifact, notes: list[str]) -> dict[str, DimSpec]:
