@@ -92,3 +92,10 @@ def test_a_failed_export_removes_the_folders_it_created(tmp_path):
     )
     assert result.exit_code == 1 and "composed parity gate failed" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_onnx_file_name_as_the_split_output_is_refused(tmp_path):
+    result = CliRunner().invoke(cli, ["to-onnx", "--split", "-o", str(tmp_path / "model.onnx")])
+    assert result.exit_code == 2
+    assert "with --split, -o names a folder (e.g. -o fusion/), not an ONNX file" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -134,6 +134,8 @@ def to_onnx_cmd(
 
         if simplify:
             raise click.UsageError("--simplify is not available with --split")
+        if output is not None and output.suffix.lower() == ".onnx":
+            raise click.UsageError("with --split, -o names a folder (e.g. -o fusion/), not an ONNX file")
         folder = output or Path(stem)
         split_result = to_onnx_split(
             model, folder, spec=spec_path, export=export, parity=parity, progress=progress
