@@ -40,3 +40,14 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_onnx_bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same graph without a manifest: the spec comes from the graph, dims are unbounded."""
     return write_tiny(tmp_path_factory.mktemp("bare"), manifest=False)
+
+
+@pytest.fixture(scope="session")
+def default_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default built-in model exported to ONNX (about 15 s; the full run only asks for it)."""
+    from mmexport.export.parity import ParityConfig
+    from mmexport.export.stage import to_onnx
+
+    path = tmp_path_factory.mktemp("default") / "model.onnx"
+    to_onnx(None, path, parity=ParityConfig(random_points=0))
+    return path

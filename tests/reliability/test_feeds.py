@@ -106,17 +106,11 @@ TARGETS = ["tiny", "tiny without manifest"] + (["fusion (default built-in)"] if 
 
 
 @pytest.fixture(scope="module")
-def targets(
-    tiny_onnx: Path, tiny_onnx_bare: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Target]:
+def targets(tiny_onnx: Path, tiny_onnx_bare: Path, request: pytest.FixtureRequest) -> dict[str, Target]:
     opened = {"tiny": Target.open("feeds/tiny", tiny_onnx)}
     opened["tiny without manifest"] = Target.open("feeds/tiny without manifest", tiny_onnx_bare)
     if budget.FULL:
-        from mmexport.export.parity import ParityConfig
-        from mmexport.export.stage import to_onnx
-
-        path = tmp_path_factory.mktemp("default") / "model.onnx"
-        to_onnx(None, path, parity=ParityConfig(random_points=0))
+        path = request.getfixturevalue("default_onnx")
         opened["fusion (default built-in)"] = Target.open("feeds/fusion (default built-in)", path)
     return opened
 

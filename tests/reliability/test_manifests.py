@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mmexport.errors import ArtifactError
+from mmexport.errors import ArtifactError, MmexportError
 from mmexport.manifest import MAX_MANIFEST_BYTES, read_manifest
-from runtime.onnx_models import write_tiny
+from mmexport.runtime import Session
+from reliability import budget
+from runtime.onnx_models import feeds, write_tiny
 
 
 @pytest.fixture
@@ -122,3 +126,87 @@ def test_a_manifest_from_a_newer_mmexport(artifact: Path) -> None:
 def test_the_written_manifest_reads_back(artifact: Path) -> None:
     manifest = read_manifest(artifact)
     assert manifest is not None and manifest.kind == "onnx" and len(manifest.sha256) == 64
+
+
+# -- property-based: any mutation of a real manifest ------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value (as a key path)."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, (*prefix, index))
+    return out
+
+
+def _mutate(data: Any, path: tuple[Any, ...], how: str, value: Any) -> Any:
+    if not path:
+        return value
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    if how == "delete" and isinstance(parent, dict):
+        del parent[path[-1]]
+    elif how == "delete" and isinstance(parent, list):
+        parent.pop(path[-1])
+    else:
+        parent[path[-1]] = value
+    return data
+
+
+@pytest.fixture(scope="module")
+def good_manifest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    artifact = write_tiny(tmp_path_factory.mktemp("manifest"))
+    return artifact, json.loads(Path(f"{artifact}.json").read_text())
+
+
+@budget.FUZZ
+@given(data=st.data())
+def test_any_mutation_reads_as_a_manifest_or_an_artifact_error(
+    good_manifest: tuple[Path, dict[str, Any]], data: st.DataObject
+) -> None:
+    artifact, original = good_manifest
+    mutated = json.loads(json.dumps(original))
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        path = data.draw(st.sampled_from(_paths(mutated)), label="at")
+        how = data.draw(st.sampled_from(["replace", "delete"]), label="how")
+        mutated = _mutate(mutated, path, how, data.draw(JSON, label="value"))
+    text = json.dumps(mutated)
+    if data.draw(st.booleans(), label="damage bytes"):
+        raw = bytearray(text.encode())
+        for _ in range(data.draw(st.integers(1, 4))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        Path(f"{artifact}.json").write_bytes(bytes(raw))
+    else:
+        Path(f"{artifact}.json").write_text(text)
+    try:
+        try:
+            manifest = read_manifest(artifact)
+        except ArtifactError as e:
+            assert str(artifact) in str(e)
+            budget.record("manifest mutations", "ArtifactError")
+            return
+        assert manifest is not None
+        # what it accepted is well-typed: the fields every consumer reads
+        assert isinstance(manifest.kind, str) and isinstance(manifest.precision, str)
+        assert len(manifest.sha256) == 64
+        assert isinstance(manifest.producer, dict) and isinstance(manifest.source, dict)
+        try:
+            Session(artifact).run(feeds())
+            budget.record("manifest mutations", "read, and the Session runs (a harmless change)")
+        except MmexportError as e:
+            budget.record("manifest mutations", f"read, then Session: {type(e).__name__}")
+    finally:
+        Path(f"{artifact}.json").write_text(json.dumps(original))
