@@ -16,6 +16,8 @@ from mmexport.export.split import SplitResult, to_onnx_split
 from mmexport.models import get_builtin
 from mmexport.spec import ModelSpec
 
+from .split_models import PAIR_SPEC
+
 NARROW_DIMS = {
     "batch": {"min": 1, "opt": 2, "max": 4},
     "height": {"min": 32, "opt": 64, "max": 96},
@@ -51,3 +53,11 @@ def seed_split(tmp_path_factory: pytest.TempPathFactory) -> SplitResult:
 def fusion_copy(fusion_split: SplitResult, tmp_path: Path) -> Path:
     """A copy of the fusion split folder that a test may damage."""
     return Path(shutil.copytree(fusion_split.folder, tmp_path / "fusion"))
+
+
+@pytest.fixture(scope="session")
+def pair_split(tmp_path_factory: pytest.TempPathFactory) -> SplitResult:
+    """The tiny model whose IMU part takes two inputs and gives two outputs (split_models.pair)."""
+    ref = f"{Path(__file__).parent / 'split_models.py'}:pair"
+    folder = tmp_path_factory.mktemp("split") / "pair"
+    return to_onnx_split(ref, folder, spec=ModelSpec.from_dict(PAIR_SPEC), parity=GATE, export=FAST_EXPORT)

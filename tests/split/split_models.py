@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmexport.models.split_protocol import EncoderPart, MaskWhenAbsent, SplitParts
+from mmexport.models.split_protocol import ConstantWhenAbsent, EncoderPart, MaskWhenAbsent, SplitParts
 
 MMEXPORT_SPEC = {
     "inputs": [
@@ -98,3 +98,70 @@ def tiny() -> nn.Module:
 def disagreeing() -> nn.Module:
     torch.manual_seed(0)
     return Disagreeing().eval()
+
+
+PAIR_SPEC = {
+    "inputs": [
+        {"name": "image", "modality": "image", "dtype": "float32", "shape": ["batch", 3, "height", "width"]},
+        {"name": "imu", "modality": "sensor", "dtype": "float32", "shape": ["batch", "steps", 6]},
+        {"name": "imu_scale", "modality": "sensor", "dtype": "float32", "shape": ["batch", 1]},
+    ],
+    "outputs": ["logits", "energy"],
+    "dims": MMEXPORT_SPEC["dims"],
+}
+
+
+class PairSplit(nn.Module):
+    """An IMU encoder with two inputs (readings and their scale) and two outputs (a feature and an
+    energy), absent as a constant; the image feature comes from the same conv; two model outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.imu = nn.Linear(6, 8)
+        self.head = nn.Linear(9, 3)
+
+    def forward(self, image: torch.Tensor, imu: torch.Tensor, imu_scale: torch.Tensor):
+        return self.fuse(self.encode_image(image), *self.encode_imu(imu, imu_scale))
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(image)).mean(dim=(2, 3))
+
+    def encode_imu(self, imu: torch.Tensor, imu_scale: torch.Tensor):
+        feature = self.imu(imu * imu_scale[:, :, None]).mean(dim=1)
+        return feature, (feature * feature).sum(dim=1, keepdim=True)
+
+    def fuse(self, image_feature: torch.Tensor, imu_feature: torch.Tensor, imu_energy: torch.Tensor):
+        logits = self.head(torch.cat([image_feature + imu_feature, imu_energy], dim=1))
+        return logits, imu_energy.squeeze(1) * 2
+
+    def split_parts(self) -> SplitParts:
+        null = {"imu_feature": torch.zeros(8), "imu_energy": torch.ones(1)}
+        return SplitParts(
+            encoders=(
+                EncoderPart("image", _Image(self), ("image",), ("image_feature",)),
+                EncoderPart(
+                    "imu",
+                    _PairImu(self),
+                    ("imu", "imu_scale"),
+                    ("imu_feature", "imu_energy"),
+                    ConstantWhenAbsent(null),
+                ),
+            ),
+            fusion=_PairFuse(self),
+        )
+
+
+class _PairImu(_Part):
+    def forward(self, imu: torch.Tensor, imu_scale: torch.Tensor):
+        return self.model.encode_imu(imu, imu_scale)
+
+
+class _PairFuse(_Part):
+    def forward(self, image_feature: torch.Tensor, imu_feature: torch.Tensor, imu_energy: torch.Tensor):
+        return self.model.fuse(image_feature, imu_feature, imu_energy)
+
+
+def pair() -> nn.Module:
+    torch.manual_seed(0)
+    return PairSplit().eval()

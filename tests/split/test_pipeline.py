@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from mmexport.errors import InputError
+from mmexport.export.parity import torch_outputs
 from mmexport.models import get_builtin
 from mmexport.runtime import Pipeline
+from mmexport.spec import ModelSpec
 
 from .conftest import narrow_spec
+from .split_models import PAIR_SPEC, pair
 
 
 def _feed(name: str, seed: int = 0) -> dict[str, np.ndarray]:
@@ -263,3 +266,47 @@ def test_threads_with_different_inputs_never_get_each_others_cached_outputs(fusi
     for (index, _), got in zip(calls, results, strict=True):
         np.testing.assert_allclose(got, expected[index], atol=1e-6)
     assert all(v["hits"] + v["misses"] == len(calls) for v in info.values())
+
+
+def test_a_part_with_two_inputs_and_two_outputs_is_wired_by_name(pair_split):
+    spec = ModelSpec.from_dict(PAIR_SPEC)
+    model = pair()
+    assert pair_split.parity.passed
+    with Pipeline(pair_split.folder) as pipe:
+        assert pipe.output_names == ["logits", "energy"]
+        for which in ("min", "max"):
+            feed = spec.sample_feed(spec.point(which), seed=4)
+            outputs = pipe.run(feed)
+            for name, expected in zip(["logits", "energy"], torch_outputs(model, feed), strict=True):
+                np.testing.assert_allclose(outputs[name], expected, atol=1e-5, err_msg=f"{name} at {which}")
+        parts = pipe.part_outputs(feed)
+        assert set(parts["imu"]) == {"imu_feature", "imu_energy"}
+
+
+def test_one_of_a_parts_two_inputs_is_an_error_naming_both(pair_split):
+    spec = ModelSpec.from_dict(PAIR_SPEC)
+    feed = spec.sample_feed(spec.point("opt"), seed=0)
+    with Pipeline(pair_split.folder) as pipe:
+        for given, missing in (("imu", "imu_scale"), ("imu_scale", "imu")):
+            partial = {n: v for n, v in feed.items() if n != missing}
+            with pytest.raises(InputError) as caught:
+                pipe.run(partial)
+            error = caught.value
+            assert (
+                error.input == missing and error.expected == ["imu", "imu_scale"] and error.actual == [given]
+            )
+            assert f"is missing while {given!r} is given; part 'imu' takes imu, imu_scale" in str(error)
+
+
+def test_absent_part_with_two_constant_outputs_at_batch_3(pair_split):
+    spec = ModelSpec.from_dict(PAIR_SPEC)
+    feed = spec.sample_feed({**spec.point("opt"), "batch": 3}, seed=2)
+    model = pair()
+    with torch.inference_mode():
+        image = model.encode_image(torch.from_numpy(feed["image"]))
+        logits, energy = model.fuse(image, torch.zeros(3, 8), torch.ones(3, 1))
+    with Pipeline(pair_split.folder, cache=True) as pipe:
+        for _ in range(2):  # the second call: image from the cache, the IMU still absent
+            outputs = pipe.run({"image": feed["image"]})
+            np.testing.assert_allclose(outputs["logits"], logits.numpy(), atol=1e-5)
+            np.testing.assert_array_equal(outputs["energy"], energy.numpy())

@@ -130,6 +130,8 @@ class Pipeline:
                     absent,
                     f"is missing while {given[0]!r} is given; part {part.name!r} takes "
                     f"{', '.join(part.model_inputs)}: give all of them or none",
+                    expected=part.model_inputs,
+                    actual=given,
                 )
             if not given and part.absent is None:
                 raise InputError(
