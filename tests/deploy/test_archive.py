@@ -3,9 +3,11 @@ writer leaves nothing on failure, and tarfile's data filter stands behind the ch
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
+import time
 import uuid
 from pathlib import Path, PurePosixPath
 
@@ -111,6 +113,54 @@ def test_limits_refuse_before_writing(
     with pytest.raises(ArtifactError, match=message):
         unbundle(bad, tmp_path / "out", limits=limits)
     assert_nothing_written(tmp_path, bad)
+
+
+def write_raw_tar(path: Path, blocks: list[bytes]) -> Path:
+    """A gzip of hand-laid tar blocks (headers tarfile would not write), then the end-of-archive marker."""
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        for block in blocks:
+            f.write(block)
+        f.write(b"\0" * 1024)
+    return path
+
+
+def header(name: str, kind: bytes, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+@pytest.mark.parametrize(
+    ("kind", "filler"),
+    [(tarfile.GNUTYPE_LONGNAME, b"a"), (tarfile.XHDTYPE, b"7")],  # 7...: Python's quadratic pax regex
+    ids=["gnu long name", "pax header of digits"],
+)
+def test_huge_header_record_is_refused_unread(tmp_path: Path, kind: bytes, filler: bytes) -> None:
+    """tarfile reads such a record whole: 8 MiB here (12 kB gzipped), gigabytes in a small file."""
+    size = 8 << 20
+    bomb = write_raw_tar(
+        tmp_path / "bomb.tar.gz", [*member_blocks(BENIGN), header("x", kind, size), filler * size]
+    )
+    started = time.perf_counter()
+    with pytest.raises(ArtifactError, match=rf"has a tar header record of {size} bytes"):
+        unbundle(bomb, tmp_path / "out")
+    assert time.perf_counter() - started < 5
+    assert_nothing_written(tmp_path, bomb)
+
+
+def test_chain_of_extended_headers_is_one_error(tmp_path: Path) -> None:
+    """tarfile reads each pax header by recursion: a long chain raised RecursionError."""
+    record = b"20 comment=xxxxxxxx\n"
+    chain = [header("././@PaxHeader", tarfile.XHDTYPE, len(record)) + record.ljust(512, b"\0")] * 3000
+    bad = write_raw_tar(tmp_path / "chain.tar.gz", [*member_blocks(BENIGN), *chain, *member_blocks(BENIGN)])
+    with pytest.raises(ArtifactError, match="extended headers"):
+        unbundle(bad, tmp_path / "out")
+    assert_nothing_written(tmp_path, bad)
+
+
+def member_blocks(entry: tuple) -> list[bytes]:
+    info, data = entry
+    return [info.tobuf(format=tarfile.GNU_FORMAT), data + b"\0" * (-len(data) % 512)]
 
 
 def test_default_limits_are_stated() -> None:

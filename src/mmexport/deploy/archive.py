@@ -7,17 +7,22 @@ and renamed into place; an interrupt or error leaves nothing.
 Reading: every member is checked before anything is written: no absolute path, no ``..``, no link
 (bundles never contain links, not even ones that point inside), no device or fifo, no duplicate
 name, sizes within ``ArchiveLimits``. Extraction then goes through tarfile's ``data`` filter as a
-second line of defence, into a folder the caller stages.
+second line of defence, into a folder the caller stages. tarfile reads a pax header or GNU long
+name whole, in one read of the size its header declares, so every single read from the archive is
+capped (``MAX_READ``): a few kilobytes of gzip cannot make it allocate gigabytes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import io
 import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -27,6 +32,12 @@ from mmexport.files import INTERRUPTED
 
 GIB = 1 << 30
 COMPRESS_LEVEL = 6  # weights hardly compress; level 9 costs much more time for little gain
+COPY_BUFSIZE = 16 << 10  # tarfile's chunk when it extracts file data
+MAX_READ = 16 << 10
+"""The largest single read tarfile may make: a data chunk, or a whole pax header / GNU long name
+(a bundle's are a few hundred bytes). Python before 3.11.10 / 3.12.6 scans a pax header with a
+regex that is quadratic in its length: 0.3 s at this size, hours at megabytes."""
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -204,13 +215,57 @@ def _type_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def open_archive(archive: Path) -> tarfile.TarFile:
+class CappedReads:
+    """A read-only file object whose single reads may not exceed ``limit`` bytes (see ``MAX_READ``)."""
+
+    def __init__(self, raw: BinaryIO | gzip.GzipFile, limit: int, where: str) -> None:
+        self.raw = raw
+        self.limit = limit
+        self.where = where
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.limit:
+            raise ArtifactError(
+                self.where,
+                f"has a tar header record of {size} bytes (over {self.limit}); not a bundle, not extracted",
+            )
+        return self.raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+@contextlib.contextmanager
+def open_archive(archive: Path) -> Iterator[tarfile.TarFile]:
+    """``archive`` (a gzip tar or a plain tar) for reading, with every read capped at ``MAX_READ``."""
     if not archive.is_file():
         raise ArtifactError(str(archive), "does not exist" if not archive.exists() else "is not a file")
+    with contextlib.ExitStack() as stack:
+        raw: BinaryIO | gzip.GzipFile = stack.enter_context(open(archive, "rb"))
+        compressed = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        if compressed:
+            raw = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        capped = CappedReads(raw, MAX_READ, str(archive))
+        with _reading(archive, "is not a readable tar archive (gzip or plain tar)"):
+            # typeshed's file protocol asks for write and close too; reading needs read, seek, tell
+            tar = tarfile.TarFile(fileobj=capped, mode="r", copybufsize=COPY_BUFSIZE)  # type: ignore[arg-type]
+            stack.enter_context(tar)
+        yield tar
+
+
+@contextlib.contextmanager
+def _reading(archive: Path, what: str) -> Iterator[None]:
+    """tarfile's and gzip's errors while reading ``archive`` as one ArtifactError saying ``what``."""
     try:
-        return tarfile.open(archive, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise ArtifactError(str(archive), f"is not a readable tar archive ({e})") from e
+        yield
+    except RecursionError:  # tarfile reads each pax / GNU header by recursion into the next
+        raise ArtifactError(str(archive), f"{what}: a chain of extended headers too long to read") from None
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ArtifactError(str(archive), f"{what} ({e})") from e
 
 
 def extract(
@@ -222,10 +277,8 @@ def extract(
     it if anything later fails.
     """
     with open_archive(archive) as tar:
-        try:
+        with _reading(archive, "is damaged or truncated"):
             members = checked_members(archive, tar, limits)
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise ArtifactError(str(archive), f"is damaged or truncated ({e})") from e
         if not hasattr(tarfile, "data_filter"):
             raise MmexportError(
                 "unpacking bundles needs tarfile's extraction filters (Python 3.10.12+, 3.11.4+ or 3.12+)",
@@ -238,8 +291,6 @@ def extract(
                 str(archive), f"unpacks to {needed} bytes, but {destination.parent} has {free} free"
             )
         destination.mkdir()
-        try:
+        with _reading(archive, "cannot be extracted"):
             tar.extractall(destination, members=members, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise ArtifactError(str(archive), f"cannot be extracted ({e})") from e
     return members
