@@ -40,8 +40,19 @@ def import_source(source: str, *, prefix: str = "_mmexport_user_") -> ModuleType
         return importlib.import_module(source)
     except ModuleNotFoundError as e:
         raise ReferenceNotFound(f"module {source!r} cannot be found ({e})") from e
+    except SystemExit as e:
+        raise exited(f"importing {source!r}", e) from e
     except Exception as e:
         raise ReferenceNotFound(f"importing {source!r} raised {type(e).__name__}: {e}") from e
+
+
+def exited(what: str, error: SystemExit) -> ReferenceNotFound:
+    """The user's code ended the process (``sys.exit``, argparse in a script): an error of ours,
+    never the user's exit status (0 would pass for success)."""
+    return ReferenceNotFound(
+        f"{what} called sys.exit({'' if error.code is None else repr(error.code)})",
+        hint='is it a script? keep its top-level code under `if __name__ == "__main__":`',
+    )
 
 
 def _import_file(path: Path, name: str) -> ModuleType:
@@ -57,6 +68,9 @@ def _import_file(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:
+        sys.modules.pop(name, None)
+        raise exited(f"importing {str(path)!r}", e) from e
     except Exception as e:
         sys.modules.pop(name, None)
         raise ReferenceNotFound(f"importing {str(path)!r} raised {type(e).__name__}: {e}") from e

@@ -21,7 +21,7 @@ import torch
 
 from mmexport.errors import ModelLoadError, SpecError
 from mmexport.models import DEFAULT_MODEL, get_builtin
-from mmexport.references import ReferenceNotFound, get_attribute, import_source
+from mmexport.references import ReferenceNotFound, exited, get_attribute, import_source
 from mmexport.spec import ModelSpec
 
 SPEC_ATTRIBUTE = "MMEXPORT_SPEC"
@@ -100,6 +100,9 @@ def _call_factory(reference: str, factory: Any) -> torch.nn.Module:
         raise ModelLoadError(reference, f"is a {type(factory).__name__}, not a callable factory")
     try:
         module = factory()
+    except SystemExit as e:
+        error = exited("the factory", e)
+        raise ModelLoadError(reference, error.message, hint=error.hint) from e
     except Exception as e:
         raise ModelLoadError(reference, f"the factory raised {type(e).__name__}: {e}") from e
     if not isinstance(module, torch.nn.Module):
