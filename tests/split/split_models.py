@@ -165,3 +165,18 @@ class _PairFuse(_Part):
 def pair() -> nn.Module:
     torch.manual_seed(0)
     return PairSplit().eval()
+
+
+def renamed(name: str = "imu", flag: str = "imu_present") -> nn.Module:
+    """TinySplit whose IMU part has another name or mask flag (for checks of split_parts())."""
+
+    class Renamed(TinySplit):
+        def split_parts(self) -> SplitParts:
+            image, imu = super().split_parts().encoders
+            return SplitParts(
+                (image, EncoderPart(name, imu.module, imu.inputs, imu.outputs, MaskWhenAbsent(flag))),
+                _Fuse(self),
+            )
+
+    torch.manual_seed(0)
+    return Renamed().eval()

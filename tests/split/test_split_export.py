@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from mmexport.composition import read_composition
-from mmexport.errors import ArtifactError, ExportError
+from mmexport.errors import ArtifactError, ExportError, SpecError
 from mmexport.export.parity import torch_outputs
 from mmexport.export.split import to_onnx_split
 from mmexport.manifest import read_manifest
 from mmexport.models import get_builtin
 from mmexport.runtime import Pipeline
+from mmexport.spec import ModelSpec
 
 from .conftest import GATE, narrow_spec
 
@@ -102,3 +103,24 @@ def test_refuses_a_folder_holding_other_files(tmp_path):
     with pytest.raises(ArtifactError, match=r"other files and no composition\.json"):
         to_onnx_split("fusion", tmp_path, parity=GATE)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("name", "flag", "message"),
+    [
+        ("cam/front", "imu_present", r"part name 'cam/front' is not a file name \(letters, digits, _ \. -\)"),
+        ("..", "imu_present", r"part name '\.\.' is not a file name"),
+        ("composition", "imu_present", r"part name 'composition' is reserved"),
+        ("imu", "image_feature", r"part 'imu': its mask flag 'image_feature' is already the name of"),
+        ("imu", "image", r"part 'imu': its mask flag 'image' is already the name of"),
+    ],
+)
+def test_split_parts_names_are_checked_before_export(tmp_path, name, flag, message):
+    from mmexport.export.loader import load_model
+    from mmexport.export.split import split_parts_of
+
+    from .split_models import MMEXPORT_SPEC, renamed
+
+    loaded = load_model(renamed(name, flag), ModelSpec.from_dict(MMEXPORT_SPEC))
+    with pytest.raises(SpecError, match=message):
+        split_parts_of(loaded)

@@ -10,6 +10,7 @@ place at the end: a failure writes nothing.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,8 +76,12 @@ def split_parts_of(loaded: LoadedModel) -> SplitParts:
 
 
 def _check_parts(parts: SplitParts, loaded: LoadedModel) -> None:
+    """Names that become files and inputs: part names are plain file names, every encoder takes
+    model inputs and every model input has an encoder, encoder outputs and mask flags are unique."""
     spec = loaded.spec
     names = [e.name for e in parts.encoders] + [parts.fusion_name]
+    for name in names:
+        _check_part_name(name)
     if len(set(names)) < len(names):
         raise SpecError(f"{SPLIT_METHOD}(): part names must be unique, got {', '.join(names)}")
     taken: list[str] = []
@@ -98,6 +103,30 @@ def _check_parts(parts: SplitParts, loaded: LoadedModel) -> None:
         raise SpecError(
             f"{SPLIT_METHOD}(): encoder output {clash[0]!r} is not unique among inputs and outputs"
         )
+    _check_flags(parts, [*spec.input_names, *outputs])
+
+
+_PART_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _check_part_name(name: str) -> None:
+    """A part's name names its files (``<name>.onnx``): no folders, nothing hidden, not reserved."""
+    if not isinstance(name, str) or not _PART_NAME.fullmatch(name):
+        raise SpecError(f"{SPLIT_METHOD}(): part name {name!r} is not a file name (letters, digits, _ . -)")
+    if name == Path(FILE_NAME).stem:
+        raise SpecError(f"{SPLIT_METHOD}(): part name {name!r} is reserved (the folder's {FILE_NAME})")
+
+
+def _check_flags(parts: SplitParts, taken: list[str]) -> None:
+    """Each mask flag is a new input of the fusion part: not a model input or an encoder output."""
+    for e in parts.encoders:
+        if isinstance(e.absent, MaskWhenAbsent):
+            if e.absent.flag in taken:
+                raise SpecError(
+                    f"{SPLIT_METHOD}(): part {e.name!r}: its mask flag {e.absent.flag!r} is already the "
+                    "name of a model input, an encoder output or another flag"
+                )
+            taken.append(e.absent.flag)
 
 
 def to_onnx_split(
