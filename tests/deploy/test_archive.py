@@ -195,7 +195,7 @@ def test_file_not_listed_in_bundle_json_is_refused(tmp_path: Path) -> None:
         "target": {},
         "created": "",
         "mmexport_version": "0",
-        "artifacts": [{"onnx": "README.txt"}],
+        "artifacts": [{"onnx": "README.txt", "precision": "fp32", "engine": "e", "calibration_cache": None}],
         "files": [],
     }
     extra = write_tar(

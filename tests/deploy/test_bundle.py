@@ -316,6 +316,36 @@ def test_tampering_that_rewrites_bundle_json_is_caught_by_the_artifact_manifest(
     assert only(tmp_path) == ["t.tar.gz"]
 
 
+def _drop_precision(bundle: dict) -> str:
+    del bundle["artifacts"][0]["precision"]
+    return json.dumps(bundle)
+
+
+def _huge_size(bundle: dict) -> str:
+    return json.dumps(bundle).replace('"bytes": ', '"bytes": 1' + "0" * 5000 + " + ", 1).replace(" + ", "", 1)
+
+
+BAD_BUNDLE_JSON = {  # bundle.json edited by hand: every file and manifest still matches
+    "target not an object": (lambda b: json.dumps({**b, "target": "orin"}), "'target' must be an object"),
+    "artifact without precision": (_drop_precision, "artifact 'models/model.onnx' lacks 'precision'"),
+    "nested 100000 deep": (
+        lambda b: json.dumps({**b, "x": 0})[:-1] + ', "y": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "nested",
+    ),
+    "5000-digit size": (_huge_size, "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BUNDLE_JSON))
+def test_bundle_json_of_the_wrong_shape_is_one_error(orin: BundleResult, tmp_path: Path, case: str) -> None:
+    edit, message = BAD_BUNDLE_JSON[case]
+    text = edit(json.loads(members(orin.path)["bundle.json"]))
+    tampered = rewrite(orin.path, tmp_path / "t.tar.gz", {"bundle.json": text.encode()})
+    with pytest.raises(ArtifactError, match=message):
+        unbundle(tampered, tmp_path / "out")
+    assert only(tmp_path) == ["t.tar.gz"]
+
+
 def test_unbundle_refuses_a_full_folder_and_overwrites_an_earlier_bundle(
     orin: BundleResult, tmp_path: Path
 ) -> None:

@@ -31,10 +31,10 @@ from mmexport.deploy.archive import (
     ArchiveLimits,
     ArchiveWriter,
     Entry,
-    check_member_name,
     extract,
 )
 from mmexport.deploy.bundle_artifacts import BundledArtifact, ChecksumError, collect_artifact
+from mmexport.deploy.bundle_json import BUNDLE_JSON, FORMAT, FORMAT_VERSION, read_bundle_json, shown
 from mmexport.deploy.bundle_targets import BundleTarget, get_bundle_target
 from mmexport.errors import ArtifactError, MmexportError
 from mmexport.files import INTERRUPTED, output_folder, sha256_file, staging_dir
@@ -42,12 +42,8 @@ from mmexport.manifest import read_manifest
 
 Say = Callable[[str], None]
 
-FORMAT = "mmexport.bundle"
-FORMAT_VERSION = 1
-BUNDLE_JSON = "bundle.json"
 CHECKSUMS = "SHA256SUMS"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-MAX_BUNDLE_JSON_BYTES = 16 << 20
 NEXT_STEP = "bash build.sh"
 
 
@@ -283,7 +279,7 @@ def verify_folder(folder: Path, *, where: str | None = None) -> dict[str, Any]:
     Returns bundle.json's content. ``where`` names the archive in errors.
     """
     where = where or str(folder)
-    bundle = _read_bundle_json(folder, where)
+    bundle = read_bundle_json(folder, where)
     listed = {f["path"]: f for f in bundle["files"]}
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     present.discard(BUNDLE_JSON)
@@ -304,59 +300,12 @@ def verify_folder(folder: Path, *, where: str | None = None) -> dict[str, Any]:
     return bundle
 
 
-def _read_bundle_json(folder: Path, where: str) -> dict[str, Any]:
-    path = folder / BUNDLE_JSON
-    if not path.is_file():
-        raise ArtifactError(where, f"has no {BUNDLE_JSON}; not an mmexport bundle")
-    if path.stat().st_size > MAX_BUNDLE_JSON_BYTES:
-        raise ArtifactError(where, f"{BUNDLE_JSON} is larger than {MAX_BUNDLE_JSON_BYTES >> 20} MiB")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(where, f"{BUNDLE_JSON} is not valid JSON ({e})") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ArtifactError(where, f"{BUNDLE_JSON} is not an mmexport bundle manifest")
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(
-            where,
-            f"has bundle format version {version!r}; this mmexport reads up to {FORMAT_VERSION}",
-            hint="upgrade mmexport",
-        )
-    files, artifacts = data.get("files"), data.get("artifacts")
-    if not isinstance(files, list) or not isinstance(artifacts, list) or not artifacts:
-        raise ArtifactError(where, f"{BUNDLE_JSON} needs a list of files and a non-empty list of artifacts")
-    for entry in files:
-        _check_file_entry(entry, where)
-    for key in ("target", "created", "mmexport_version"):
-        if key not in data:
-            raise ArtifactError(where, f"{BUNDLE_JSON} lacks {key!r}")
-    return data
-
-
-def _check_file_entry(entry: Any, where: str) -> None:
-    ok = (
-        isinstance(entry, dict)
-        and isinstance(entry.get("path"), str)
-        and isinstance(entry.get("sha256"), str)
-        and isinstance(entry.get("bytes"), int)
-    )
-    if not ok:
-        raise ArtifactError(
-            where, f"{BUNDLE_JSON} has a file entry without path, bytes and sha256: {entry!r}"
-        )
-    problem = check_member_name(entry["path"])
-    if problem is not None or entry["path"] == BUNDLE_JSON:
-        raise ArtifactError(
-            where, f"{BUNDLE_JSON} lists the file {entry['path']!r}, which {problem or 'is itself'}"
-        )
-
-
 def _verify_artifact(folder: Path, artifact: Any, listed: dict[str, Any], where: str) -> None:
     """The artifact's sha256 against its own manifest (and its external data's, where recorded)."""
-    name = artifact.get("onnx") if isinstance(artifact, dict) else None
-    if not isinstance(name, str) or name not in listed or f"{name}.json" not in listed:
-        raise ArtifactError(where, f"{BUNDLE_JSON} names an artifact that is not in the bundle: {artifact!r}")
+    name = artifact["onnx"]  # a string: read_bundle_json checked
+    if name not in listed or f"{name}.json" not in listed:
+        missing = "file" if name not in listed else "manifest"
+        raise ArtifactError(where, f"{BUNDLE_JSON} names artifact {shown(name)}, whose {missing} it lacks")
     manifest = read_manifest(folder / name)
     if manifest is None:  # unreachable: the manifest is listed, so it exists
         raise ArtifactError(name, "has no manifest")

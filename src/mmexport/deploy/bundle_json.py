@@ -1,0 +1,102 @@
+"""``bundle.json``, the listing of a bundle, read as untrusted input.
+
+It comes out of an archive from elsewhere, so it is read like a manifest: bounded size, nesting,
+strings and integers (``mmexport.manifest.check_tree``), and every field ``unbundle`` and the CLI
+use is checked for its type, so that a hand-edited listing is one error line, not a traceback
+after every file was verified.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mmexport.deploy.archive import check_member_name
+from mmexport.errors import ArtifactError
+from mmexport.manifest import MAX_DEPTH, check_tree
+
+FORMAT = "mmexport.bundle"
+FORMAT_VERSION = 1
+BUNDLE_JSON = "bundle.json"
+MAX_BUNDLE_JSON_BYTES = 16 << 20
+ARTIFACT_TEXT_FIELDS = ("onnx", "precision", "engine")
+
+
+def read_bundle_json(folder: Path, where: str) -> dict[str, Any]:
+    """``folder/bundle.json``, checked; ``where`` (the archive) names it in errors."""
+    data = _load(folder / BUNDLE_JSON, where)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ArtifactError(where, f"{BUNDLE_JSON} is not an mmexport bundle manifest")
+    version = data.get("format_version")
+    if type(version) is not int or version > FORMAT_VERSION:
+        raise ArtifactError(
+            where,
+            f"has bundle format version {shown(version)}; this mmexport reads up to {FORMAT_VERSION}",
+            hint="upgrade mmexport",
+        )
+    for key, kind in (("target", dict), ("created", str), ("mmexport_version", str)):
+        if not isinstance(data.get(key), kind):
+            got = shown(data.get(key))
+            raise ArtifactError(where, f"{BUNDLE_JSON}: {key!r} must be {_a(kind)}, got {got}")
+    files, artifacts = data.get("files"), data.get("artifacts")
+    if not isinstance(files, list) or not isinstance(artifacts, list) or not artifacts:
+        raise ArtifactError(where, f"{BUNDLE_JSON} needs a list of files and a non-empty list of artifacts")
+    for entry in files:
+        _check_file_entry(entry, where)
+    for artifact in artifacts:
+        _check_artifact_entry(artifact, where)
+    return data
+
+
+def _load(path: Path, where: str) -> Any:
+    if not path.is_file():
+        raise ArtifactError(where, f"has no {BUNDLE_JSON}; not an mmexport bundle")
+    if path.stat().st_size > MAX_BUNDLE_JSON_BYTES:
+        raise ArtifactError(where, f"{BUNDLE_JSON} is larger than {MAX_BUNDLE_JSON_BYTES >> 20} MiB")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except RecursionError:
+        raise ArtifactError(where, f"{BUNDLE_JSON} is nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, an integer of too many digits
+        raise ArtifactError(where, f"{BUNDLE_JSON} is not valid JSON ({e})") from e
+    check_tree(data, f"{where}: {BUNDLE_JSON}")
+    return data
+
+
+def _check_file_entry(entry: Any, where: str) -> None:
+    ok = (
+        isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and isinstance(entry.get("sha256"), str)
+        and type(entry.get("bytes")) is int
+    )
+    if not ok:
+        raise ArtifactError(where, f"{BUNDLE_JSON} has an entry without path, bytes, sha256: {shown(entry)}")
+    problem = check_member_name(entry["path"])
+    if problem is not None or entry["path"] == BUNDLE_JSON:
+        raise ArtifactError(
+            where, f"{BUNDLE_JSON} lists the file {shown(entry['path'])}, which {problem or 'is itself'}"
+        )
+
+
+def _check_artifact_entry(artifact: Any, where: str) -> None:
+    """What unbundle's result shows of each artifact: names as strings, the cache a string or null."""
+    if not isinstance(artifact, dict) or not isinstance(artifact.get("onnx"), str):
+        raise ArtifactError(where, f"{BUNDLE_JSON} has an artifact without an 'onnx' name: {shown(artifact)}")
+    name = shown(artifact["onnx"])
+    for key in ARTIFACT_TEXT_FIELDS:
+        if not isinstance(artifact.get(key), str):
+            raise ArtifactError(where, f"{BUNDLE_JSON}: artifact {name} lacks {key!r} (a string)")
+    if not isinstance(artifact.get("calibration_cache"), (str, type(None))):
+        raise ArtifactError(where, f"{BUNDLE_JSON}: artifact {name}: 'calibration_cache' is not a name")
+
+
+def _a(kind: type) -> str:
+    return "an object" if kind is dict else "a string"
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a listing may be megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
