@@ -63,6 +63,7 @@ MALICIOUS = {
     "fifo": ([member("pipe", kind=tarfile.FIFOTYPE)], "pipe", "device or fifo"),
     "char device": ([member("null", kind=tarfile.CHRTYPE)], "null", "device or fifo"),
     "block device": ([member("disk", kind=tarfile.BLKTYPE)], "disk", "device or fifo"),
+    "newline": ([member("models/a\nb", b"x")], "models/a\nb", "control character"),
     "duplicate": ([member("README.txt", b"second")], "README.txt", "appears twice"),
     "duplicate after normalizing": ([member("./README.txt", b"second")], "./README.txt", "appears twice"),
 }

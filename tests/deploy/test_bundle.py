@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
+from mmexport.deploy.archive import check_member_name
 from mmexport.deploy.bundle import BundleResult, make_bundle, unbundle
 from mmexport.deploy.bundle_artifacts import ChecksumError
 from mmexport.deploy.bundle_targets import BUNDLE_TARGETS
@@ -27,6 +28,7 @@ from mmexport.files import INTERRUPTED
 from mmexport.runtime import Session
 from mmexport.spec import ModelSpec
 from mmexport.trt.targets import TARGETS
+from runtime.onnx_models import write_tiny
 
 
 @pytest.fixture(scope="module")
@@ -421,6 +423,23 @@ def test_same_name_from_two_folders_is_refused(variants: tuple[Path, Path], tmp_
         shutil.copy(f"{variants[0]}{suffix}", f"{other / 'model.onnx'}{suffix}")
     with pytest.raises(ArtifactError, match=r"would be stored as models/model\.onnx"):
         make_bundle([variants[0], other / "model.onnx"], "gpu-trt10", tmp_path / "b.tar.gz")
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"), [("new\nline.onnx", "control character"), ("caf\udce9.onnx", "not UTF-8")]
+)
+def test_a_name_unbundle_would_refuse_is_refused_when_bundling(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    """A bundle that could not be unpacked (or whose SHA256SUMS line breaks) is not written."""
+    path = write_tiny(tmp_path, "plain.onnx")
+    for suffix in ("", ".json"):  # a file renamed after its manifest was written
+        os.rename(f"{path}{suffix}", os.fsencode(tmp_path) + b"/" + os.fsencode(name) + suffix.encode())
+    with pytest.raises(ArtifactError, match=problem) as caught:
+        make_bundle([tmp_path / name], "gpu-trt10", tmp_path / "b.tar.gz")
+    assert "models/" in str(caught.value)
+    assert not (tmp_path / "b.tar.gz").exists()
+    assert check_member_name("models/plain name with 'quotes' and spaces.onnx") is None
 
 
 def test_existing_output_needs_overwrite_and_interrupt_leaves_nothing(

@@ -107,6 +107,12 @@ def check_member_name(name: str) -> str | None:
     """What makes ``name`` unsafe as a relative path inside the target folder, or None."""
     if not name or "\x00" in name:
         return "has an empty or NUL-containing name"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "has a control character in its name"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system gave as surrogates
+        return "has a name that is not UTF-8"
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return "has an absolute path"
     if "\\" in name:

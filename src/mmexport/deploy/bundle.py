@@ -31,6 +31,7 @@ from mmexport.deploy.archive import (
     ArchiveLimits,
     ArchiveWriter,
     Entry,
+    check_member_name,
     extract,
 )
 from mmexport.deploy.bundle_artifacts import BundledArtifact, ChecksumError, collect_artifact
@@ -158,12 +159,16 @@ def _check_output(output: Path, overwrite: bool) -> None:
 
 
 def _check_names(artifacts: list[BundledArtifact]) -> dict[str, str]:
-    """Bundle name -> the artifact it belongs to; refuse two files that would get one name."""
+    """Bundle name -> the artifact it belongs to; refuse two files that would get one name, and a
+    name that unbundle refuses (control characters break SHA256SUMS lines too)."""
     owners: dict[str, str] = {}
     paths: dict[str, Path] = {}
     for artifact in artifacts:
         files = [(artifact.name, artifact.path)] + [(c.name, c.path) for c in artifact.companions]
         for name, path in files:
+            problem = check_member_name(name)
+            if problem is not None:
+                raise ArtifactError(str(path), f"would be stored as {name!r}, which {problem}")
             if name in paths:
                 same = paths[name].resolve() == path.resolve()
                 raise ArtifactError(
