@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from packaging.requirements import Requirement
 
 from mmexport.cli.app import cli
 from mmexport.deploy.archive import check_member_name
 from mmexport.deploy.bundle import BundleResult, make_bundle, unbundle
 from mmexport.deploy.bundle_artifacts import ChecksumError
+from mmexport.deploy.bundle_script import requirements_text
 from mmexport.deploy.bundle_targets import BUNDLE_TARGETS
 from mmexport.errors import ArtifactError, MmexportError
 from mmexport.files import INTERRUPTED
@@ -206,6 +208,18 @@ def test_build_script_for_servers(
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     requirements = members(result.path)["requirements.txt"].decode()
     assert f"tensorrt-cu12>={generation},<{generation + 1}" in requirements.splitlines()
+
+
+@pytest.mark.parametrize("target", list(BUNDLE_TARGETS))
+def test_cuda_python_pin_has_the_module_the_runtime_imports(target: str) -> None:
+    """mmexport imports cuda.bindings.runtime, which cuda-python has since 12.6.1 (12.6.0: cuda.cudart)."""
+    bundle_target = BUNDLE_TARGETS[target]
+    text = requirements_text(bundle_target, "header")
+    (line,) = [line for line in text.splitlines() if line.startswith("cuda-python")]
+    allowed = Requirement(line).specifier
+    major = int(bundle_target.cuda.split(".")[0])
+    assert not allowed.contains("12.6.0") and not allowed.contains(f"{major + 1}.0.0")
+    assert allowed.contains(f"{major}.9.0") and (major != 12 or allowed.contains("12.6.1"))
 
 
 @pytest.mark.skipif(
