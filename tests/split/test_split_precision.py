@@ -170,3 +170,23 @@ def test_parts_kept_in_fp32_keep_their_external_data(fusion_copy, tmp_path):
     feed = spec.sample_feed(spec.point("opt"), seed=1)
     with Pipeline(tmp_path / "copy") as copy, Pipeline(fusion_copy) as original:
         np.testing.assert_array_equal(copy.run(feed)["logits"], original.run(feed)["logits"])
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        ({"image": "int8"}, r"choices lack part\(s\) text, audio, fuse"),
+        (
+            {"image": "bf16", "text": "fp32", "audio": "fp32", "fuse": "fp32"},
+            "part 'image': precision 'bf16'",
+        ),
+        (
+            {"image": "fp32", "text": "fp32", "audio": "fp32", "fuse": "fp32", "depth": "int8"},
+            "unknown part 'depth'",
+        ),
+    ],
+)
+def test_split_precision_checks_its_choices_before_any_work(fusion_split, tmp_path, choices, message):
+    with pytest.raises(InputError, match=message):
+        split_precision(fusion_split.folder, tmp_path / "out", choices, eval_samples=0)
+    assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ each part's precision, and the composed variant's agreement with the FP32 compos
 
 from __future__ import annotations
 
+import copy
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -96,49 +97,19 @@ def split_precision(
     say: Say = lambda _m: None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> SplitPrecisionResult:
-    """Write ``output``: the split export ``folder`` with each part in its chosen precision."""
+    """Write ``output``: the split export ``folder`` with each part in its chosen precision
+    (``choices``: part -> fp32, fp16 or int8, for every part)."""
     folder, output = Path(folder), Path(output)
     source = read_composition(folder)
-    not_fp32 = [p.name for p in source.parts if p.precision != "fp32"]
-    if not_fp32:
-        raise ArtifactError(
-            str(folder),
-            f"part {not_fp32[0]!r} is not FP32; convert the FP32 split export from to-onnx --split",
-        )
-    if output.resolve() == folder.resolve():
-        raise ArtifactError(str(output), "is the FP32 folder itself; give another -o")
-    check_folder(output)
-    fp16 = fp16 or Fp16Config()
-    calibration = calibration or CalibrationConfig()
-    composition = read_composition(folder)
-    seconds: dict[str, float] = {}
-    results: dict[str, StageResult] = {}
+    _check_request(source, folder, output, choices)
+    configs = _Configs(fp16 or Fp16Config(), calibration or CalibrationConfig(), say, progress)
+    composition = copy.deepcopy(source)
     with staged_folder(output) as stage, Pipeline(folder, parallel=False, spin=False) as reference:
-        calib = _PartData(reference, data, "calibration", calibration.samples, calibration.batch_size)
+        calib = _PartData(
+            reference, data, "calibration", configs.calibration.samples, configs.calibration.batch_size
+        )
         evaluation = _PartData(reference, eval_data, "evaluation", eval_samples, 50) if eval_samples else None
-        for part in composition.parts:
-            choice = choices[part.name]
-            t0 = time.perf_counter()
-            target = stage / part.file
-            if choice == "fp32":
-                _copy_part(folder / part.file, stage)
-            else:
-                say(f"part {part.name!r}: {choice}")
-                target = stage / f"{Path(part.file).stem}.{choice}.onnx"
-                results[part.name] = _convert(
-                    folder / part.file,
-                    target,
-                    choice,
-                    part.name,
-                    calib,
-                    evaluation,
-                    fp16,
-                    calibration,
-                    say,
-                    progress,
-                )
-            part.file, part.sha256, part.precision = target.name, sha256_file(target), choice
-            seconds[part.name] = time.perf_counter() - t0
+        results, seconds = _make_parts(composition, choices, folder, stage, calib, evaluation, configs)
         composition.producer = {
             **source.producer,
             "stage": "split precision",
@@ -146,7 +117,6 @@ def split_precision(
             "precisions": dict(choices),
             "data": calib.description,
         }
-        composition.validation = dict(source.validation)
         composition.write(stage)
         agreement = None
         if evaluation is not None:
@@ -162,6 +132,70 @@ def split_precision(
         publish_folder(stage, output)
     notes = [f"{name}: {note}" for name, r in results.items() for note in r.notes]
     return SplitPrecisionResult(output, composition, results, agreement, notes, seconds)
+
+
+def _check_request(source: Composition, folder: Path, output: Path, choices: Mapping[str, str]) -> None:
+    """Before any work: an FP32 source, another output folder, a known precision for every part."""
+    not_fp32 = [p.name for p in source.parts if p.precision != "fp32"]
+    if not_fp32:
+        raise ArtifactError(
+            str(folder),
+            f"part {not_fp32[0]!r} is not FP32; convert the FP32 split export from to-onnx --split",
+        )
+    names = [p.name for p in source.parts]
+    missing = [n for n in names if n not in choices]
+    if missing:
+        raise InputError(None, f"choices lack part(s) {', '.join(missing)}", expected=names)
+    for name, precision in choices.items():
+        if name not in names:
+            raise _choice_error(f"{name}={precision}", "part", name, names)
+        if precision not in PRECISIONS:
+            raise InputError(
+                None, f"part {name!r}: precision {precision!r}", expected=list(PRECISIONS), actual=precision,
+                hint=f"precisions: {', '.join(PRECISIONS)}",
+            )  # fmt: skip
+    if output.resolve() == folder.resolve():
+        raise ArtifactError(str(output), "is the FP32 folder itself; give another -o")
+    check_folder(output)
+
+
+@dataclass(frozen=True)
+class _Configs:
+    """What every part's precision stage gets besides its data."""
+
+    fp16: Fp16Config
+    calibration: CalibrationConfig
+    say: Say
+    progress: Callable[[int, int | None], None] | None
+
+
+def _make_parts(
+    composition: Composition,
+    choices: Mapping[str, str],
+    folder: Path,
+    stage: Path,
+    calib: _PartData,
+    evaluation: _PartData | None,
+    configs: _Configs,
+) -> tuple[dict[str, StageResult], dict[str, float]]:
+    """Each part copied (fp32) or converted into ``stage``; ``composition``'s parts updated
+    (file, sha256, precision). Returns the converted parts' results and seconds per part."""
+    results: dict[str, StageResult] = {}
+    seconds: dict[str, float] = {}
+    for part in composition.parts:
+        choice, t0 = choices[part.name], time.perf_counter()
+        target = stage / part.file
+        if choice == "fp32":
+            _copy_part(folder / part.file, stage)
+        else:
+            configs.say(f"part {part.name!r}: {choice}")
+            target = stage / f"{Path(part.file).stem}.{choice}.onnx"
+            results[part.name] = _convert(
+                folder / part.file, target, choice, part.name, calib, evaluation, configs
+            )
+        part.file, part.sha256, part.precision = target.name, sha256_file(target), choice
+        seconds[part.name] = time.perf_counter() - t0
+    return results, seconds
 
 
 def _copy_part(source: Path, stage: Path) -> None:
@@ -181,23 +215,20 @@ def _convert(
     part: str,
     calib: _PartData,
     evaluation: _PartData | None,
-    fp16: Fp16Config,
-    calibration: CalibrationConfig,
-    say: Say,
-    progress: Callable[[int, int | None], None] | None,
+    configs: _Configs,
 ) -> StageResult:
     """One part through the precision stage it chose, on the data its upstream parts produce."""
     eval_data = evaluation.for_part(part) if evaluation is not None else None
     eval_samples = evaluation.samples if evaluation is not None else 0
-    indented = lambda m: say(f"  {m}")  # noqa: E731
+    indented = lambda m: configs.say(f"  {m}")  # noqa: E731
     if choice == "fp16":
         return to_fp16(
-            source, target, config=fp16, data=calib.for_part(part), eval_data=eval_data,
+            source, target, config=configs.fp16, data=calib.for_part(part), eval_data=eval_data,
             eval_samples=eval_samples, say=indented,
         )  # fmt: skip
     return calibrate(
-        source, target, data=calib.for_part(part), config=calibration, eval_data=eval_data,
-        eval_samples=eval_samples, say=indented, progress=progress,
+        source, target, data=calib.for_part(part), config=configs.calibration, eval_data=eval_data,
+        eval_samples=eval_samples, say=indented, progress=configs.progress,
     )  # fmt: skip
 
 
