@@ -4,10 +4,12 @@ trtexec), tampering, refusals, and the CLI."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -454,6 +456,22 @@ def test_a_name_unbundle_would_refuse_is_refused_when_bundling(
     assert "models/" in str(caught.value)
     assert not (tmp_path / "b.tar.gz").exists()
     assert check_member_name("models/plain name with 'quotes' and spaces.onnx") is None
+
+
+def test_commands_shown_for_names_with_spaces_and_quotes_run_as_shown(tmp_path: Path) -> None:
+    """README.txt's and the results' command lines quote file names for the shell."""
+    path = write_tiny(tmp_path, "it's a model.onnx")
+    result = make_bundle([path], "gpu-trt10", tmp_path / "my bundle.tar.gz")
+    readme = members(result.path)["README.txt"].decode()
+    assert "mmexport unbundle 'my bundle.tar.gz' -o 'my bundle'" in readme
+    engine = "engines/it's a model.gpu.engine"
+    assert f"mmexport run {shlex.quote(engine)} -i NAME=FILE" in readme
+    run_line = next(line for line in readme.splitlines() if "python3 -c" in line and "Session" in line)
+    (code,) = [w for w in shlex.split(run_line) if "Session(" in w][:1]
+    assert ast.literal_eval(code.split("Session(", 1)[1].split(")", 1)[0]) == engine
+    assert shlex.split(result.to_dict()["next"].split("; ", 1)[1])[2] == "my bundle.tar.gz"
+    unpacked = unbundle(result.path, tmp_path / "un packed")
+    assert shlex.split(unpacked.next_step)[:2] == ["cd", str(tmp_path / "un packed")]
 
 
 def test_existing_output_needs_overwrite_and_interrupt_leaves_nothing(

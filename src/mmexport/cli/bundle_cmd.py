@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def bundle_cmd(
             f", calibration cache {artifact['calibration_cache']}" if artifact["calibration_cache"] else ""
         )
         click.echo(f"  {artifact['onnx']} ({artifact['precision']}) -> {artifact['engine']}{cache}")
-    click.echo(f"next, on the device: mmexport unbundle {result.path.name} -o DIR && cd DIR && bash build.sh")
+    archive = shlex.quote(result.path.name)
+    click.echo(f"next, on the device: mmexport unbundle {archive} -o DIR && cd DIR && bash build.sh")
 
 
 @click.command("unbundle")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,6 +61,7 @@ class BundleResult:
     bytes: int
 
     def to_dict(self) -> dict[str, Any]:
+        archive = shlex.quote(self.path.name)
         return {
             "path": str(self.path),
             "bytes": self.bytes,
@@ -70,7 +72,7 @@ class BundleResult:
                 for a in self.bundle["artifacts"]
             ],
             "files": self.bundle["files"],
-            "next": f"copy {self.path.name} to the device; mmexport unbundle {self.path.name} -o DIR",
+            "next": f"copy {self.path.name} to the device; mmexport unbundle {archive} -o DIR",
         }
 
 
@@ -81,7 +83,7 @@ class UnbundleResult:
 
     @property
     def next_step(self) -> str:
-        return f"cd {self.folder} && {NEXT_STEP}"
+        return f"cd {shlex.quote(str(self.folder))} && {NEXT_STEP}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ the workspace is the target's cap (``--memPoolSize=workspace:<MiB>``, trtexec's 
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping, Sequence
 
@@ -182,6 +183,9 @@ def readme_text(
     first = artifacts[0]
     opt_shapes = first.spec.shapes(first.spec.point("opt"))
     bench_line = trtexec_command(first.engine_name(trt), first.spec, opt_shapes, target.generation)
+    archive, folder, engine = (shlex.quote(name) for name in (archive_name, folder, first.engine_name(trt)))
+    in_python = json.dumps(first.engine_name(trt))
+    session_code = f"from mmexport.runtime import Session; s = Session({in_python}); print(s.spec)"
     unverified = f"Not verified on a device: {', '.join(target.unverified)}." if target.unverified else ""
     text = f"""mmexport bundle for {target.name}: {target.description}
 TensorRT {target.tensorrt} ({target.tensorrt_install}), CUDA {target.cuda}, Python {target.python}
@@ -191,9 +195,9 @@ Models (ONNX here; engines are built on the device by build.sh):
 {chr(10).join(models)}
 
 1. Unpack, checking every file's sha256
-     mmexport unbundle {archive_name} -o {folder}
+     mmexport unbundle {archive} -o {folder}
    or without mmexport:
-     mkdir {folder} && tar -xzf {archive_name} -C {folder} && cd {folder} && sha256sum -c SHA256SUMS
+     mkdir {folder} && tar -xzf {archive} -C {folder} && cd {folder} && sha256sum -c SHA256SUMS
 
 2. Python environment (in the unpacked folder)
      {target.venv}
@@ -207,11 +211,11 @@ Models (ONNX here; engines are built on the device by build.sh):
      bash build.sh --trtexec
 
 4. Run (engines built by mmexport build; feeds as .npy/.npz/image/text/wav files)
-     mmexport run {first.engine_name(trt)} -i NAME=FILE ...
-     python3 -c "from mmexport.runtime import Session; s = Session('{first.engine_name(trt)}'); print(s.spec)"
+     mmexport run {engine} -i NAME=FILE ...
+     python3 -c {shlex.quote(session_code)}
 
 5. Benchmark
-     mmexport bench {first.engine_name(trt)} --cuda-graph
+     mmexport bench {engine} --cuda-graph
      {bench_line}
 """
     notes = "".join(f"   - {note}\n" for note in target.notes)
