@@ -12,6 +12,7 @@ from mmexport.cli.app import cli
 from mmexport.composition import read_composition
 from mmexport.errors import InputError
 from mmexport.export.split_precision import parse_parts, split_precision
+from mmexport.files import sha256_file
 from mmexport.manifest import read_manifest
 from mmexport.precision.stages import CalibrationConfig, Fp16Config
 from mmexport.runtime import Pipeline
@@ -40,7 +41,10 @@ def test_per_part_precisions_are_recorded_and_run(fusion_split, tmp_path):
     }
     assert (tmp_path / "mixed" / "image.int8.calib").is_file()
     for part in composition.parts:
-        assert read_manifest(tmp_path / "mixed" / part.file).precision == part.precision
+        manifest = read_manifest(tmp_path / "mixed" / part.file)
+        assert manifest.precision == part.precision
+        assert manifest.sha256 == part.sha256 == sha256_file(tmp_path / "mixed" / part.file)
+        assert manifest.artifact == part.file
     # the fusion part was calibrated on what the FP32 encoders make of the model's data
     fuse = read_manifest(tmp_path / "mixed" / "fuse.int8.onnx")
     assert "part 'fuse' inputs from synthetic (fusion, calibration split" in fuse.producer["data"]
