@@ -6,6 +6,7 @@ Uses the hand-made ONNX of the runtime tests (milliseconds) with manifests writt
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -210,6 +211,50 @@ def test_one_value_per_sample_is_dims_1_reshaped_to_nothing(tmp_path: Path) -> N
     assert json_format.ParseDict(model.config.to_dict(), pb.ModelConfig()) == config
     with pytest.raises(ArtifactError, match=r"output 's' is a scalar, and the model has max_batch_size 0"):
         make_model(read_artifacts([with_score(tmp_path / "total.onnx", total=True)]))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_the_repository_never_holds_a_staging_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overwrite: bool
+) -> None:
+    """Triton loads every folder of its repository (hidden ones too): staging happens beside it."""
+    from mmexport.deploy import triton
+
+    repo = tmp_path / "repo"
+    if overwrite:
+        triton_repository([write_tiny(tmp_path)], repo)
+    seen: list[list[str]] = []
+    stage = triton._stage
+
+    def stage_and_look(model, folder, say):  # what a polling Triton would find meanwhile
+        sizes = stage(model, folder, say)
+        seen.append(sorted(p.name for p in repo.iterdir()))
+        return sizes
+
+    monkeypatch.setattr(triton, "_stage", stage_and_look)
+    triton_repository([write_tiny(tmp_path)], repo, overwrite=overwrite)
+    assert seen == [["tiny"] if overwrite else []]
+    assert entries(repo) == [
+        "tiny",
+        "tiny/1",
+        "tiny/1/model.onnx",
+        "tiny/config.pbtxt",
+        "tiny/model.onnx.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo", "tiny.onnx", "tiny.onnx.json"]
+
+
+def test_a_repository_whose_parent_cannot_take_the_staging_folder_stages_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repository that is a mount point (or under a read-only folder): rename works only inside it."""
+    from mmexport.deploy import triton
+
+    access = os.access
+    monkeypatch.setattr(triton.os, "access", lambda path, mode: Path(path) != tmp_path and access(path, mode))
+    result = triton_repository([write_tiny(tmp_path)], tmp_path / "repo")
+    assert result.path == tmp_path / "repo" / "tiny" and entries(tmp_path / "repo")[0] == "tiny"
+    assert len(entries(tmp_path / "repo")) == 5  # the staging folder is gone
 
 
 def test_external_data_is_copied_and_the_copy_runs(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 Writes ``REPO/NAME/config.pbtxt``, ``REPO/NAME/1/model.onnx`` (with its external weights) or
 ``model.plan`` (``model_<cc>.plan`` per compute capability for several engines), and a copy of
 each artifact's manifest beside ``config.pbtxt`` (``model.onnx.json``), where Triton ignores it
-and the spec travels with the model. The folder is built in a staging folder beside its final
-place and moved there in one rename, so a failure or Ctrl-C leaves no half-written model; an
-existing model folder is replaced only when asked (``overwrite``).
+and the spec travels with the model. The folder is built in a staging folder beside the
+repository (where Triton does not look) and moved into place in one rename, so a failure or
+Ctrl-C leaves no half-written model; an existing model folder is replaced only when asked
+(``overwrite``).
 """
 
 from __future__ import annotations
@@ -80,10 +81,22 @@ def triton_repository(
     with contextlib.ExitStack() as stack:
         if not replaced:
             stack.enter_context(output_folder(final))  # creates REPO; removes what it made on failure
-        staged = stack.enter_context(staging_dir(final)) / final.name
+        staged = stack.enter_context(staging_dir(_staging_anchor(repository, final))) / final.name
         sizes = _stage(model, staged, say)
         _publish(staged, final, replace=replaced)
     return TritonResult(repository, final, model, replaced, sizes)
+
+
+def _staging_anchor(repository: Path, final: Path) -> Path:
+    """What the staging folder is made beside: the repository, so that it lies outside it (Triton
+    loads every folder of its repository, hidden ones too: one left by a killed run stops the
+    server at start-up), unless the repository's parent is not writable or is another file system
+    (a mount point), where only a folder inside the repository can be renamed into place."""
+    repo = repository.resolve()
+    parent = repo.parent
+    if parent != repo and os.access(parent, os.W_OK) and parent.stat().st_dev == repo.stat().st_dev:
+        return repo
+    return final
 
 
 def _stage(model: TritonModel, folder: Path, say: Say) -> dict[str, int]:
