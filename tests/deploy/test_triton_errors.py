@@ -29,6 +29,8 @@ from mmexport.manifest import Manifest
 from mmexport.spec import ModelSpec
 from runtime.onnx_models import SPEC, tiny_graph, write_tiny
 
+TINY_MODEL_FOLDER = ["tiny", "tiny/1", "tiny/1/model.onnx", "tiny/config.pbtxt", "tiny/model.onnx.json"]
+
 
 def entries(folder: Path) -> list[str]:
     """Everything below ``folder`` (staging folders included), or [] when it does not exist."""
@@ -114,13 +116,7 @@ def test_existing_model_folder_is_kept_unless_overwrite(tmp_path: Path) -> None:
     assert (repo / "tiny" / "config.pbtxt").read_text() == before
     result = triton_repository([onnx_path], repo, TritonOptions(max_batch=8), overwrite=True)
     assert result.replaced and "max_batch_size: 8" in (repo / "tiny" / "config.pbtxt").read_text()
-    assert entries(repo) == [
-        "tiny",
-        "tiny/1",
-        "tiny/1/model.onnx",
-        "tiny/config.pbtxt",
-        "tiny/model.onnx.json",
-    ]
+    assert entries(repo) == TINY_MODEL_FOLDER
 
 
 def test_missing_file_or_changed_artifact_writes_nothing(tmp_path: Path) -> None:
@@ -234,13 +230,7 @@ def test_the_repository_never_holds_a_staging_folder(
     monkeypatch.setattr(triton, "_stage", stage_and_look)
     triton_repository([write_tiny(tmp_path)], repo, overwrite=overwrite)
     assert seen == [["tiny"] if overwrite else []]
-    assert entries(repo) == [
-        "tiny",
-        "tiny/1",
-        "tiny/1/model.onnx",
-        "tiny/config.pbtxt",
-        "tiny/model.onnx.json",
-    ]
+    assert entries(repo) == TINY_MODEL_FOLDER
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo", "tiny.onnx", "tiny.onnx.json"]
 
 
@@ -253,8 +243,8 @@ def test_a_repository_whose_parent_cannot_take_the_staging_folder_stages_inside(
     access = os.access
     monkeypatch.setattr(triton.os, "access", lambda path, mode: Path(path) != tmp_path and access(path, mode))
     result = triton_repository([write_tiny(tmp_path)], tmp_path / "repo")
-    assert result.path == tmp_path / "repo" / "tiny" and entries(tmp_path / "repo")[0] == "tiny"
-    assert len(entries(tmp_path / "repo")) == 5  # the staging folder is gone
+    assert result.path == tmp_path / "repo" / "tiny"
+    assert entries(tmp_path / "repo") == TINY_MODEL_FOLDER  # the staging folder is gone
 
 
 def test_external_data_is_copied_and_the_copy_runs(tmp_path: Path) -> None:
