@@ -310,3 +310,37 @@ def test_absent_part_with_two_constant_outputs_at_batch_3(pair_split):
             outputs = pipe.run({"image": feed["image"]})
             np.testing.assert_allclose(outputs["logits"], logits.numpy(), atol=1e-5)
             np.testing.assert_array_equal(outputs["energy"], energy.numpy())
+
+
+def test_close_waits_for_runs_in_flight(fusion_split, monkeypatch):
+    """close() from another thread lets the runs already started finish on open sessions."""
+    import threading
+    import time
+
+    feed = _feed("fusion")
+    pipe = Pipeline(fusion_split.folder)
+    expected = pipe.run(feed)["logits"]
+    fuse = pipe.parts["fuse"]
+    started, events = threading.Event(), []
+    real_run, real_close = fuse.run, fuse.close
+
+    def slow_run(feeds):
+        started.set()
+        time.sleep(0.3)
+        events.append("fuse ran")
+        return real_run(feeds)
+
+    def close():
+        events.append("fuse closed")
+        real_close()
+
+    monkeypatch.setattr(fuse, "run", slow_run)
+    monkeypatch.setattr(fuse, "close", close)
+    result: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: result.append(pipe.run(feed)["logits"]))
+    worker.start()
+    assert started.wait(5)
+    pipe.close()
+    worker.join()
+    assert events == ["fuse ran", "fuse closed"]
+    np.testing.assert_array_equal(result[0], expected)

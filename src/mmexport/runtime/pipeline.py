@@ -65,6 +65,9 @@ class Pipeline:
         self.spec_source = "manifest"
         self._sessions: dict[str, Session] = {}
         self._closed = False
+        self._lock = threading.Lock()  # the cache, its counts and the runs in flight
+        self._idle = threading.Condition(self._lock)
+        self._running = 0
         try:
             for part in self.composition.parts:
                 self._sessions[part.name] = Session(
@@ -89,7 +92,6 @@ class Pipeline:
         self._cache: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
         self._stats = {p: {"hits": 0, "misses": 0} for p in cached}
         self._cache_enabled = bool(self._stats)
-        self._lock = threading.Lock()
         self._validators: dict[frozenset[str], FeedValidator] = {}
         self._encoders = [p for p in self.composition.parts if p.model_inputs]
 
@@ -197,8 +199,11 @@ class Pipeline:
         }
 
     def close(self) -> None:
-        """Stop the thread pool and close every part; ``run`` raises afterwards. Idempotent."""
-        self._closed = True
+        """Wait for the runs in flight, stop the thread pool and close every part; ``run`` raises
+        afterwards. Idempotent."""
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: self._running == 0)
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
@@ -222,9 +227,24 @@ class Pipeline:
         cache_keys: Mapping[str, Any] | None,
         record: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> Values:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
         keys = self._check_cache_keys(cache_keys)
+        with self._idle:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            self._running += 1
+        try:
+            return self._run_levels(feeds, keys, record)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _run_levels(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        keys: Mapping[str, Any],
+        record: dict[str, dict[str, np.ndarray]] | None,
+    ) -> Values:
         absent = {p.name for p in self._encoders if not all(n in feeds for n in p.model_inputs)}
         sizes = dim_sizes(self.spec, feeds)
         values: Values = {}
