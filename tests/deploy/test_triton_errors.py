@@ -68,6 +68,10 @@ def test_bad_option_values_are_refused_before_any_work() -> None:
         TritonOptions(max_batch=0)
     with pytest.raises(TritonError, match=r"--name: '\.\./up' is not a usable model folder name"):
         TritonOptions(name="../up")
+    for name in ("", ".", "..", "a/b", "-a", "a" * 201):  # 201: past what a file system takes with room
+        with pytest.raises(TritonError, match=r"letters, digits, '_', '\.' and '-', at most 200"):
+            TritonOptions(name=name)
+    assert TritonOptions(name="a" * 200).name == "a" * 200
     with pytest.raises(TritonError, match="--fp16: sets the TensorRT accelerator; add --trt-accelerator"):
         TritonOptions(fp16=True)
     with pytest.raises(TritonError, match="--trt-accelerator: is a GPU accelerator"):

@@ -35,7 +35,11 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
     type=click.Path(file_okay=False, path_type=Path),
     help="Triton model repository (created if missing); the model is written to REPO/NAME.",
 )
-@click.option("--name", help="Model name (default: the artifact's file name without its suffix, '.' as '_').")
+@click.option(
+    "--name",
+    help="Model name: letters, digits, '_', '.', '-', at most 200 (default: the artifact's file name "
+    "without its suffix, '.' as '_').",
+)
 @click.option(
     "--max-batch",
     type=int,

@@ -41,6 +41,8 @@ DEFAULT_WORKSPACE = 1 << 30  # the onnxruntime backend's own default for max_wor
 DEFAULT_QUEUE_DELAY_US = 100
 PERF_CONCURRENCY = "1:4"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME = 200  # file systems take 255 bytes; the staging folder's name adds up to 30
+NAME_RULE = f"letters, digits, '_', '.' and '-', at most {MAX_NAME}, starting with a letter or digit"
 
 
 class TritonError(MmexportError):
@@ -73,8 +75,9 @@ class TritonOptions:
         if self.name is not None and not valid_name(self.name):
             raise TritonError(
                 "--name",
-                f"{self.name!r} is not a usable model folder name",
-                expected="letters, digits, _ . -",
+                f"{self.name[: MAX_NAME + 1]!r} is not a usable model folder name ({NAME_RULE})",
+                expected=NAME_RULE,
+                actual=self.name,
             )
         for option, value, low in (
             ("--max-batch", self.max_batch, 1),
@@ -107,7 +110,7 @@ class TritonModel:
 
 
 def valid_name(name: str) -> bool:
-    return bool(_NAME.fullmatch(name)) and name not in (".", "..")
+    return bool(_NAME.fullmatch(name)) and len(name) <= MAX_NAME
 
 
 def make_model(artifacts: Sequence[DeployArtifact], options: TritonOptions | None = None) -> TritonModel:
