@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from mmexport.composition import Composition, Part, Wire, read_composition
-from mmexport.errors import ArtifactError, InputError
+from mmexport.errors import InputError
+from mmexport.runtime.pipeline_checks import cached_parts, check_cache_keys, check_parts, check_presence
 from mmexport.runtime.session import Session
 from mmexport.runtime.validation import FeedValidator
 from mmexport.spec import ModelSpec
@@ -59,7 +60,7 @@ class Pipeline:
     ) -> None:
         self.folder = Path(folder)
         self.composition: Composition = read_composition(self.folder)
-        cached = _cached_parts(self.composition, cache)
+        cached = cached_parts(self.composition, cache)
         root = self.folder if self.folder.is_dir() else self.folder.parent
         self.spec: ModelSpec = self.composition.spec
         self.spec_source = "manifest"
@@ -79,7 +80,7 @@ class Pipeline:
                     spin=spin,
                     options=options,
                 )
-            _check_parts(self.composition, self._sessions, str(root / "composition.json"))
+            check_parts(self.composition, self._sessions, str(root / "composition.json"))
         except BaseException:
             self.close()
             raise
@@ -124,24 +125,7 @@ class Pipeline:
             )
         if not feeds:
             raise InputError(None, f"no inputs given (the model takes {', '.join(self.spec.input_names)})")
-        for part in self._encoders:
-            given = [n for n in part.model_inputs if n in feeds]
-            if given and len(given) < len(part.model_inputs):
-                absent = next(n for n in part.model_inputs if n not in feeds)
-                raise InputError(
-                    absent,
-                    f"is missing while {given[0]!r} is given; part {part.name!r} takes "
-                    f"{', '.join(part.model_inputs)}: give all of them or none",
-                    expected=part.model_inputs,
-                    actual=given,
-                )
-            if not given and part.absent is None:
-                raise InputError(
-                    part.model_inputs[0],
-                    f"is missing and part {part.name!r} ({self._modality(part)}) declares no behaviour "
-                    f"when absent; declared: {self._declared()}",
-                    hint="give the input, or export a model whose split_parts() declares its absence",
-                )
+        check_presence(self.spec, self._encoders, feeds)
         return self._validator(frozenset(feeds))(feeds)
 
     def run(
@@ -227,7 +211,7 @@ class Pipeline:
         cache_keys: Mapping[str, Any] | None,
         record: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> Values:
-        keys = self._check_cache_keys(cache_keys)
+        keys = check_cache_keys(cache_keys, self._stats)
         with self._idle:
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed")
@@ -323,26 +307,6 @@ class Pipeline:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _check_cache_keys(self, cache_keys: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        if not cache_keys:
-            return {}
-        if not self._cache_enabled:
-            raise InputError(None, "cache_keys given, but this Pipeline was opened without cache=True")
-        unknown = sorted(k for k in cache_keys if k not in self._stats)
-        if unknown:
-            raise InputError(
-                None, f"cache_keys names part {unknown[0]!r}; cached parts: {', '.join(self._stats)}"
-            )
-        for part, key in cache_keys.items():
-            try:
-                hash(key)
-            except TypeError:
-                raise InputError(
-                    None,
-                    f"cache_keys[{part!r}] must be hashable (e.g. a str or an int), got {type(key).__name__}",
-                ) from None
-        return cache_keys
-
     def _validator(self, names: frozenset[str]) -> FeedValidator:
         """Feed checks for the inputs given (shared dims must agree across modalities)."""
         validator = self._validators.get(names)
@@ -354,28 +318,6 @@ class Pipeline:
             )
             validator = self._validators[names] = FeedValidator(sub)
         return validator
-
-    def _modality(self, part: Part) -> str:
-        return "/".join(sorted({self.spec.input(n).modality for n in part.model_inputs}))
-
-    def _declared(self) -> str:
-        declared = [f"{p.name} ({p.absent.kind})" for p in self._encoders if p.absent is not None]
-        return ", ".join(declared) or "none (every modality must be given)"
-
-
-def _cached_parts(composition: Composition, cache: bool | str | Iterable[str]) -> list[str]:
-    """The parts ``cache`` asks for (True: every encoder; a name or names): encoders only, i.e.
-    parts fed by model inputs alone."""
-    cacheable = [p.name for p in composition.parts if all(w.kind == "input" for w in p.inputs.values())]
-    if isinstance(cache, bool):
-        return cacheable if cache else []
-    if not isinstance(cache, (str, Iterable)):
-        raise InputError(None, f"cache must be True, False or part names, got {type(cache).__name__}")
-    asked = [cache] if isinstance(cache, str) else list(cache)
-    unknown = [p for p in asked if p not in cacheable]
-    if unknown:
-        raise InputError(None, f"cache names part {unknown[0]!r}; cacheable parts: {', '.join(cacheable)}")
-    return list(dict.fromkeys(asked))
 
 
 def _cache_token(feeds: Mapping[str, np.ndarray], key: Any) -> tuple[Any, ...]:
@@ -413,49 +355,6 @@ def dim_sizes(spec: ModelSpec, feeds: Mapping[str, np.ndarray]) -> dict[str, int
 def stand_in_shape(spec: ModelSpec, name: str, sizes: Mapping[str, int]) -> tuple[int, ...]:
     """An input's shape with model dims from the feeds and other (derived) dims at their min."""
     return tuple(d if isinstance(d, int) else sizes.get(d, spec.dims[d].min) for d in spec.input(name).shape)
-
-
-def _check_parts(c: Composition, sessions: Mapping[str, Session], where: str) -> None:
-    """Each part's wiring against its own spec: every input wired, no unknown name, outputs exist."""
-    for i, part in enumerate(c.parts):
-        spec = sessions[part.name].spec
-        wired, takes = set(part.inputs), set(spec.input_names)
-        if wired != takes:
-            name = sorted(wired - takes)[0] if wired - takes else sorted(takes - wired)[0]
-            problem = "is not an input of" if name in wired else "is not wired, but is an input of"
-            raise ArtifactError(
-                where,
-                f"field 'parts[{i}].inputs.{name}': {name!r} {problem} {part.file} "
-                f"(it takes {', '.join(spec.input_names)})",
-            )
-        unknown = [o for o in part.outputs if o not in spec.output_names]
-        if unknown:
-            raise ArtifactError(
-                where,
-                f"field 'parts[{i}].outputs': {unknown[0]!r} is not an output of {part.file} "
-                f"(it has {', '.join(spec.output_names)})",
-            )
-        for name, wire in part.inputs.items():
-            _check_constant(c, wire, spec, name, part.file, where)
-
-
-def _check_constant(c: Composition, wire: Wire, spec: ModelSpec, name: str, file: str, where: str) -> None:
-    """A null embedding must be one sample of the input it stands in for: same dtype, the fixed
-    sizes after the batch axis."""
-    source = c.part(wire.name).absent if wire.kind == "part" else None
-    if source is None or source.kind != "constant":
-        return
-    value, expected = source.values[wire.output or ""], spec.input(name)
-    sample = expected.shape[1:]
-    fits = value.dtype.name == expected.dtype and value.ndim == len(sample)
-    if not fits or any(isinstance(d, int) and d != n for d, n in zip(sample, value.shape, strict=False)):
-        index = c.parts.index(c.part(wire.name))
-        shape = ", ".join(map(str, expected.shape))
-        raise ArtifactError(
-            where,
-            f"field 'parts[{index}].absent.values.{wire.output}': {value.dtype.name} {list(value.shape)} "
-            f"does not fit input {name!r} of {file} ({expected.dtype} [{shape}])",
-        )
 
 
 __all__ = ["Pipeline", "content_hash", "dim_sizes", "stand_in_shape"]
