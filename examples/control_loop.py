@@ -65,6 +65,9 @@ class SyntheticMicrophone:
         return (self._amplitude * np.sin(t * self._step)).astype(np.float32)
 
 
+AUDIO_SECONDS = 1.0  # the audio the model gets each tick: the last second
+
+
 @dataclass
 class LoopReport:
     """What a run did: ticks, deadline misses (and ticks skipped after them), latencies in ms."""
@@ -100,13 +103,15 @@ def run_loop(session: Session, config: LoopConfig, out: TextIO = sys.stdout) -> 
     """Tick at ``config.hz`` for ``config.seconds`` (or until Ctrl-C); print each decision to ``out``."""
     period = 1.0 / config.hz
     every = config.log_every or max(1, round(config.hz))
-    core = DecisionCore(session, config.command, latency=LatencyLog("inference", window=every))
+    core = DecisionCore(
+        session, config.command, audio_seconds=AUDIO_SECONDS, latency=LatencyLog("inference", window=every)
+    )
     work = LatencyLog("tick work", window=10_000, every=10**9)  # kept for the summary, not logged
     prep = LatencyLog("preprocess", window=10_000, every=10**9)
     camera = SyntheticCamera(config.frame_size, config.frame_size)
     rate = core.preprocess.sample_rate
     mic = SyntheticMicrophone(rate) if rate is not None else None
-    chunk = round(rate * period) if rate is not None else 0
+    chunk = round(rate * min(period, AUDIO_SECONDS)) if rate is not None else 0  # the window keeps 1 s
     warm_up(core, camera.grab())
     report = LoopReport()
     total = max(1, round(config.seconds * config.hz))
@@ -204,6 +209,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not (args.hz > 0 and args.seconds > 0 and args.frame_size > 0 and (args.log_every or 1) > 0):
         parser.error("--hz, --seconds, --frame-size and --log-every must be > 0")
+    if not (math.isfinite(args.hz) and math.isfinite(args.seconds)):
+        parser.error("--hz and --seconds must be finite (run long with a large --seconds; Ctrl-C ends it)")
     return args
 
 

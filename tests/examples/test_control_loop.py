@@ -58,6 +58,18 @@ def test_bad_arguments_are_refused_by_the_parser():
     )
 
 
+def test_infinite_rates_and_durations_are_refused_by_the_parser():
+    for option in ("--hz", "--seconds"):
+        result = run_script("model.onnx", option, "inf")
+        assert result.returncode == 2 and "must be finite" in result.stderr, result.stderr
+
+
+def test_a_slow_loop_reads_at_most_the_audio_window_per_tick(toy_session):
+    """At 1e-6 Hz a tick's chunk was 16e9 samples (MemoryError); the window keeps one second."""
+    report = run_loop(toy_session, LoopConfig(hz=1e-6, seconds=1.0, quiet=True))
+    assert report.ticks == 1
+
+
 def test_overrunning_ticks_are_counted_as_misses_and_late_ones_skipped(toy_session):
     out = io.StringIO()
     report = run_loop(toy_session, LoopConfig(hz=5000.0, seconds=0.04, quiet=True), out)
