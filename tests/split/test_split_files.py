@@ -50,3 +50,27 @@ def test_interrupted_publish_keeps_the_earlier_export(tmp_path, monkeypatch, err
         publish_folder(stage, folder)
     assert _contents(folder) == {"composition.json": "old", "part.onnx": "old"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "nothing left beside it"
+
+
+def test_ctrl_c_during_a_split_export_keeps_the_earlier_one(tmp_path, monkeypatch):
+    """An interrupt that a library swallowed is honoured before the folder is moved into place."""
+    import threading
+
+    from mmexport.export import ExportConfig, ParityConfig
+    from mmexport.export.split import to_onnx_split
+    from mmexport.spec import ModelSpec
+
+    from .split_models import MMEXPORT_SPEC, tiny
+
+    folder = tmp_path / "tiny"
+    _export(folder, "old")
+    interrupted = threading.Event()
+    interrupted.set()
+    monkeypatch.setattr(split_files, "INTERRUPTED", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        to_onnx_split(
+            tiny(), folder, spec=ModelSpec.from_dict(MMEXPORT_SPEC), parity=ParityConfig(random_points=0),
+            export=ExportConfig(exporter="torchscript"),
+        )  # fmt: skip
+    assert _contents(folder) == {"composition.json": "old", "part.onnx": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
