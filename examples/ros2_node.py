@@ -27,15 +27,18 @@ Not run in mmexport's tests: rclpy ships with ROS 2 distributions, not on PyPI, 
 installed in the project's test environment. The rclpy names used here (``rclpy.init``,
 ``rclpy.spin``, ``rclpy.ok``, ``rclpy.shutdown``, ``Node.declare_parameter``,
 ``Node.create_subscription``, ``Node.create_publisher``, ``Node.create_timer``,
-``rclpy.qos.qos_profile_sensor_data``, the logger's ``throttle_duration_sec``) were checked
-against rclpy's source, not executed. What is tested (tests/examples): that this module imports
-without rclpy, that running it without rclpy prints one error line and exits 1, the message
-conversions below, and the robot_core the node wraps.
+``rclpy.qos.qos_profile_sensor_data``, the logger's ``throttle_duration_sec``,
+``rcl_interfaces.msg.ParameterDescriptor(dynamic_typing=True)``, without which rclpy refuses an
+override of another type than the default's) were checked against rclpy's source, not executed.
+What is tested (tests/examples): that this module imports without rclpy, that running it without
+rclpy prints one error line and exits 1, the message conversions and the rate parameter below,
+and the robot_core the node wraps.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -65,6 +68,14 @@ def frame_from_image(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(frame[..., ::-1] if encoding == "bgr8" else frame)
 
 
+def rate_parameter(value: Any) -> float:
+    """The ``rate_hz`` parameter as a timer rate; declared with dynamic typing, so 20 and 20.0 both do."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise MmexportError(f"parameter rate_hz must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def samples_from_audio(msg: Any) -> np.ndarray:
     """A ``std_msgs/Float32MultiArray`` of mono samples as a 1-D float32 array."""
     return np.asarray(msg.data, dtype=np.float32).reshape(-1)
@@ -80,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the node until Ctrl-C; 1 with one error line when ROS 2 or the model is missing."""
     try:
         import rclpy
+        from rcl_interfaces.msg import ParameterDescriptor
         from rclpy.node import Node
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image
@@ -96,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         def __init__(self) -> None:
             super().__init__("mmexport_decision")
             model = str(self.declare_parameter("model", "model.onnx").value)
-            rate = float(self.declare_parameter("rate_hz", 20.0).value)
+            any_number = ParameterDescriptor(dynamic_typing=True)  # -p rate_hz:=20 is an INTEGER
+            rate = rate_parameter(self.declare_parameter("rate_hz", 20.0, any_number).value)
             threads = int(self.declare_parameter("threads", 0).value)
             command = str(self.declare_parameter("command", "what colour is the object").value)
             session = Session(model, threads=threads or None, spin=False)

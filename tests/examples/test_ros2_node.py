@@ -19,6 +19,8 @@ import pytest
 import ros2_node
 from robot_core import Decision
 
+from mmexport.errors import MmexportError
+
 from .conftest import EXAMPLES
 
 
@@ -83,3 +85,11 @@ def test_decisions_are_published_as_json():
         "latency_ms": 1.235,
     }
     assert json.loads(ros2_node.decision_json(Decision(None, float("nan"), 1.0)))["score"] is None
+
+
+def test_rate_parameter_takes_integers_and_refuses_what_no_timer_can_run():
+    """``-p rate_hz:=20`` is an INTEGER override: rclpy refused it for a parameter declared with 20.0."""
+    assert ros2_node.rate_parameter(20) == 20.0 and ros2_node.rate_parameter(2.5) == 2.5
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "fast"):
+        with pytest.raises(MmexportError, match="parameter rate_hz must be a number > 0"):
+            ros2_node.rate_parameter(bad)
