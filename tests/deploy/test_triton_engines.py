@@ -6,6 +6,7 @@ configs are parsed with Triton's schema (``tritonclient``'s ``model_config_pb2``
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -77,6 +78,22 @@ def test_one_engine_is_model_plan(gpu: cuda_runtime.FakeCudaState, tmp_path: Pat
     assert model.config.cc_model_filenames == {}
     assert any("compute capability 8.7" in n for n in model.notes)
     assert "perf_analyzer -m tiny_8_7_gpu --shape image:3,8,8 --shape tokens:5 -b 2" in model.perf_analyzer
+
+
+def test_notes_and_refusals_follow_what_the_engine_manifest_says_of_its_gpu(
+    gpu: cuda_runtime.FakeCudaState, tmp_path: Path
+) -> None:
+    onnx = write_tiny(tmp_path)
+    portable = make_model(read_artifacts([build(onnx, gpu, "8.6", tag="any", hardware_compat="ampere+")]))
+    assert any("compute capability 8.0 and newer (built hardware-compatible" in n for n in portable.notes)
+    assert not any("runs only on" in n for n in portable.notes)
+    old = build(onnx, gpu, "8.7", tag="old")
+    manifest = Path(f"{old}.json")
+    data = json.loads(manifest.read_text())
+    data["producer"]["engine"]["compute_capability"] = "unknown"  # what older builds recorded
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match=r"does not record the compute capability .* cc_model_filenames"):
+        make_model(read_artifacts([old, build(onnx, gpu, "9.0")]))
 
 
 def test_engine_dims_come_from_its_profiles(gpu: cuda_runtime.FakeCudaState, tmp_path: Path) -> None:

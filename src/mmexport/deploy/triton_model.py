@@ -35,7 +35,9 @@ from mmexport.deploy.triton_config import (
 from mmexport.errors import ArtifactError, MmexportError
 from mmexport.manifest import manifest_path
 from mmexport.runtime.backends.base import TensorInfo
+from mmexport.runtime.backends.tensorrt.loader import UNKNOWN
 from mmexport.spec import INT_DTYPES, DimSpec, ModelSpec
+from mmexport.trt.engine_info import EngineInfo
 
 DEFAULT_WORKSPACE = 1 << 30  # the onnxruntime backend's own default for max_workspace_size_bytes
 DEFAULT_QUEUE_DELAY_US = 100
@@ -359,11 +361,15 @@ def _files(
                 files[f"{VERSION}/{location}"] = artifact.path.parent / location
         elif len(artifacts) == 1:
             name = "model.plan"
-            notes.append(
-                f"model.plan runs only on GPUs of compute capability {info.compute_capability} "
-                f"({info.gpu_name}); give one engine per GPU type to serve several"
-            )
+            notes.append(_plan_note(info))
         else:
+            if info.compute_capability == UNKNOWN:
+                raise ArtifactError(
+                    str(artifact.path),
+                    "its manifest does not record the compute capability it was built for, which "
+                    "cc_model_filenames needs to pick it",
+                    hint="serve it alone (model.plan), or rebuild it with mmexport build",
+                )
             name = f"model_{info.compute_capability}.plan"
             cc_files[info.compute_capability] = name
         files[f"{VERSION}/{name}"] = artifact.path
@@ -372,6 +378,21 @@ def _files(
             if artifact.manifest.sha256:
                 checksums[f"{VERSION}/{name}"] = artifact.manifest.sha256
     return files, checksums, dict(sorted(cc_files.items()))
+
+
+def _plan_note(info: EngineInfo) -> str:
+    """Which GPUs the one ``model.plan`` runs on, as its manifest tells."""
+    if info.hardware_compat == "ampere+":
+        return (
+            "model.plan runs on GPUs of compute capability 8.0 and newer (built hardware-compatible, "
+            f"ampere+, on {info.gpu_name})"
+        )
+    if info.compute_capability == UNKNOWN:
+        return "model.plan's manifest does not record its GPU: it runs only on the GPU type it was built on"
+    return (
+        f"model.plan runs only on GPUs of compute capability {info.compute_capability} "
+        f"({info.gpu_name}); give one engine per GPU type to serve several"
+    )
 
 
 def _io_notes(artifact: DeployArtifact) -> list[str]:
