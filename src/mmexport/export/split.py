@@ -35,10 +35,22 @@ from mmexport.export.parity import (
     torch_outputs,
 )
 from mmexport.export.split_files import check_folder, publish_folder, staged_folder
-from mmexport.export.split_specs import constant_values, encoder_spec, fusion_spec, output_shapes
+from mmexport.export.split_specs import (
+    OutputShape,
+    constant_values,
+    encoder_spec,
+    fusion_spec,
+    output_shapes,
+)
 from mmexport.export.stage import ToOnnxResult, to_onnx
 from mmexport.manifest import package_versions, read_manifest
-from mmexport.models.split_protocol import SPLIT_METHOD, ConstantWhenAbsent, MaskWhenAbsent, SplitParts
+from mmexport.models.split_protocol import (
+    SPLIT_METHOD,
+    ConstantWhenAbsent,
+    EncoderPart,
+    MaskWhenAbsent,
+    SplitParts,
+)
 from mmexport.runtime.pipeline import Pipeline, dim_sizes, stand_in_shape
 from mmexport.spec import ModelSpec
 
@@ -183,48 +195,32 @@ def _export_parts(
     points: list[tuple[str, Any]],
     say: Progress,
 ) -> tuple[dict[str, ToOnnxResult], Composition]:
+    """Every encoder, then the fusion part (its spec from the encoders' outputs), each through
+    ``to_onnx`` and its parity gate; the composition that wires them."""
+
+    def export_part(module: torch.nn.Module, name: str, spec: ModelSpec) -> ToOnnxResult:
+        return to_onnx(
+            module, stage / f"{name}.onnx", spec=spec, export=export, parity=parity, progress=_indent(say)
+        )
+
     results: dict[str, ToOnnxResult] = {}
     shapes, new_dims, entries = {}, {}, []
     for e in parts.encoders:
         part_spec = encoder_spec(loaded.spec, e)
         say(f"part {e.name!r} ({', '.join(e.inputs)} -> {', '.join(e.outputs)})")
-        results[e.name] = to_onnx(
-            e.module,
-            stage / f"{e.name}.onnx",
-            spec=part_spec,
-            export=export,
-            parity=parity,
-            progress=_indent(say),
-        )
+        results[e.name] = export_part(e.module, e.name, part_spec)
         shapes[e.name], dims = output_shapes(e, part_spec, results[e.name].path, points)
         new_dims.update(dims)
-        absent = None
-        if isinstance(e.absent, MaskWhenAbsent):
-            absent = Absent("mask")
-        elif isinstance(e.absent, ConstantWhenAbsent):
-            absent = Absent("constant", constant_values(e, shapes[e.name]))
         wires = {n: Wire("input", n) for n in e.inputs}
+        absent = _absence(e, shapes[e.name])
         entries.append(_part_entry(e.name, "encoder", results[e.name], wires, list(e.outputs), absent))
-    batch = _batch_dim(loaded)
-    fuse_spec = fusion_spec(loaded.spec, parts.encoders, shapes, new_dims, batch)
+    fuse_spec = fusion_spec(loaded.spec, parts.encoders, shapes, new_dims, _batch_dim(loaded))
     say(f"part {parts.fusion_name!r} ({len(fuse_spec.inputs)} inputs -> {', '.join(fuse_spec.output_names)})")
-    fused = to_onnx(
-        parts.fusion,
-        stage / f"{parts.fusion_name}.onnx",
-        spec=fuse_spec,
-        export=export,
-        parity=parity,
-        progress=_indent(say),
-    )
-    results[parts.fusion_name] = fused
+    fused = results[parts.fusion_name] = export_part(parts.fusion, parts.fusion_name, fuse_spec)
     wires = {s.name: Wire("part", e.name, s.name) for e in parts.encoders for s in shapes[e.name]}
-    wires.update(
-        {
-            e.absent.flag: Wire("present", e.name)
-            for e in parts.encoders
-            if isinstance(e.absent, MaskWhenAbsent)
-        }
-    )
+    for e in parts.encoders:
+        if isinstance(e.absent, MaskWhenAbsent):
+            wires[e.absent.flag] = Wire("present", e.name)
     entries.append(_part_entry(parts.fusion_name, "fusion", fused, wires, fuse_spec.output_names, None))
     for result in results.values():
         _mark_part_manifest(result, loaded)
@@ -236,6 +232,15 @@ def _export_parts(
         producer=_producer(export),
     )
     return results, composition
+
+
+def _absence(encoder: EncoderPart, shapes: list[OutputShape]) -> Absent | None:
+    """The composition's record of what the encoder's absence means."""
+    if isinstance(encoder.absent, MaskWhenAbsent):
+        return Absent("mask")
+    if isinstance(encoder.absent, ConstantWhenAbsent):
+        return Absent("constant", constant_values(encoder, shapes))
+    return None
 
 
 def _part_entry(
