@@ -11,7 +11,6 @@ is left out of ``dims``. Otherwise ``max_batch_size`` is 0 and the dims are the 
 
 from __future__ import annotations
 
-import itertools
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -25,19 +24,16 @@ from mmexport.deploy.triton_config import (
     ONNX_PLATFORM,
     TENSORRT_PLATFORM,
     TRITON_DTYPES,
-    VERSION,
     Accelerator,
     DynamicBatching,
     InstanceGroup,
     ModelConfig,
     TensorConfig,
 )
+from mmexport.deploy.triton_layout import engine_dims, engine_profiles, model_files
 from mmexport.errors import ArtifactError, MmexportError
-from mmexport.manifest import manifest_path
 from mmexport.runtime.backends.base import TensorInfo
-from mmexport.runtime.backends.tensorrt.loader import UNKNOWN
 from mmexport.spec import INT_DTYPES, DimSpec, ModelSpec
-from mmexport.trt.engine_info import EngineInfo
 
 DEFAULT_WORKSPACE = 1 << 30  # the onnxruntime backend's own default for max_workspace_size_bytes
 DEFAULT_QUEUE_DELAY_US = 100
@@ -122,7 +118,7 @@ def make_model(artifacts: Sequence[DeployArtifact], options: TritonOptions | Non
     engines = first.kind == "engine"
     _check_platform_options(first, options)
     notes: list[str] = []
-    dims = _engine_dims(first, notes) if engines else dict(first.spec.dims)
+    dims = engine_dims(first, notes) if engines else dict(first.spec.dims)
     batch, why_not = batch_dim(first, dims)
     max_batch = _max_batch(first, batch, why_not, options.max_batch)
     if batch is None:
@@ -131,7 +127,7 @@ def make_model(artifacts: Sequence[DeployArtifact], options: TritonOptions | Non
         notes.append(
             f"dim {batch.name!r} starts at {batch.min}; Triton also sends smaller batches, which will fail"
         )
-    files, checksums, cc_files = _files(artifacts, notes)
+    files, checksums, cc_files = model_files(artifacts, notes)
     config = ModelConfig(
         name=options.name or default_name([a.path for a in artifacts]),
         platform=TENSORRT_PLATFORM if engines else ONNX_PLATFORM,
@@ -141,7 +137,7 @@ def make_model(artifacts: Sequence[DeployArtifact], options: TritonOptions | Non
             for i, t in zip(first.spec.inputs, first.inputs, strict=True)
         ),
         outputs=tuple(_tensor_config(first, "output", t, t.shape, dims, batch) for t in first.outputs),
-        instance_group=(InstanceGroup(KINDS[options.kind], options.instances, _profiles(first)),),
+        instance_group=(InstanceGroup(KINDS[options.kind], options.instances, engine_profiles(first)),),
         dynamic_batching=_dynamic_batching(batch, max_batch, options),
         gpu_accelerators=(tensorrt_accelerator(first.precision, options),) if options.trt_accelerator else (),
         cc_model_filenames=cc_files,
@@ -311,88 +307,6 @@ def perf_analyzer_command(
         parts += ["-b", str(min(batch.opt, config.max_batch_size))]
     parts += ["--concurrency-range", PERF_CONCURRENCY]
     return shlex.join(parts)
-
-
-def _profiles(artifact: DeployArtifact) -> tuple[str, ...]:
-    """Every profile of an engine with several: Triton's TensorRT backend uses profile 0 alone
-    unless the instance group lists them, and the dims and max_batch_size span all of them."""
-    count = len(artifact.engine.profiles) if artifact.engine is not None else 0
-    return tuple(str(i) for i in range(count)) if count > 1 else ()
-
-
-def _engine_dims(engine: DeployArtifact, notes: list[str]) -> dict[str, DimSpec]:
-    """The spec's dims narrowed to what the engine's profiles accept (their union; opt from profile 0)."""
-    assert engine.engine is not None
-    ranges: dict[str, list[tuple[int, int, int]]] = {}
-    for profile in engine.engine.profiles:
-        seen: dict[str, tuple[int, int, int]] = {}
-        for inp in engine.spec.inputs:
-            if inp.name in profile:
-                lo, mid, hi = profile[inp.name]
-                seen.update(
-                    {d: (lo[a], mid[a], hi[a]) for a, d in enumerate(inp.shape) if isinstance(d, str)}
-                )
-        for name, r in seen.items():
-            ranges.setdefault(name, []).append(r)
-    dims = dict(engine.spec.dims)
-    for name, found in ranges.items():
-        dims[name] = DimSpec(name, min(r[0] for r in found), found[0][1], max(r[2] for r in found))
-        spans = sorted((r[0], r[2]) for r in found)
-        if any(later[0] > earlier[1] + 1 for earlier, later in itertools.pairwise(spans)):
-            covered = ", ".join(f"{lo}..{hi}" for lo, hi in spans)
-            notes.append(
-                f"the engine's profiles accept dim {name!r} in {covered} only; other sizes will fail"
-            )
-    return dims
-
-
-def _files(
-    artifacts: Sequence[DeployArtifact], notes: list[str]
-) -> tuple[dict[str, Path], dict[str, str], dict[str, str]]:
-    """(model folder path -> source file, -> recorded sha256, cc_model_filenames)."""
-    files: dict[str, Path] = {}
-    checksums: dict[str, str] = {}
-    cc_files: dict[str, str] = {}
-    for artifact in artifacts:
-        info = artifact.engine
-        if info is None:
-            name = "model.onnx"
-            for location in artifact.external_data:
-                files[f"{VERSION}/{location}"] = artifact.path.parent / location
-        elif len(artifacts) == 1:
-            name = "model.plan"
-            notes.append(_plan_note(info))
-        else:
-            if info.compute_capability == UNKNOWN:
-                raise ArtifactError(
-                    str(artifact.path),
-                    "its manifest does not record the compute capability it was built for, which "
-                    "cc_model_filenames needs to pick it",
-                    hint="serve it alone (model.plan), or rebuild it with mmexport build",
-                )
-            name = f"model_{info.compute_capability}.plan"
-            cc_files[info.compute_capability] = name
-        files[f"{VERSION}/{name}"] = artifact.path
-        if artifact.manifest is not None:
-            files[f"{name}.json"] = manifest_path(artifact.path)  # beside config.pbtxt: Triton ignores it
-            if artifact.manifest.sha256:
-                checksums[f"{VERSION}/{name}"] = artifact.manifest.sha256
-    return files, checksums, dict(sorted(cc_files.items()))
-
-
-def _plan_note(info: EngineInfo) -> str:
-    """Which GPUs the one ``model.plan`` runs on, as its manifest tells."""
-    if info.hardware_compat == "ampere+":
-        return (
-            "model.plan runs on GPUs of compute capability 8.0 and newer (built hardware-compatible, "
-            f"ampere+, on {info.gpu_name})"
-        )
-    if info.compute_capability == UNKNOWN:
-        return "model.plan's manifest does not record its GPU: it runs only on the GPU type it was built on"
-    return (
-        f"model.plan runs only on GPUs of compute capability {info.compute_capability} "
-        f"({info.gpu_name}); give one engine per GPU type to serve several"
-    )
 
 
 def _io_notes(artifact: DeployArtifact) -> list[str]:
