@@ -35,9 +35,9 @@ OUTCOMES: Counter[tuple[str, str]] = Counter()
 FIGURES: dict[str, object] = {}
 
 
-def record(area: str, outcome: str) -> None:
-    """Count one case of ``area`` (e.g. "feeds/tiny") that ended in ``outcome``."""
-    OUTCOMES[(area, outcome)] += 1
+def record(area: str, outcome: str, count: int = 1) -> None:
+    """Count ``count`` cases of ``area`` (e.g. "feeds/tiny") that ended in ``outcome``."""
+    OUTCOMES[(area, outcome)] += count
 
 
 def figure(name: str, value: object) -> None:

@@ -102,7 +102,7 @@ class Target:
         return cls(area, Session(path), reference)
 
 
-TARGETS = ["tiny", "tiny without manifest"] + (["fusion (default built-in)"] if budget.FULL else [])
+TARGETS = ["tiny", "tiny without manifest"] + (["fusion, the default model"] if budget.FULL else [])
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def targets(tiny_onnx: Path, tiny_onnx_bare: Path, request: pytest.FixtureReques
     opened["tiny without manifest"] = Target.open("feeds/tiny without manifest", tiny_onnx_bare)
     if budget.FULL:
         path = request.getfixturevalue("default_onnx")
-        opened["fusion (default built-in)"] = Target.open("feeds/fusion (default built-in)", path)
+        opened["fusion, the default model"] = Target.open("feeds/fusion, the default model", path)
     return opened
 
 
