@@ -384,6 +384,37 @@ def test_unbundle_refuses_a_full_folder_and_overwrites_an_earlier_bundle(
         unbundle(orin.path, other / "notes.txt" / "out")
 
 
+def test_unbundle_into_the_current_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mkdir orin && cd orin && mmexport unbundle ../orin.tar.gz -o .`` renamed '.' (EBUSY traceback)."""
+    bundle = make_bundle([write_tiny(tmp_path)], "gpu-trt10", tmp_path / "b.tar.gz").path
+    here = tmp_path / "here"
+    here.mkdir()
+    inode = here.stat().st_ino
+    monkeypatch.chdir(here)
+    result = unbundle(bundle, Path("."))
+    assert result.folder.resolve() == here and here.stat().st_ino == inode  # the same folder, filled
+    assert (here / "bundle.json").is_file() and only(here)[0] == "README.txt"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".staging")]
+
+
+def test_overwrite_keeps_the_archive_and_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--overwrite replaces the folder itself: not when it holds the archive (it was deleted with it)
+    or the current folder (the shell was left in a deleted folder)."""
+    bundle = make_bundle([write_tiny(tmp_path)], "gpu-trt10", tmp_path / "b.tar.gz").path
+    out = unbundle(bundle, tmp_path / "out").folder
+    inside = out / "b.tar.gz"
+    shutil.copy(bundle, inside)
+    with pytest.raises(ArtifactError, match=r"lies inside .*out, which --overwrite replaces"):
+        unbundle(inside, out, overwrite=True)
+    assert inside.is_file() and (out / "bundle.json").is_file()
+    monkeypatch.chdir(out / "models")
+    with pytest.raises(ArtifactError, match="holds the current folder"):
+        unbundle(bundle, out, overwrite=True)
+    assert (out / "models").is_dir()
+
+
 # -- refusals when bundling -----------------------------------------------------------------------
 
 

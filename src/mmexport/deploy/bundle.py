@@ -227,19 +227,20 @@ def unbundle(
 ) -> UnbundleResult:
     """Check, extract and verify ``archive`` into the folder ``output``; nothing is left on failure."""
     archive, output = Path(archive), Path(output)
-    _check_destination(output, overwrite)
-    missing = [p for p in [output.parent, *output.parent.parents] if not p.exists()]
+    _check_destination(archive, output, overwrite)
+    place = Path(os.path.abspath(output))  # "." has no name to stage beside
+    missing = [p for p in [place.parent, *place.parent.parents] if not p.exists()]
     try:
         try:
-            output.parent.mkdir(parents=True, exist_ok=True)
+            place.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ArtifactError(str(output.parent), f"cannot create the output folder: {e.strerror}") from e
-        with staging_dir(output) as stage:
+        with staging_dir(place) as stage:
             content = stage / "content"
             members = extract(archive, content, limits)
             say(f"extracted {len(members)} members; verifying every sha256")
             bundle = verify_folder(content, where=str(archive))
-            _publish(content, output, stage)
+            _publish(content, place, stage)
     except BaseException:
         for folder in missing:  # deepest first
             try:
@@ -250,7 +251,7 @@ def unbundle(
     return UnbundleResult(output, bundle)
 
 
-def _check_destination(output: Path, overwrite: bool) -> None:
+def _check_destination(archive: Path, output: Path, overwrite: bool) -> None:
     if not output.exists():
         return
     if not output.is_dir():
@@ -263,12 +264,33 @@ def _check_destination(output: Path, overwrite: bool) -> None:
         raise ArtifactError(
             str(output), f"is not an unpacked bundle (no {BUNDLE_JSON}); --overwrite replaces only those"
         )
+    if _within(archive, output):
+        raise ArtifactError(
+            str(archive),
+            f"lies inside {output}, which --overwrite replaces (it would be deleted with it)",
+            hint="move the archive out of that folder first",
+        )
+    if _within(Path.cwd(), output):
+        raise ArtifactError(
+            str(output),
+            "holds the current folder, and --overwrite replaces the folder itself",
+            hint=f"run it from outside that folder, e.g. from {output.parent}",
+        )
+
+
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
 
 
 def _publish(content: Path, output: Path, stage: Path) -> None:
-    """Move the verified folder into place; an earlier bundle there goes into the staging folder."""
+    """Move the verified folder into place; an earlier bundle there goes into the staging folder.
+    An existing empty folder is kept and filled (it may be the current folder, or a mount point)."""
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
+    if output.is_dir() and not any(output.iterdir()):
+        _fill(content, output)
+        return
     previous = stage / "previous"
     if output.exists():
         os.replace(output, previous)
@@ -277,6 +299,22 @@ def _publish(content: Path, output: Path, stage: Path) -> None:
     except BaseException:
         if previous.exists():
             os.replace(previous, output)
+        raise
+
+
+def _fill(content: Path, folder: Path) -> None:
+    """Move what ``content`` holds into the empty ``folder``, one rename per entry; back on failure."""
+    moved: list[Path] = []
+    try:
+        for entry in sorted(content.iterdir()):
+            target = folder / entry.name
+            if target.exists() or target.is_symlink():
+                raise ArtifactError(str(target), "appeared while the bundle was unpacked; left as it is")
+            os.rename(entry, target)
+            moved.append(target)
+    except BaseException:
+        for target in reversed(moved):
+            os.rename(target, content / target.name)
         raise
 
 
