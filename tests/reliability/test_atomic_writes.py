@@ -110,3 +110,17 @@ def test_temporary_files_of_killed_runs_are_removed_by_the_next_run(tmp_path: Pa
         f".model.onnx.json.{pid}.xyz.tmp",
     ]
     assert [p.name for p in tmp_path.iterdir()] == [f".model.onnx.json.{os.getpid()}.mine.tmp"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name the fsync'ed files")
+def test_the_timing_cache_is_flushed_before_its_rename(tmp_path: Path, fsyncs: list[str]) -> None:
+    """Builds share a timing cache: a power cut must not leave a renamed cache of zeros."""
+    from mmexport.trt.build_stage import write_bytes_atomically
+
+    cache = tmp_path / "trt.cache"
+    write_bytes_atomically(cache, b"timing cache bytes")
+    assert cache.read_bytes() == b"timing cache bytes"
+    replaced = next(i for i, e in enumerate(fsyncs) if e.startswith("replace"))
+    assert any(e.startswith("fsync") and ".trt.cache." in e for e in fsyncs[:replaced]), fsyncs
+    assert fsyncs[-1] == f"fsync {tmp_path}"
+    assert [p.name for p in tmp_path.iterdir()] == ["trt.cache"]

@@ -9,8 +9,6 @@ Triton and DeepStream load it as is; what it was built for lives in the manifest
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ from typing import Any
 
 import mmexport
 from mmexport.errors import ArtifactError, MissingDependencyError, MmexportError
-from mmexport.files import output_folder, sha256_file, staging_dir
+from mmexport.files import atomic_write_bytes, output_folder, sha256_file, staging_dir
 from mmexport.manifest import Manifest, publish_artifact
 from mmexport.precision.common import SourceModel, load_source_model
 from mmexport.trt import build_options as opts
@@ -148,14 +146,7 @@ def _read_timing_cache(path: Path | None) -> bytes | None:
 def write_bytes_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` in one step, so that builds sharing a timing cache never read half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def engine_manifest(source: SourceModel, info: EngineInfo, calibration: CalibrationCache | None) -> Manifest:
