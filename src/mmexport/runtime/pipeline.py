@@ -251,9 +251,10 @@ class Pipeline:
         futures = [self._pool.submit(self._run_part, p, f, keys.get(p.name)) for p, f in jobs[1:]]
         try:
             first = self._run_part(*jobs[0], keys.get(jobs[0][0].name))
-        finally:
-            wait(futures)
-        return [first, *(f.result() for f in futures)]
+            return [first, *(f.result() for f in futures)]
+        except BaseException:
+            wait(futures)  # concurrent.futures.wait costs ~30 us a call: only on failure
+            raise
 
     def _run_part(self, part: Part, feeds: dict[str, np.ndarray], key: Any) -> dict[str, np.ndarray]:
         if not self._cache_enabled or part.name not in self._stats:
