@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -222,6 +223,21 @@ def test_cuda_python_pin_has_the_module_the_runtime_imports(target: str) -> None
     major = int(bundle_target.cuda.split(".")[0])
     assert not allowed.contains("12.6.0") and not allowed.contains(f"{major + 1}.0.0")
     assert allowed.contains(f"{major}.9.0") and (major != 12 or allowed.contains("12.6.1"))
+
+
+def requirements(lines: list[str]) -> dict[str, set[str]]:
+    """Package -> its version clauses, from requirement lines (comments and markers left out)."""
+    found = [Requirement(line) for line in lines if line and not line.startswith("#")]
+    return {r.name: {str(s) for s in r.specifier} for r in found if not r.marker}
+
+
+@pytest.mark.parametrize("target", list(BUNDLE_TARGETS))
+def test_requirements_keep_the_lower_bounds_mmexport_itself_declares(target: str) -> None:
+    """mmexport is installed with --no-deps there: numpy, click and onnx come from requirements.txt."""
+    declared = requirements(importlib.metadata.requires("mmexport") or [])
+    listed = requirements(requirements_text(BUNDLE_TARGETS[target], "header").splitlines())
+    for name in ("numpy", "click", "onnx"):
+        assert declared[name] <= listed[name], (name, listed[name])
 
 
 @pytest.mark.skipif(

@@ -18,6 +18,12 @@ JETSON_VENV = "python3 -m venv --system-site-packages .venv"
 SERVER_VENV = "python3 -m venv .venv"
 JETPACK_TENSORRT = "JetPack's apt packages, system dist-packages"
 
+_MMEXPORT_IMPORTS = (  # the lower bounds of mmexport's own dependencies (pyproject.toml)
+    "# What `mmexport build` and the runtime import (install mmexport itself with --no-deps).",
+    "click>=8.1",
+    "onnx>=1.16",
+)
+
 _JP6_REQUIREMENTS = (
     "# JetPack 6's CUDA 12.6 Python packages are built against NumPy 1.x (jetson-containers pins",
     "# 'numpy<2' up to CUDA 12.6); NumPy 2 breaks modules compiled for 1.x.",
@@ -25,9 +31,7 @@ _JP6_REQUIREMENTS = (
     "# cuda-python 13 needs a CUDA 13 driver; JetPack 6 has CUDA 12.6. mmexport imports",
     "# cuda.bindings.runtime, which cuda-python has since 12.6.1 (12.6.0 has cuda.cudart only).",
     "cuda-python>=12.6.1,<13",
-    "# What `mmexport build` and the runtime import (install mmexport itself with --no-deps).",
-    "click>=8.1",
-    "onnx>=1.16",
+    *_MMEXPORT_IMPORTS,
     "# tensorrt: NOT from pip. JetPack installs it with apt into the system dist-packages; the venv",
     "# sees it because it was created with --system-site-packages (`pip install tensorrt` fails here).",
     "# onnxruntime-gpu (only to run the ONNX files on the GPU): PyPI has no aarch64 GPU wheel",
@@ -121,8 +125,7 @@ def _server(generation: int, tensorrt_install: str, extra: str = "") -> BundleTa
             "# cuda.bindings.runtime (what mmexport imports) exists since cuda-python 12.6.1",
             "cuda-python>=12.6.1,<13",
             "numpy>=1.24",
-            "click>=8.1",
-            "onnx>=1.16",
+            *_MMEXPORT_IMPORTS,
             "# only to run the ONNX files on the GPU with onnxruntime:",
             "onnxruntime-gpu>=1.18",
         ),
@@ -145,9 +148,7 @@ _THOR = BundleTarget(
         "# CUDA 13: NumPy 2 and cuda-python 13 (cuda-python 13 needs a CUDA 13 driver).",
         "numpy>=1.24",
         "cuda-python>=13,<14",
-        "# What `mmexport build` and the runtime import (install mmexport itself with --no-deps).",
-        "click>=8.1",
-        "onnx>=1.16",
+        *_MMEXPORT_IMPORTS,
         "# tensorrt: NOT from pip; JetPack's apt package, seen through --system-site-packages.",
         "# onnxruntime-gpu: no PyPI wheel for Jetson; no verified source for JetPack 7 here.",
     ),
