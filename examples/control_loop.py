@@ -3,7 +3,7 @@
     mmexport to-onnx -o model.onnx                         # the built-in default model
     python examples/control_loop.py model.onnx --hz 20 --seconds 5
 
-Each tick grabs a camera frame (a new synthetic scene: one coloured shape) and 1/hz seconds of
+Each tick grabs a camera frame (a new synthetic scene: one coloured shape) and 1/hz seconds (at most 1) of
 microphone audio (a tone), runs preprocess + decide on the newest frame, the command and the
 last second of audio, and publishes the decision (one line on stdout). Ticks are due at fixed
 times (start + i / hz). A tick whose work ends after the next tick was due is a deadline miss:
