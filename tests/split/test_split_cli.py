@@ -99,3 +99,11 @@ def test_an_onnx_file_name_as_the_split_output_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "with --split, -o names a folder (e.g. -o fusion/), not an ONNX file" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_of_the_current_folder_labels_it_by_name(fusion_split, monkeypatch):
+    monkeypatch.chdir(fusion_split.folder)
+    result = CliRunner().invoke(cli, ["bench", ".", "--iterations", "2", "--warmup", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[1] for line in result.stdout.splitlines()[2:] if line.startswith("opt")]
+    assert rows == ["fusion/", "fusion/image", "fusion/text", "fusion/audio", "fusion/fuse"]

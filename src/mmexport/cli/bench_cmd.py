@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,8 +174,9 @@ def split_targets(target: BenchTarget) -> list[BenchTarget]:
         spin=target.spin,
         options=target.options,
     )
-    out = [BenchTarget(label=f"{folder.name}/", runner=pipe)]
-    return out + [BenchTarget(label=f"{folder.name}/{p}", runner=PartRunner(pipe, p)) for p in pipe.parts]
+    name = Path(os.path.abspath(folder)).name  # "." or "x/.." name the folder itself
+    out = [BenchTarget(label=f"{name}/", runner=pipe)]
+    return out + [BenchTarget(label=f"{name}/{p}", runner=PartRunner(pipe, p)) for p in pipe.parts]
 
 
 def check_writable(path: Path, option: str) -> None:
