@@ -181,8 +181,6 @@ def split_targets(target: BenchTarget) -> list[BenchTarget]:
 
 def check_writable(path: Path, option: str) -> None:
     """Before measuring: the output's folder exists (created if need be) and takes files."""
-    import os
-
     from mmexport.errors import ArtifactError
 
     if path.is_dir():
