@@ -38,6 +38,9 @@ MAX_READ = 16 << 10
 (a bundle's are a few hundred bytes). Python before 3.11.10 / 3.12.6 scans a pax header with a
 regex that is quadratic in its length: 0.3 s at this size, hours at megabytes."""
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_NAME_CHARS = 1024  # a bundle's names are models/<file name>; Linux paths stop at 4096 bytes
+MAX_DEPTH = 32  # folders; tarfile and os.makedirs create each level by recursion
+MAX_PART_BYTES = 255  # one file or folder name, as Linux file systems take it
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class UnsafeArchiveError(ArtifactError):
     def __init__(self, archive: str, member: str, problem: str) -> None:
         self.member = member
         self.problem = problem
-        super().__init__(archive, f"member {member!r} {problem}; nothing was extracted")
+        super().__init__(archive, f"member {shown(member)} {problem}; nothing was extracted")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def check_member_name(name: str) -> str | None:
     """What makes ``name`` unsafe as a relative path inside the target folder, or None."""
     if not name or "\x00" in name:
         return "has an empty or NUL-containing name"
+    if len(name) > MAX_NAME_CHARS:
+        return f"has a name longer than {MAX_NAME_CHARS} characters"
+    if name.count("/") > MAX_DEPTH:
+        return f"is nested more than {MAX_DEPTH} levels deep"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         return "has a control character in its name"
     try:
@@ -119,7 +126,15 @@ def check_member_name(name: str) -> str | None:
         return "has a backslash in its path"
     if ".." in PurePosixPath(name).parts:
         return "leaves the target folder ('..' in its path)"
+    if any(len(part.encode("utf-8")) > MAX_PART_BYTES for part in PurePosixPath(name).parts):
+        return f"has a file or folder name longer than {MAX_PART_BYTES} bytes"
     return None
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: names and listings from an archive may be long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def normalized(name: str) -> str:
@@ -269,7 +284,7 @@ def _reading(archive: Path, what: str) -> Iterator[None]:
     try:
         yield
     except RecursionError:  # tarfile reads each pax / GNU header by recursion into the next
-        raise ArtifactError(str(archive), f"{what}: a chain of extended headers too long to read") from None
+        raise ArtifactError(str(archive), f"{what}: headers chained too deep to read") from None
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ArtifactError(str(archive), f"{what} ({e})") from e
 

@@ -34,9 +34,10 @@ from mmexport.deploy.archive import (
     Entry,
     check_member_name,
     extract,
+    shown,
 )
 from mmexport.deploy.bundle_artifacts import BundledArtifact, ChecksumError, collect_artifact
-from mmexport.deploy.bundle_json import BUNDLE_JSON, FORMAT, FORMAT_VERSION, read_bundle_json, shown
+from mmexport.deploy.bundle_json import BUNDLE_JSON, FORMAT, FORMAT_VERSION, read_bundle_json
 from mmexport.deploy.bundle_targets import BundleTarget, get_bundle_target
 from mmexport.errors import ArtifactError, MmexportError
 from mmexport.files import INTERRUPTED, output_folder, sha256_file, staging_dir

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmexport.deploy.archive import check_member_name
+from mmexport.deploy.archive import check_member_name, shown
 from mmexport.errors import ArtifactError
 from mmexport.manifest import MAX_DEPTH, check_tree
 
@@ -94,9 +94,3 @@ def _check_artifact_entry(artifact: Any, where: str) -> None:
 
 def _a(kind: type) -> str:
     return "an object" if kind is dict else "a string"
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters: a listing may be megabytes."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}..."
