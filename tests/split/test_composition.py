@@ -135,6 +135,14 @@ def test_damaged_json_is_an_artifact_error(fusion_copy, replace, message):
         (lambda d: _part(d, "text").update(sha256="abc"), r"'parts\[1\]\.sha256' must be 64"),
         (lambda d: _part(d, "text").update(outputs=["a", "a"]), r"'parts\[1\]\.outputs' names 'a' twice"),
         (lambda d: _part(d, "image").update(absent=5), r"'parts\[0\]\.absent' must be a JSON object"),
+        (
+            lambda d: d["parts"].append(dict(_part(d, "text"))),
+            r"'parts\[4\]\.name': part 'text' appears twice",
+        ),
+        (lambda d: d.update(parts={"text": 1}), "'parts' must be a list"),
+        (lambda d: d["parts"].insert(0, "text"), r"'parts\[0\]' must be a JSON object"),
+        (lambda d: _part(d, "text").update(inputs=[]), r"'parts\[1\]\.inputs' must be a JSON object"),
+        (lambda d: d.pop("spec"), "field 'spec' is missing"),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
