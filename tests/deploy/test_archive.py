@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -235,6 +238,22 @@ def test_writer_leaves_nothing_when_the_body_fails(tmp_path: Path) -> None:
         writer.add(Entry("a.txt", data=b"hello"))
         raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_stages_in_a_folder_the_next_run_removes_if_it_was_killed(tmp_path: Path) -> None:
+    """The temporary archive had no process id: after a SIGKILL it stayed beside the output forever."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    left = tmp_path / f".b.tar.gz.{int(dead.stdout)}.x1y2.staging"  # what a killed run leaves
+    left.mkdir()
+    (left / "b.tar.gz").write_bytes(b"half an archive")
+    out = tmp_path / "b.tar.gz"
+    with ArchiveWriter(out, mtime=0) as writer:
+        writer.add(Entry("a.txt", data=b"hello"))
+        (stage,) = [p for p in tmp_path.iterdir() if p.name != "b.tar.gz"]
+        assert stage.name.startswith(f".b.tar.gz.{os.getpid()}.") and stage.name.endswith(".staging")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz"]
 
 
 def test_writer_records_what_it_archived(tmp_path: Path) -> None:

@@ -21,14 +21,13 @@ import io
 import os
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from mmexport.errors import ArtifactError, MmexportError
-from mmexport.files import INTERRUPTED
+from mmexport.files import INTERRUPTED, fsync_folder, staging_dir
 
 GIB = 1 << 30
 COMPRESS_LEVEL = 6  # weights hardly compress; level 9 costs much more time for little gain
@@ -143,10 +142,12 @@ def normalized(name: str) -> str:
 
 
 class ArchiveWriter:
-    """A gzip tar written to a temporary file beside ``output`` and renamed into place on success.
+    """A gzip tar written in a staging folder beside ``output`` and renamed into place on success.
 
     ``add`` returns the sha256 of the bytes it archived; ``hashes`` and ``sizes`` keep them by name.
-    Leaving the ``with`` block by an exception (or after Ctrl-C) removes the temporary file.
+    Leaving the ``with`` block by an exception (or after Ctrl-C) removes the staging folder; its
+    name carries the process id (``files.staging_dir``), so the next run for the same output
+    removes one that a killed run left.
     """
 
     def __init__(self, output: Path, *, mtime: int) -> None:
@@ -156,9 +157,9 @@ class ArchiveWriter:
         self.sizes: dict[str, int] = {}
 
     def __enter__(self) -> ArchiveWriter:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=".tmp", dir=self.output.parent)
-        self._tmp = Path(tmp)
-        self._raw = os.fdopen(fd, "wb")
+        self._stack = contextlib.ExitStack()
+        self._tmp = self._stack.enter_context(staging_dir(self.output)) / self.output.name
+        self._raw = self._stack.enter_context(open(self._tmp, "wb"))
         self._tar = tarfile.open(fileobj=self._raw, mode="w:gz", compresslevel=COMPRESS_LEVEL)
         return self
 
@@ -170,7 +171,7 @@ class ArchiveWriter:
         return self.hashes[entry.name]
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
+        with self._stack:  # closes the file, then removes the staging folder
             self._tar.close()
             self._raw.flush()
             os.fsync(self._raw.fileno())
@@ -180,9 +181,7 @@ class ArchiveWriter:
                     raise KeyboardInterrupt
                 os.chmod(self._tmp, 0o644)
                 os.replace(self._tmp, self.output)
-        finally:
-            self._raw.close()
-            self._tmp.unlink(missing_ok=True)
+                fsync_folder(self.output.parent)
 
 
 def _add(tar: tarfile.TarFile, entry: Entry, mtime: int) -> str:
