@@ -107,3 +107,10 @@ def test_bench_of_the_current_folder_labels_it_by_name(fusion_split, monkeypatch
     assert result.exit_code == 0, result.output
     rows = [line.split()[1] for line in result.stdout.splitlines()[2:] if line.startswith("opt")]
     assert rows == ["fusion/", "fusion/image", "fusion/text", "fusion/audio", "fusion/fuse"]
+
+
+def test_without_split_a_folder_as_output_is_still_a_usage_error(tmp_path, tiny_ref):
+    """-o takes folders only with --split: without it, an existing folder is refused as before."""
+    result = CliRunner().invoke(cli, ["to-onnx", tiny_ref, "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "is a directory" in result.stderr

@@ -142,6 +142,8 @@ def to_onnx_cmd(
         )
         _report_split(split_result, as_json, quiet)
         return
+    if output is not None and output.is_dir():  # -o accepts folders for --split only
+        raise click.BadParameter(f"File {str(output)!r} is a directory.", param_hint="'-o' / '--output'")
     result = to_onnx(
         model,
         output or Path(f"{stem}.onnx"),
