@@ -229,7 +229,7 @@ def _tensorrt_capabilities(d: Diagnosis) -> None:
 def _cuda_python_install(jetson: dict[str, Any] | None) -> str:
     """JetPack 6 has CUDA 12.6 and cuda-python 13 needs a CUDA 13 driver: pin 12.x there."""
     if jetson is not None and jetson.get("jetpack") == "6.x":
-        return "pip install 'cuda-python>=12.6,<13' (JetPack 6 has CUDA 12.6)"
+        return "pip install 'cuda-python>=12.6.1,<13' (JetPack 6 has CUDA 12.6)"
     return "pip install 'mmexport[gpu]'"
 
 
