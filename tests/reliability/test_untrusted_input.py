@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
@@ -92,11 +91,6 @@ def test_model_references_say_that_they_run_the_users_code() -> None:
     assert "file.py:factory" in result.output and "runs its code" in " ".join(result.output.split())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/options.py: the --data help names file.py:make_feeds but not that loading it runs "
-    "the user's code",
-)
 def test_data_references_say_that_they_run_the_users_code() -> None:
     result = CliRunner().invoke(cli, ["calibrate", "--help"])
     assert result.exit_code == 0

@@ -26,7 +26,7 @@ def json_option(help_text: str = "Print JSON instead of the table.") -> Callable
 
 DATA_HELP = (  # what --data / --eval-data accept
     "'synthetic' (built-in models), a folder of samples (sub-folders or index.jsonl), an .npz file "
-    "or folder of them, or file.py:make_feeds."
+    "or folder of them, or file.py:make_feeds (importing the file runs its code: name only files you trust)."
 )
 
 
