@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ from mmexport.runtime import Session, backend_names
 from mmexport.runtime.backends.base import BackendConfig
 from mmexport.runtime.backends.onnxrt.loader import profile_options, provider_list, resolve_provider
 from runtime.onnx_models import expected_logits, feeds, tiny_graph, write_tiny
+from trt.conftest import fake_cuda_fixture, fake_trt  # noqa: F401  (fixtures)
+from trt.engines import feeds as engine_feeds
+from trt.engines import write_engine
 
 
 def test_runs_and_describes(session, tiny_path):
@@ -144,6 +148,9 @@ def test_cuda_runs_with_io_binding(monkeypatch, tiny_path):
         def get_outputs(self):
             return [type("Arg", (), {"name": "logits", "type": "tensor(float)", "shape": ["batch", 4]})()]
 
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
     monkeypatch.setattr(runner_mod, "open_session", lambda path, spec, config: (FakeSession(), "cuda"))
     backend = runner_mod.OnnxrtRunner(tiny_path, None, BackendConfig(device="cuda", device_id=0))
     f = feeds()
@@ -223,3 +230,60 @@ def test_unknown_options_and_bad_threads_are_refused(tiny_path):
     for threads in (-1, 0):
         with pytest.raises(BackendError, match="threads must be a whole number >= 1"):
             Session(tiny_path, threads=threads)
+
+
+def test_a_closed_session_refuses_to_run(tiny_path):
+    session = Session(tiny_path)
+    f = feeds()
+    assert session.run(f)["logits"].shape == (2, 4)
+    session.close()
+    session.close()  # twice is fine
+    with pytest.raises(RuntimeError, match=r"^Session\('.*tiny.onnx', backend='onnxrt'\) is closed$"):
+        session.run(f)
+    with pytest.raises(RuntimeError, match="is closed"):
+        session.run_on_device(f)
+    assert session.validate(f) is f  # the spec's checks need no backend
+    assert session.describe()["providers"] == ["CPUExecutionProvider"]
+
+
+def test_close_waits_for_the_runs_in_flight(tiny_path):
+    session = Session(tiny_path)
+    backend, started, release = session._backend, threading.Event(), threading.Event()
+    run, closed_while_running = backend.run, []
+
+    def slow_run(f):
+        started.set()
+        release.wait(10)
+        closed_while_running.append(backend._session is None)
+        return run(f)
+
+    backend.run = slow_run
+    results = []
+    worker = threading.Thread(target=lambda: results.append(session.run(feeds())))
+    worker.start()
+    assert started.wait(10)
+    closer = threading.Thread(target=session.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # held back by the run in flight
+    release.set()
+    worker.join(10)
+    closer.join(10)
+    assert not closer.is_alive() and closed_while_running == [False]
+    assert results[0]["logits"].shape == (2, 4) and backend._session is None
+    with pytest.raises(RuntimeError, match="is closed"):
+        session.run(feeds())
+
+
+def test_a_closed_tensorrt_session_touches_no_freed_memory(tmp_path, fake_trt, fake_cuda):  # noqa: F811
+    session = Session(write_engine(tmp_path, fake_trt))
+    feed = engine_feeds(batch=2)
+    session.run(feed)
+    session.close()
+    calls = len(fake_cuda.calls)
+    assert fake_cuda.device == {} and fake_cuda.streams == set()
+    session.close()
+    for call in (lambda: session.run(feed), lambda: session.run_on_device(feed), session.timings):
+        with pytest.raises(RuntimeError, match=r"^Session\(.*model.engine', backend='tensorrt'\) is closed$"):
+            call()
+    assert len(fake_cuda.calls) == calls  # nothing reached CUDA after close, nor a second free

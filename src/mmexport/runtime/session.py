@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ class Session:
 
     Thread safety: ``run`` may be called from several threads at once on one Session; validation
     keeps no state between calls and onnxruntime supports concurrent runs on one session (on
-    CUDA, each call binds its own I/O). Outputs are new arrays per call.
+    CUDA, each call binds its own I/O). Outputs are new arrays per call. ``close`` waits for the
+    calls in flight, then releases the backend; calls that need it raise ``RuntimeError`` afterwards.
     """
 
     def __init__(
@@ -54,6 +56,10 @@ class Session:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._closed = False
+        self._lock = threading.Lock()  # guards _closed and _running, the calls in flight
+        self._idle = threading.Condition(self._lock)
+        self._running = 0
         if not self.path.is_file():
             problem = "does not exist" if not self.path.exists() else "is not a file"
             raise ArtifactError(str(self.path), problem)
@@ -108,7 +114,11 @@ class Session:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate ``feeds`` against the spec (raising ``InputError``), run, return every output."""
-        return self._backend.run(self._validate(feeds))
+        self._enter()
+        try:
+            return self._backend.run(self._validate(feeds))
+        finally:
+            self._leave()
 
     def validate(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """What ``run`` checks, without running: the feeds as the backend would get them."""
@@ -119,25 +129,36 @@ class Session:
         runner = getattr(self._backend, "run_on_device", None)
         if runner is None:
             raise BackendError(self.backend_name, "cannot keep outputs on the device")
-        shapes, dtypes = {}, {}
-        meta = getattr(self._backend, "feed_meta", None)
-        for name, value in feeds.items():
-            if isinstance(value, np.ndarray):
-                shapes[name], dtypes[name] = value.shape, value.dtype
-            elif meta is not None:  # the backend knows its device tensors (TensorRT: torch, DeviceArray)
-                shapes[name], dtypes[name] = meta(value)
-            else:  # an OrtValue
-                from mmexport.runtime.backends.onnxrt.runner import ort_dtype
+        self._enter()
+        try:
+            shapes, dtypes = {}, {}
+            meta = getattr(self._backend, "feed_meta", None)
+            for name, value in feeds.items():
+                if isinstance(value, np.ndarray):
+                    shapes[name], dtypes[name] = value.shape, value.dtype
+                elif meta is not None:  # the backend knows its device tensors (TensorRT: torch, DeviceArray)
+                    shapes[name], dtypes[name] = meta(value)
+                else:  # an OrtValue
+                    from mmexport.runtime.backends.onnxrt.runner import ort_dtype
 
-                shapes[name], dtypes[name] = tuple(value.shape()), np.dtype(ort_dtype(value.data_type()))
-        self._validate.check_meta(shapes, dtypes)
-        result: dict[str, Any] = runner(feeds)
+                    shapes[name], dtypes[name] = tuple(value.shape()), np.dtype(ort_dtype(value.data_type()))
+            self._validate.check_meta(shapes, dtypes)
+            result: dict[str, Any] = runner(feeds)
+        finally:
+            self._leave()
         return result
 
     def timings(self) -> dict[str, float] | None:
         """GPU milliseconds of the last call by phase (TensorRT: gpu, h2d, compute, d2h); None elsewhere."""
         hook = getattr(self._backend, "timings", None)
-        return hook() if hook is not None else None
+        if hook is None:
+            return None
+        self._enter()
+        try:
+            result: dict[str, float] | None = hook()
+        finally:
+            self._leave()
+        return result
 
     def describe(self) -> dict[str, Any]:
         """Backend, provider, device and library, plus the artifact's precision, for reports."""
@@ -146,7 +167,27 @@ class Session:
         return info
 
     def close(self) -> None:
+        """Wait for the calls in flight, then release the backend (device memory, its session);
+        ``run`` raises afterwards. Idempotent."""
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True
+            self._idle.wait_for(lambda: self._running == 0)
         self._backend.close()
+
+    def _enter(self) -> None:
+        """Start a call that uses the backend (refused once closed); ``close`` waits for it to ``_leave``."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            self._running += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._closed:
+                self._idle.notify_all()
 
     def __enter__(self) -> Session:
         return self

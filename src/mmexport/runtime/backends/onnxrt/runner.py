@@ -33,6 +33,7 @@ class OnnxrtRunner(Backend):
         except UnicodeDecodeError as e:
             raise ArtifactError(str(path), f"names a tensor in invalid UTF-8 (damaged file?): {e}") from e
         self._output_names = [o.name for o in self._outputs]
+        self._providers = list(self._session.get_providers())
         state = import_onnxruntime().capi.onnxruntime_pybind11_state
         # its own classes (Fail, InvalidArgument, ...), plus RuntimeError when it cannot make an
         # input tensor and MemoryError when it cannot allocate one
@@ -84,13 +85,17 @@ class OnnxrtRunner(Backend):
         except self._errors as e:
             raise BackendError("onnxruntime", f"inference failed: {first_line(e)}") from e
 
+    def close(self) -> None:
+        """Drop the onnxruntime session, so that its memory (weights, arenas) is released."""
+        self._session = None
+
     def describe(self) -> dict[str, Any]:
         ort = import_onnxruntime()
         return {
             "backend": self.name,
             "library": f"onnxruntime {ort.__version__}",
             "provider": PROVIDERS[self._provider],
-            "providers": list(self._session.get_providers()),
+            "providers": list(self._providers),
             "device": "cpu" if self._provider == "cpu" else f"cuda:{self._device_id}",
         }
 
