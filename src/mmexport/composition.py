@@ -41,7 +41,7 @@ import numpy as np
 
 from mmexport.errors import ArtifactError, SpecError
 from mmexport.files import atomic_write_text, sha256_file
-from mmexport.manifest import MAX_DEPTH, check_tree
+from mmexport.json_limits import check_format, read_json_limited
 from mmexport.spec import DTYPES, ModelSpec
 
 FORMAT = "mmexport.composition"
@@ -51,6 +51,7 @@ ROLES = ("encoder", "fusion")
 PRECISIONS = ("fp32", "fp16", "int8")
 ABSENT_KINDS = ("mask", "constant")
 MAX_BYTES = 16 << 20
+WHAT = "an mmexport composition manifest"
 KEYS = frozenset(
     {"format", "format_version", "created", "source", "spec", "parts", "outputs", "producer", "validation"}
 )
@@ -169,17 +170,7 @@ class Composition:
     @classmethod
     def from_dict(cls, data: Any, *, where: str) -> Composition:
         """Parse and check structure and wiring; errors name the field."""
-        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-            raise ArtifactError(
-                where, f"is not an mmexport composition manifest ('format' is not {FORMAT!r})"
-            )
-        version = data.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
-            raise ArtifactError(
-                where,
-                f"field 'format_version' is {version!r}; this mmexport reads 1 to {FORMAT_VERSION}",
-                hint="upgrade mmexport",
-            )
+        check_format(data, where, name=FORMAT, newest=FORMAT_VERSION, what=WHAT)
         _known_keys(data, KEYS, "", where)
         try:
             spec = ModelSpec.from_dict(_field(data, "spec", Mapping, where))
@@ -214,13 +205,14 @@ def read_composition(folder: str | Path, *, verify_files: bool = True) -> Compos
     sha256 (reads each file once)."""
     folder = Path(folder)
     path = folder / FILE_NAME if folder.is_dir() else folder
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ArtifactError(
             str(path),
             "does not exist",
             hint="a split export folder from `mmexport to-onnx --split -o FOLDER`",
         )
-    composition = Composition.from_dict(_read_json(path), where=str(path))
+    data = read_json_limited(path, what=WHAT, max_bytes=MAX_BYTES)
+    composition = Composition.from_dict(data, where=str(path))
     if verify_files:
         for i, part in enumerate(composition.parts):
             file = path.parent / part.file
@@ -242,41 +234,6 @@ def is_composition_folder(path: str | Path) -> bool:
 
 
 # -- parsing ------------------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> Any:
-    """The file's JSON, read as untrusted: bounded size, no duplicate keys or NaN, bounded nesting,
-    strings and integers (``check_tree``)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise ArtifactError(str(path), f"cannot be read: {e.strerror}") from e
-    if len(raw) > MAX_BYTES:
-        raise ArtifactError(str(path), f"is larger than {MAX_BYTES >> 20} MiB; not a composition manifest")
-    try:
-        data = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
-        )
-    except RecursionError:
-        raise ArtifactError(str(path), f"is nested deeper than {MAX_DEPTH} levels") from None
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, too many digits, the hooks below
-        raise ArtifactError(str(path), f"is not valid JSON ({e})") from e
-    check_tree(data, str(path))
-    return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads`` hook: an object whose keys are all different."""
-    keys = [k for k, _ in pairs]
-    repeated = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
-    if repeated is not None:
-        raise ValueError(f"key {repeated!r} appears twice in one object")
-    return dict(pairs)
 
 
 def _known_keys(data: Mapping[str, Any], known: frozenset[str], at: str, where: str) -> None:

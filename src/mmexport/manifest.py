@@ -4,9 +4,9 @@ A manifest holds the spec (in the spec file's form), what produced the artifact,
 sha256, and validation results, so that each stage reads the previous one and no flag is repeated.
 
 Manifests travel with artifacts (bundles, copies to a device), so reading one treats it as
-untrusted: a size limit, a nesting limit, string and integer limits, no duplicate keys, no
-NaN/Infinity, a type for every top-level field and no unknown ones; each failure is one
-``ArtifactError`` naming the file.
+untrusted (``mmexport.json_limits``: a size limit, a nesting limit, string and integer limits, no
+duplicate keys, no NaN/Infinity), with a type for every top-level field and no unknown ones; each
+failure is one ``ArtifactError`` naming the file.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from typing import Any
 
 from mmexport.errors import ArtifactError, SpecError
 from mmexport.files import atomic_write_text, publish, sha256_file, uninterrupted
+from mmexport.json_limits import check_format, read_json_limited
 from mmexport.spec import ModelSpec
 
 FORMAT = "mmexport.manifest"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 << 20
-MAX_DEPTH = 32  # written manifests nest 7 deep
-MAX_STRING_CHARS = 1 << 20
-MAX_INTEGER = 2**63 - 1  # what any consumer (numpy, onnxruntime, TensorRT) can hold
+WHAT = "an mmexport manifest"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TEXT_FIELDS = ("kind", "precision")
 _OBJECT_FIELDS = ("producer", "validation", "source")
@@ -109,16 +108,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str) -> Manifest:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ArtifactError(where, "is not an mmexport manifest")
-        version = data.get("format_version")
-        if type(version) is not int or version > FORMAT_VERSION:
-            raise ArtifactError(
-                where,
-                f"has manifest format version {version!r}; this mmexport reads up to {FORMAT_VERSION}",
-                hint="upgrade mmexport",
-            )
-        check_tree(data, where)
+        """A manifest from JSON read by ``read_json_limited`` (which bounds its size and nesting)."""
+        check_format(data, where, name=FORMAT, newest=FORMAT_VERSION, what=WHAT)
         _check_fields(data, where)
         try:
             spec = ModelSpec.from_dict(data["spec"])
@@ -166,56 +157,12 @@ def _check_fields(data: dict[str, Any], where: str) -> None:
             raise ArtifactError(where, f"manifest {key!r} must be an object")
 
 
-def check_tree(data: Any, where: str) -> None:
-    """Refuse JSON nested deeper than MAX_DEPTH, strings longer than MAX_STRING_CHARS and
-    integers beyond 64 bits (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth > MAX_DEPTH:
-                raise ArtifactError(where, f"is nested deeper than {MAX_DEPTH} levels; not a manifest")
-            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
-        elif isinstance(value, str) and len(value) > MAX_STRING_CHARS:
-            raise ArtifactError(where, f"holds a string longer than {MAX_STRING_CHARS} characters")
-        elif type(value) is int and abs(value) > MAX_INTEGER:
-            raise ArtifactError(where, f"holds an integer out of range ({str(value)[:20]}...)")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"key {key!r} appears twice in one object")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def read_manifest(artifact_path: str | Path) -> Manifest | None:
     """The manifest beside ``artifact_path``, or None if there is none."""
     path = manifest_path(artifact_path)
     if not path.exists() and not path.is_symlink():
         return None
-    if not path.is_file():
-        raise ArtifactError(str(path), "is not a file; a manifest is a JSON file")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as e:
-        raise ArtifactError(str(path), f"cannot be read: {e.strerror}") from e
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ArtifactError(str(path), f"is larger than {MAX_MANIFEST_BYTES >> 20} MiB; not a manifest")
-    try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except RecursionError:
-        raise ArtifactError(str(path), f"is nested deeper than {MAX_DEPTH} levels; not a manifest") from None
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, too many digits, ours above
-        raise ArtifactError(str(path), f"is not valid JSON ({e})") from e
+    data = read_json_limited(path, what=WHAT, max_bytes=MAX_MANIFEST_BYTES)
     return Manifest.from_dict(data, where=str(path))
 
 

@@ -364,9 +364,25 @@ BAD_BUNDLE_JSON = {  # bundle.json edited by hand: every file and manifest still
     "artifact without precision": (_drop_precision, "artifact 'models/model.onnx' lacks 'precision'"),
     "nested 100000 deep": (
         lambda b: json.dumps({**b, "x": 0})[:-1] + ', "y": ' + "[" * 100_000 + "]" * 100_000 + "}",
-        "nested",
+        r"bundle\.json: is nested deeper than 32 levels; not an mmexport bundle manifest",
     ),
     "5000-digit size": (_huge_size, "not valid JSON"),
+    "duplicate key": (
+        lambda b: json.dumps(b).replace('"format_version": 1', '"format_version": 1, "format_version": 1', 1),
+        r"bundle\.json: is not valid JSON \(key 'format_version' appears twice",
+    ),
+    "NaN": (
+        lambda b: json.dumps({**b, "x": float("nan")}),
+        r"bundle\.json: is not valid JSON \(NaN is not JSON",
+    ),
+    "newer format": (
+        lambda b: json.dumps({**b, "format_version": 2}),
+        r"bundle\.json: has bundle format version 2; this mmexport reads up to 1 \(upgrade mmexport\)",
+    ),
+    "not a bundle": (
+        lambda b: json.dumps({**b, "format": "mmexport.manifest"}),
+        r"bundle\.json: is not an mmexport bundle manifest \('format' is not 'mmexport\.bundle'\)",
+    ),
 }
 
 

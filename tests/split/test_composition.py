@@ -65,7 +65,26 @@ def test_wire_naming_an_input_the_part_does_not_take(fusion_copy):
 
 def test_newer_format_version(fusion_copy):
     _edit(fusion_copy, lambda d: d.update(format_version=2))
-    with pytest.raises(ArtifactError, match="'format_version' is 2; this mmexport reads 1 to 1"):
+    with pytest.raises(
+        ArtifactError, match=r"composition format version 2; this mmexport reads up to 1 \(upgrade mmexport\)"
+    ):
+        Pipeline(fusion_copy)
+
+
+@pytest.mark.parametrize("version", [0, -1, True, 1.0, "1"])
+def test_format_version_that_no_mmexport_wrote(fusion_copy, version):
+    _edit(fusion_copy, lambda d: d.update(format_version=version))
+    with pytest.raises(ArtifactError, match=r"format version .*; this mmexport reads up to 1") as info:
+        Pipeline(fusion_copy)
+    assert "upgrade" not in str(info.value)
+
+
+def test_a_folder_in_place_of_composition_json(fusion_copy):
+    (fusion_copy / "composition.json").unlink()
+    (fusion_copy / "composition.json").mkdir()
+    with pytest.raises(
+        ArtifactError, match=r"composition\.json: is not a file; an mmexport composition manifest is a JSON"
+    ):
         Pipeline(fusion_copy)
 
 
@@ -111,7 +130,10 @@ def _raw(folder: Path, replace: tuple[str, str]) -> None:
         (('"format_version": 1', '"format_version": 1, "x": 1' + "0" * 30), "integer out of range"),
         (('"format_version": 1', '"format_version": 1' + "0" * 5000), "not valid JSON.*digits"),
         (('"format_version": 1', '"format_version": 1, "format_version": 1'), "appears twice"),
-        (('"format_version": 1', '"format_version": 1, "x": ' + "[" * 50000 + "]" * 50000), "nested deeper"),
+        (
+            ('"format_version": 1', '"format_version": 1, "x": ' + "[" * 50000 + "]" * 50000),
+            "nested deeper than 32 levels; not an mmexport composition manifest",
+        ),
         (('"format_version": 1', '"format_version": 1, "x": NaN'), "not valid JSON"),
     ],
     ids=["huge-integer", "5000-digits", "duplicate-key", "deep-nesting", "nan"],

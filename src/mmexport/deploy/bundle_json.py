@@ -1,40 +1,36 @@
 """``bundle.json``, the listing of a bundle, read as untrusted input.
 
 It comes out of an archive from elsewhere, so it is read like a manifest: bounded size, nesting,
-strings and integers (``mmexport.manifest.check_tree``), and every field ``unbundle`` and the CLI
-use is checked for its type, so that a hand-edited listing is one error line, not a traceback
-after every file was verified.
+strings and integers, no duplicate keys or NaN (``mmexport.json_limits``), and every field
+``unbundle`` and the CLI use is checked for its type, so that a hand-edited listing is one error
+line, not a traceback after every file was verified.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mmexport.deploy.archive import check_member_name, shown
 from mmexport.errors import ArtifactError
-from mmexport.manifest import MAX_DEPTH, check_tree
+from mmexport.json_limits import check_format, read_json_limited
 
 FORMAT = "mmexport.bundle"
 FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 MAX_BUNDLE_JSON_BYTES = 16 << 20
 ARTIFACT_TEXT_FIELDS = ("onnx", "precision", "engine")
+WHAT = "an mmexport bundle manifest"
 
 
 def read_bundle_json(folder: Path, where: str) -> dict[str, Any]:
     """``folder/bundle.json``, checked; ``where`` (the archive) names it in errors."""
-    data = _load(folder / BUNDLE_JSON, where)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ArtifactError(where, f"{BUNDLE_JSON} is not an mmexport bundle manifest")
-    version = data.get("format_version")
-    if type(version) is not int or version > FORMAT_VERSION:
-        raise ArtifactError(
-            where,
-            f"has bundle format version {shown(version)}; this mmexport reads up to {FORMAT_VERSION}",
-            hint="upgrade mmexport",
-        )
+    path = folder / BUNDLE_JSON
+    if not path.exists() and not path.is_symlink():
+        raise ArtifactError(where, f"has no {BUNDLE_JSON}; not an mmexport bundle")
+    listing = f"{where}: {BUNDLE_JSON}"
+    data = read_json_limited(path, what=WHAT, max_bytes=MAX_BUNDLE_JSON_BYTES, where=listing)
+    check_format(data, listing, name=FORMAT, newest=FORMAT_VERSION, what=WHAT)
     for key, kind in (("target", dict), ("created", str), ("mmexport_version", str)):
         if not isinstance(data.get(key), kind):
             got = shown(data.get(key))
@@ -46,21 +42,6 @@ def read_bundle_json(folder: Path, where: str) -> dict[str, Any]:
         _check_file_entry(entry, where)
     for artifact in artifacts:
         _check_artifact_entry(artifact, where)
-    return data
-
-
-def _load(path: Path, where: str) -> Any:
-    if not path.is_file():
-        raise ArtifactError(where, f"has no {BUNDLE_JSON}; not an mmexport bundle")
-    if path.stat().st_size > MAX_BUNDLE_JSON_BYTES:
-        raise ArtifactError(where, f"{BUNDLE_JSON} is larger than {MAX_BUNDLE_JSON_BYTES >> 20} MiB")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except RecursionError:
-        raise ArtifactError(where, f"{BUNDLE_JSON} is nested deeper than {MAX_DEPTH} levels") from None
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, an integer of too many digits
-        raise ArtifactError(where, f"{BUNDLE_JSON} is not valid JSON ({e})") from e
-    check_tree(data, f"{where}: {BUNDLE_JSON}")
     return data
 
 

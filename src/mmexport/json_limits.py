@@ -1,0 +1,101 @@
+"""Reading JSON that comes from elsewhere: manifests, ``composition.json``, ``bundle.json``.
+
+These files travel with artifacts (copies to a device, bundles, split exports), so they are read
+as untrusted input: a size limit (read in bounded form, so a file that grows is still caught), no
+duplicate keys, no NaN/Infinity, bounded nesting, strings and integers. Each failure is one
+``ArtifactError`` naming the file and saying what it should have been.
+
+Standard library only: ``mmexport.runtime`` reads these files without torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mmexport.errors import ArtifactError
+
+MAX_DEPTH = 32  # written manifests nest 7 deep
+MAX_STRING_CHARS = 1 << 20
+MAX_INTEGER = 2**63 - 1  # what any consumer (numpy, onnxruntime, TensorRT) can hold
+
+
+def read_json_limited(path: str | Path, *, what: str, max_bytes: int, where: str | None = None) -> Any:
+    """The JSON in ``path``, read as untrusted input; see the module docstring.
+
+    ``what`` names what the caller reads ("an mmexport manifest"), for messages such as
+    "is larger than 16 MiB; not an mmexport manifest"; ``where`` names the file in errors
+    (default: ``path``)."""
+    path = Path(path)
+    where = str(path) if where is None else where
+    if not path.is_file():
+        raise ArtifactError(where, f"is not a file; {what} is a JSON file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ArtifactError(where, f"cannot be read: {e.strerror}") from e
+    if len(raw) > max_bytes:
+        raise ArtifactError(where, f"is larger than {_size(max_bytes)}; not {what}")
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except RecursionError:
+        raise ArtifactError(where, f"is nested deeper than {MAX_DEPTH} levels; not {what}") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, too many digits, the hooks below
+        raise ArtifactError(where, f"is not valid JSON ({e})") from e
+    check_tree(data, where, what=what)
+    return data
+
+
+def check_tree(data: Any, where: str, *, what: str) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH, strings longer than MAX_STRING_CHARS and
+    integers beyond 64 bits (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ArtifactError(where, f"is nested deeper than {MAX_DEPTH} levels; not {what}")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            raise ArtifactError(where, f"holds a string longer than {MAX_STRING_CHARS} characters")
+        elif type(value) is int and abs(value) > MAX_INTEGER:
+            raise ArtifactError(where, f"holds an integer out of range ({str(value)[:20]}...)")
+
+
+def check_format(data: Any, where: str, *, name: str, newest: int, what: str) -> dict[str, Any]:
+    """``data`` as an object whose ``format`` is ``name`` and whose ``format_version`` is a
+    version from 1 to ``newest``; a newer one asks for a newer mmexport."""
+    if not isinstance(data, dict) or data.get("format") != name:
+        raise ArtifactError(where, f"is not {what} ('format' is not {name!r})")
+    version = data.get("format_version")
+    if type(version) is not int or not 1 <= version <= newest:
+        kind = name.rpartition(".")[2]
+        newer = type(version) is int and version > newest
+        raise ArtifactError(
+            where,
+            f"has {kind} format version {version!r:.40}; this mmexport reads up to {newest}",
+            hint="upgrade mmexport" if newer else None,
+        )
+    return data
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: an object whose keys are all different."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    """``json.loads`` hook: NaN, Infinity and -Infinity are not JSON."""
+    raise ValueError(f"{name} is not JSON")
