@@ -287,3 +287,42 @@ def test_a_closed_tensorrt_session_touches_no_freed_memory(tmp_path, fake_trt, f
         with pytest.raises(RuntimeError, match=r"^Session\(.*model.engine', backend='tensorrt'\) is closed$"):
             call()
     assert len(fake_cuda.calls) == calls  # nothing reached CUDA after close, nor a second free
+
+
+@pytest.mark.parametrize("given", ["torch.Tensor", "list", "NoneType"])
+def test_run_on_device_names_a_feed_of_a_type_it_cannot_take(tiny_path, given):
+    import torch
+
+    f = feeds()
+    image = {"torch.Tensor": torch.from_numpy(f["image"]), "list": f["image"].tolist(), "NoneType": None}
+    with Session(tiny_path) as session:
+        with pytest.raises(InputError) as caught:
+            session.run_on_device({"image": image[given], "tokens": f["tokens"]})
+        accepted = "a numpy.ndarray or an onnxruntime.OrtValue"
+        assert str(caught.value).startswith(f"input 'image': must be {accepted}, got {given}")
+        assert caught.value.expected == accepted and caught.value.actual == given
+        with pytest.raises(InputError, match="feeds must be a dict of input name -> array, got list"):
+            session.run_on_device([f["image"], f["tokens"]])
+
+
+def test_run_on_device_checks_an_ortvalue_like_an_array(tiny_path):
+    import onnxruntime
+
+    f = feeds()
+    with Session(tiny_path) as session:
+        tokens = onnxruntime.OrtValue.ortvalue_from_numpy(f["tokens"].astype(np.int32))
+        with pytest.raises(InputError, match=r"input 'tokens': dtype must be int64, got int32"):
+            session.run_on_device({"image": f["image"], "tokens": tokens})
+        tokens = onnxruntime.OrtValue.ortvalue_from_numpy(f["tokens"])
+        with pytest.raises(BackendError, match="run_on_device needs device='cuda'"):  # past the checks
+            session.run_on_device({"image": f["image"], "tokens": tokens})
+
+
+def test_a_tensorrt_session_names_a_feed_it_cannot_take(tmp_path, fake_trt, fake_cuda):  # noqa: F811
+    import torch
+
+    session, feed = Session(write_engine(tmp_path, fake_trt)), engine_feeds(batch=2)
+    with pytest.raises(
+        InputError, match=r"^input 'image': must be a numpy.ndarray, a CUDA torch.Tensor .* got torch.Tensor$"
+    ):
+        session.run_on_device({**feed, "image": torch.from_numpy(feed["image"])})

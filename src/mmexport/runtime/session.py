@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import ArtifactError, BackendError
+from mmexport.errors import ArtifactError, BackendError, InputError
 from mmexport.manifest import Manifest, check_files, external_data_file, read_manifest, require_external_data
 from mmexport.runtime.backends.base import Backend, BackendConfig
 from mmexport.runtime.backends.registry import find_backend, load_backend_class
@@ -125,23 +125,18 @@ class Session:
         return self._validate(feeds)
 
     def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """On CUDA: feeds as device ``OrtValue`` (or host arrays), outputs left on the device."""
+        """On CUDA: feeds as device tensors (onnxruntime: ``OrtValue``; TensorRT: CUDA torch tensors,
+        ``DeviceArray``) or host arrays, outputs left on the device."""
         runner = getattr(self._backend, "run_on_device", None)
         if runner is None:
             raise BackendError(self.backend_name, "cannot keep outputs on the device")
+        if type(feeds) is not dict and not isinstance(feeds, Mapping):
+            raise InputError(None, f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
         self._enter()
         try:
             shapes, dtypes = {}, {}
-            meta = getattr(self._backend, "feed_meta", None)
-            for name, value in feeds.items():
-                if isinstance(value, np.ndarray):
-                    shapes[name], dtypes[name] = value.shape, value.dtype
-                elif meta is not None:  # the backend knows its device tensors (TensorRT: torch, DeviceArray)
-                    shapes[name], dtypes[name] = meta(value)
-                else:  # an OrtValue
-                    from mmexport.runtime.backends.onnxrt.runner import ort_dtype
-
-                    shapes[name], dtypes[name] = tuple(value.shape()), np.dtype(ort_dtype(value.data_type()))
+            for name, value in feeds.items():  # InputError for a value the backend does not take
+                shapes[name], dtypes[name] = self._backend.feed_meta(name, value)
             self._validate.check_meta(shapes, dtypes)
             result: dict[str, Any] = runner(feeds)
         finally:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mmexport.errors import InputError
 from mmexport.spec import ModelSpec
 
 
@@ -71,9 +72,23 @@ class Backend(abc.ABC):
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run validated host feeds; every output, copied to host memory, by name."""
 
+    def feed_meta(self, name: str, value: Any) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of a feed for ``run_on_device`` (checked before it runs); ``InputError``
+        for a value this backend cannot take. Here: host arrays only."""
+        if isinstance(value, np.ndarray):
+            return value.shape, value.dtype
+        raise feed_type_error(name, value, "a numpy.ndarray")
+
     def describe(self) -> dict[str, Any]:
         """Backend, device, provider and library version, for reports."""
         return {"backend": self.name}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (device memory, sessions)."""
+
+
+def feed_type_error(name: str, value: Any, accepted: str, hint: str | None = None) -> InputError:
+    """The error for a feed of a type the backend does not take: the input, what it takes, what it got."""
+    kind = type(value)
+    given = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return InputError(name, f"must be {accepted}, got {given}", expected=accepted, actual=given, hint=hint)

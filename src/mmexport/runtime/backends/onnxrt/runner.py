@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import ArtifactError, BackendError
-from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo
+from mmexport.errors import ArtifactError, BackendError, InputError
+from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
 from mmexport.runtime.backends.onnxrt.loader import PROVIDERS, first_line, import_onnxruntime, open_session
 from mmexport.spec import ModelSpec
 
@@ -68,6 +68,18 @@ class OnnxrtRunner(Backend):
         self._run_binding(binding)
         return dict(zip(self._output_names, binding.get_outputs(), strict=True))
 
+    def feed_meta(self, name: str, value: Any) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of a host array or a tensor ``OrtValue``; ``InputError`` for anything else."""
+        if isinstance(value, np.ndarray):
+            return value.shape, value.dtype
+        if not isinstance(value, import_onnxruntime().OrtValue):
+            hint = "torch: tensor.numpy() for a CPU tensor" if hasattr(value, "data_ptr") else None
+            raise feed_type_error(name, value, "a numpy.ndarray or an onnxruntime.OrtValue", hint)
+        kind = value.data_type()
+        if not value.is_tensor() or kind not in _ORT_TYPES:
+            raise InputError(name, f"is an OrtValue holding {kind}, not a tensor of a type the model takes")
+        return tuple(value.shape()), np.dtype(_ORT_TYPES[kind])
+
     def _bind(self, feeds: Mapping[str, Any]) -> Any:
         binding = self._session.io_binding()
         for name, value in feeds.items():
@@ -115,8 +127,3 @@ _ORT_TYPES = {
 def _info(arg: Any) -> TensorInfo:
     shape = tuple(d if isinstance(d, (int, str)) and d != "" else None for d in (arg.shape or ()))
     return TensorInfo(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
-
-
-def ort_dtype(type_name: str) -> str:
-    """numpy's name for an onnxruntime type string (``tensor(float)`` -> ``float32``)."""
-    return _ORT_TYPES.get(type_name, type_name)

@@ -24,7 +24,7 @@ import numpy as np
 
 from mmexport.errors import BackendError, InputError
 from mmexport.manifest import read_manifest
-from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo
+from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
 from mmexport.runtime.backends.tensorrt.cuda import (
     Cuda,
     DeviceArray,
@@ -112,13 +112,14 @@ class TrtRunner(Backend):
             del keep
             return {t.name: DeviceArray(ptr, shape, t.dtype, self._cuda) for t, shape, ptr in results}
 
-    def feed_meta(self, value: Any) -> tuple[tuple[int, ...], np.dtype]:
+    def feed_meta(self, name: str, value: Any) -> tuple[tuple[int, ...], np.dtype]:
         """Shape and dtype of a feed for ``Session.run_on_device``'s checks."""
         if isinstance(value, np.ndarray):
             return value.shape, value.dtype
         meta = device_meta(value)
         if meta is None:
-            raise InputError(None, f"a {type(value).__name__} is not a host array or a CUDA tensor")
+            accepted = "a numpy.ndarray, a CUDA torch.Tensor or a DeviceArray"
+            raise feed_type_error(name, value, accepted)
         return meta
 
     def timings(self) -> dict[str, float] | None:
