@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import wave
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from mmexport.models.task_spec import FUSION_SPEC
 from mmexport.spec import ModelSpec
@@ -78,3 +80,25 @@ def spec_with(changes: Callable[[dict[str, Any]], None] | None = None) -> ModelS
     if changes is not None:
         changes(data)
     return ModelSpec.from_dict(data)
+
+
+HUGE = (10**6, 10**6)  # 3.6 TiB of float32: numpy's loader allocates a header's shape, then reads
+
+
+def _lying_array(out: Any, shape: tuple[int, ...]) -> None:
+    npy_format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    out.write(b"\0" * 16)
+
+
+def write_lying_npy(path: Path, shape: tuple[int, ...] = HUGE) -> Path:
+    """An .npy whose header claims ``shape`` of float32 but that holds 16 bytes."""
+    with open(path, "wb") as f:
+        _lying_array(f, shape)
+    return path
+
+
+def write_lying_npz(path: Path, member: str, shape: tuple[int, ...] = HUGE) -> Path:
+    """An .npz whose ``member`` claims ``shape`` of float32 but holds 16 bytes."""
+    with zipfile.ZipFile(path, "w") as archive, archive.open(f"{member}.npy", "w") as out:
+        _lying_array(out, shape)
+    return path

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from datafiles import random_pixels, spec_with, tone, write_png, write_wav
+from datafiles import HUGE, random_pixels, spec_with, tone, write_lying_npy, write_png, write_wav
 
 from mmexport.data.audio import log_mel
 from mmexport.data.preprocess import load_file
@@ -254,6 +254,17 @@ def test_npy_dtype_kind_must_match(tmp_path: Path) -> None:
         _load(tmp_path / "t.npy", "tokens")
     np.save(tmp_path / "i.npy", np.ones(5, dtype=np.int32))
     assert _load(tmp_path / "i.npy", "tokens").dtype == np.int64
+
+
+@pytest.mark.parametrize("shape", [HUGE, (3, 40, 50)])
+def test_npy_header_claiming_more_than_the_file_holds(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    path = write_lying_npy(tmp_path / "big.npy", shape)
+    claimed = str(list(shape)).replace("[", r"\[").replace("]", r"\]")
+    with _raises(rf"'{path}': its header says shape {claimed} of float32 .* but the file holds 16 bytes"):
+        _load(path, "image")
+    path.write_bytes(b"not numpy")
+    with _raises(r"cannot read 'big.npy' as a .npy array: "):
+        _load(path, "image")
 
 
 def test_input_without_preprocess_needs_npy(tmp_path: Path) -> None:

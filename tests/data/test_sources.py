@@ -11,7 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from datafiles import random_pixels, spec_with, tone, write_png, write_sample, write_wav
+from datafiles import (
+    HUGE,
+    random_pixels,
+    spec_with,
+    tone,
+    write_lying_npz,
+    write_png,
+    write_sample,
+    write_wav,
+)
 
 from mmexport.data.sources import (
     CALIBRATION_SEED,
@@ -227,6 +236,16 @@ def test_npz_with_an_extra_array_or_wrong_dtype(tmp_path: Path) -> None:
     error = _error(open_source(tmp_path / "b.npz", FUSION))
     assert (error.sample, error.field) == ("b.npz", "tokens")
     assert "expected integer values (int64), got float32" in str(error)
+
+
+def test_npz_member_header_claiming_more_than_the_archive_holds(tmp_path: Path) -> None:
+    path = write_lying_npz(tmp_path / "b.npz", "image")
+    error = _error(open_source(path, FUSION))
+    assert str(path) in str(error) and "member 'image'" in str(error)
+    assert f"header says shape {list(HUGE)} of float32" in str(error)
+    assert "but the archive holds 16 bytes" in str(error)
+    path.write_bytes(b"not an archive")
+    assert "cannot read 'b.npz' as .npz: " in str(_error(open_source(path, FUSION)))
 
 
 # -- Python iterables and make_feeds --------------------------------------------------------------

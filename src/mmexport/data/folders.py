@@ -7,6 +7,7 @@ whatever the folder's size; only the list of paths is held.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,8 +231,11 @@ class NpzSource:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    from mmexport.runtime.feed_files import check_npz_members  # the headers, before numpy allocates them
+
     try:
+        check_npz_members(path)
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read {path.name!r} as .npz: {e}", sample=path.name) from e

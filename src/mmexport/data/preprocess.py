@@ -108,10 +108,16 @@ def cast_to(array: np.ndarray, inp: InputSpec, *, sample: str) -> np.ndarray:
 
 
 def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarray:
+    from mmexport.runtime.feed_files import npy_size_problem  # the header, before numpy allocates it
+
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+        with open(path, "rb") as f:
+            problem = npy_size_problem(f, path.stat().st_size, "the file")
+        array = None if problem else np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
         raise DataError(f"cannot read {path.name!r} as a .npy array: {e}", sample=who, field=inp.name) from e
+    if array is None:
+        raise DataError(f"{str(path)!r}: {problem}", sample=who, field=inp.name)
     check_array(array, inp, spec, sample=who, batched=False)
     return cast_to(array, inp, sample=who)
 

@@ -84,7 +84,7 @@ def read_input_file(path: Path, inp: InputSpec, spec: ModelSpec) -> np.ndarray:
 def _load_array(path: Path, field: str | None) -> np.ndarray:
     try:
         with open(path, "rb") as f:
-            problem = _size_problem(f, path.stat().st_size, "the file")
+            problem = npy_size_problem(f, path.stat().st_size, "the file")
         array = None if problem else np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"cannot be read as a .npy array ({e})", sample=str(path), field=field) from e
@@ -101,26 +101,26 @@ def _read_npz_all(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(_missing(path), sample=str(path))
     try:
-        _check_npz_members(path)
+        check_npz_members(path)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot be read as an .npz archive ({e})", sample=str(path)) from e
 
 
-def _check_npz_members(path: Path) -> None:
-    """Each member's header against the size the archive records for it (see ``_size_problem``)."""
+def check_npz_members(path: Path) -> None:
+    """Each member's header against the size the archive records for it (see ``npy_size_problem``)."""
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 continue
             with archive.open(info) as member:
-                problem = _size_problem(member, info.file_size, "the archive")
+                problem = npy_size_problem(member, info.file_size, "the archive")
             if problem:
                 raise DataError(f"member {info.filename[:-4]!r}: {problem}", sample=str(path))
 
 
-def _size_problem(f: Any, size: int, holder: str) -> str | None:
+def npy_size_problem(f: Any, size: int, holder: str) -> str | None:
     """Why an .npy stream cannot be what its header says, checked before numpy allocates the
     header's shape (it allocates first, then reads: a header can ask for terabytes); None if fine."""
     from numpy.lib import format as npy_format
