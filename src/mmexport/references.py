@@ -46,12 +46,14 @@ def import_source(source: str, *, prefix: str = "_mmexport_user_") -> ModuleType
         raise ReferenceNotFound(f"importing {source!r} raised {type(e).__name__}: {e}") from e
 
 
-def exited(what: str, error: SystemExit) -> ReferenceNotFound:
+SCRIPT_HINT = 'is it a script? keep its top-level code under `if __name__ == "__main__":`'
+
+
+def exited(what: str, error: SystemExit, *, hint: str = SCRIPT_HINT) -> ReferenceNotFound:
     """The user's code ended the process (``sys.exit``, argparse in a script): an error of ours,
     never the user's exit status (0 would pass for success)."""
     return ReferenceNotFound(
-        f"{what} called sys.exit({'' if error.code is None else repr(error.code)})",
-        hint='is it a script? keep its top-level code under `if __name__ == "__main__":`',
+        f"{what} called sys.exit({'' if error.code is None else repr(error.code)})", hint=hint
     )
 
 

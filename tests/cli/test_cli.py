@@ -174,3 +174,16 @@ def test_json_errors_are_json_on_stdout(runner, tmp_path):
     assert failure["type"] == "ParityError" and failure["parity"]["passed"] is False
     missing = json.loads(runner.invoke(cli, ["inspect", "nothing.onnx", "--json"]).stdout)
     assert missing == {"error": "nothing.onnx: does not exist", "type": "ArtifactError"}
+
+
+def test_a_data_function_that_exits_is_an_error_not_a_silent_success(runner, tmp_path):
+    from runtime.onnx_models import write_tiny
+
+    model = write_tiny(tmp_path)
+    (tmp_path / "feeds.py").write_text("import sys\ndef make_feeds(spec):\n    sys.exit(0)\n")
+    data = f"{tmp_path / 'feeds.py'}:make_feeds"
+    result = runner.invoke(cli, ["calibrate", str(model), "--data", data, "--eval-samples", "0"])
+    assert result.exit_code == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: data: make_feeds {data!r} called sys.exit(0)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feeds.py", "tiny.onnx", "tiny.onnx.json"]

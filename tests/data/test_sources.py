@@ -287,6 +287,24 @@ def test_make_feeds_reference_to_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "code"),
+    [("    sys.exit(0)\n", "0"), ("    yield from []\n    sys.exit('no data')\n", "'no data'")],
+    ids=["when-called", "while-iterated"],
+)
+def test_make_feeds_that_calls_sys_exit_is_a_data_error(tmp_path: Path, body: str, code: str) -> None:
+    (tmp_path / "feeds.py").write_text(f"import sys\ndef make_feeds(spec):\n{body}")
+    reference = f"{tmp_path / 'feeds.py'}:make_feeds"
+    error = _error(open_source(reference, FUSION))
+    assert str(error).startswith(f"data: make_feeds {reference!r} called sys.exit({code}) (")
+    assert error.hint is not None and "raise an exception" in error.hint
+
+    def make_feeds(spec: ModelSpec) -> list[dict[str, np.ndarray]]:
+        sys.exit()
+
+    assert "make_feeds(spec) called sys.exit()" in str(_error(open_source(make_feeds, FUSION)))
+
+
+@pytest.mark.parametrize(
     ("feed", "field", "message"),
     [
         ({k: v for k, v in _feed().items() if k != "audio"}, "audio", "is missing"),

@@ -35,7 +35,7 @@ from mmexport.data.preprocess import dim_range
 from mmexport.data.synthetic import HELDOUT_SEED, PAD_ID, SyntheticTask
 from mmexport.errors import DataError
 from mmexport.models.registry import builtin_names, get_builtin
-from mmexport.references import ReferenceNotFound, get_attribute, import_source
+from mmexport.references import ReferenceNotFound, exited, get_attribute, import_source
 from mmexport.spec import ModelSpec
 
 SYNTHETIC = "synthetic"
@@ -116,6 +116,9 @@ def _open_path(path: Path, spec: ModelSpec, samples: int | None, batch_size: int
     return FolderSource(path, spec, list_sample_folders(path, spec, samples), batch_size)
 
 
+EXIT_HINT = "a data function returns (or yields) its feeds; to report a problem, raise an exception"
+
+
 class IterableSource:
     """Feeds (or ``(feed, labels)`` pairs) from Python: a fresh iterable from ``factory`` each pass."""
 
@@ -131,12 +134,18 @@ class IterableSource:
         return require_batches(take(self._batches(), self.samples), self.description)
 
     def _batches(self) -> Iterator[Batch]:
-        items = self._factory()
-        if not isinstance(items, Iterable):
-            raise DataError(f"{self.description} returned a {type(items).__name__}, not an iterable of feeds")
-        for index, item in enumerate(items):
-            feed, labels = _split_item(item, self.description, index)
-            yield validate_batch(feed, self.spec, batch=f"{self.description}[{index}]", labels=labels)
+        try:  # the user's function runs when called and, for a generator, while it is iterated
+            items = self._factory()
+            if not isinstance(items, Iterable):
+                raise DataError(
+                    f"{self.description} returned a {type(items).__name__}, not an iterable of feeds"
+                )
+            for index, item in enumerate(items):
+                feed, labels = _split_item(item, self.description, index)
+                yield validate_batch(feed, self.spec, batch=f"{self.description}[{index}]", labels=labels)
+        except SystemExit as e:  # never the user's exit status: 0 would pass for success
+            error = exited(self.description, e, hint=EXIT_HINT)
+            raise DataError(error.message, hint=error.hint) from e
 
     def fingerprint(self) -> str:
         """The hash of every array and label given: one full pass over the data."""
