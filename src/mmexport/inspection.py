@@ -48,6 +48,8 @@ def _read_graph(path: Path) -> dict[str, Any]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends
         raise ArtifactError(str(path), f"cannot be parsed as ONNX ({type(e).__name__})") from e
+    if not model.HasField("graph"):  # an empty file parses as an empty ModelProto
+        raise ArtifactError(str(path), "has no graph: an empty or damaged ONNX file")
     graph = model.graph
     inits = {t.name for t in graph.initializer}
     ops = Counter(n.op_type for n in graph.node)

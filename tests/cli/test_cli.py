@@ -107,6 +107,15 @@ def test_inspect_refuses_garbage(runner, tmp_path):
     assert "cannot be parsed as ONNX" in result.stderr
 
 
+@pytest.mark.parametrize("content", [b"", b"\x12\x00"], ids=["empty", "no-graph"])
+def test_inspect_refuses_a_file_without_a_graph(runner, tmp_path, content):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(content)  # both parse as a ModelProto: nothing, or an empty producer name
+    result = runner.invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == f"error: {path}: has no graph: an empty or damaged ONNX file\n"
+
+
 def test_debug_shows_the_traceback(runner):
     from mmexport.errors import ModelLoadError
 
