@@ -181,10 +181,60 @@ def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: 
     assert any(reason == "--keep-fp32 Gemm" for reason in kept)
     manifest = read_manifest(out)
     assert manifest is not None and manifest.precision == "fp16"
+    assert [i.dtype for i in manifest.spec.inputs] == ["float32", "int64", "float32"]  # FP32 I/O
     assert manifest.validation["fp16_check"]["variants"][1]["outputs"][0]["cosine_min"] > 0.99
     io16 = to_fp16(tiny_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True), data=tiny_feeds(2))
     first = onnx.load(str(io16.path)).graph.input[0]
     assert first.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def test_fp16_io_manifest_says_float16_and_the_runtime_runs_it(tiny_onnx: Path, tmp_path: Path) -> None:
+    """--fp16-io: the manifest's spec says float16 where the graph takes float16, so the runtime
+    opens the file (it refused it: float32 in the manifest, float16 in the graph)."""
+    from mmexport.errors import InputError
+    from mmexport.runtime import Session
+
+    out = to_fp16(
+        tiny_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True, samples=4), eval_samples=0
+    ).path
+    manifest = read_manifest(out)
+    assert manifest is not None
+    graph = {i.name: i.type.tensor_type.elem_type for i in onnx.load(str(out)).graph.input}
+    assert graph == {
+        "image": onnx.TensorProto.FLOAT16,
+        "tokens": onnx.TensorProto.INT64,
+        "imu": onnx.TensorProto.FLOAT16,
+    }
+    assert {i.name: i.dtype for i in manifest.spec.inputs} == {
+        "image": "float16",
+        "tokens": "int64",
+        "imu": "float16",
+    }
+    source = read_manifest(tiny_onnx)
+    assert source is not None and manifest.spec.dims == source.spec.dims
+    assert [i.shape for i in manifest.spec.inputs] == [i.shape for i in source.spec.inputs]
+
+    feed32 = tiny_feeds(1)[0]
+    feed16 = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in feed32.items()}
+    logits = Session(out).run(feed16)["logits"]
+    reference = Session(tiny_onnx).run(feed32)["logits"]
+    assert logits.dtype == np.float16 and logits.shape == reference.shape
+    np.testing.assert_allclose(logits.astype(np.float32), reference, atol=0.02)
+    # float32 -> float16 could change values: the runtime's dtype rules refuse it, naming the input
+    with pytest.raises(InputError, match="input 'image': dtype must be float16, got float32"):
+        Session(out).run(feed32)
+    # still a variant of its FP32 source for `accuracy` (which feeds both the same data)
+    report = accuracy([tiny_onnx, out], data=tiny_feeds(2), samples=4)
+    assert [v.precision for v in report.variants] == ["fp32", "fp16"]
+    assert report.variants[1].worst_cosine() > 0.99
+
+
+def test_accuracy_refuses_a_model_with_another_spec(tiny_onnx: Path, tmp_path: Path) -> None:
+    from onnx import helper
+
+    other = write_vector_model(tmp_path / "other.onnx", [helper.make_node("Relu", ["x"], ["y"])], [])
+    with pytest.raises(MmexportError, match=r"other\.onnx has a different spec than .*tiny\.onnx"):
+        accuracy([tiny_onnx, other], samples=2)
 
 
 def test_fp16_refuses_a_model_that_loses_precision(tmp_path: Path) -> None:

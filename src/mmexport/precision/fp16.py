@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import onnx
 
 from mmexport.precision.graph import node_names, sort_topologically
 from mmexport.precision.stats import TensorStats
+from mmexport.spec import FLOAT_DTYPES, ModelSpec
 
 FP16_MAX = 65504.0
 # A value seen above a quarter of the FP16 range on sample data is likely to overflow on other
@@ -109,6 +111,30 @@ def convert_fp16(model: onnx.ModelProto, plan: Fp16Plan, *, fp16_io: bool = Fals
     sort_topologically(converted.graph)  # the converter appends its input casts at the end
     _skip_round_trips(converted.graph, set(plan.keep))
     return converted
+
+
+def spec_for_graph(spec: ModelSpec, model: onnx.ModelProto) -> ModelSpec:
+    """``spec`` with each float input's dtype as ``model`` takes it: float16 after ``fp16_io``,
+    so that the manifest describes the graph and the runtime checks feeds against it."""
+    graph = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    inputs = []
+    for inp in spec.inputs:
+        elem = graph.get(inp.name)
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name if elem else inp.dtype
+        converted = inp.dtype in FLOAT_DTYPES and dtype in FLOAT_DTYPES and dtype != inp.dtype
+        inputs.append(replace(inp, dtype=dtype) if converted else inp)
+    return replace(spec, inputs=tuple(inputs))
+
+
+def same_model(a: ModelSpec, b: ModelSpec) -> bool:
+    """Whether two specs describe one model, float inputs' widths aside (an ``fp16_io``
+    variant takes float16 where its FP32 source takes float32)."""
+
+    def widthless(spec: ModelSpec) -> ModelSpec:
+        floats = tuple(replace(i, dtype="float32") if i.dtype in FLOAT_DTYPES else i for i in spec.inputs)
+        return replace(spec, inputs=floats)
+
+    return widthless(a).to_dict() == widthless(b).to_dict()
 
 
 def _cast_to(node: onnx.NodeProto) -> int | None:

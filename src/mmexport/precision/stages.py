@@ -29,7 +29,7 @@ from mmexport.precision.common import (
     open_data,
     write_onnx,
 )
-from mmexport.precision.fp16 import convert_fp16, plan_fp16
+from mmexport.precision.fp16 import convert_fp16, plan_fp16, same_model, spec_for_graph
 from mmexport.precision.qdq import QdqResult, insert_qdq, quantizable_nodes
 from mmexport.precision.sensitivity import BranchCost, BudgetResult, branch_costs, fit_budget
 from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
@@ -195,6 +195,7 @@ def to_fp16(
             "samples": seen,
         },
     )
+    manifest.spec = spec_for_graph(source.spec, converted)  # float16 inputs with --fp16-io
     manifest.validation = {"fp16_check": check.to_dict()}
     if accuracy is not None:
         manifest.validation["accuracy"] = accuracy.to_dict()
@@ -384,7 +385,7 @@ def accuracy(
     for model in models[1:]:
         loaded.append(_load_variant(Path(model), spec))
     for path, manifest, _ in loaded[1:]:
-        if manifest.spec.to_dict() != reference.spec.to_dict():
+        if not same_model(manifest.spec, reference.spec):
             raise MmexportError(
                 f"{path} has a different spec than {reference.path}; compare variants of one model"
             )
