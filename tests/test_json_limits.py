@@ -106,3 +106,15 @@ def test_check_format_passes_what_it_reads() -> None:
     for version in (1, 2):
         data = {"format": "mmexport.test", "format_version": version, "x": 1}
         assert check_format(data, "f.json", name="mmexport.test", newest=2, what=WHAT) is data
+
+
+def test_non_finite_figures_are_written_as_null_and_read_back(tmp_path: Path) -> None:
+    from mmexport.json_limits import dumps_finite
+
+    path = tmp_path / "m.json"
+    path.write_text(dumps_finite({"cosine": float("nan"), "rows": [1.5, float("inf")], "n": 3}))
+    assert read_json_limited(path, what="a test file", max_bytes=1 << 20) == {
+        "cosine": None,
+        "rows": [1.5, None],
+        "n": 3,
+    }

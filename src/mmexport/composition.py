@@ -29,7 +29,6 @@ numpy only: the runtime reads this file.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ import numpy as np
 
 from mmexport.errors import ArtifactError, SpecError
 from mmexport.files import atomic_write_text, sha256_file
-from mmexport.json_limits import check_format, read_json_limited
+from mmexport.json_limits import check_format, dumps_finite, read_json_limited
 from mmexport.spec import DTYPES, ModelSpec
 
 FORMAT = "mmexport.composition"
@@ -149,7 +148,7 @@ class Composition:
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / FILE_NAME
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, dumps_finite(self.to_dict()))
         return path
 
     def part(self, name: str) -> Part:

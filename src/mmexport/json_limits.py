@@ -11,6 +11,7 @@ Standard library only: ``mmexport.runtime`` reads these files without torch.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,25 @@ def check_format(data: Any, where: str, *, name: str, newest: int, what: str) ->
             hint="upgrade mmexport" if newer else None,
         )
     return data
+
+
+def dumps_finite(data: Any) -> str:
+    """``data`` as indented JSON that ``read_json_limited`` reads back: NaN and infinities become null.
+
+    A figure that came out NaN (e.g. a cosine of an all-zero output) must not make the file
+    unreadable: plain ``json.dumps`` writes ``NaN``, which is not JSON and is refused on reading.
+    """
+    return json.dumps(_finite(data), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _size(limit: int) -> str:

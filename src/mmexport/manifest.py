@@ -11,7 +11,6 @@ failure is one ``ArtifactError`` naming the file.
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 from mmexport.errors import ArtifactError, SpecError
 from mmexport.files import atomic_write_text, publish, sha256_file, uninterrupted
-from mmexport.json_limits import check_format, read_json_limited
+from mmexport.json_limits import check_format, dumps_finite, read_json_limited
 from mmexport.spec import ModelSpec
 
 FORMAT = "mmexport.manifest"
@@ -103,7 +102,7 @@ class Manifest:
 
     def write(self, artifact_path: str | Path) -> Path:
         path = manifest_path(artifact_path)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, dumps_finite(self.to_dict()))
         return path
 
     @classmethod

@@ -198,7 +198,13 @@ def _runner(model: onnx.ModelProto | str | Path, outputs: list[str]) -> Runner:
         from mmexport.runtime import Session
 
         engine = Session(model, device="cuda")
-        return lambda feed: engine.run(feed)
+        floats = {i.name: np.dtype(i.dtype) for i in engine.spec.inputs if np.dtype(i.dtype).kind == "f"}
+
+        def run_engine(feed: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+            # an engine built from an --fp16-io model takes float16, like its manifest says
+            return engine.run({k: v.astype(floats[k], copy=False) if k in floats else v for k, v in feed.items()})
+
+        return run_engine
     session = cpu_session(model)
     return lambda feed: dict(zip(outputs, session.run(outputs, _cast_for(session, feed)), strict=True))
 
