@@ -172,6 +172,32 @@ def test_interrupted_export_leaves_nothing(runner, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_interrupt_held_until_the_manifest_is_written_says_so(runner, tmp_path, monkeypatch):
+    import signal
+    import threading
+
+    from mmexport import files
+    from mmexport.manifest import Manifest, read_manifest
+    from runtime.onnx_models import write_tiny
+
+    monkeypatch.setattr(files, "INTERRUPTED", threading.Event())  # what the SIGINT handlers set
+    model, write = write_tiny(tmp_path), Manifest.write
+
+    def ctrl_c_then_write(self, artifact_path):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C between the artifact's move and its manifest
+        return write(self, artifact_path)
+
+    monkeypatch.setattr(Manifest, "write", ctrl_c_then_write)
+    out = tmp_path / "m.fp16.onnx"
+    result = runner.invoke(cli, ["fp16", str(model), "-o", str(out)])
+    assert result.exit_code == 130 and files.INTERRUPTED.is_set()
+    assert result.stderr.strip().splitlines()[-1] == (
+        "interrupted after the artifact and its manifest were written; nothing half-written was left"
+    )
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest.sha256 == files.sha256_file(out)
+
+
 def test_json_errors_are_json_on_stdout(runner, tmp_path):
     from conftest import TINY_FILE
 

@@ -43,9 +43,24 @@ class MmexportGroup(click.Group):
                     failure["accuracy"] = precision_report.to_dict()
                 click.echo(json.dumps(failure, indent=2))
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; the file being written was discarded", err=True)
+        except KeyboardInterrupt as e:
+            click.echo(_interrupted(e), err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _interrupted(error: KeyboardInterrupt) -> str:
+    """What a Ctrl-C left on disk. One that ``files.uninterrupted`` held back is raised where that
+    ends, once its body (moving an artifact into place, then writing its manifest) has finished;
+    any other one stopped the file being written, which is discarded."""
+    import mmexport.files
+
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    code = frame.tb_frame.f_code if frame is not None else None
+    if code is not None and code.co_name == "uninterrupted" and code.co_filename == mmexport.files.__file__:
+        return "interrupted after the artifact and its manifest were written; nothing half-written was left"
+    return "interrupted; the file being written was discarded"
 
 
 @click.group(cls=MmexportGroup, context_settings={"help_option_names": ["-h", "--help"]})
