@@ -326,3 +326,14 @@ def test_a_tensorrt_session_names_a_feed_it_cannot_take(tmp_path, fake_trt, fake
         InputError, match=r"^input 'image': must be a numpy.ndarray, a CUDA torch.Tensor .* got torch.Tensor$"
     ):
         session.run_on_device({**feed, "image": torch.from_numpy(feed["image"])})
+
+
+def test_an_engine_its_manifest_disagrees_with_releases_what_it_took(tmp_path, fake_trt, fake_cuda):  # noqa: F811
+    path = write_engine(tmp_path, fake_trt)
+    manifest = path.with_name(f"{path.name}.json")
+    data = json.loads(manifest.read_text())
+    data["spec"]["inputs"][1]["dtype"] = "int32"  # the engine takes int64
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="tokens"):
+        Session(path)
+    assert fake_cuda.streams == set() and fake_cuda.device == {}

@@ -88,9 +88,13 @@ class Session:
                 e.message.removeprefix(f"{e.path}: "),
                 hint=f"its weights are in {data.name}, which may be damaged; verify_sha256=True checks it",
             ) from e
-        graph = spec_from_graph(self.path, self._backend.inputs(), self._backend.outputs())
-        if spec is not None:
-            check_spec_matches(self.path, spec, graph)
+        try:
+            graph = spec_from_graph(self.path, self._backend.inputs(), self._backend.outputs())
+            if spec is not None:
+                check_spec_matches(self.path, spec, graph)
+        except BaseException:
+            self._backend.close()  # a refused artifact keeps no device memory or CUDA stream
+            raise
         self.spec: ModelSpec = spec if spec is not None else graph
         self.spec_source = "manifest" if spec is not None else "graph"
         self.backend_name = entry.name
