@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mmexport.cli.options import json_option
+from mmexport.cli.options import echo_notes, json_option, progress_printer
 from mmexport.trt.profiles import PROFILE_SYNTAX, STATIC_AT
 from mmexport.trt.targets import DEFAULT_TARGET, target_names
 
@@ -120,10 +120,9 @@ def build_cmd(
         precision=precision,
         int8_calib=int8_calib,
     )
-    say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  {m}", err=True))
+    say = progress_printer(quiet)
     result = build_engine(model, output or model.with_name(f"{model.stem}.{target}.engine"), options, say=say)
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+    echo_notes(result.notes)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

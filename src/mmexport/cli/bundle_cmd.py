@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from mmexport.cli.options import json_option
+from mmexport.cli.options import json_option, progress_printer
 from mmexport.deploy.bundle_targets import BUNDLE_TARGETS
 
 
@@ -19,12 +18,6 @@ def _targets_help() -> str:
         unverified = "; unverified" if {"tensorrt", "cuda", "python"} & set(t.unverified) else ""
         rows.append(f"{t.name} (TensorRT {t.tensorrt}, CUDA {t.cuda}, Python {t.python}{unverified})")
     return "Device and software stack: " + "; ".join(rows) + "."
-
-
-def _say(quiet: bool) -> Callable[[str], None]:
-    if quiet:
-        return lambda _m: None
-    return lambda m: click.echo(f"  {m}", err=True)
 
 
 @click.command("bundle")
@@ -53,7 +46,7 @@ def bundle_cmd(
     """
     from mmexport.deploy.bundle import make_bundle
 
-    result = make_bundle(artifacts, target, output, overwrite=overwrite, say=_say(quiet))
+    result = make_bundle(artifacts, target, output, overwrite=overwrite, say=progress_printer(quiet))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -92,7 +85,7 @@ def unbundle_cmd(archive: Path, output: Path, overwrite: bool, as_json: bool, qu
     """
     from mmexport.deploy.bundle import unbundle
 
-    result = unbundle(archive, output, overwrite=overwrite, say=_say(quiet))
+    result = unbundle(archive, output, overwrite=overwrite, say=progress_printer(quiet))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mmexport.cli.options import json_option
+from mmexport.cli.options import echo_notes, json_option
 from mmexport.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -153,8 +153,7 @@ def to_onnx_cmd(
         simplify=simplify,
         progress=progress,
     )
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+    echo_notes(result.notes)
     if as_json:
         click.echo(json.dumps(_result_json(result), indent=2))
         return
@@ -172,8 +171,7 @@ def to_onnx_cmd(
 def _report_split(result: SplitResult, as_json: bool, quiet: bool) -> None:
     from mmexport.export.parity import format_report
 
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+    echo_notes(result.notes)
     parts = result.composition.parts
     if as_json:
         payload = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import click
@@ -28,6 +28,19 @@ DATA_HELP = (  # what --data / --eval-data accept
     "'synthetic' (built-in models), a folder of samples (sub-folders or index.jsonl), an .npz file "
     "or folder of them, or file.py:make_feeds (importing the file runs its code: name only files you trust)."
 )
+
+
+def progress_printer(quiet: bool, *, indent: str = "  ") -> Callable[[str], None]:
+    """Progress lines on stderr, indented under the command's own lines; nothing with -q."""
+    if quiet:
+        return lambda _message: None
+    return lambda message: click.echo(f"{indent}{message}", err=True)
+
+
+def echo_notes(notes: Iterable[str]) -> None:
+    """Warnings that did not stop the command, one ``note:`` line each on stderr."""
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 def calibration_progress(quiet: bool) -> Callable[[int, int | None], None] | None:

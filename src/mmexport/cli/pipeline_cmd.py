@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 # the calibration progress line and data help are the calibrate command's, shared as they are
-from mmexport.cli.options import DATA_HELP, calibration_progress, json_option
+from mmexport.cli.options import DATA_HELP, calibration_progress, json_option, progress_printer
 from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_SAMPLES
 from mmexport.trt.targets import target_names
 
@@ -122,7 +122,7 @@ def pipeline_cmd(
         target=target,
         duration_s=duration,
     )
-    say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
+    say = progress_printer(quiet, indent="")
     result = run_pipeline(config, say=say, progress=_line_ending(calibration_progress(quiet)))
     payload = write_report(result)
     if as_json:

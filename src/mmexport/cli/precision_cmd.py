@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mmexport.cli.options import DATA_HELP, calibration_progress, json_option
+from mmexport.cli.options import DATA_HELP, calibration_progress, echo_notes, json_option, progress_printer
 
 if TYPE_CHECKING:
     from mmexport.precision.stages import StageResult
@@ -53,15 +53,10 @@ def _default_output(model: Path, suffix: str) -> Path:
     return model.with_name(f"{model.stem}.{suffix}.onnx")
 
 
-def _say(quiet: bool) -> Any:
-    return (lambda _m: None) if quiet else (lambda m: click.echo(f"  {m}", err=True))
-
-
 def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+    echo_notes(result.notes)
     if as_json:
         accuracy = result.accuracy.to_dict() if result.accuracy is not None else None
         payload = {"path": str(result.path), "accuracy": accuracy, "notes": result.notes}
@@ -147,7 +142,7 @@ def fp16_cmd(
         eval_data=eval_data,
         eval_samples=eval_samples,
         spec=spec_path,
-        say=_say(quiet),
+        say=progress_printer(quiet),
     )
     kept = result.kept_fp32
     _finish(result, as_json, f"{sum(len(v) for v in kept.values())} nodes kept in FP32", {"kept_fp32": kept})
@@ -255,7 +250,7 @@ def calibrate_cmd(
         eval_data=eval_data,
         eval_samples=eval_samples,
         spec=spec_path,
-        say=_say(quiet),
+        say=progress_printer(quiet),
         progress=calibration_progress(quiet),
     )
     costs = result.sensitivity
@@ -302,7 +297,7 @@ def accuracy_cmd(
     """
     from mmexport.precision.stages import accuracy
 
-    report = accuracy(models, data=data, samples=samples, spec=spec_path, say=_say(quiet))
+    report = accuracy(models, data=data, samples=samples, spec=spec_path, say=progress_printer(quiet))
     click.echo(report.to_json() if as_json else report.to_markdown())
 
 
@@ -350,14 +345,13 @@ class _SplitRun:
             data=self.data,
             eval_data=self.eval_data,
             eval_samples=self.eval_samples,
-            say=_say(self.quiet),
+            say=progress_printer(self.quiet),
             progress=calibration_progress(self.quiet),
             **configs,
         )
         if sys.stderr.isatty():
             click.echo("", err=True)
-        for note in result.notes:
-            click.echo(f"note: {note}", err=True)
+        echo_notes(result.notes)
         if self.as_json:
             payload = {
                 "folder": str(result.folder),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mmexport.cli.options import json_option
+from mmexport.cli.options import echo_notes, json_option, progress_printer
 
 if TYPE_CHECKING:
     from mmexport.deploy.triton import TritonResult
@@ -131,10 +131,9 @@ def triton_cmd(
         fp16=fp16,
         workspace_bytes=workspace,
     )
-    say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  {m}", err=True))
+    say = progress_printer(quiet)
     result = triton_repository(artifacts, repo, options, overwrite=overwrite, say=say)
-    for note in result.model.notes:
-        click.echo(f"note: {note}", err=True)
+    echo_notes(result.model.notes)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_result(result))
 
 
