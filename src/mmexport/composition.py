@@ -210,6 +210,12 @@ def read_composition(folder: str | Path, *, verify_files: bool = True) -> Compos
             "does not exist",
             hint="a split export folder from `mmexport to-onnx --split -o FOLDER`",
         )
+    if path.suffix.lower() in (".onnx", ".engine", ".plan"):  # a model file where a split folder belongs
+        raise ArtifactError(
+            str(path),
+            "is a model file, not a split export folder",
+            hint="use mmexport.runtime.Session for one model; Pipeline takes a folder from `to-onnx --split`",
+        )
     data = read_json_limited(path, what=WHAT, max_bytes=MAX_BYTES)
     composition = Composition.from_dict(data, where=str(path))
     if verify_files:

@@ -105,6 +105,13 @@ def test_not_a_split_folder(tmp_path):
         Pipeline(tmp_path)
 
 
+def test_a_model_file_is_not_a_split_folder(tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07")  # any bytes: the suffix says what it is
+    with pytest.raises(ArtifactError, match=r"model\.onnx: is a model file, not a split export folder"):
+        Pipeline(model)
+
+
 @pytest.mark.parametrize(
     "file", ["../text.onnx", "/tmp/text.onnx", "sub/text.onnx", "..", ".", "", "a\\b.onnx"]
 )
