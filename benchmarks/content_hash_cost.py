@@ -1,10 +1,10 @@
-"""What ``Pipeline``'s content-hash cache key costs per call, by input size.
+"""What ``SplitSession``'s content-hash cache key costs per call, by input size.
 
     python benchmarks/content_hash_cost.py
     python benchmarks/content_hash_cost.py --json benchmarks/results/content_hash_cost.json
 
-``mmexport.runtime.pipeline.content_hash`` (blake2b over names, dtypes, shapes and bytes) is what
-``Pipeline(cache=...)`` computes for a cached part's inputs when no ``cache_keys`` are given. Timed
+``mmexport.split.session.content_hash`` (blake2b over names, dtypes, shapes and bytes) is what
+``SplitSession(cache=...)`` computes for a cached part's inputs when no ``cache_keys`` are given. Timed
 on the built-in ``fusion`` model's inputs at batch 1 (tokens 1x16 int64, image 1x3x128x128
 float32) and on 1 MB and 16 MB float32 arrays: median of ``--repeats`` timings of ``--number``
 calls each.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmexport.runtime.pipeline import content_hash
+from mmexport.split.session import content_hash
 
 CASES = {
     "tokens 1x16 int64": {"tokens": np.arange(16, dtype=np.int64).reshape(1, 16)},

@@ -10,9 +10,9 @@ call by call with the order rotating every round (so drift hits all alike), each
 alone with ``time.perf_counter``:
 
 - ``monolithic``: the whole-model ONNX in a ``Session``;
-- ``pipeline``: the split export in a ``Pipeline``, no cache;
-- ``cached-key``: ``Pipeline(cache={"text"})`` with ``cache_keys={"text": command id}``;
-- ``cached-hash``: ``Pipeline(cache={"text"})``, the tokens recognised by their content hash
+- ``pipeline``: the split export in a ``SplitSession``, no cache;
+- ``cached-key``: ``SplitSession(cache={"text"})`` with ``cache_keys={"text": command id}``;
+- ``cached-hash``: ``SplitSession(cache={"text"})``, the tokens recognised by their content hash
   (its cost included).
 
 Two thread settings, each measured as above: onnxruntime's default thread count with the
@@ -37,8 +37,9 @@ import numpy as np
 from mmexport import to_onnx
 from mmexport.bench import collect_environment
 from mmexport.export import ParityConfig
-from mmexport.export.split import to_onnx_split
-from mmexport.runtime import Pipeline, Session
+from mmexport.runtime import Session
+from mmexport.split import SplitSession
+from mmexport.split.export import to_onnx_split
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -106,9 +107,9 @@ def run_config(whole_path: Path, folder: Path, config: dict, args: argparse.Name
     threads, parallel = config["threads"], config["parallel"]
     whole = Session(whole_path, threads=threads, spin=False)
     split = {"threads": threads, "spin": False, "parallel": parallel}
-    plain = Pipeline(folder, **split)
-    keyed = Pipeline(folder, cache={"text"}, **split)
-    hashed = Pipeline(folder, cache={"text"}, **split)
+    plain = SplitSession(folder, **split)
+    keyed = SplitSession(folder, cache={"text"}, **split)
+    hashed = SplitSession(folder, cache={"text"}, **split)
     feeds = stream(whole, args.frames)
     runs: dict[str, Run] = {
         "monolithic": whole.run,

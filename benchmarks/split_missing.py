@@ -3,7 +3,7 @@
     python benchmarks/split_missing.py
     python benchmarks/split_missing.py --json benchmarks/results/split_missing.json
 
-Exports each built-in model split (into a temporary folder), then runs its ``Pipeline`` on the
+Exports each built-in model split (into a temporary folder), then runs its ``SplitSession`` on the
 synthetic held-out split (``--samples``, labelled) with every input given, and once per modality
 whose absence the model declares, with that modality's inputs left out. Accuracy is reported on
 all questions and apart on the questions whose answer needs the absent modality (colour and
@@ -22,14 +22,14 @@ from mmexport.bench import collect_environment
 from mmexport.data.sources import open_source
 from mmexport.data.synthetic import LABELS
 from mmexport.export import ParityConfig
-from mmexport.export.split import to_onnx_split
-from mmexport.runtime import Pipeline
+from mmexport.split import SplitSession
+from mmexport.split.export import to_onnx_split
 
 # which modality each answer needs: colour and shape answers the image, pitch answers the audio
 NEEDS = {label: ("audio" if label in ("low", "mid", "high") else "image") for label in LABELS}
 
 
-def evaluate(pipe: Pipeline, name: str, samples: int, absent: str | None) -> dict:
+def evaluate(pipe: SplitSession, name: str, samples: int, absent: str | None) -> dict:
     source = open_source(
         "synthetic", pipe.spec, builtin=name, split="evaluation", samples=samples, batch_size=50
     )
@@ -61,7 +61,7 @@ def main() -> None:
         for name in ("fusion", "seed"):
             print(f"exporting {name} split ...", file=sys.stderr)
             folder = to_onnx_split(name, Path(tmp) / name, parity=ParityConfig(random_points=0)).folder
-            with Pipeline(folder) as pipe:
+            with SplitSession(folder) as pipe:
                 declared = {p.name: p.absent.kind for p in pipe.composition.parts if p.absent is not None}
                 results[name] = {"declared": declared, "all inputs": evaluate(pipe, name, args.samples, None)}
                 for part in declared:

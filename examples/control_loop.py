@@ -30,8 +30,8 @@ from typing import TextIO
 import numpy as np
 from robot_core import DecisionCore, LatencyLog, decide
 
+from mmexport.core.errors import MmexportError
 from mmexport.data.synthetic import IMAGE_MEAN, IMAGE_STD, SyntheticTask
-from mmexport.errors import MmexportError
 from mmexport.runtime import Session
 
 

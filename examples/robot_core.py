@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmexport.core.errors import DataError, InputError, SpecError
+from mmexport.core.spec import InputSpec, ModelSpec
+from mmexport.data.feed_files import top_k
 from mmexport.data.preprocess import dim_range, normalize_image, text_to_tokens, wave_to_log_mel
-from mmexport.errors import DataError, InputError, SpecError
 from mmexport.runtime import Session
-from mmexport.runtime.feed_files import top_k
-from mmexport.spec import InputSpec, ModelSpec
 
 Feeds = dict[str, np.ndarray]
 LOG = logging.getLogger("mmexport.examples")
@@ -220,7 +220,7 @@ def labelled_output(spec: ModelSpec) -> tuple[str, tuple[str, ...]]:
 def top1(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> tuple[str | None, float]:
     """The label with the highest score in the labelled output (batch 1), and its probability.
 
-    Probabilities as ``mmexport run`` reports them (``mmexport.runtime.feed_files.top_k``):
+    Probabilities as ``mmexport run`` reports them (``mmexport.data.feed_files.top_k``):
     softmax of logits, or the scores themselves when they already sum to 1.
     """
     name, labels = labelled_output(spec)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from robot_core import Decision, DecisionCore, LatencyLog
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 from mmexport.runtime import Session
 
 ENCODINGS = ("rgb8", "bgr8")

@@ -99,7 +99,7 @@ def read_junit(path: Path) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     from mmexport.bench.environment import host_info
-    from mmexport.manifest import package_versions
+    from mmexport.core.manifest import package_versions
 
     host = host_info(Path("/"))
     memory = None

@@ -4,15 +4,15 @@ Importing this package needs numpy only; torch, onnx and onnxruntime are importe
 stages that use them.
 """
 
-from mmexport.errors import MmexportError
-from mmexport.spec import DimSpec, InputSpec, ModelSpec, OutputSpec
+from mmexport.core.errors import MmexportError
+from mmexport.core.spec import DimSpec, InputSpec, ModelSpec, OutputSpec
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "to_onnx": "mmexport.export",
     "load_model": "mmexport.export",
-    "inspect_artifact": "mmexport.inspection",
+    "inspect_artifact": "mmexport.core.inspection",
     "to_fp16": "mmexport.precision.stages",
     "calibrate": "mmexport.precision.stages",
     "accuracy": "mmexport.precision.stages",

@@ -108,7 +108,7 @@ def test_duplicate_labels_are_told_apart(artifacts):
 
 
 def test_artifact_without_manifest_needs_shapes(tmp_path):
-    from mmexport.errors import InputError
+    from mmexport.core.errors import InputError
 
     path = write_tiny(tmp_path, manifest=False)
     config = BenchConfig(warmup_s=0.0, iterations=3)

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from mmexport.errors import MissingDependencyError
+from mmexport.core.errors import MissingDependencyError
 
 
 def test_text_table(report):

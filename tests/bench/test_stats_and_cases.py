@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from mmexport.bench import LatencyStats, ShapeCase, build_cases, parse_shapes, resolve_point
-from mmexport.errors import InputError
-from mmexport.spec import ModelSpec
+from mmexport.core.errors import InputError
+from mmexport.core.spec import ModelSpec
 from runtime.onnx_models import SPEC
 
 

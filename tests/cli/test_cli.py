@@ -117,7 +117,7 @@ def test_inspect_refuses_a_file_without_a_graph(runner, tmp_path, content):
 
 
 def test_debug_shows_the_traceback(runner):
-    from mmexport.errors import ModelLoadError
+    from mmexport.core.errors import ModelLoadError
 
     result = runner.invoke(cli, ["--debug", "to-onnx", "missing.py:build"])
     assert result.exit_code != 0
@@ -176,8 +176,8 @@ def test_interrupt_held_until_the_manifest_is_written_says_so(runner, tmp_path, 
     import signal
     import threading
 
-    from mmexport import files
-    from mmexport.manifest import Manifest, read_manifest
+    from mmexport.core import files
+    from mmexport.core.manifest import Manifest, read_manifest
     from runtime.onnx_models import write_tiny
 
     monkeypatch.setattr(files, "INTERRUPTED", threading.Event())  # what the SIGINT handlers set

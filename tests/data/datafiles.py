@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from mmexport.models.task_spec import FUSION_SPEC
-from mmexport.spec import ModelSpec
+from mmexport.core.spec import ModelSpec
+from mmexport.data.task_spec import FUSION_SPEC
 
 
 def write_png(path: Path, pixels: np.ndarray, mode: str | None = None) -> Path:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from datafiles import HUGE, random_pixels, spec_with, tone, write_lying_npy, write_png, write_wav
 
+from mmexport.core.errors import DataError
+from mmexport.core.spec import ModelSpec
 from mmexport.data.audio import log_mel
 from mmexport.data.preprocess import load_file
 from mmexport.data.synthetic import IMAGE_MEAN, IMAGE_STD, SyntheticTask, encode
-from mmexport.errors import DataError
-from mmexport.spec import ModelSpec
 
 FUSION = spec_with()
 
@@ -277,8 +277,8 @@ def test_input_without_preprocess_needs_npy(tmp_path: Path) -> None:
 
 
 def test_unknown_words_map_to_unk_when_the_spec_names_one(tmp_path: Path) -> None:
+    from mmexport.core.errors import SpecError
     from mmexport.data.synthetic import VOCAB
-    from mmexport.errors import SpecError
 
     spec = spec_with()
     data = spec.to_dict()

@@ -22,6 +22,8 @@ from datafiles import (
     write_wav,
 )
 
+from mmexport.core.errors import DataError
+from mmexport.core.spec import ModelSpec
 from mmexport.data.sources import (
     CALIBRATION_SEED,
     Batch,
@@ -31,9 +33,7 @@ from mmexport.data.sources import (
     shape_coverage,
 )
 from mmexport.data.synthetic import HELDOUT_SEED, LABELS, TRAIN_SEED, encode
-from mmexport.errors import DataError
-from mmexport.models.task_spec import SEED_SPEC
-from mmexport.spec import ModelSpec
+from mmexport.data.task_spec import SEED_SPEC
 
 FUSION = spec_with()
 SEED = ModelSpec.from_dict(SEED_SPEC)

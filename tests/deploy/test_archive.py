@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mmexport.core.errors import ArtifactError
 from mmexport.deploy import archive
 from mmexport.deploy.archive import ArchiveLimits, ArchiveWriter, Entry, UnsafeArchiveError, check_member_name
 from mmexport.deploy.bundle import unbundle
-from mmexport.errors import ArtifactError
 
 
 def member(name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:

@@ -23,15 +23,15 @@ from click.testing import CliRunner
 from packaging.requirements import Requirement
 
 from mmexport.cli.app import cli
+from mmexport.core.errors import ArtifactError, MmexportError
+from mmexport.core.files import INTERRUPTED
+from mmexport.core.spec import ModelSpec
 from mmexport.deploy.archive import check_member_name
 from mmexport.deploy.bundle import BundleResult, make_bundle, unbundle
 from mmexport.deploy.bundle_artifacts import ChecksumError
 from mmexport.deploy.bundle_script import requirements_text
 from mmexport.deploy.bundle_targets import BUNDLE_TARGETS
-from mmexport.errors import ArtifactError, MmexportError
-from mmexport.files import INTERRUPTED
 from mmexport.runtime import Session
-from mmexport.spec import ModelSpec
 from mmexport.trt.targets import TARGETS
 from runtime.onnx_models import write_tiny
 
@@ -381,7 +381,7 @@ BAD_BUNDLE_JSON = {  # bundle.json edited by hand: every file and manifest still
         r"bundle\.json: has bundle format version 2; this mmexport reads up to 1 \(upgrade mmexport\)",
     ),
     "not a bundle": (
-        lambda b: json.dumps({**b, "format": "mmexport.manifest"}),
+        lambda b: json.dumps({**b, "format": "mmexport.core.manifest"}),
         r"bundle\.json: is not an mmexport bundle manifest \('format' is not 'mmexport\.bundle'\)",
     ),
 }
@@ -627,8 +627,8 @@ def write_external_model(folder: Path, location: str = "weights.onnx.data") -> P
     folder.mkdir(exist_ok=True)
     from onnx import TensorProto, helper, numpy_helper
 
-    from mmexport.files import sha256_file
-    from mmexport.manifest import Manifest
+    from mmexport.core.files import sha256_file
+    from mmexport.core.manifest import Manifest
 
     weight = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4), "W")
     graph = helper.make_graph(
@@ -658,8 +658,8 @@ def redirect_external_data(path: Path, location: str) -> Path:
     """The model at ``path`` pointing its weights at ``location`` (which onnx.save would refuse)."""
     import onnx
 
-    from mmexport.files import sha256_file
-    from mmexport.manifest import read_manifest
+    from mmexport.core.files import sha256_file
+    from mmexport.core.manifest import read_manifest
 
     model = onnx.load(str(path), load_external_data=False)
     for entry in model.graph.initializer[0].external_data:

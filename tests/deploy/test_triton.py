@@ -20,11 +20,11 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from mmexport.cli.app import cli
+from mmexport.core.manifest import manifest_path
 from mmexport.deploy.triton import triton_repository
 from mmexport.deploy.triton_artifacts import read_artifacts
 from mmexport.deploy.triton_model import TritonError, TritonOptions, make_model
 from mmexport.export import ParityConfig, to_onnx
-from mmexport.manifest import manifest_path
 from mmexport.models import get_builtin
 from mmexport.precision.stages import CalibrationConfig, Fp16Config, calibrate, to_fp16
 

@@ -16,10 +16,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from mmexport.core.errors import ArtifactError
 from mmexport.deploy.triton import triton_repository
 from mmexport.deploy.triton_artifacts import read_artifacts
 from mmexport.deploy.triton_model import TritonError, TritonOptions, make_model
-from mmexport.errors import ArtifactError
 from mmexport.trt.build_options import BuildOptions
 from mmexport.trt.build_stage import build_engine
 from mmexport.trt.targets import get_target

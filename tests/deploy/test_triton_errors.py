@@ -20,13 +20,13 @@ from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as pb
 
 from mmexport.cli.app import cli
+from mmexport.core.errors import ArtifactError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.deploy.triton import triton_repository
 from mmexport.deploy.triton_artifacts import read_artifacts
 from mmexport.deploy.triton_model import TritonError, TritonOptions, default_name, make_model
-from mmexport.errors import ArtifactError
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest
-from mmexport.spec import ModelSpec
 from runtime.onnx_models import SPEC, tiny_graph, write_tiny
 
 TINY_MODEL_FOLDER = ["tiny", "tiny/1", "tiny/1/model.onnx", "tiny/config.pbtxt", "tiny/model.onnx.json"]

@@ -18,10 +18,10 @@ from robot_core import (
     top1,
 )
 
+from mmexport.core.errors import DataError, InputError, SpecError
+from mmexport.core.spec import ModelSpec
 from mmexport.data.preprocess import load_image, load_wav
 from mmexport.data.synthetic import encode
-from mmexport.errors import DataError, InputError, SpecError
-from mmexport.spec import ModelSpec
 
 from .toy_model import SPEC
 

@@ -19,7 +19,7 @@ import pytest
 import ros2_node
 from robot_core import Decision
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 
 from .conftest import EXAMPLES
 

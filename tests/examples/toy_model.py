@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest
 from mmexport.models import DEFAULT_MODEL, get_builtin
 
 SPEC = get_builtin(DEFAULT_MODEL).spec

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmexport.errors import ModelLoadError, SpecError
+from mmexport.core.errors import ModelLoadError, SpecError
+from mmexport.core.spec import ModelSpec
 from mmexport.export.loader import load_model
-from mmexport.spec import ModelSpec
 
 
 def test_file_factory_takes_the_spec_from_its_module(tiny_ref):
@@ -53,8 +53,8 @@ def test_spec_that_does_not_fit_forward_is_refused(tiny_ref):
 
 
 def test_a_module_instance_exports_from_python(tmp_path):
+    from mmexport.core.spec import ModelSpec
     from mmexport.export import to_onnx
-    from mmexport.spec import ModelSpec
     from tiny_models import TINY_SPEC, TinyFusion
 
     result = to_onnx(TinyFusion(), tmp_path / "m.onnx", spec=ModelSpec.from_dict(TINY_SPEC))

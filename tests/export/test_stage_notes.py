@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import TINY_FILE
-from mmexport.errors import ArtifactError, ModelLoadError, ParityError
+from mmexport.core.errors import ArtifactError, ModelLoadError, ParityError
+from mmexport.core.manifest import read_manifest
 from mmexport.export import ParityConfig, to_onnx
-from mmexport.manifest import read_manifest
 from tiny_models import TINY_SPEC
 
 QUICK = ParityConfig(random_points=0)
@@ -105,7 +105,7 @@ def test_sigkill_during_export_leaves_nothing_valid_and_a_rerun_succeeds(tmp_pat
 def test_an_interrupt_swallowed_on_the_way_still_stops_publishing(tmp_path):
     """torch's exporter can swallow KeyboardInterrupt; the CLI's SIGINT handler sets INTERRUPTED
     and publish refuses to move the artifact into place."""
-    from mmexport.files import INTERRUPTED, publish, staging_dir
+    from mmexport.core.files import INTERRUPTED, publish, staging_dir
 
     final = tmp_path / "model.onnx"
     INTERRUPTED.set()

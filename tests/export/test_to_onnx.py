@@ -8,12 +8,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from mmexport.errors import ExportError, FrozenDimError, ParityError, SpecError
+from mmexport.core.errors import ExportError, FrozenDimError, ParityError, SpecError
+from mmexport.core.manifest import read_manifest, verify_sha256
+from mmexport.core.spec import ModelSpec
 from mmexport.export import ExportConfig, ParityConfig, to_onnx
 from mmexport.export.onnx_export import dim_values, normalize_dims
 from mmexport.export.parity import compare
-from mmexport.manifest import read_manifest, verify_sha256
-from mmexport.spec import ModelSpec
 from tiny_models import TINY_SPEC
 
 
@@ -101,7 +101,7 @@ def test_frozen_dim_is_named(tmp_path):
 
 
 def test_frozen_dim_check_on_a_handmade_graph(tmp_path):
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
 
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 16])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 16])
@@ -166,7 +166,7 @@ def test_opset_outside_the_exporters_range():
 def test_exported_graph_runs_in_onnxruntime_at_unseen_shapes(exported):
     result, _ = exported
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
 
     spec = ModelSpec.from_dict(TINY_SPEC)
     feed = spec.sample_feed({"batch": 3, "height": 31, "width": 9, "seq": 11, "steps": 3}, seed=5)
@@ -192,7 +192,7 @@ def test_a_second_export_in_one_process_keeps_rnn_dims_dynamic(exported, tmp_pat
 
 def test_two_dims_the_model_needs_equal_are_named(tmp_path):
     from conftest import TINY_FILE
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
     from tiny_models import SUM_SPEC
 
     with pytest.raises(SpecError, match=r"dims 'n' and 'm' must be equal for this model"):
@@ -201,8 +201,8 @@ def test_two_dims_the_model_needs_equal_are_named(tmp_path):
 
 
 def test_a_point_where_pytorch_itself_fails_fails_the_gate(exported):
+    from mmexport.core.spec import ModelSpec
     from mmexport.export.parity import run_parity
-    from mmexport.spec import ModelSpec
     from tiny_models import tiny
 
     class FailsOnBigBatches(torch.nn.Module):

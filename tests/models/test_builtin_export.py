@@ -6,10 +6,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from mmexport.core.manifest import read_manifest
 from mmexport.export import to_onnx
 from mmexport.export.onnx_export import dim_values
 from mmexport.export.parity import torch_outputs
-from mmexport.manifest import read_manifest
 from mmexport.models import DEFAULT_MODEL, builtin_names, get_builtin
 
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mmexport.cli.app import cli
+from mmexport.core.spec import ModelSpec
 from mmexport.pipeline import build_engines
 from mmexport.pipeline.run import bench_batches
-from mmexport.spec import ModelSpec
 
 TESTS = Path(__file__).parents[1]
 TINY_ARGS = ["--samples", "4", "--eval-samples", "4", "--duration", "0.05"]
@@ -168,9 +168,9 @@ def test_bad_data_of_a_user_model_with_spec_fails_before_the_export(tmp_path: Pa
 
 
 def test_user_model_without_spec_checks_the_data_path_exists(tmp_path: Path) -> None:
-    from mmexport.errors import DataError
+    from mmexport.core.errors import DataError
+    from mmexport.pipeline.config import PipelineConfig
     from mmexport.pipeline.preflight import check_data
-    from mmexport.pipeline.run import PipelineConfig
 
     config = PipelineConfig(model="my_model.py:build", data=str(tmp_path / "none"))
     with pytest.raises(DataError, match="does not exist"):

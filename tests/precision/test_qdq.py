@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 from mmexport.precision import calib_cache
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.qdq import QUANTIZED_OPS, insert_qdq

@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from mmexport.core.spec import ModelSpec
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.sensitivity import branch_costs, branches, fit_budget
-from mmexport.spec import ModelSpec
 
 SPEC = ModelSpec.from_dict(
     {

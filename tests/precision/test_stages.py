@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import pytest
 
-from mmexport.errors import ArtifactError, DataError, MmexportError, PrecisionError
-from mmexport.files import sha256_file
-from mmexport.inspection import model_precision
-from mmexport.manifest import read_manifest
+from mmexport.core.errors import ArtifactError, DataError, MmexportError, PrecisionError
+from mmexport.core.files import sha256_file
+from mmexport.core.inspection import model_precision
+from mmexport.core.manifest import read_manifest
 from mmexport.precision import calib_cache
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.stages import CalibrationConfig, Fp16Config, accuracy, calibrate, to_fp16
@@ -26,8 +26,8 @@ def write_vector_model(path: Path, nodes: list, initializers: list) -> Path:
     """A handmade FP32 graph from x [n, 4] to y [n, 4], with the manifest to-onnx would write."""
     from onnx import TensorProto, helper
 
-    from mmexport.manifest import Manifest
-    from mmexport.spec import ModelSpec
+    from mmexport.core.manifest import Manifest
+    from mmexport.core.spec import ModelSpec
 
     graph = helper.make_graph(
         nodes,
@@ -191,7 +191,7 @@ def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: 
 def test_fp16_io_manifest_says_float16_and_the_runtime_runs_it(tiny_onnx: Path, tmp_path: Path) -> None:
     """--fp16-io: the manifest's spec says float16 where the graph takes float16, so the runtime
     opens the file (it refused it: float32 in the manifest, float16 in the graph)."""
-    from mmexport.errors import InputError
+    from mmexport.core.errors import InputError
     from mmexport.runtime import Session
 
     out = to_fp16(
@@ -335,7 +335,7 @@ def test_outputs_that_would_lose_the_source_are_refused_first(tiny_onnx: Path, t
 
 
 def test_budget_needs_something_to_measure(tiny_onnx: Path, tmp_path: Path) -> None:
-    from mmexport.manifest import Manifest
+    from mmexport.core.manifest import Manifest
 
     manifest = read_manifest(tiny_onnx)
     assert manifest is not None
@@ -343,7 +343,7 @@ def test_budget_needs_something_to_measure(tiny_onnx: Path, tmp_path: Path) -> N
     shutil.copy(tiny_onnx, unlabelled)
     data = manifest.to_dict()["spec"]
     data["outputs"] = ["logits"]  # no class labels: no top-1 agreement to budget on
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
 
     Manifest(
         kind="onnx",
@@ -392,8 +392,8 @@ def test_user_models_are_evaluated_on_their_data_when_no_eval_data(tiny_onnx: Pa
 def test_a_reference_that_predicts_one_class_is_flagged(tmp_path: Path) -> None:
     from onnx import helper
 
+    from mmexport.core.spec import ModelSpec
     from mmexport.precision.accuracy import evaluate
-    from mmexport.spec import ModelSpec
 
     # y = 0 * x + [1, 0, 0, 0]: the same top-1 class whatever the input (like untrained weights)
     zero = onnx.numpy_helper.from_array(np.zeros(4, dtype=np.float32), "zero")

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from mmexport.runtime.validation import MAX_FEED_BYTES
-from mmexport.spec import ModelSpec
+from mmexport.core.memory import MAX_FEED_BYTES
+from mmexport.core.spec import ModelSpec
 
 ELEMENTS = 200_000  # per array; above this an array is a broadcast view
 VALID_BUDGET = 1_500_000  # elements of a whole valid feed (keeps the default model's runs short)

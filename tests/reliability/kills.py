@@ -27,9 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmexport.errors import MmexportError
-from mmexport.files import sha256_file
-from mmexport.manifest import read_manifest
+from mmexport.core.errors import MmexportError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import read_manifest
 
 TESTS = Path(__file__).resolve().parents[1]
 POINTS = ("in-staging", "before-publish", "before-manifest")
@@ -50,11 +50,11 @@ def _pause():
 
 
 if _POINT in ("in-staging", "before-publish", "before-manifest"):
-    import mmexport.files
-    import mmexport.manifest
+    import mmexport.core.files
+    import mmexport.core.manifest
 
     if _POINT == "in-staging":
-        _staging_dir = mmexport.files.staging_dir
+        _staging_dir = mmexport.core.files.staging_dir
 
         @contextmanager
         def staging_dir(final_path):
@@ -62,23 +62,23 @@ if _POINT in ("in-staging", "before-publish", "before-manifest"):
                 _pause()
                 yield folder
 
-        mmexport.files.staging_dir = staging_dir
+        mmexport.core.files.staging_dir = staging_dir
     elif _POINT == "before-publish":
-        _publish_artifact = mmexport.manifest.publish_artifact
+        _publish_artifact = mmexport.core.manifest.publish_artifact
 
         def publish_artifact(*args, **kwargs):
             _pause()
             return _publish_artifact(*args, **kwargs)
 
-        mmexport.manifest.publish_artifact = publish_artifact
+        mmexport.core.manifest.publish_artifact = publish_artifact
     else:
-        _write = mmexport.manifest.Manifest.write
+        _write = mmexport.core.manifest.Manifest.write
 
         def write(self, path):
             _pause()
             return _write(self, path)
 
-        mmexport.manifest.Manifest.write = write
+        mmexport.core.manifest.Manifest.write = write
 elif _POINT == "bundle-before-publish":  # inside ArchiveWriter.__exit__, just before os.replace
     import types
 

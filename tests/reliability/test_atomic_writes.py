@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmexport.files import INTERRUPTED, atomic_write_text, publish, remove_abandoned_staging, staging_dir
-from mmexport.manifest import read_manifest
+from mmexport.core.files import INTERRUPTED, atomic_write_text, publish, remove_abandoned_staging, staging_dir
+from mmexport.core.manifest import read_manifest
 from runtime.onnx_models import write_tiny
 
 
@@ -64,7 +64,7 @@ def test_manifest_writes_flush_the_folder_after_the_rename(tmp_path: Path, fsync
 def test_ctrl_c_during_the_final_moves_completes_them_then_stops(tmp_path: Path) -> None:
     """SIGINT between the artifact's move and its manifest's used to leave the new artifact without
     a manifest (and the old one gone). Now the moves finish, then KeyboardInterrupt is raised."""
-    from mmexport.manifest import Manifest, publish_artifact
+    from mmexport.core.manifest import Manifest, publish_artifact
 
     final = write_tiny(tmp_path)  # a previous good artifact
     manifest = read_manifest(final)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmexport.errors import InputError
+from mmexport.core.errors import InputError
+from mmexport.core.spec import ModelSpec
 from mmexport.runtime import Session
-from mmexport.spec import ModelSpec
 from reliability import budget
 from runtime.onnx_models import feeds
 

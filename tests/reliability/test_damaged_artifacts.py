@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from mmexport.cli.app import cli
-from mmexport.errors import ArtifactError, BackendError, MmexportError
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest, read_manifest
+from mmexport.core.errors import ArtifactError, BackendError, MmexportError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.precision.common import load_source_model
 from mmexport.runtime import Session
-from mmexport.spec import ModelSpec
 from reliability import budget
 from reliability.damage import DAMAGES, flip_bit
 from runtime.onnx_models import SPEC, feeds, tiny_graph

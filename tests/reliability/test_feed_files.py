@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from numpy.lib import format as npy_format
 
 from mmexport.cli.app import cli
-from mmexport.errors import DataError
-from mmexport.runtime.feed_files import read_feeds
-from mmexport.spec import ModelSpec
+from mmexport.core.errors import DataError
+from mmexport.core.spec import ModelSpec
+from mmexport.data.feed_files import read_feeds
 from reliability import budget
 from runtime.onnx_models import SPEC, feeds
 

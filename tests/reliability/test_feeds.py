@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from mmexport.errors import BackendError, InputError
+from mmexport.core.errors import BackendError, InputError
 from mmexport.runtime import Session
 from reliability import budget
 from reliability.feed_cases import Case, broken_inputs, cases, reference_feed

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest
-from mmexport.spec import ModelSpec
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest
+from mmexport.core.spec import ModelSpec
 from reliability import budget
 from reliability.kills import POINTS, TINY_FILE, Command, interrupt, leftovers, make_shim, run, state
 from trt.test_build import SPEC, tiny_artifact

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmexport.errors import ArtifactError, MmexportError
-from mmexport.manifest import MAX_MANIFEST_BYTES, read_manifest
+from mmexport.core.errors import ArtifactError, MmexportError
+from mmexport.core.manifest import MAX_MANIFEST_BYTES, read_manifest
 from mmexport.runtime import Session
 from reliability import budget
 from runtime.onnx_models import feeds, write_tiny

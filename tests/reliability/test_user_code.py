@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
-from mmexport.errors import ModelLoadError
+from mmexport.core.errors import ModelLoadError
 from mmexport.export.loader import load_model
 
 SCRIPTS = {

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest
-from mmexport.spec import ModelSpec
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest
+from mmexport.core.spec import ModelSpec
 
 LABELS = ["red", "green", "blue", "tone"]
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmexport.errors import DataError
-from mmexport.runtime.feed_files import read_feeds, summarize_outputs, top_k
-from mmexport.spec import OutputSpec
+from mmexport.core.errors import DataError
+from mmexport.core.spec import OutputSpec
+from mmexport.data.feed_files import read_feeds, summarize_outputs, top_k
 
 
 def test_top_k_uses_softmax_for_logits_and_keeps_probabilities():

@@ -99,9 +99,9 @@ def test_run_reads_an_image_file_through_the_spec_preprocess(tmp_path):
 
     from PIL import Image
 
-    from mmexport.files import sha256_file
-    from mmexport.manifest import Manifest
-    from mmexport.spec import ModelSpec
+    from mmexport.core.files import sha256_file
+    from mmexport.core.manifest import Manifest
+    from mmexport.core.spec import ModelSpec
     from runtime.onnx_models import SPEC
 
     spec = copy.deepcopy(SPEC)

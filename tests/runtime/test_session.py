@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from mmexport.errors import ArtifactError, BackendError, InputError
+from mmexport.core.errors import ArtifactError, BackendError, InputError
 from mmexport.runtime import Session, backend_names
 from mmexport.runtime.backends.base import BackendConfig
 from mmexport.runtime.backends.onnxrt.loader import profile_options, provider_list, resolve_provider

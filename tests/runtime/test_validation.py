@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmexport.errors import InputError, MmexportError
+from mmexport.core.errors import InputError, MmexportError
 from mmexport.runtime import can_cast_losslessly
 from runtime.onnx_models import feeds
 

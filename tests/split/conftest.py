@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mmexport.core.spec import ModelSpec
 from mmexport.export import ExportConfig, ParityConfig
-from mmexport.export.split import SplitResult, to_onnx_split
 from mmexport.models import get_builtin
-from mmexport.spec import ModelSpec
+from mmexport.split.export import SplitResult, to_onnx_split
 
 from .split_models import PAIR_SPEC
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mmexport.errors import ArtifactError
-from mmexport.runtime import Pipeline
+from mmexport.core.errors import ArtifactError
+from mmexport.split import SplitSession
 
 
 def _edit(folder: Path, change) -> None:
@@ -25,14 +25,14 @@ def _part(data: dict, name: str) -> dict:
 def test_missing_part_file(fusion_copy):
     (fusion_copy / "audio.onnx").unlink()
     with pytest.raises(ArtifactError, match=r"'parts\[2\]\.file': part 'audio' file 'audio.onnx' is missing"):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_sha_mismatch(fusion_copy):
     with open(fusion_copy / "text.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ArtifactError, match=r"'parts\[1\]\.sha256'.*does not match its sha256"):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_wire_to_an_unknown_part_output(fusion_copy):
@@ -42,13 +42,13 @@ def test_wire_to_an_unknown_part_output(fusion_copy):
     with pytest.raises(
         ArtifactError, match=r"'parts\[3\]\.inputs\.summary' reads output 'nope' of part 'text'"
     ):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_wire_to_an_unknown_model_input(fusion_copy):
     _edit(fusion_copy, lambda d: _part(d, "image")["inputs"].update(image={"input": "camera"}))
     with pytest.raises(ArtifactError, match="reads model input 'camera', which the spec does not declare"):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_wire_naming_an_input_the_part_does_not_take(fusion_copy):
@@ -60,7 +60,7 @@ def test_wire_naming_an_input_the_part_does_not_take(fusion_copy):
     with pytest.raises(
         ArtifactError, match=r"'parts\[3\]\.inputs\.summry': 'summry' is not an input of fuse.onnx"
     ):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_newer_format_version(fusion_copy):
@@ -68,14 +68,14 @@ def test_newer_format_version(fusion_copy):
     with pytest.raises(
         ArtifactError, match=r"composition format version 2; this mmexport reads up to 1 \(upgrade mmexport\)"
     ):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 @pytest.mark.parametrize("version", [0, -1, True, 1.0, "1"])
 def test_format_version_that_no_mmexport_wrote(fusion_copy, version):
     _edit(fusion_copy, lambda d: d.update(format_version=version))
     with pytest.raises(ArtifactError, match=r"format version .*; this mmexport reads up to 1") as info:
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
     assert "upgrade" not in str(info.value)
 
 
@@ -85,31 +85,31 @@ def test_a_folder_in_place_of_composition_json(fusion_copy):
     with pytest.raises(
         ArtifactError, match=r"composition\.json: is not a file; an mmexport composition manifest is a JSON"
     ):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_cycle(fusion_copy):
     _edit(fusion_copy, lambda d: _part(d, "text")["inputs"].update(loop={"part": "fuse", "output": "logits"}))
     with pytest.raises(ArtifactError, match="cycle through part"):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_masked_part_without_a_flag(fusion_copy):
     _edit(fusion_copy, lambda d: _part(d, "fuse")["inputs"].pop("audio_present"))
     with pytest.raises(ArtifactError, match=r"'parts\[2\]\.absent'.*no part reads its flag"):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_not_a_split_folder(tmp_path):
     with pytest.raises(ArtifactError, match=r"composition\.json: does not exist"):
-        Pipeline(tmp_path)
+        SplitSession(tmp_path)
 
 
 def test_a_model_file_is_not_a_split_folder(tmp_path):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"\x08\x07")  # any bytes: the suffix says what it is
     with pytest.raises(ArtifactError, match=r"model\.onnx: is a model file, not a split export folder"):
-        Pipeline(model)
+        SplitSession(model)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_part_file_must_be_a_file_name_in_the_folder(fusion_copy, file):
     outside.write_bytes((fusion_copy / "text.onnx").read_bytes())
     _edit(fusion_copy, lambda d: _part(d, "text").update(file=file))
     with pytest.raises(ArtifactError, match=r"field 'parts\[1\]\.file' must be a file name without a folder"):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def _raw(folder: Path, replace: tuple[str, str]) -> None:
@@ -148,7 +148,7 @@ def _raw(folder: Path, replace: tuple[str, str]) -> None:
 def test_damaged_json_is_an_artifact_error(fusion_copy, replace, message):
     _raw(fusion_copy, replace)
     with pytest.raises(ArtifactError, match=message):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_damaged_json_is_an_artifact_error(fusion_copy, replace, message):
 def test_wrong_field_types_are_artifact_errors_naming_the_field(fusion_copy, change, field):
     _edit(fusion_copy, change)
     with pytest.raises(ArtifactError, match=field):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 @pytest.mark.parametrize(
@@ -197,14 +197,14 @@ def test_constant_absence_values_are_checked(seed_split, tmp_path, value, proble
     folder = Path(shutil.copytree(seed_split.folder, tmp_path / "seed"))
     _edit(folder, lambda d: _part(d, "image")["absent"]["values"].update(image_feature=value))
     with pytest.raises(ArtifactError, match=rf"'parts\[0\]\.absent\.values\.image_feature'.*{problem}"):
-        Pipeline(folder)
+        SplitSession(folder)
 
 
 def test_oversized_file_is_refused_before_parsing(fusion_copy):
     path = fusion_copy / "composition.json"
     path.write_bytes(path.read_bytes() + b" " * (16 << 20))
     with pytest.raises(ArtifactError, match="larger than 16 MiB"):
-        Pipeline(fusion_copy)
+        SplitSession(fusion_copy)
 
 
 def test_null_embedding_that_does_not_fit_the_reading_part_is_refused_at_load(seed_split, tmp_path):
@@ -218,4 +218,4 @@ def test_null_embedding_that_does_not_fit_the_reading_part_is_refused_at_load(se
         match=r"'parts\[0\]\.absent\.values\.image_feature': float32 \[2, 32\] does not fit input "
         r"'image_feature' of fuse\.onnx \(float32 \[batch, 64\]\)",
     ):
-        Pipeline(folder)
+        SplitSession(folder)

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
-from mmexport.composition import read_composition
+from mmexport.split.composition import read_composition
 
 MODELS = Path(__file__).parent / "split_models.py"
 FAST = ["--exporter", "torchscript", "--random-points", "1"]  # dynamo takes ~5x longer on these

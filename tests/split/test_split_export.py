@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from mmexport.composition import read_composition
-from mmexport.errors import ArtifactError, ExportError, SpecError
+from mmexport.core.errors import ArtifactError, ExportError, SpecError
+from mmexport.core.manifest import read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.export.parity import torch_outputs
-from mmexport.export.split import to_onnx_split
-from mmexport.manifest import read_manifest
 from mmexport.models import get_builtin
-from mmexport.runtime import Pipeline
-from mmexport.spec import ModelSpec
+from mmexport.split import SplitSession
+from mmexport.split.composition import read_composition
+from mmexport.split.export import to_onnx_split
 
 from .conftest import GATE, narrow_spec
 
@@ -30,7 +30,7 @@ def test_split_equals_monolithic_at_every_gate_point(name, request):
     # beyond the gate: other random points, compared here with the runtime's public API
     spec = narrow_spec(name)
     model = get_builtin(name).build()
-    with Pipeline(result.folder) as pipe:
+    with SplitSession(result.folder) as pipe:
         for k, point in enumerate(spec.random_points(3, seed=99)):
             feed = spec.sample_feed(point, seed=100 + k)
             (expected,) = torch_outputs(model, feed)
@@ -60,7 +60,7 @@ def test_parts_each_passed_their_own_gate_and_are_recorded(fusion_split):
         assert manifest.validation["parity"]["passed"] is True
         assert manifest.source["part"] == part.name
     raw = json.loads((folder / "composition.json").read_text())
-    assert raw["format"] == "mmexport.composition" and raw["format_version"] == 1
+    assert raw["format"] == "mmexport.split.composition" and raw["format_version"] == 1
     assert raw["validation"]["composed_parity"]["passed"] is True
     assert {p["name"]: p["absent"] for p in raw["parts"]} == {
         "image": {"kind": "mask"},
@@ -117,7 +117,7 @@ def test_refuses_a_folder_holding_other_files(tmp_path):
 )
 def test_split_parts_names_are_checked_before_export(tmp_path, name, flag, message):
     from mmexport.export.loader import load_model
-    from mmexport.export.split import split_parts_of
+    from mmexport.split.export import split_parts_of
 
     from .split_models import MMEXPORT_SPEC, renamed
 

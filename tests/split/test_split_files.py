@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mmexport.export import split_files
-from mmexport.export.split_files import publish_folder
-from mmexport.files import staging_dir
+from mmexport.core.files import staging_dir
+from mmexport.split import files as split_files
+from mmexport.split.files import publish_folder
 
 
 def _export(folder: Path, text: str) -> None:
@@ -56,9 +56,9 @@ def test_ctrl_c_during_a_split_export_keeps_the_earlier_one(tmp_path, monkeypatc
     """An interrupt that a library swallowed is honoured before the folder is moved into place."""
     import threading
 
+    from mmexport.core.spec import ModelSpec
     from mmexport.export import ExportConfig, ParityConfig
-    from mmexport.export.split import to_onnx_split
-    from mmexport.spec import ModelSpec
+    from mmexport.split.export import to_onnx_split
 
     from .split_models import MMEXPORT_SPEC, tiny
 

@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
-from mmexport.composition import read_composition
-from mmexport.errors import InputError
-from mmexport.export.split_precision import parse_parts, split_precision
-from mmexport.files import sha256_file
-from mmexport.manifest import read_manifest
+from mmexport.core.errors import InputError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import read_manifest
 from mmexport.precision.stages import CalibrationConfig, Fp16Config
-from mmexport.runtime import Pipeline
+from mmexport.split import SplitSession
+from mmexport.split.composition import read_composition
+from mmexport.split.precision import parse_parts, split_precision
 
 from .conftest import narrow_spec
 
@@ -53,7 +53,7 @@ def test_per_part_precisions_are_recorded_and_run(fusion_split, tmp_path):
     assert composition.validation["composed_agreement"]["top1_agreement"] >= 0.8
     spec = narrow_spec("fusion")
     feed = spec.sample_feed(spec.point("opt"), seed=1)
-    with Pipeline(tmp_path / "mixed") as variant, Pipeline(fusion_split.folder) as fp32:
+    with SplitSession(tmp_path / "mixed") as variant, SplitSession(fusion_split.folder) as fp32:
         a, b = variant.run(feed)["logits"], fp32.run(feed)["logits"]
     assert a.shape == b.shape and not np.array_equal(a, b)
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -147,7 +147,7 @@ def test_parts_kept_in_fp32_keep_their_external_data(fusion_copy, tmp_path):
     """A part whose weights are in an external data file (models over 2 GiB) is copied with it."""
     import onnx
 
-    from mmexport.files import sha256_file
+    from mmexport.core.files import sha256_file
 
     image = fusion_copy / "image.onnx"
     onnx.save(
@@ -172,7 +172,7 @@ def test_parts_kept_in_fp32_keep_their_external_data(fusion_copy, tmp_path):
     ).read_bytes()
     spec = narrow_spec("fusion")
     feed = spec.sample_feed(spec.point("opt"), seed=1)
-    with Pipeline(tmp_path / "copy") as copy, Pipeline(fusion_copy) as original:
+    with SplitSession(tmp_path / "copy") as copy, SplitSession(fusion_copy) as original:
         np.testing.assert_array_equal(copy.run(feed)["logits"], original.run(feed)["logits"])
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest
-from mmexport.spec import ModelSpec
-from mmexport.trt.engine_info import EngineInfo
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest
+from mmexport.core.spec import ModelSpec
+from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
 
 from .fakes.runtime_api import FakeEngine
 

@@ -13,12 +13,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mmexport.errors import ArtifactError, EngineBuildError, MissingDependencyError
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest, read_manifest
+from mmexport.core.errors import ArtifactError, EngineBuildError, MissingDependencyError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
-from mmexport.spec import ModelSpec
-from mmexport.trt.api import generation
+from mmexport.runtime.backends.tensorrt.api import generation
 from mmexport.trt.build_options import BuildOptions, parse_size
 from mmexport.trt.build_stage import build_engine
 from mmexport.trt.calibrator import find_cache, load_cache, make_calibrator

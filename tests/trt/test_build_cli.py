@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
-from mmexport.trt.api import generation
+from mmexport.runtime.backends.tensorrt.api import generation
 
 from .test_build import tiny_artifact
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from mmexport.cli.app import cli
-from mmexport.errors import CheckError
+from mmexport.core.errors import CheckError
 from mmexport.trt.check import check_onnx
 from mmexport.trt.opsupport import matrices, matrix_for
 from mmexport.trt.targets import get_target

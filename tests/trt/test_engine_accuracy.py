@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest
 from mmexport.precision.accuracy import evaluate
 from mmexport.precision.stages import accuracy
 

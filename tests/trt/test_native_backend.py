@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmexport.errors import ArtifactError, BackendError, InputError, MissingDependencyError
+from mmexport.core.errors import ArtifactError, BackendError, InputError, MissingDependencyError
 from mmexport.runtime import Session
 from mmexport.runtime.backends.tensorrt.cuda import DeviceArray
+from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
 from mmexport.runtime.backends.tensorrt.loader import Machine, mismatches
-from mmexport.trt.engine_info import EngineInfo
 
 from .engines import feeds, score, write_engine
 from .fakes.cuda_runtime import FakeCudaTensor, cudaError_t
@@ -251,8 +251,8 @@ def test_real_tensorrt_refuses_a_foreign_engine_before_deserializing(tmp_path: P
 
 
 def write_engine_real(folder: Path, trt) -> Path:
-    from mmexport.files import sha256_file
-    from mmexport.manifest import Manifest
+    from mmexport.core.files import sha256_file
+    from mmexport.core.manifest import Manifest
 
     from .engines import SPEC
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
+from mmexport.core.spec import ModelSpec
 from mmexport.models import builtin_names, get_builtin
-from mmexport.spec import ModelSpec
 from mmexport.trt.profiles import build_profiles, parse_profile, spec_profile, static_profile
 
 SPEC = ModelSpec.from_dict(

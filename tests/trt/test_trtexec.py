@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from mmexport.bench import BenchConfig, BenchTarget, benchmark
-from mmexport.bench.trtexec import Behaviour, behaviour_flags, generations_for, trtexec_command
 from mmexport.cli.app import cli
+from mmexport.trt.trtexec import Behaviour, behaviour_flags, generations_for, trtexec_command
 
 from .engines import SPEC, write_engine
 

@@ -12,8 +12,9 @@ Needs numpy and the runtime's backend only; matplotlib for ``BenchReport.plot``.
 """
 
 from mmexport.bench.cases import ShapeCase, build_cases, parse_shapes, resolve_point
+from mmexport.bench.config import BenchConfig
 from mmexport.bench.environment import collect_environment
-from mmexport.bench.harness import BenchConfig, BenchTarget, Runnable, benchmark
+from mmexport.bench.harness import BenchTarget, Runnable, benchmark
 from mmexport.bench.report import BenchReport, CaseResult, TargetInfo
 from mmexport.bench.stats import LatencyStats
 

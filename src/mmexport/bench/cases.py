@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mmexport.errors import InputError
-from mmexport.spec import ModelSpec, ShapePoint
+from mmexport.core.errors import InputError
+from mmexport.core.spec import ModelSpec, ShapePoint
 
 CORNERS = ("min", "opt", "max")
 

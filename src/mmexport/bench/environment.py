@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmexport.manifest import package_versions
+from mmexport.core.manifest import package_versions
 
 Runner = Callable[[Sequence[str]], "str | None"]
 LIBRARIES = ("mmexport", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch")

@@ -18,11 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from mmexport.bench.cases import ShapeCase, batch_dim, resolve_point
+from mmexport.bench.config import BenchConfig
 from mmexport.bench.environment import collect_environment
 from mmexport.bench.gpu_timing import gpu_stats, timings_hook
 from mmexport.bench.report import BenchReport, CaseResult, TargetInfo
 from mmexport.bench.stats import LatencyStats
-from mmexport.spec import ModelSpec
+from mmexport.core.spec import ModelSpec
 
 Progress = Callable[[str], None]
 
@@ -38,18 +39,6 @@ class Runnable(Protocol):
     def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, Any]: ...
 
     def describe(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """How long and how much to measure; defaults follow trtexec (200 ms warm-up, 3 s)."""
-
-    warmup_s: float = 0.2
-    duration_s: float = 3.0
-    iterations: int | None = None
-    min_iterations: int = 10
-    block_s: float = 0.02
-    seed: int = 0
 
 
 @dataclass
@@ -198,8 +187,8 @@ def _measure_case(
 
 def _trtexec(o: _Open, feeds: Mapping[str, np.ndarray], config: BenchConfig) -> list[str]:
     """The equivalent trtexec line(s) for engines and ONNX files; none for other artifacts."""
-    from mmexport.bench.trtexec import ENGINE_SUFFIXES, generations_for, trtexec_command
-    from mmexport.manifest import package_versions
+    from mmexport.core.manifest import package_versions
+    from mmexport.trt.trtexec import ENGINE_SUFFIXES, generations_for, trtexec_command
 
     artifact = o.info.artifact
     if artifact is None or Path(artifact).suffix.lower() not in (*ENGINE_SUFFIXES, ".onnx"):

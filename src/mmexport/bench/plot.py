@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmexport.errors import MissingDependencyError
+from mmexport.core.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from mmexport.bench.report import BenchReport

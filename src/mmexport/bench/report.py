@@ -44,7 +44,7 @@ import numpy as np
 from mmexport.bench.stats import LatencyStats
 
 if TYPE_CHECKING:
-    from mmexport.bench.harness import BenchConfig
+    from mmexport.bench.config import BenchConfig
 
 FORMAT = "mmexport.bench"
 FORMAT_VERSION = 1
@@ -157,7 +157,7 @@ class BenchReport:
         return csv_text(self)
 
     def write_json(self, path: str | Path, samples: bool = False) -> Path:
-        from mmexport.files import atomic_write_text
+        from mmexport.core.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(samples), indent=2) + "\n")
         return Path(path)

@@ -12,7 +12,7 @@ import click
 
 from mmexport import __version__
 from mmexport.cli.options import JSON_OUTPUT
-from mmexport.errors import MmexportError, ParityError, PrecisionError
+from mmexport.core.errors import MmexportError, ParityError, PrecisionError
 
 EXIT_INTERRUPTED = 130
 
@@ -52,13 +52,17 @@ def _interrupted(error: KeyboardInterrupt) -> str:
     """What a Ctrl-C left on disk. One that ``files.uninterrupted`` held back is raised where that
     ends, once its body (moving an artifact into place, then writing its manifest) has finished;
     any other one stopped the file being written, which is discarded."""
-    import mmexport.files
+    import mmexport.core.files
 
     frame = error.__traceback__
     while frame is not None and frame.tb_next is not None:
         frame = frame.tb_next
     code = frame.tb_frame.f_code if frame is not None else None
-    if code is not None and code.co_name == "uninterrupted" and code.co_filename == mmexport.files.__file__:
+    if (
+        code is not None
+        and code.co_name == "uninterrupted"
+        and code.co_filename == mmexport.core.files.__file__
+    ):
         return "interrupted after the artifact and its manifest were written; nothing half-written was left"
     return "interrupted; the file being written was discarded"
 
@@ -121,7 +125,7 @@ register()
 def _on_interrupt(_signum: int, _frame: object) -> None:
     """Ctrl-C: remember it (libraries such as torch's exporter can swallow the exception), then
     raise it as usual."""
-    from mmexport.files import INTERRUPTED
+    from mmexport.core.files import INTERRUPTED
 
     INTERRUPTED.set()
     raise KeyboardInterrupt

@@ -115,7 +115,7 @@ def bench_cmd(
       mmexport bench fusion/ --sweep     # a split folder: end to end and each part, side by side
     """
     from mmexport.bench import BenchConfig, BenchTarget, benchmark, build_cases
-    from mmexport.errors import MissingDependencyError
+    from mmexport.core.errors import MissingDependencyError
 
     if plot_path is not None:
         try:
@@ -153,7 +153,7 @@ def bench_cmd(
     ]
     failed = [f for path, write in writers if path is not None and (f := _write(path, write))]
     if failed:
-        from mmexport.errors import ArtifactError
+        from mmexport.core.errors import ArtifactError
 
         raise ArtifactError(", ".join(failed), "could not be written (see above); the other outputs were")
 
@@ -161,11 +161,11 @@ def bench_cmd(
 def split_targets(target: BenchTarget) -> list[BenchTarget]:
     """A split folder: the whole pipeline (end to end) and each of its parts, measured side by side."""
     from mmexport.bench import BenchTarget
-    from mmexport.runtime import Pipeline
-    from mmexport.runtime.pipeline_parts import PartRunner
+    from mmexport.split import SplitSession
+    from mmexport.split.parts import PartRunner
 
     folder = Path(target.path or "")
-    pipe = Pipeline(
+    pipe = SplitSession(
         folder,
         target.device,
         backend=target.backend,
@@ -181,7 +181,7 @@ def split_targets(target: BenchTarget) -> list[BenchTarget]:
 
 def check_writable(path: Path, option: str) -> None:
     """Before measuring: the output's folder exists (created if need be) and takes files."""
-    from mmexport.errors import ArtifactError
+    from mmexport.core.errors import ArtifactError
 
     if path.is_dir():
         raise ArtifactError(str(path), f"is a folder; {option} takes a file name")

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 from mmexport.trt.targets import DEFAULT_TARGET, target_names
 
 if TYPE_CHECKING:
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
 
 
 @click.command("check")
@@ -53,8 +53,8 @@ def check_cmd(
 
 def _spec(model: Path, spec_path: Path | None) -> ModelSpec | None:
     """The spec from --spec, else from the manifest beside the model, else None (graph dims only)."""
-    from mmexport.manifest import read_manifest
-    from mmexport.spec import ModelSpec
+    from mmexport.core.manifest import read_manifest
+    from mmexport.core.spec import ModelSpec
 
     if spec_path is not None:
         return ModelSpec.from_file(spec_path)

@@ -16,7 +16,7 @@ def doctor_cmd(as_json: bool) -> None:
 
     Never fails: every probe is bounded in time and absence is reported, not raised.
     """
-    from mmexport.doctor import diagnose, format_diagnosis
+    from mmexport.bench.doctor import diagnose, format_diagnosis
 
     diagnosis = diagnose()
     click.echo(json.dumps(diagnosis.to_dict(), indent=2) if as_json else format_diagnosis(diagnosis))

@@ -13,7 +13,7 @@ from mmexport.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from mmexport.export import ToOnnxResult
-    from mmexport.export.split import SplitResult
+    from mmexport.split.export import SplitResult
 
 
 @click.command("to-onnx")
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     "--split",
     is_flag=True,
     help="One ONNX per modality encoder plus the fusion part, and composition.json, in the -o folder "
-    "(the model must implement split_parts(); run it with mmexport.runtime.Pipeline).",
+    "(the model must implement split_parts(); run it with mmexport.split.SplitSession).",
 )
 @json_option("Print the result (or the error) as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
@@ -130,7 +130,7 @@ def to_onnx_cmd(
     export = ExportConfig(exporter=exporter, opset=DEFAULT_OPSET if opset is None else opset)
     parity = ParityConfig(random_points=random_points, seed=seed, atol=atol, rtol=rtol)
     if split:
-        from mmexport.export.split import to_onnx_split
+        from mmexport.split.export import to_onnx_split
 
         if simplify:
             raise click.UsageError("--simplify is not available with --split")

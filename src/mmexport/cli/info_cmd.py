@@ -20,7 +20,7 @@ def inspect_cmd(artifact: Path, as_json: bool) -> None:
     Reads the graph and, where present, the manifest beside it (ARTIFACT.json), and checks the
     file's sha256 against the manifest.
     """
-    from mmexport.inspection import format_inspection, inspect_artifact
+    from mmexport.core.inspection import format_inspection, inspect_artifact
 
     info = inspect_artifact(artifact)
     click.echo(json.dumps(info, indent=2) if as_json else format_inspection(info))

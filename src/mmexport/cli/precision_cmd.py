@@ -334,8 +334,8 @@ class _SplitRun:
     quiet: bool
 
     def run(self, folder: Path, default: str, **configs: Any) -> None:
-        from mmexport.composition import read_composition
-        from mmexport.export.split_precision import parse_parts, split_precision
+        from mmexport.split.composition import read_composition
+        from mmexport.split.precision import parse_parts, split_precision
 
         choices = parse_parts(self.parts, read_composition(folder, verify_files=False), default)
         result = split_precision(

@@ -82,8 +82,8 @@ def run_cmd(
       mmexport run model.onnx -i image=cat.png -i tokens=question.txt -i audio=tone.wav
       mmexport run model.onnx -i feeds.npz -o outputs.npz
     """
+    from mmexport.data.feed_files import read_feeds, summarize_outputs
     from mmexport.runtime import Session
-    from mmexport.runtime.feed_files import read_feeds, summarize_outputs
 
     session = Session(artifact, backend, device, provider=provider, threads=threads)
     feeds = read_feeds([_parse_input(v) for v in inputs], session.spec)
@@ -105,7 +105,7 @@ def run_cmd(
 
 
 def _save(path: Path, outputs: dict[str, np.ndarray]) -> None:
-    from mmexport.errors import ArtifactError
+    from mmexport.core.errors import ArtifactError
 
     try:
         savez: Any = np.savez  # numpy's stubs type **kwds as its own keyword arguments

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
     if value is None:
         return None
-    from mmexport.errors import MmexportError
+    from mmexport.core.errors import MmexportError
     from mmexport.trt.build_options import parse_size
 
     try:

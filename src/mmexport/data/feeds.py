@@ -16,9 +16,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mmexport.core.errors import DataError
+from mmexport.core.spec import INT_DTYPES, InputSpec, ModelSpec
 from mmexport.data.preprocess import cast_to, check_array
-from mmexport.errors import DataError
-from mmexport.spec import INT_DTYPES, InputSpec, ModelSpec
 
 Feed = dict[str, np.ndarray]
 """Input name -> batched array (batch axis first)."""

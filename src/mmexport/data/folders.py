@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mmexport.core.errors import DataError
+from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import (
     LABEL,
     Batch,
@@ -29,8 +31,6 @@ from mmexport.data.feeds import (
     validate_batch,
 )
 from mmexport.data.preprocess import load_file
-from mmexport.errors import DataError
-from mmexport.spec import ModelSpec
 
 INDEX_FILE = "index.jsonl"
 LABEL_FILE = "label.txt"
@@ -231,7 +231,7 @@ class NpzSource:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    from mmexport.runtime.feed_files import check_npz_members  # the headers, before numpy allocates them
+    from mmexport.data.npy_headers import check_npz_members  # the headers, before numpy allocates them
 
     try:
         check_npz_members(path)

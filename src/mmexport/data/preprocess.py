@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from mmexport.core.errors import DataError
+from mmexport.core.spec import FLOAT_DTYPES, INT_DTYPES, InputSpec, ModelSpec
 from mmexport.data.audio import log_mel
-from mmexport.errors import DataError
-from mmexport.spec import FLOAT_DTYPES, INT_DTYPES, InputSpec, ModelSpec
 
 DEFAULT_SCALE = 1.0 / 255.0
 """Pixel scale of ``kind: image`` when the spec gives none: 8-bit pixels to [0, 1]."""
@@ -108,7 +108,7 @@ def cast_to(array: np.ndarray, inp: InputSpec, *, sample: str) -> np.ndarray:
 
 
 def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarray:
-    from mmexport.runtime.feed_files import npy_size_problem  # the header, before numpy allocates it
+    from mmexport.data.npy_headers import npy_size_problem  # the header, before numpy allocates it
 
     try:
         with open(path, "rb") as f:

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from mmexport.core.errors import DataError
+from mmexport.core.references import ReferenceNotFound, exited, get_attribute, import_source
+from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import (
     Batch,
     Feed,
@@ -33,10 +36,7 @@ from mmexport.data.feeds import (
 from mmexport.data.folders import INDEX_FILE, FolderSource, NpzSource, list_sample_folders, read_index
 from mmexport.data.preprocess import dim_range
 from mmexport.data.synthetic import HELDOUT_SEED, PAD_ID, SyntheticTask
-from mmexport.errors import DataError
-from mmexport.models.registry import builtin_names, get_builtin
-from mmexport.references import ReferenceNotFound, exited, get_attribute, import_source
-from mmexport.spec import ModelSpec
+from mmexport.data.task_spec import TASK_SPECS
 
 SYNTHETIC = "synthetic"
 SPLITS = ("calibration", "evaluation")
@@ -203,13 +203,13 @@ class SyntheticSource:
     def __init__(
         self, spec: ModelSpec, builtin: str | None, *, split: str, samples: int | None, batch_size: int
     ) -> None:
-        if builtin not in builtin_names():
+        if builtin not in TASK_SPECS:
             which = "" if builtin is None else f", not for {builtin!r}"
             raise DataError(
-                f"synthetic data exists only for the built-in models ({', '.join(builtin_names())}){which}",
+                f"synthetic data exists only for the built-in models ({', '.join(TASK_SPECS)}){which}",
                 hint="for other models give a folder, .npz files or make_feeds",
             )
-        expected = get_builtin(builtin).spec.input_names
+        expected = [entry["name"] for entry in TASK_SPECS[builtin]["inputs"]]
         if sorted(spec.input_names) != sorted(expected):
             raise DataError(
                 f"synthetic data for {builtin!r} gives inputs {', '.join(expected)}, "

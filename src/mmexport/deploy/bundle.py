@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import mmexport
+from mmexport.core.errors import ArtifactError, MmexportError
+from mmexport.core.files import INTERRUPTED, output_folder, sha256_file, staging_dir
+from mmexport.core.manifest import read_manifest
 from mmexport.deploy import bundle_script
 from mmexport.deploy.archive import (
     DEFAULT_LIMITS,
@@ -39,9 +42,6 @@ from mmexport.deploy.archive import (
 from mmexport.deploy.bundle_artifacts import BundledArtifact, ChecksumError, collect_artifact
 from mmexport.deploy.bundle_json import BUNDLE_JSON, FORMAT, FORMAT_VERSION, read_bundle_json
 from mmexport.deploy.bundle_targets import BundleTarget, get_bundle_target
-from mmexport.errors import ArtifactError, MmexportError
-from mmexport.files import INTERRUPTED, output_folder, sha256_file, staging_dir
-from mmexport.manifest import read_manifest
 
 Say = Callable[[str], None]
 

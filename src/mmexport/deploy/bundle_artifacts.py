@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mmexport.core.errors import ArtifactError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.deploy.archive import check_member_name
-from mmexport.errors import ArtifactError
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest, manifest_path, read_manifest
-from mmexport.spec import ModelSpec
 
 MODELS = "models"
 ENGINES = "engines"

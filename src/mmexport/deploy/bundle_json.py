@@ -1,7 +1,7 @@
 """``bundle.json``, the listing of a bundle, read as untrusted input.
 
 It comes out of an archive from elsewhere, so it is read like a manifest: bounded size, nesting,
-strings and integers, no duplicate keys or NaN (``mmexport.json_limits``), and every field
+strings and integers, no duplicate keys or NaN (``mmexport.core.json_limits``), and every field
 ``unbundle`` and the CLI use is checked for its type, so that a hand-edited listing is one error
 line, not a traceback after every file was verified.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmexport.core.errors import ArtifactError
+from mmexport.core.json_limits import check_format, read_json_limited
 from mmexport.deploy.archive import check_member_name, shown
-from mmexport.errors import ArtifactError
-from mmexport.json_limits import check_format, read_json_limited
 
 FORMAT = "mmexport.bundle"
 FORMAT_VERSION = 1

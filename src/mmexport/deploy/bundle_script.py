@@ -14,10 +14,10 @@ import json
 import shlex
 from collections.abc import Mapping, Sequence
 
-from mmexport.bench.trtexec import trtexec_command
+from mmexport.core.spec import ModelSpec
 from mmexport.deploy.bundle_artifacts import BundledArtifact
 from mmexport.deploy.bundle_targets import BundleTarget
-from mmexport.spec import ModelSpec
+from mmexport.trt.trtexec import trtexec_command
 
 TRTEXEC_JETSON = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs trtexec (not on PATH)
 TIMING_CACHE = "engines/timing.cache"

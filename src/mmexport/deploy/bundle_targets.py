@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 from mmexport.trt.targets import TARGETS, Target
 
 JETSON_VENV = "python3 -m venv --system-site-packages .venv"

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmexport.core.errors import ArtifactError
+from mmexport.core.files import INTERRUPTED, output_folder, sha256_file, staging_dir
 from mmexport.deploy.triton_artifacts import read_artifacts
 from mmexport.deploy.triton_config import VERSION
 from mmexport.deploy.triton_model import TritonModel, TritonOptions, make_model
-from mmexport.errors import ArtifactError
-from mmexport.files import INTERRUPTED, output_folder, sha256_file, staging_dir
 
 Say = Callable[[str], None]
 CONFIG_FILE = "config.pbtxt"

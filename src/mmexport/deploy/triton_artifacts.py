@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from mmexport.errors import ArtifactError
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.errors import ArtifactError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import TensorInfo
-from mmexport.spec import ModelSpec
-from mmexport.trt.engine_info import EngineInfo
+from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
 
 if TYPE_CHECKING:
     import onnx
@@ -91,7 +91,7 @@ def read_artifact(path: str | Path) -> DeployArtifact:
     model = load_graph(path)
     inputs, outputs = graph_io(path, model)
     if manifest is None:
-        from mmexport.inspection import model_precision
+        from mmexport.core.inspection import model_precision
         from mmexport.runtime.graph_spec import spec_from_graph
 
         spec = spec_from_graph(path, list(inputs), list(outputs))

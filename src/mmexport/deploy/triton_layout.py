@@ -12,13 +12,12 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmexport.core.errors import ArtifactError
+from mmexport.core.manifest import manifest_path
+from mmexport.core.spec import DimSpec
 from mmexport.deploy.triton_artifacts import DeployArtifact
 from mmexport.deploy.triton_config import VERSION
-from mmexport.errors import ArtifactError
-from mmexport.manifest import manifest_path
-from mmexport.runtime.backends.tensorrt.loader import UNKNOWN
-from mmexport.spec import DimSpec
-from mmexport.trt.engine_info import EngineInfo
+from mmexport.runtime.backends.tensorrt.engine_info import UNKNOWN, EngineInfo
 
 
 def engine_profiles(artifact: DeployArtifact) -> tuple[str, ...]:

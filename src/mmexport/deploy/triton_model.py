@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmexport.core.errors import ArtifactError, MmexportError
+from mmexport.core.spec import INT_DTYPES, DimSpec, ModelSpec
 from mmexport.deploy.triton_artifacts import DeployArtifact
 from mmexport.deploy.triton_config import (
     KINDS,
@@ -31,9 +33,7 @@ from mmexport.deploy.triton_config import (
     TensorConfig,
 )
 from mmexport.deploy.triton_layout import engine_dims, engine_profiles, model_files
-from mmexport.errors import ArtifactError, MmexportError
 from mmexport.runtime.backends.base import TensorInfo
-from mmexport.spec import INT_DTYPES, DimSpec, ModelSpec
 
 DEFAULT_WORKSPACE = 1 << 30  # the onnxruntime backend's own default for max_workspace_size_bytes
 DEFAULT_QUEUE_DELAY_US = 100

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from mmexport.errors import ModelLoadError, SpecError
+from mmexport.core.errors import ModelLoadError, SpecError
+from mmexport.core.references import ReferenceNotFound, exited, get_attribute, import_source
+from mmexport.core.spec import ModelSpec
 from mmexport.models import DEFAULT_MODEL, get_builtin
-from mmexport.references import ReferenceNotFound, exited, get_attribute, import_source
-from mmexport.spec import ModelSpec
 
 SPEC_ATTRIBUTE = "MMEXPORT_SPEC"
 SPEC_FUNCTION = "mmexport_spec"

@@ -16,10 +16,10 @@ import numpy as np
 import onnx
 import torch
 
-from mmexport.errors import ExportError, FrozenDimError, SpecError
+from mmexport.core.errors import ExportError, FrozenDimError, SpecError
+from mmexport.core.spec import ModelSpec
 from mmexport.export.loader import forward_order
 from mmexport.export.parity import NotTensorsError, torch_outputs
-from mmexport.spec import ModelSpec
 
 # Opset 18: the lowest opset torch's dynamo exporter emits, and one that every TensorRT
 # generation we target parses -- TensorRT 10.0-10.3 (JetPack 6) read opsets 9-20, 10.15 up to

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmexport.errors import MissingDependencyError
-from mmexport.spec import ModelSpec, ShapePoint
+from mmexport.core.errors import MissingDependencyError
+from mmexport.core.spec import ModelSpec, ShapePoint
 
 # (atol, rtol) per output dtype. float32: exporters reorder reductions and fuse ops, which
 # moves results by a few ulps times the reduction length; 1e-4 / 1e-3 passes honest graphs of

@@ -10,13 +10,13 @@ from pathlib import Path
 import onnx
 import torch
 
-from mmexport.errors import MmexportError, ParityError
+from mmexport.core.errors import MmexportError, ParityError
+from mmexport.core.files import output_folder, sha256_file, staging_dir
+from mmexport.core.manifest import Manifest, package_versions, publish_artifact
+from mmexport.core.spec import INT_DTYPES, ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx, normalize_dims
 from mmexport.export.parity import ParityConfig, ParityReport, format_shapes, run_parity
-from mmexport.files import output_folder, sha256_file, staging_dir
-from mmexport.manifest import Manifest, package_versions, publish_artifact
-from mmexport.spec import INT_DTYPES, ModelSpec
 
 Progress = Callable[[str], None]
 

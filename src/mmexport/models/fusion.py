@@ -20,6 +20,7 @@ from mmexport.data.synthetic import (
     PAD_ID,
     VOCAB,
 )
+from mmexport.data.task_spec import DIMS, FUSION_SPEC
 from mmexport.models.builtin_parts import ImagePart, ModelPart, TextPart
 from mmexport.models.layers import (
     ConvBlock1d,
@@ -30,7 +31,6 @@ from mmexport.models.layers import (
     padding_bias,
 )
 from mmexport.models.split_protocol import EncoderPart, MaskWhenAbsent, SplitParts
-from mmexport.models.task_spec import DIMS, FUSION_SPEC
 
 WEIGHTS = Path(__file__).parent / "weights" / "fusion.pt"
 

@@ -11,9 +11,9 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mmexport.errors import ModelLoadError
-from mmexport.models.task_spec import FUSION_SPEC, SEED_SPEC
-from mmexport.spec import ModelSpec
+from mmexport.core.errors import ModelLoadError
+from mmexport.core.spec import ModelSpec
+from mmexport.data.task_spec import FUSION_SPEC, SEED_SPEC
 
 if TYPE_CHECKING:
     import torch

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from mmexport.data.synthetic import IMAGE_LABELS, PAD_ID, VOCAB
+from mmexport.data.task_spec import SEED_SPEC
 from mmexport.models.builtin_parts import ImagePart, ModelPart, TextPart
 from mmexport.models.layers import ConvBlock2d, last_valid
 from mmexport.models.split_protocol import ConstantWhenAbsent, EncoderPart, SplitParts
-from mmexport.models.task_spec import SEED_SPEC
 
 WEIGHTS = Path(__file__).parent / "weights" / "seed.pt"
 

@@ -5,12 +5,9 @@ result = run_pipeline(PipelineConfig(output=Path("report")))
 write_report(result)  # report.md, report.json, latency.png
 """
 
+from mmexport.pipeline.config import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_SAMPLES, PipelineConfig
 from mmexport.pipeline.report import table, to_dict, to_markdown, write_report
 from mmexport.pipeline.run import (
-    DEFAULT_DURATION_S,
-    DEFAULT_EVAL_SAMPLES,
-    DEFAULT_SAMPLES,
-    PipelineConfig,
     PipelineResult,
     build_engines,
     run_pipeline,

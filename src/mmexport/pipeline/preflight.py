@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmexport.errors import DataError
+from mmexport.core.errors import DataError
 
 if TYPE_CHECKING:
-    from mmexport.pipeline.run import PipelineConfig
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
+    from mmexport.pipeline.config import PipelineConfig
 
 SYNTHETIC = "synthetic"
 
@@ -34,8 +34,8 @@ def check_data(config: PipelineConfig) -> None:
 
 def known_spec(config: PipelineConfig) -> tuple[ModelSpec | None, str | None]:
     """The spec (from ``--spec`` or the built-in's entry) and the built-in's name, without torch."""
+    from mmexport.core.spec import ModelSpec
     from mmexport.models import DEFAULT_MODEL, get_builtin
-    from mmexport.spec import ModelSpec
 
     reference = config.model or DEFAULT_MODEL
     builtin = None if ":" in reference or reference.endswith(".py") or "/" in reference else reference

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mmexport.errors import MissingDependencyError
-from mmexport.files import atomic_write_text
+from mmexport.core.errors import MissingDependencyError
+from mmexport.core.files import atomic_write_text
 from mmexport.pipeline.run import PipelineResult
 
 FORMAT = "mmexport.pipeline"

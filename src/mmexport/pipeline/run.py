@@ -17,38 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy, onnx and onnxruntime load only when the pipeline runs
     from mmexport.bench import BenchReport
+    from mmexport.core.spec import ModelSpec
     from mmexport.precision.accuracy import AccuracyReport
-    from mmexport.spec import ModelSpec
+
+from mmexport.pipeline.config import (
+    FP16_FILE,
+    INT8_FILE,
+    MODEL_FILE,
+    REPORT_FILES,
+    STAGES,
+    PipelineConfig,
+)
 
 Say = Callable[[str], None]
 Progress = Callable[[int, int | None], None]
-
-MODEL_FILE = "model.onnx"
-FP16_FILE = "model.fp16.onnx"
-INT8_FILE = "model.int8.onnx"
-REPORT_FILES = ("report.md", "report.json", "latency.png")
-STAGES = ("export", "fp16", "int8", "engine", "accuracy", "bench")
-
-DEFAULT_SAMPLES = 128
-DEFAULT_EVAL_SAMPLES = 200
-DEFAULT_DURATION_S = 2.0
-
-
-@dataclass
-class PipelineConfig:
-    """What ``mmexport pipeline`` was asked for; defaults keep the default model near a minute."""
-
-    model: str | None = None  # None: the built-in default model
-    output: Path = Path("report")
-    spec: Path | None = None
-    data: str | None = None  # calibration and FP16-scan data; None: synthetic (built-ins)
-    eval_data: str | None = None  # None: the built-in task's held-out split, else spec feeds
-    samples: int = DEFAULT_SAMPLES
-    eval_samples: int = DEFAULT_EVAL_SAMPLES
-    method: str = "entropy"
-    target: str = "gpu"  # TensorRT target of the check and, where TensorRT is installed, the engines
-    duration_s: float = DEFAULT_DURATION_S
-    warmup_s: float = 0.2
 
 
 @dataclass
@@ -171,7 +153,7 @@ def prepare_folder(folder: Path) -> Path:
     """Create the report folder and remove a previous run's report files, so that a failed run
     never leaves a report.md describing models it has replaced."""
     if folder.exists() and not folder.is_dir():
-        from mmexport.errors import ArtifactError
+        from mmexport.core.errors import ArtifactError
 
         raise ArtifactError(str(folder), "is a file; the pipeline writes a folder", hint="e.g. -o report/")
     try:
@@ -179,7 +161,7 @@ def prepare_folder(folder: Path) -> Path:
         for name in REPORT_FILES:
             (folder / name).unlink(missing_ok=True)
     except OSError as e:
-        from mmexport.errors import ArtifactError
+        from mmexport.core.errors import ArtifactError
 
         raise ArtifactError(str(folder), f"cannot write the report here: {e.strerror}") from e
     return folder
@@ -194,7 +176,7 @@ def build_engines(models: list[Path], target: str, say: Say) -> dict[str, Any]:
             f"machine with an NVIDIA GPU); on the device: mmexport build model.int8.onnx --target {target}"
         )
         return {"built": False, "tensorrt_installed": False, "engines": [], "reason": reason}
-    from mmexport.errors import MmexportError
+    from mmexport.core.errors import MmexportError
     from mmexport.trt.build_options import BuildOptions
     from mmexport.trt.build_stage import build_engine
     from mmexport.trt.targets import get_target

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
+from mmexport.core.spec import ModelSpec
 from mmexport.precision.collect import cpu_session
-from mmexport.spec import ModelSpec
 
 Progress = Callable[[int], None]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 
 DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6, the most common TensorRT 10 target
 _ALGORITHMS = {

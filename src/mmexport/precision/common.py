@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from mmexport.core.errors import ArtifactError
+from mmexport.core.files import output_folder, sha256_file, staging_dir
+from mmexport.core.inspection import model_precision
+from mmexport.core.manifest import Manifest, check_files, package_versions, publish_artifact, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import ShapeCoverage
-from mmexport.errors import ArtifactError
-from mmexport.files import output_folder, sha256_file, staging_dir
-from mmexport.inspection import model_precision
-from mmexport.manifest import Manifest, check_files, package_versions, publish_artifact, read_manifest
-from mmexport.spec import ModelSpec
 
 Say = Callable[[str], None]
 Progress = Callable[[int, int | None], None]  # (samples done, total if known)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
+from mmexport.core.spec import FLOAT_DTYPES, ModelSpec
 from mmexport.precision.graph import node_names, sort_topologically
 from mmexport.precision.stats import TensorStats
-from mmexport.spec import FLOAT_DTYPES, ModelSpec
 
 FP16_MAX = 65504.0
 # A value seen above a quarter of the FP16 range on sample data is likely to overflow on other

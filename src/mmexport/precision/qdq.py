@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 from mmexport.precision.stats import QUANT_LEVELS
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

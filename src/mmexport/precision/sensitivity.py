@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
+from mmexport.core.spec import ModelSpec
 from mmexport.precision.accuracy import AccuracyReport, LabelledBatch, evaluate
 from mmexport.precision.graph import node_names, reaching_inputs
 from mmexport.precision.qdq import insert_qdq, quantizable_nodes
-from mmexport.spec import ModelSpec
 
 FUSION = "fusion"
 VARIANTS_PER_PASS = 4

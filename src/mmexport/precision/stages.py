@@ -10,8 +10,9 @@ from typing import Any
 
 import onnx
 
-from mmexport.errors import ArtifactError, MmexportError, PrecisionError
-from mmexport.manifest import Manifest, read_manifest
+from mmexport.core.errors import ArtifactError, MmexportError, PrecisionError
+from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
 from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, evaluate
 from mmexport.precision.collect import collect_stats
@@ -33,7 +34,6 @@ from mmexport.precision.fp16 import convert_fp16, plan_fp16, same_model, spec_fo
 from mmexport.precision.qdq import QdqResult, insert_qdq, quantizable_nodes
 from mmexport.precision.sensitivity import BranchCost, BudgetResult, branch_costs, fit_budget
 from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
-from mmexport.spec import ModelSpec
 
 DEFAULT_CALIBRATION_SAMPLES = 512
 DEFAULT_EVAL_SAMPLES = 500

@@ -7,9 +7,8 @@ Needs numpy and a backend library (onnxruntime) only: no torch, no click.
     outputs = session.run({"image": image, "tokens": tokens, "audio": audio})
 """
 
-from mmexport.errors import BackendError, InputError
+from mmexport.core.errors import BackendError, InputError
 from mmexport.runtime.backends import Backend, BackendConfig, TensorInfo, backend_names, register_backend
-from mmexport.runtime.pipeline import Pipeline
 from mmexport.runtime.session import Session
 from mmexport.runtime.validation import FeedValidator, can_cast_losslessly
 
@@ -19,7 +18,6 @@ __all__ = [
     "BackendError",
     "FeedValidator",
     "InputError",
-    "Pipeline",
     "Session",
     "TensorInfo",
     "backend_names",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmexport.errors import ArtifactError
+from mmexport.core.errors import ArtifactError
+from mmexport.core.spec import DTYPES, DimSpec, InputSpec, ModelSpec, OutputSpec
 from mmexport.runtime.backends.base import TensorInfo
-from mmexport.spec import DTYPES, DimSpec, InputSpec, ModelSpec, OutputSpec
 
 UNBOUNDED = 2**31 - 1
 

@@ -9,13 +9,19 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import ArtifactError, BackendError, InputError
-from mmexport.manifest import Manifest, check_files, external_data_file, read_manifest, require_external_data
+from mmexport.core.errors import ArtifactError, BackendError, InputError
+from mmexport.core.manifest import (
+    Manifest,
+    check_files,
+    external_data_file,
+    read_manifest,
+    require_external_data,
+)
+from mmexport.core.spec import InputSpec, ModelSpec, OutputSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig
 from mmexport.runtime.backends.registry import find_backend, load_backend_class
 from mmexport.runtime.graph_spec import check_spec_matches, spec_from_graph
 from mmexport.runtime.validation import FeedValidator
-from mmexport.spec import InputSpec, ModelSpec, OutputSpec
 
 
 class Session:

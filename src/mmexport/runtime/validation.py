@@ -25,28 +25,16 @@ A mapping other than a plain dict is read once, into a new dict: what was checke
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from mmexport.errors import InputError
-from mmexport.spec import InputSpec, ModelSpec
+from mmexport.core.errors import InputError
+from mmexport.core.memory import MAX_FEED_BYTES
+from mmexport.core.spec import InputSpec, ModelSpec
 
 _KIND_FAMILY = {"i": "int", "u": "int", "f": "float", "b": "bool"}
-
-
-def physical_memory() -> int | None:
-    """Bytes of RAM on this machine, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-MAX_FEED_BYTES = physical_memory()
-"""Feeds larger than this (all inputs together, at the spec's dtypes) are refused."""
 
 
 def can_cast_losslessly(actual: np.dtype, expected: np.dtype) -> bool:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmexport.errors import EngineBuildError
+from mmexport.core.errors import EngineBuildError
 from mmexport.trt.builder import HARDWARE_COMPAT
 from mmexport.trt.profiles import Profile
 from mmexport.trt.targets import Target

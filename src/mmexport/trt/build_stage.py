@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import mmexport
-from mmexport.errors import ArtifactError, MissingDependencyError, MmexportError
-from mmexport.files import atomic_write_bytes, output_folder, sha256_file, staging_dir
-from mmexport.manifest import Manifest, publish_artifact
+from mmexport.core.errors import ArtifactError, MissingDependencyError, MmexportError
+from mmexport.core.files import atomic_write_bytes, output_folder, sha256_file, staging_dir
+from mmexport.core.manifest import Manifest, publish_artifact
 from mmexport.precision.common import SourceModel, load_source_model
+from mmexport.runtime.backends.tensorrt.api import generation, import_tensorrt
+from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
 from mmexport.trt import build_options as opts
-from mmexport.trt.api import generation, import_tensorrt
 from mmexport.trt.builder import BuilderSettings, Plan, build_plan
 from mmexport.trt.calibrator import CalibrationCache, find_cache, load_cache, make_calibrator
-from mmexport.trt.engine_info import EngineInfo
 from mmexport.trt.profiles import build_profiles
 
 Say = Callable[[str], None]

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mmexport.errors import EngineBuildError
+from mmexport.core.errors import EngineBuildError
 from mmexport.trt.profiles import Profile
 
 HARDWARE_COMPAT = {"ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}

@@ -13,9 +13,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mmexport.errors import ArtifactError, MmexportError
+from mmexport.core.errors import ArtifactError, MmexportError
 from mmexport.precision import calib_cache
-from mmexport.trt.api import version_of
+from mmexport.runtime.backends.tensorrt.api import version_of
 
 # cache header suffix -> the TensorRT calibrator base class that writes and reads it
 CALIBRATOR_BASES = {

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from mmexport.errors import ArtifactError, CheckError
+from mmexport.core.errors import ArtifactError, CheckError
+from mmexport.runtime.backends.tensorrt.api import parse_version
 from mmexport.trt import check_rules
-from mmexport.trt.api import parse_version
 from mmexport.trt.check_rules import Finding, Level
 from mmexport.trt.opsupport import matrix_for, upper_matrix
 from mmexport.trt.targets import Target
@@ -23,7 +23,7 @@ from mmexport.trt.targets import Target
 __all__ = ["CheckReport", "Finding", "check_onnx"]
 
 if TYPE_CHECKING:
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
 
 LEVELS: tuple[Level, ...] = ("error", "warning", "info")
 

@@ -15,12 +15,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from mmexport.trt.api import parse_version
+from mmexport.runtime.backends.tensorrt.api import parse_version
 from mmexport.trt.opsupport import OpMatrix, added_in, dla_ops
 from mmexport.trt.targets import Target
 
 if TYPE_CHECKING:
-    from mmexport.spec import ModelSpec
+    from mmexport.core.spec import ModelSpec
 
 Level = Literal["error", "warning", "info"]
 STANDARD_DOMAINS = ("", "ai.onnx")

@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from mmexport.trt.api import parse_version
+from mmexport.runtime.backends.tensorrt.api import parse_version
 
 
 @dataclass(frozen=True)

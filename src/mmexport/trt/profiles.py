@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmexport.errors import MmexportError
-from mmexport.spec import ModelSpec, Shape
+from mmexport.core.errors import MmexportError
+from mmexport.core.spec import ModelSpec, Shape
 
 PROFILE_SYNTAX = "DIM=MIN:OPT:MAX[,DIM=MIN:OPT:MAX...]"
 STATIC_AT = ("min", "opt", "max")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmexport.errors import MmexportError
+from mmexport.core.errors import MmexportError
 
 GIB = 1 << 30
 

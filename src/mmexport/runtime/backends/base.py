@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import InputError
-from mmexport.spec import ModelSpec
+from mmexport.core.errors import InputError
+from mmexport.core.spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmexport.errors import BackendError
+from mmexport.core.errors import BackendError
 from mmexport.runtime.backends.base import Backend
 
 

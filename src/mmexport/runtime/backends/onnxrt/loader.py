@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mmexport.errors import ArtifactError, BackendError, MissingDependencyError
+from mmexport.core.errors import ArtifactError, BackendError, MissingDependencyError
+from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import BackendConfig
-from mmexport.spec import ModelSpec
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",

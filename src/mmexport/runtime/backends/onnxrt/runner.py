@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import ArtifactError, BackendError, InputError
+from mmexport.core.errors import ArtifactError, BackendError, InputError
+from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
 from mmexport.runtime.backends.onnxrt.loader import PROVIDERS, first_line, import_onnxruntime, open_session
-from mmexport.spec import ModelSpec
 
 
 class OnnxrtRunner(Backend):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import BackendError, MissingDependencyError
+from mmexport.core.errors import BackendError, MissingDependencyError
 
 
 def import_cudart(purpose: str = "running TensorRT engines") -> ModuleType:

@@ -14,12 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mmexport.errors import ArtifactError, BackendError
-from mmexport.manifest import Manifest, manifest_path
-from mmexport.trt.api import import_tensorrt, parse_version
-from mmexport.trt.engine_info import EngineInfo
-
-UNKNOWN = "unknown"  # what older builds recorded when they could not read the GPU
+from mmexport.core.errors import ArtifactError, BackendError
+from mmexport.core.manifest import Manifest, manifest_path
+from mmexport.runtime.backends.tensorrt.api import import_tensorrt, parse_version
+from mmexport.runtime.backends.tensorrt.engine_info import UNKNOWN, EngineInfo
 
 
 @dataclass(frozen=True)

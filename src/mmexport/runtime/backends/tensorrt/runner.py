@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import BackendError, InputError
-from mmexport.manifest import read_manifest
+from mmexport.core.errors import BackendError, InputError
+from mmexport.core.manifest import read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
 from mmexport.runtime.backends.tensorrt.cuda import (
     Cuda,
@@ -42,7 +43,6 @@ from mmexport.runtime.backends.tensorrt.loader import (
     machine_platform,
 )
 from mmexport.runtime.backends.tensorrt.tensors import EngineTensor, read_tensors, select_profile
-from mmexport.spec import ModelSpec
 
 OPTIONS = ("cuda_graph", "pinned")
 

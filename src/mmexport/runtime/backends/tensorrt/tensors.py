@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import ArtifactError, InputError
+from mmexport.core.errors import ArtifactError, InputError
 
 # TensorRT DataType member name -> numpy dtype name (I/O types numpy can hold).
 NUMPY_TYPES = {

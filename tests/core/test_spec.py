@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmexport import MmexportError, ModelSpec
-from mmexport.errors import SpecError
+from mmexport.core.errors import SpecError
 
 # The spec exactly as the design document shows it.
 DESIGN_SPEC = """

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mmexport.errors import ArtifactError
-from mmexport.json_limits import MAX_DEPTH, check_format, read_json_limited
+from mmexport.core.errors import ArtifactError
+from mmexport.core.json_limits import MAX_DEPTH, check_format, read_json_limited
 
 WHAT = "an mmexport test file"
 
@@ -109,7 +109,7 @@ def test_check_format_passes_what_it_reads() -> None:
 
 
 def test_non_finite_figures_are_written_as_null_and_read_back(tmp_path: Path) -> None:
-    from mmexport.json_limits import dumps_finite
+    from mmexport.core.json_limits import dumps_finite
 
     path = tmp_path / "m.json"
     path.write_text(dumps_finite({"cosine": float("nan"), "rows": [1.5, float("inf")], "n": 3}))

@@ -1,4 +1,4 @@
-"""What ``Pipeline`` checks besides each part's feeds: its parts against their ONNX files at load,
+"""What ``SplitSession`` checks besides each part's feeds: its parts against their ONNX files at load,
 which modalities a call gives, and its cache arguments."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.composition import Composition, Part, Wire
-from mmexport.errors import ArtifactError, InputError
+from mmexport.core.errors import ArtifactError, InputError
+from mmexport.core.spec import ModelSpec
 from mmexport.runtime.session import Session
-from mmexport.spec import ModelSpec
+from mmexport.split.composition import Composition, Part, Wire
 
 
 def check_presence(spec: ModelSpec, encoders: list[Part], feeds: Mapping[str, np.ndarray]) -> None:
@@ -65,7 +65,7 @@ def check_cache_keys(cache_keys: Mapping[str, Any] | None, cached: Collection[st
     if not cache_keys:
         return {}
     if not cached:
-        raise InputError(None, "cache_keys given, but this Pipeline was opened without cache=True")
+        raise InputError(None, "cache_keys given, but this SplitSession was opened without cache=True")
     unknown = sorted(k for k in cache_keys if k not in cached)
     if unknown:
         raise InputError(None, f"cache_keys names part {unknown[0]!r}; cached parts: {', '.join(cached)}")

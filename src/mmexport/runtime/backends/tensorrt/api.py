@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from mmexport.errors import MissingDependencyError, MmexportError
+from mmexport.core.errors import MissingDependencyError, MmexportError
 
 # On JetPack, TensorRT's Python bindings come from apt into the system site-packages;
 # `pip install tensorrt` cannot install them there.

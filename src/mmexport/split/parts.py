@@ -1,4 +1,4 @@
-"""One part of a ``Pipeline`` as a runner of the whole model's feeds, to time parts side by side.
+"""One part of a ``SplitSession`` as a runner of the whole model's feeds, to time parts side by side.
 
 ``PartRunner(pipe, "text").run(feeds)`` takes the model's feeds (so benchmark cases resolve as for
 the pipeline), computes the part's inputs once per feed dict by running the pipeline up to it,
@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.runtime.pipeline import Pipeline
+from mmexport.split.session import SplitSession
 
 
 class PartRunner:
     """``spec`` is the model's; ``run`` times only ``part`` (its inputs prepared on a new feed dict)."""
 
-    def __init__(self, pipeline: Pipeline, part: str) -> None:
+    def __init__(self, pipeline: SplitSession, part: str) -> None:
         self.pipeline = pipeline
         self.part = part
         self.spec = pipeline.spec

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from mmexport.bench.environment import Runner, gpu_info, jetson_state, run_quiet
-from mmexport.trt.api import JETSON_TRT_INSTALL
+from mmexport.runtime.backends.tensorrt.api import JETSON_TRT_INSTALL
 
 T = TypeVar("T")
 Importer = Callable[[str], ModuleType]
@@ -73,7 +73,7 @@ def tensorrt_info(import_module: Importer) -> dict[str, Any]:
     trt = probe(lambda: import_module("tensorrt"))
     if trt is None:
         return {"installed": False}
-    from mmexport.trt.api import generation
+    from mmexport.runtime.backends.tensorrt.api import generation
 
     return {
         "installed": True,

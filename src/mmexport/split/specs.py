@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mmexport.errors import ExportError
+from mmexport.core.errors import ExportError
+from mmexport.core.spec import DTYPES, DimSpec, ModelSpec, ShapePoint
 from mmexport.export.parity import torch_outputs
 from mmexport.models.split_protocol import EncoderPart, MaskWhenAbsent
-from mmexport.spec import DTYPES, DimSpec, ModelSpec, ShapePoint
 
 FLAG_MODALITY = "tensor"
 

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mmexport.errors import ArtifactError
+from mmexport.core.errors import ArtifactError
 
 MAX_DEPTH = 32  # written manifests nest 7 deep
 MAX_STRING_CHARS = 1 << 20

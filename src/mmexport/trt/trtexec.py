@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmexport.spec import ModelSpec
+from mmexport.core.spec import ModelSpec
 
 ENGINE_SUFFIXES = (".engine", ".plan")
 

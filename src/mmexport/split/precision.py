@@ -3,7 +3,7 @@
 Each part gets its own choice (``fp32``, ``fp16`` or ``int8``), made by the precision stages
 (``precision.stages.to_fp16`` / ``calibrate``) on that part's ONNX. Their data comes from the
 model's data source: an encoder reads the model inputs it takes; a downstream part (the fusion)
-reads what the FP32 upstream parts make of the same samples (run by ``Pipeline.part_inputs``).
+reads what the FP32 upstream parts make of the same samples (run by ``SplitSession.part_inputs``).
 The result is a new split folder with the chosen variants and a composition manifest recording
 each part's precision, and the composed variant's agreement with the FP32 composition.
 """
@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.composition import PRECISIONS, Composition, read_composition
-from mmexport.errors import ArtifactError, InputError
-from mmexport.export.split_files import check_folder, publish_folder, staged_folder
-from mmexport.files import sha256_file
-from mmexport.manifest import external_data_file, manifest_path, read_manifest
+from mmexport.core.errors import ArtifactError, InputError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import external_data_file, manifest_path, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.precision.stages import (
     DEFAULT_EVAL_SAMPLES,
     CalibrationConfig,
@@ -33,8 +32,9 @@ from mmexport.precision.stages import (
     calibrate,
     to_fp16,
 )
-from mmexport.runtime.pipeline import Pipeline
-from mmexport.spec import ModelSpec
+from mmexport.split.composition import PRECISIONS, Composition, read_composition
+from mmexport.split.files import check_folder, publish_folder, staged_folder
+from mmexport.split.session import SplitSession
 
 Say = Callable[[str], None]
 
@@ -104,7 +104,7 @@ def split_precision(
     _check_request(source, folder, output, choices)
     configs = _Configs(fp16 or Fp16Config(), calibration or CalibrationConfig(), say, progress)
     composition = copy.deepcopy(source)
-    with staged_folder(output) as stage, Pipeline(folder, parallel=False, spin=False) as reference:
+    with staged_folder(output) as stage, SplitSession(folder, parallel=False, spin=False) as reference:
         calib = _PartData(
             reference, data, "calibration", configs.calibration.samples, configs.calibration.batch_size
         )
@@ -122,7 +122,7 @@ def split_precision(
         if evaluation is not None:
             t0 = time.perf_counter()
             say("composed variant against the FP32 composition")
-            with Pipeline(stage, parallel=False, spin=False) as variant:
+            with SplitSession(stage, parallel=False, spin=False) as variant:
                 agreement = compare_pipelines(
                     reference, variant, evaluation.model_batches(), composition.spec
                 )
@@ -237,7 +237,7 @@ class _PartData:
     in FP32 batch by batch, so nothing is kept in memory). Labels go with the fusion part only:
     they are the model outputs' classes, not the encoders'."""
 
-    def __init__(self, pipe: Pipeline, data: Any, split: str, samples: int, batch_size: int) -> None:
+    def __init__(self, pipe: SplitSession, data: Any, split: str, samples: int, batch_size: int) -> None:
         self.pipe = pipe
         self.samples = samples
         self.source = _model_source(pipe.composition, data, split, samples, batch_size)
@@ -282,7 +282,7 @@ def _model_source(composition: Composition, data: Any, split: str, samples: int,
 
 
 def compare_pipelines(
-    reference: Pipeline, variant: Pipeline, batches: Iterator[Any], spec: ModelSpec
+    reference: SplitSession, variant: SplitSession, batches: Iterator[Any], spec: ModelSpec
 ) -> dict[str, Any]:
     """Accuracy of both (with labels), top-1 agreement and worst-sample cosine of the variant."""
     task = next((o.name for o in spec.outputs if o.labels), spec.output_names[0])

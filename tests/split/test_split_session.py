@@ -1,4 +1,4 @@
-"""Pipeline: absent modalities (declared and not), the encoder cache, concurrency, the Session shape."""
+"""SplitSession: absent modalities (declared and not), the encoder cache, concurrency, the Session shape."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmexport.errors import InputError
+from mmexport.core.errors import InputError
+from mmexport.core.spec import ModelSpec
 from mmexport.export.parity import torch_outputs
 from mmexport.models import get_builtin
-from mmexport.runtime import Pipeline
-from mmexport.spec import ModelSpec
+from mmexport.split import SplitSession
 
 from .conftest import narrow_spec
 from .split_models import PAIR_SPEC, pair
@@ -38,7 +38,7 @@ def test_absent_audio_is_masked_as_declared(fusion_split):
             torch.ones(batch, dtype=torch.bool),
             torch.zeros(batch, dtype=torch.bool),
         ).numpy()
-    with Pipeline(fusion_split.folder) as pipe:
+    with SplitSession(fusion_split.folder) as pipe:
         (actual,) = pipe.run(feed).values()
         full = pipe.run(_feed("fusion"))["logits"]
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-3)
@@ -53,14 +53,14 @@ def test_absent_image_uses_the_null_embedding(seed_split):
         null = model.encode_image(torch.zeros(1, 3, 128, 128))
         text = model.encode_text(torch.from_numpy(feed["tokens"]))
         expected = model.head(null.expand(text.shape[0], -1), text).softmax(-1).numpy()
-    with Pipeline(seed_split.folder) as pipe:
+    with SplitSession(seed_split.folder) as pipe:
         np.testing.assert_allclose(pipe.run(feed)["probs"], expected, atol=1e-5, rtol=1e-4)
 
 
 def test_undeclared_absence_names_the_modality_and_what_is_declared(fusion_split):
     feed = _feed("fusion")
     del feed["tokens"]
-    with Pipeline(fusion_split.folder) as pipe, pytest.raises(InputError) as caught:
+    with SplitSession(fusion_split.folder) as pipe, pytest.raises(InputError) as caught:
         pipe.run(feed)
     message = str(caught.value)
     assert caught.value.input == "tokens"
@@ -69,7 +69,7 @@ def test_undeclared_absence_names_the_modality_and_what_is_declared(fusion_split
 
 
 def test_unknown_input_and_bad_shapes_are_input_errors(fusion_split):
-    with Pipeline(fusion_split.folder) as pipe:
+    with SplitSession(fusion_split.folder) as pipe:
         with pytest.raises(InputError, match="'camera': is not an input"):
             pipe.run({**_feed("fusion"), "camera": np.zeros(1)})
         bad = _feed("fusion")
@@ -82,7 +82,7 @@ def test_unknown_input_and_bad_shapes_are_input_errors(fusion_split):
 
 def test_cache_hits_return_the_same_outputs_and_changed_inputs_miss(fusion_split):
     feed = _feed("fusion")
-    with Pipeline(fusion_split.folder) as plain, Pipeline(fusion_split.folder, cache=True) as cached:
+    with SplitSession(fusion_split.folder) as plain, SplitSession(fusion_split.folder, cache=True) as cached:
         first = cached.run(feed)["logits"]
         again = cached.run(feed)["logits"]
         assert cached.cache_info() == {p: {"hits": 1, "misses": 1} for p in ("image", "text", "audio")}
@@ -100,7 +100,7 @@ def test_cache_hits_return_the_same_outputs_and_changed_inputs_miss(fusion_split
 def test_explicit_cache_keys(fusion_split):
     feed = _feed("fusion")
     other = {**feed, "tokens": _feed("fusion", seed=5)["tokens"]}
-    with Pipeline(fusion_split.folder, cache=True) as pipe, Pipeline(fusion_split.folder) as plain:
+    with SplitSession(fusion_split.folder, cache=True) as pipe, SplitSession(fusion_split.folder) as plain:
         pipe.run(feed, cache_keys={"text": "cmd-1"})
         # the key is the caller's word: same key, text not recomputed (even though tokens differ)
         stale = pipe.run(other, cache_keys={"text": "cmd-1"})["logits"]
@@ -110,7 +110,7 @@ def test_explicit_cache_keys(fusion_split):
         assert pipe.cache_info()["text"] == {"hits": 1, "misses": 2}
         with pytest.raises(InputError, match="cached parts: image, text, audio"):
             pipe.run(feed, cache_keys={"fuse": 1})
-    with Pipeline(fusion_split.folder) as plain, pytest.raises(InputError, match="without cache=True"):
+    with SplitSession(fusion_split.folder) as plain, pytest.raises(InputError, match="without cache=True"):
         plain.run(feed, cache_keys={"text": "x"})
 
 
@@ -118,9 +118,9 @@ def test_parallel_and_serial_agree_and_threads_share_a_pipeline(fusion_split):
     from concurrent.futures import ThreadPoolExecutor
 
     feeds = [_feed("fusion", seed=s) for s in range(6)]
-    with Pipeline(fusion_split.folder, parallel=False) as serial:
+    with SplitSession(fusion_split.folder, parallel=False) as serial:
         expected = [serial.run(f)["logits"] for f in feeds]
-    with Pipeline(fusion_split.folder, cache=True) as pipe:
+    with SplitSession(fusion_split.folder, cache=True) as pipe:
         assert pipe.describe()["parallel"] is True
         with ThreadPoolExecutor(3) as pool:
             results = list(pool.map(lambda f: pipe.run(f)["logits"], feeds * 2))
@@ -129,7 +129,7 @@ def test_parallel_and_serial_agree_and_threads_share_a_pipeline(fusion_split):
 
 
 def test_session_like_surface(fusion_split):
-    with Pipeline(fusion_split.folder) as pipe:
+    with SplitSession(fusion_split.folder) as pipe:
         assert pipe.input_names == ["image", "tokens", "audio"] and pipe.output_names == ["logits"]
         checked = pipe.validate({**_feed("fusion"), "tokens": _feed("fusion")["tokens"].astype(np.int32)})
         assert checked["tokens"].dtype == np.int64  # cast losslessly, as Session does
@@ -141,19 +141,19 @@ def test_session_like_surface(fusion_split):
 
 def test_cache_only_the_named_parts(fusion_split):
     feed = _feed("fusion")
-    with Pipeline(fusion_split.folder, cache={"text"}) as pipe:
+    with SplitSession(fusion_split.folder, cache={"text"}) as pipe:
         pipe.run(feed)
         pipe.run({**feed, "image": feed["image"] * 2})
         assert pipe.cache_info() == {"text": {"hits": 1, "misses": 1}}
     with pytest.raises(InputError, match="cache names part 'fuse'; cacheable parts: image, text, audio"):
-        Pipeline(fusion_split.folder, cache={"fuse"})
+        SplitSession(fusion_split.folder, cache={"fuse"})
 
 
 def test_part_runner_times_one_part_on_what_the_pipeline_gives_it(fusion_split):
-    from mmexport.runtime.pipeline_parts import PartRunner
+    from mmexport.split.parts import PartRunner
 
     feed = _feed("fusion")
-    with Pipeline(fusion_split.folder) as pipe:
+    with SplitSession(fusion_split.folder) as pipe:
         runner = PartRunner(pipe, "fuse")
         assert runner.spec is pipe.spec and runner.describe()["part"] == "fuse"
         np.testing.assert_array_equal(runner.run(feed)["logits"], pipe.run(feed)["logits"])
@@ -163,7 +163,7 @@ def test_part_runner_times_one_part_on_what_the_pipeline_gives_it(fusion_split):
 
 def test_caller_mutating_returned_arrays_does_not_corrupt_the_cache(fusion_split):
     feed = _feed("fusion")
-    with Pipeline(fusion_split.folder, cache=True) as pipe, Pipeline(fusion_split.folder) as plain:
+    with SplitSession(fusion_split.folder, cache=True) as pipe, SplitSession(fusion_split.folder) as plain:
         expected = plain.part_outputs(feed)
         first = pipe.part_outputs(feed)
         first["image"]["image_tokens"][:] = 0  # the caller owns what it is given
@@ -179,7 +179,7 @@ def test_a_cache_key_never_returns_outputs_of_other_shapes(fusion_split):
     """The caller's key stands for the content, not for the shapes: another batch misses."""
     feed = _feed("fusion")
     single = {n: v[:1] for n, v in feed.items()}
-    with Pipeline(fusion_split.folder, cache=True) as pipe, Pipeline(fusion_split.folder) as plain:
+    with SplitSession(fusion_split.folder, cache=True) as pipe, SplitSession(fusion_split.folder) as plain:
         pipe.run(feed, cache_keys={"text": "cmd-1"})
         got = pipe.run(single, cache_keys={"text": "cmd-1"})["logits"]
         np.testing.assert_allclose(got, plain.run(single)["logits"], atol=1e-6)
@@ -192,7 +192,7 @@ def test_a_cache_key_never_returns_outputs_of_other_shapes(fusion_split):
 
 
 def test_content_hash_tells_dtype_and_shape_apart():
-    from mmexport.runtime.pipeline import content_hash
+    from mmexport.split.session import content_hash
 
     zeros = np.zeros(8, dtype=np.int32)
     variants = [zeros, zeros.view(np.float32), zeros.reshape(2, 4), zeros.astype(np.int64)[:4]]
@@ -201,7 +201,7 @@ def test_content_hash_tells_dtype_and_shape_apart():
 
 
 def test_cache_accepts_one_part_name_as_a_string(fusion_split):
-    with Pipeline(fusion_split.folder, cache="text") as pipe:
+    with SplitSession(fusion_split.folder, cache="text") as pipe:
         assert pipe.cache_info() == {"text": {"hits": 0, "misses": 0}}
 
 
@@ -211,7 +211,7 @@ def test_a_failing_part_is_raised_after_the_concurrent_parts_finish(fusion_split
     import time
 
     feed = _feed("fusion")
-    with Pipeline(fusion_split.folder) as pipe:
+    with SplitSession(fusion_split.folder) as pipe:
         finished = threading.Event()
         slow_run = pipe.parts["audio"].run
 
@@ -237,23 +237,23 @@ def test_a_failing_part_is_raised_after_the_concurrent_parts_finish(fusion_split
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_run_after_close_is_a_clear_error(fusion_split, parallel):
-    pipe = Pipeline(fusion_split.folder, parallel=parallel)
+    pipe = SplitSession(fusion_split.folder, parallel=parallel)
     pipe.close()
     pipe.close()  # closing twice is harmless
-    with pytest.raises(RuntimeError, match=r"Pipeline\(.*\) is closed"):
+    with pytest.raises(RuntimeError, match=r"SplitSession\(.*\) is closed"):
         pipe.run(_feed("fusion"))
 
 
 def test_threads_with_different_inputs_never_get_each_others_cached_outputs(fusion_split):
-    """Several threads, one cached Pipeline, inputs changing under each other: every answer is the
+    """Several threads, one cached SplitSession, inputs changing under each other: every answer is the
     uncached answer for its own inputs (by content hash and by key)."""
     from concurrent.futures import ThreadPoolExecutor
 
     feeds = [_feed("fusion", seed=s) for s in range(3)]
-    with Pipeline(fusion_split.folder, parallel=False) as plain:
+    with SplitSession(fusion_split.folder, parallel=False) as plain:
         expected = [plain.run(f)["logits"] for f in feeds]
     calls = [(k % 3, k % 2 == 0) for k in range(48)]
-    with Pipeline(fusion_split.folder, cache=True) as pipe:
+    with SplitSession(fusion_split.folder, cache=True) as pipe:
 
         def call(job: tuple[int, bool]) -> np.ndarray:
             index, keyed = job
@@ -272,7 +272,7 @@ def test_a_part_with_two_inputs_and_two_outputs_is_wired_by_name(pair_split):
     spec = ModelSpec.from_dict(PAIR_SPEC)
     model = pair()
     assert pair_split.parity.passed
-    with Pipeline(pair_split.folder) as pipe:
+    with SplitSession(pair_split.folder) as pipe:
         assert pipe.output_names == ["logits", "energy"]
         for which in ("min", "max"):
             feed = spec.sample_feed(spec.point(which), seed=4)
@@ -286,7 +286,7 @@ def test_a_part_with_two_inputs_and_two_outputs_is_wired_by_name(pair_split):
 def test_one_of_a_parts_two_inputs_is_an_error_naming_both(pair_split):
     spec = ModelSpec.from_dict(PAIR_SPEC)
     feed = spec.sample_feed(spec.point("opt"), seed=0)
-    with Pipeline(pair_split.folder) as pipe:
+    with SplitSession(pair_split.folder) as pipe:
         for given, missing in (("imu", "imu_scale"), ("imu_scale", "imu")):
             partial = {n: v for n, v in feed.items() if n != missing}
             with pytest.raises(InputError) as caught:
@@ -305,7 +305,7 @@ def test_absent_part_with_two_constant_outputs_at_batch_3(pair_split):
     with torch.inference_mode():
         image = model.encode_image(torch.from_numpy(feed["image"]))
         logits, energy = model.fuse(image, torch.zeros(3, 8), torch.ones(3, 1))
-    with Pipeline(pair_split.folder, cache=True) as pipe:
+    with SplitSession(pair_split.folder, cache=True) as pipe:
         for _ in range(2):  # the second call: image from the cache, the IMU still absent
             outputs = pipe.run({"image": feed["image"]})
             np.testing.assert_allclose(outputs["logits"], logits.numpy(), atol=1e-5)
@@ -318,7 +318,7 @@ def test_close_waits_for_runs_in_flight(fusion_split, monkeypatch):
     import time
 
     feed = _feed("fusion")
-    pipe = Pipeline(fusion_split.folder)
+    pipe = SplitSession(fusion_split.folder)
     expected = pipe.run(feed)["logits"]
     fuse = pipe.parts["fuse"]
     started, events = threading.Event(), []

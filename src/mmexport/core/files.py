@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mmexport.errors import ArtifactError
+from mmexport.core.errors import ArtifactError
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmexport.errors import ArtifactError, MissingDependencyError
-from mmexport.files import sha256_file
-from mmexport.manifest import Manifest, read_manifest
+from mmexport.core.errors import ArtifactError, MissingDependencyError
+from mmexport.core.files import sha256_file
+from mmexport.core.manifest import Manifest, read_manifest
 
 if TYPE_CHECKING:
     import onnx

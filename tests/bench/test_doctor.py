@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 from click.testing import CliRunner
 
+from mmexport.bench.doctor import diagnose, format_diagnosis, probe
 from mmexport.cli.app import cli
-from mmexport.doctor import diagnose, format_diagnosis, probe
 
 
 def importer(modules):

@@ -2,7 +2,7 @@
 
 The model offers its parts through ``split_parts()`` (``mmexport.models.split_protocol``). Each
 part is exported by ``to_onnx`` with its own spec and passes its own parity gate against its
-PyTorch module; then the composed parts (run by ``mmexport.runtime.Pipeline``) must equal the
+PyTorch module; then the composed parts (run by ``mmexport.runtime.SplitSession``) must equal the
 monolithic PyTorch model at the model's shape points, and every declared absence must equal the
 PyTorch parts with the same stand-in. Everything is built in a staging folder and moved into
 place at the end: a failure writes nothing.
@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmexport.composition import FILE_NAME, Absent, Composition, Part, Wire
-from mmexport.errors import ExportError, ParityError, SpecError
+from mmexport.core.errors import ExportError, ParityError, SpecError
+from mmexport.core.manifest import package_versions, read_manifest
+from mmexport.core.spec import ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig
 from mmexport.export.parity import (
@@ -34,16 +35,7 @@ from mmexport.export.parity import (
     tolerance,
     torch_outputs,
 )
-from mmexport.export.split_files import check_folder, publish_folder, staged_folder
-from mmexport.export.split_specs import (
-    OutputShape,
-    constant_values,
-    encoder_spec,
-    fusion_spec,
-    output_shapes,
-)
 from mmexport.export.stage import ToOnnxResult, to_onnx
-from mmexport.manifest import package_versions, read_manifest
 from mmexport.models.split_protocol import (
     SPLIT_METHOD,
     ConstantWhenAbsent,
@@ -51,8 +43,16 @@ from mmexport.models.split_protocol import (
     MaskWhenAbsent,
     SplitParts,
 )
-from mmexport.runtime.pipeline import Pipeline, dim_sizes, stand_in_shape
-from mmexport.spec import ModelSpec
+from mmexport.split.composition import FILE_NAME, Absent, Composition, Part, Wire
+from mmexport.split.files import check_folder, publish_folder, staged_folder
+from mmexport.split.session import SplitSession, dim_sizes, stand_in_shape
+from mmexport.split.specs import (
+    OutputShape,
+    constant_values,
+    encoder_spec,
+    fusion_spec,
+    output_shapes,
+)
 
 Progress = Callable[[str], None]
 
@@ -296,12 +296,12 @@ def _indent(say: Progress) -> Progress:
 def composed_gate(
     loaded: LoadedModel, parts: SplitParts, folder: Path, config: ParityConfig, say: Progress
 ) -> ParityReport:
-    """The parts run by the runtime's Pipeline against the monolithic PyTorch model at the model's
+    """The parts run by the runtime's SplitSession against the monolithic PyTorch model at the model's
     shape points; then, at the opt point, each declared absence against the PyTorch parts given
     the same stand-in (zeros and a False flag, or the null embedding)."""
     report = ParityReport()
     spec = loaded.spec
-    with Pipeline(folder, parallel=False, spin=False) as pipe:
+    with SplitSession(folder, parallel=False, spin=False) as pipe:
         fuse_spec = pipe.parts[parts.fusion_name].spec
         for k, (name, point) in enumerate(shape_points(spec, config)):
             feed = spec.sample_feed(point, seed=config.seed + k)
@@ -323,7 +323,7 @@ def _compare(
     report: ParityReport,
     point: str,
     feed: dict[str, np.ndarray],
-    pipe: Pipeline,
+    pipe: SplitSession,
     expected: list[np.ndarray],
     spec: ModelSpec,
     config: ParityConfig,

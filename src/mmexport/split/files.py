@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mmexport.composition import FILE_NAME, is_composition_folder
-from mmexport.errors import ArtifactError
-from mmexport.files import INTERRUPTED, output_folder, staging_dir
+from mmexport.core.errors import ArtifactError
+from mmexport.core.files import INTERRUPTED, output_folder, staging_dir
+from mmexport.split.composition import FILE_NAME, is_composition_folder
 
 
 def check_folder(folder: Path) -> None:

@@ -67,3 +67,6 @@ def task_spec(inputs: list[dict[str, Any]], output: str, labels: list[str]) -> d
 
 SEED_SPEC = task_spec([IMAGE_INPUT, TOKENS_INPUT], "probs", IMAGE_LABELS)
 FUSION_SPEC = task_spec([IMAGE_INPUT, TOKENS_INPUT, AUDIO_INPUT], "logits", LABELS)
+
+# The built-in models' specs by model name, the default first (as the model registry lists them).
+TASK_SPECS = {"fusion": FUSION_SPEC, "seed": SEED_SPEC}

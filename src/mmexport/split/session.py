@@ -1,6 +1,6 @@
-"""``Pipeline``: run a split export (per-modality parts + fusion) as one model.
+"""``SplitSession``: run a split export (per-modality parts + fusion) as one model.
 
-    pipe = Pipeline("fusion/")                                 # reads fusion/composition.json
+    pipe = SplitSession("fusion/")                                 # reads fusion/composition.json
     pipe.run({"image": img, "tokens": toks, "audio": wav})     # the monolithic model's outputs
     pipe.run({"image": img, "tokens": toks})                   # audio absent: as the model declares
 
@@ -21,17 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.composition import Composition, Part, Wire, read_composition
-from mmexport.errors import InputError
-from mmexport.runtime.pipeline_checks import cached_parts, check_cache_keys, check_parts, check_presence
+from mmexport.core.errors import InputError
+from mmexport.core.spec import ModelSpec
 from mmexport.runtime.session import Session
 from mmexport.runtime.validation import FeedValidator
-from mmexport.spec import ModelSpec
+from mmexport.split.checks import cached_parts, check_cache_keys, check_parts, check_presence
+from mmexport.split.composition import Composition, Part, Wire, read_composition
 
 Values = dict[tuple[str, str], np.ndarray]  # (part, output) -> array
 
 
-class Pipeline:
+class SplitSession:
     """A split export loaded as one runnable model (``run(feeds) -> dict``, like ``Session``).
 
     ``folder``: the split export (or its ``composition.json``); every part file is checked
@@ -194,14 +194,14 @@ class Pipeline:
         for session in self._sessions.values():
             session.close()
 
-    def __enter__(self) -> Pipeline:
+    def __enter__(self) -> SplitSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Pipeline({str(self.folder)!r}, parts={list(self._sessions)})"
+        return f"SplitSession({str(self.folder)!r}, parts={list(self._sessions)})"
 
     # -- running --------------------------------------------------------------------------
 
@@ -358,4 +358,4 @@ def stand_in_shape(spec: ModelSpec, name: str, sizes: Mapping[str, int]) -> tupl
     return tuple(d if isinstance(d, int) else sizes.get(d, spec.dims[d].min) for d in spec.input(name).shape)
 
 
-__all__ = ["Pipeline", "content_hash", "dim_sizes", "stand_in_shape"]
+__all__ = ["SplitSession", "content_hash", "dim_sizes", "stand_in_shape"]

@@ -3,7 +3,7 @@
 A split export is a folder with one ONNX per part (each with its own manifest) and this file,
 which says how the parts compose into the model::
 
-    {"format": "mmexport.composition", "format_version": 1, "created": "...",
+    {"format": "mmexport.split.composition", "format_version": 1, "created": "...",
      "source": {"model": "fusion", "builtin": true},
      "spec": {...the model's spec...},
      "parts": [
@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import ArtifactError, SpecError
-from mmexport.files import atomic_write_text, sha256_file
-from mmexport.json_limits import check_format, dumps_finite, read_json_limited
-from mmexport.spec import DTYPES, ModelSpec
+from mmexport.core.errors import ArtifactError, SpecError
+from mmexport.core.files import atomic_write_text, sha256_file
+from mmexport.core.json_limits import check_format, dumps_finite, read_json_limited
+from mmexport.core.spec import DTYPES, ModelSpec
 
-FORMAT = "mmexport.composition"
+FORMAT = "mmexport.split.composition"
 FORMAT_VERSION = 1
 FILE_NAME = "composition.json"
 ROLES = ("encoder", "fusion")
@@ -214,7 +214,10 @@ def read_composition(folder: str | Path, *, verify_files: bool = True) -> Compos
         raise ArtifactError(
             str(path),
             "is a model file, not a split export folder",
-            hint="use mmexport.runtime.Session for one model; Pipeline takes a folder from `to-onnx --split`",
+            hint=(
+                "use mmexport.runtime.Session for one model; "
+                "SplitSession takes a folder from `to-onnx --split`"
+            ),
         )
     data = read_json_limited(path, what=WHAT, max_bytes=MAX_BYTES)
     composition = Composition.from_dict(data, where=str(path))

@@ -4,7 +4,7 @@ A manifest holds the spec (in the spec file's form), what produced the artifact,
 sha256, and validation results, so that each stage reads the previous one and no flag is repeated.
 
 Manifests travel with artifacts (bundles, copies to a device), so reading one treats it as
-untrusted (``mmexport.json_limits``: a size limit, a nesting limit, string and integer limits, no
+untrusted (``mmexport.core.json_limits``: a size limit, a nesting limit, string and integer limits, no
 duplicate keys, no NaN/Infinity), with a type for every top-level field and no unknown ones; each
 failure is one ``ArtifactError`` naming the file.
 """
@@ -19,12 +19,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mmexport.errors import ArtifactError, SpecError
-from mmexport.files import atomic_write_text, publish, sha256_file, uninterrupted
-from mmexport.json_limits import check_format, dumps_finite, read_json_limited
-from mmexport.spec import ModelSpec
+from mmexport.core.errors import ArtifactError, SpecError
+from mmexport.core.files import atomic_write_text, publish, sha256_file, uninterrupted
+from mmexport.core.json_limits import check_format, dumps_finite, read_json_limited
+from mmexport.core.spec import ModelSpec
 
-FORMAT = "mmexport.manifest"
+FORMAT = "mmexport.core.manifest"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 << 20
 WHAT = "an mmexport manifest"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import SpecError
+from mmexport.core.errors import SpecError
 
 MODALITIES = ("image", "text", "audio", "sensor", "tensor")
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")

@@ -7,7 +7,6 @@ which then gets one), ``.npz`` (arrays by input name), or a raw file (image, tex
 
 from __future__ import annotations
 
-import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mmexport.errors import DataError
-from mmexport.runtime.validation import MAX_FEED_BYTES
-from mmexport.spec import InputSpec, ModelSpec, OutputSpec
+from mmexport.core.errors import DataError
+from mmexport.core.spec import InputSpec, ModelSpec, OutputSpec
+from mmexport.data.npy_headers import check_npz_members, npy_size_problem
 
 
 def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -106,40 +105,6 @@ def _read_npz_all(path: Path) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot be read as an .npz archive ({e})", sample=str(path)) from e
-
-
-def check_npz_members(path: Path) -> None:
-    """Each member's header against the size the archive records for it (see ``npy_size_problem``)."""
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as member:
-                problem = npy_size_problem(member, info.file_size, "the archive")
-            if problem:
-                raise DataError(f"member {info.filename[:-4]!r}: {problem}", sample=str(path))
-
-
-def npy_size_problem(f: Any, size: int, holder: str) -> str | None:
-    """Why an .npy stream cannot be what its header says, checked before numpy allocates the
-    header's shape (it allocates first, then reads: a header can ask for terabytes); None if fine."""
-    from numpy.lib import format as npy_format
-
-    version = npy_format.read_magic(f)
-    read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-    shape, _, dtype = read_header(f)
-    if dtype.hasobject:
-        return None  # refused by allow_pickle=False with numpy's own message
-    expected = math.prod(shape) * dtype.itemsize
-    available = size - f.tell()
-    if expected != available:
-        return (
-            f"its header says shape {list(shape)} of {dtype} ({expected} bytes) but {holder} holds "
-            f"{available} bytes (damaged or not written by numpy?)"
-        )
-    if MAX_FEED_BYTES is not None and expected > MAX_FEED_BYTES:
-        return f"holds {expected / 2**30:.3g} GiB, more than this machine's memory"
-    return None
 
 
 def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict[str, Any]]]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mmexport.errors import ArtifactError
+from mmexport.core.errors import ArtifactError
+
+UNKNOWN = "unknown"  # what older builds recorded when they could not read the GPU
 
 
 @dataclass(frozen=True)
