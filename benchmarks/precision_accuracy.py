@@ -1,7 +1,7 @@
 """FP32 vs FP16 vs INT8 task accuracy of the built-in models on their held-out synthetic split.
 
 Runs the commands a user runs (to-onnx, fp16, calibrate, accuracy) and prints one Markdown
-table; README's precision table comes from here.
+table; docs/precision.md's table comes from here.
 
     python benchmarks/precision_accuracy.py --json benchmarks/results/precision_accuracy.json
 """

@@ -14,7 +14,7 @@ rather than run back to back. Inference latency (p50/p99 over the last second of
 The model is loaded, and called once, before the clock starts: the first call of a fresh
 session costs several times a steady one (benchmarks/startup_cost.py measures it).
 numpy's BLAS (the log-mel's matrix product) has a thread pool of its own besides onnxruntime's;
-on a busy machine, run with OPENBLAS_NUM_THREADS=1 (see the README, "Embedding in robot software").
+on a busy machine, run with OPENBLAS_NUM_THREADS=1 (see docs/embedding.md).
 """
 
 from __future__ import annotations

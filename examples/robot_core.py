@@ -3,7 +3,7 @@
     from mmexport.runtime import Session
     from robot_core import DecisionCore, Preprocessor, decide
 
-    session = Session("model.onnx", spin=False)    # once, at start-up (it costs: see the README)
+    session = Session("model.onnx", spin=False)    # once, at start-up (it costs: see docs/runtime.md)
     preprocess = Preprocessor(session.spec)         # reads the spec's "preprocess" entries once
     feeds = preprocess(frame, "what colour is the object", audio_wave)
     decision = decide(session, feeds)               # Decision(label='red', score=0.98, latency_ms=0.7)
@@ -175,7 +175,7 @@ def _input_of(spec: ModelSpec, modality: str) -> InputSpec | None:
         raise SpecError(
             f"input {inp.name!r} needs preprocess kind {KINDS[modality]!r} to be made from robot data, "
             f"the spec gives {kind!r}",
-            hint="see 'The spec' in the README",
+            hint="see docs/spec.md",
         )
     return inp
 

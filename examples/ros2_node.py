@@ -19,7 +19,7 @@ node's log once a second. Parameters: ``model`` (path), ``rate_hz`` (20.0), ``th
 (onnxruntime intra-op threads; 0: its default), ``command``.
 
 Callbacks run one at a time under ``rclpy.spin`` (a single-threaded executor), so the node's
-state needs no lock. The Session itself may be called from several threads (see the README's
+state needs no lock. The Session itself may be called from several threads (see docs/embedding.md,
 "Embedding in robot software") if you move to a multi-threaded executor; the newest-frame state
 here would then need a lock.
 

@@ -65,7 +65,7 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
     help="TensorRT engines: replay the engine as a CUDA graph (captured after one warm-up run per shape).",
 )
 @click.option(
-    "--json", "json_path", type=_FILE, help="Write the report as JSON (schema: README, Benchmarking)."
+    "--json", "json_path", type=_FILE, help="Write the report as JSON (schema: docs/benchmarks.md)."
 )
 @click.option("--csv", "csv_path", type=_FILE, help="Write one CSV row per artifact and case.")
 @click.option("--markdown", "markdown_path", type=_FILE, help="Write the table as Markdown.")

@@ -402,7 +402,7 @@ def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
             raise SpecError(f"range [{low}, {high}) does not fit {inp.dtype}", where=where)
 
 
-# preprocess kind -> (required keys, optional keys). What each means: README, "The spec".
+# preprocess kind -> (required keys, optional keys). What each means: docs/spec.md.
 PREPROCESS_KINDS: dict[str, tuple[set[str], set[str]]] = {
     "image": ({"mean", "std"}, {"scale", "channel_order"}),
     "log_mel": ({"sample_rate", "n_fft", "hop_length", "n_mels"}, {"duration_s"}),
