@@ -19,10 +19,12 @@ from mmexport.core.errors import ArtifactError, BackendError, InputError
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
 from mmexport.runtime.backends.onnxrt.loader import PROVIDERS, first_line, import_onnxruntime, open_session
+from mmexport.runtime.runner import Capability
 
 
 class OnnxrtRunner(Backend):
     name = "onnxrt"
+    capabilities = frozenset({Capability.RUN_ON_DEVICE})  # with device="cuda"
 
     def __init__(self, path: Path, spec: ModelSpec | None, config: BackendConfig) -> None:
         self._session, self._provider = open_session(path, spec, config)
