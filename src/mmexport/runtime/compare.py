@@ -33,7 +33,8 @@ class OutputComparison:
 
     ``max_rel`` is elementwise (``|diff| / |reference|``); ``reference_amax`` (the largest
     ``|reference|``) gives a range-relative figure where outputs cross zero. ``sample_cosines``:
-    one per sample (along the first axis; all-zero in both: 1; zero in one: 0; NaN: -1);
+    one per sample (along the first axis; all-zero in both: 1; zero in one: 0; a row
+    that is not finite never counts as agreeing: 0 or -1);
     ``cosine`` is the worst of them. Different shapes: infinite differences, cosine -1, not passed.
     """
 
