@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmexport.bench import BenchConfig, BenchTarget, ShapeCase, benchmark, build_cases
-from mmexport.runtime import Session
+from mmexport.runtime import Runner, Session
 from runtime.onnx_models import write_tiny
 
 
@@ -79,11 +79,13 @@ def test_json_schema(report):
 def test_iterations_and_interleaving(artifacts):
     order = []
 
-    class Recording:
+    class Recording(Runner):
         def __init__(self, session, name):
-            self.session, self.name, self.spec = session, name, session.spec
+            super().__init__()
+            self.session, self.name = session, name
+            self._use_spec(session.spec)
 
-        def run(self, feeds):
+        def _run(self, feeds):
             order.append(self.name)
             return self.session.run(feeds)
 

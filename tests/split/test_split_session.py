@@ -161,6 +161,30 @@ def test_part_runner_times_one_part_on_what_the_pipeline_gives_it(fusion_split):
         np.testing.assert_array_equal(runner.run(other)["logits"], pipe.run(other)["logits"])
 
 
+def test_split_session_and_part_runner_keep_the_runner_contract(fusion_split):
+    from mmexport.runtime import Runner
+    from mmexport.split.parts import PartRunner
+
+    feed = _feed("fusion")
+    pipe = SplitSession(fusion_split.folder)
+    runner = PartRunner(pipe, "fuse")
+    assert isinstance(pipe, Runner) and isinstance(runner, Runner)
+    assert pipe.capabilities == frozenset() == runner.capabilities and pipe.timings() is None
+    assert pipe.backend_name == runner.backend_name == "onnxrt"
+    fuse = pipe.parts["fuse"]
+    calls = []
+    fuse._backend.run = lambda f: calls.append(f)  # type: ignore[method-assign]
+    with pytest.raises(InputError, match="'image'"):
+        runner.run({**feed, "image": feed["image"].astype(np.int32)})
+    with pytest.raises(InputError, match="'image'"):
+        pipe.run({**feed, "image": feed["image"].astype(np.int32)})
+    assert calls == []  # refused before any part ran
+    pipe.close()
+    assert fuse._backend._session is None  # closing the pipeline closed its parts
+    with pytest.raises(RuntimeError, match=r"^SplitSession\(.*\) is closed$"):
+        pipe.run(feed)
+
+
 def test_caller_mutating_returned_arrays_does_not_corrupt_the_cache(fusion_split):
     feed = _feed("fusion")
     with SplitSession(fusion_split.folder, cache=True) as pipe, SplitSession(fusion_split.folder) as plain:

@@ -1,23 +1,23 @@
 """GPU time beside host latency: per-call CUDA-event timings from runners that offer them.
 
-A runner may have ``timings()``: the GPU milliseconds of its last call by phase (the TensorRT
-backend: ``gpu``, ``h2d``, ``compute``, ``d2h``), or None. The harness stays generic: it asks
-after each timed call, outside the timed interval, and keeps nothing when a runner has none.
+A runner declaring ``Capability.TIMINGS`` has ``timings()``: the GPU milliseconds of its last
+call by phase (the TensorRT backend: ``gpu``, ``h2d``, ``compute``, ``d2h``), or None. The harness
+stays generic: it asks after each timed call, outside the timed interval, and keeps nothing when
+a runner has none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from mmexport.bench.stats import LatencyStats
+from mmexport.runtime.runner import Capability, Runner
 
 Timings = Callable[[], "Mapping[str, float] | None"]
 
 
-def timings_hook(runner: Any) -> Timings | None:
-    hook = getattr(runner, "timings", None)
-    return hook if callable(hook) else None
+def timings_hook(runner: Runner) -> Timings | None:
+    return runner.timings if Capability.TIMINGS in runner.capabilities else None
 
 
 def gpu_stats(samples: Sequence[Mapping[str, float]]) -> dict[str, LatencyStats] | None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from mmexport.bench.environment import collect_environment
 from mmexport.bench.gpu_timing import gpu_stats, timings_hook
 from mmexport.bench.report import BenchReport, CaseResult, TargetInfo
 from mmexport.bench.stats import LatencyStats
-from mmexport.core.spec import ModelSpec
+from mmexport.runtime.runner import Runner
 
 Progress = Callable[[str], None]
 
@@ -31,14 +31,8 @@ PROGRESS_S = 5.0
 """Longest stretch of measuring without a progress line."""
 
 
-class Runnable(Protocol):
-    """What the harness needs of a target: a spec and a synchronous ``run``. ``Session`` is one."""
-
-    spec: ModelSpec
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, Any]: ...
-
-    def describe(self) -> dict[str, Any]: ...
+Runnable = Runner
+"""What the harness measures: any runtime ``Runner`` (``Session``, ``SplitSession``, a split part)."""
 
 
 @dataclass
@@ -54,14 +48,14 @@ class BenchTarget:
     # Off by default: a session's spinning worker threads would slow the next artifact's call
     # in the interleaved measurement (measured here: eager PyTorch 12x slower beside onnxruntime).
     spin: bool = False
-    runner: Runnable | None = None
+    runner: Runner | None = None
     options: dict[str, Any] | None = None  # backend-specific (TensorRT: cuda_graph, pinned)
 
 
 @dataclass
 class _Open:
     info: TargetInfo
-    runner: Runnable
+    runner: Runner
     ranged: bool
 
 
@@ -118,8 +112,8 @@ def _open(target: BenchTarget, say: Progress) -> _Open:
     return _Open(TargetInfo(label, str(target.path), load_s, session.describe()), session, _ranged(session))
 
 
-def _ranged(runner: Runnable) -> bool:
-    return getattr(runner, "spec_source", "manifest") != "graph"
+def _ranged(runner: Runner) -> bool:
+    return runner.spec_source != "graph"
 
 
 def _artifact(target: BenchTarget) -> str | None:
@@ -209,13 +203,13 @@ def _trtexec(o: _Open, feeds: Mapping[str, np.ndarray], config: BenchConfig) -> 
     ]
 
 
-def _time_call(runner: Runnable, feeds: Mapping[str, np.ndarray]) -> float:
+def _time_call(runner: Runner, feeds: Mapping[str, np.ndarray]) -> float:
     start = time.perf_counter()
     runner.run(feeds)
     return time.perf_counter() - start
 
 
-def _warm_up(runner: Runnable, feeds: Mapping[str, np.ndarray], seconds: float) -> list[float]:
+def _warm_up(runner: Runner, feeds: Mapping[str, np.ndarray], seconds: float) -> list[float]:
     """Calls for ``seconds`` (at least one), each timed, to size the interleaving blocks."""
     times = [_time_call(runner, feeds)]
     end = time.perf_counter() + seconds

@@ -1,13 +1,14 @@
 """The parity gate: onnxruntime (CPU) against eager PyTorch over the spec's shape range.
 
 Points: the opt point, the all-min and all-max corners (so every dynamic dim is tried at its
-min and max), and a few random points inside the ranges. Every output is compared elementwise
-with ``|onnx - torch| <= atol + rtol * |torch|``. One failing element fails the gate.
+min and max), and a few random points inside the ranges. Both sides are runners (``TorchRunner``,
+the runtime's ``OnnxModelRunner``); every output is compared elementwise by the runtime's
+``compare()``: ``|onnx - torch| <= atol + rtol * |torch|``. One failing element fails the gate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmexport.core.errors import MissingDependencyError
 from mmexport.core.spec import ModelSpec, ShapePoint
+from mmexport.export.torch_runner import NotTensorsError as NotTensorsError
+from mmexport.export.torch_runner import TorchRunner
+from mmexport.export.torch_runner import flatten_outputs as flatten_outputs
+from mmexport.export.torch_runner import torch_outputs as torch_outputs
+from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
+from mmexport.runtime.compare import Tolerance, compare
 
 # (atol, rtol) per output dtype. float32: exporters reorder reductions and fuse ops, which
 # moves results by a few ulps times the reduction length; 1e-4 / 1e-3 passes honest graphs of
@@ -101,44 +107,6 @@ def tolerance(spec: ModelSpec, output: str, dtype: np.dtype, config: ParityConfi
     )
 
 
-def compare(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> tuple[float, float, bool]:
-    """Max absolute and relative difference, and whether every element is within tolerance."""
-    if actual.shape != expected.shape:
-        return float("inf"), float("inf"), False
-    a = actual.astype(np.float64)
-    e = expected.astype(np.float64)
-    if a.size == 0:
-        return 0.0, 0.0, True
-    both_nan = np.isnan(a) & np.isnan(e)
-    diff = np.where(both_nan, 0.0, np.abs(a - e))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    rel = diff / np.maximum(np.abs(e), np.finfo(np.float32).tiny)
-    rel = np.where(diff == 0, 0.0, rel)
-    ok = bool(np.all(diff <= atol + rtol * np.abs(np.nan_to_num(e))))
-    return float(diff.max()), float(rel.max()), ok
-
-
-def torch_outputs(module: torch.nn.Module, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """Run the eager model on a feed (by keyword) and flatten what it returns."""
-    with torch.inference_mode():
-        result = module(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()})
-    return [t.detach().cpu().numpy() for t in flatten_outputs(result)]
-
-
-class NotTensorsError(TypeError):
-    """forward() returned something other than tensors (or containers of them)."""
-
-
-def flatten_outputs(result: Any) -> list[torch.Tensor]:
-    if isinstance(result, torch.Tensor):
-        return [result]
-    if isinstance(result, Mapping):
-        return [t for v in result.values() for t in flatten_outputs(v)]
-    if isinstance(result, Sequence):
-        return [t for v in result for t in flatten_outputs(v)]
-    raise NotTensorsError(f"the model returned a {type(result).__name__}, not tensors")
-
-
 def run_parity(
     module: torch.nn.Module,
     onnx_path: str | Path,
@@ -148,39 +116,47 @@ def run_parity(
 ) -> ParityReport:
     """Compare the ONNX file against ``module`` at every shape point; never raises on mismatch."""
     config = config or ParityConfig()
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", "cpu", "the parity gate") from None
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    ort_inputs = {i.name for i in session.get_inputs()}
+    reference = TorchRunner(module, spec)
     report = ParityReport()
-    for k, (name, point) in enumerate(shape_points(spec, config)):
-        feed = spec.sample_feed(point, seed=config.seed + k)
-        shapes = {n: list(v.shape) for n, v in feed.items()}
-        if progress:
-            progress(f"parity {name}: {format_shapes(shapes)}")
-        try:
-            expected = torch_outputs(module, feed)
-        except Exception as e:  # the eager model itself cannot run at this point of the spec
-            message = f"{type(e).__name__}: {_last_line(e)}"
-            report.rows.extend(_error_rows(name, shapes, spec, message, "pytorch"))
-            continue
-        try:
-            actual = session.run(spec.output_names, {n: v for n, v in feed.items() if n in ort_inputs})
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument types
-            report.rows.extend(_error_rows(name, shapes, spec, _last_line(e), "onnxruntime"))
-            continue
-        for out, exp, act in zip(spec.output_names, expected, actual, strict=False):
-            atol, rtol = tolerance(spec, out, exp.dtype, config)
-            max_abs, max_rel, ok = compare(np.asarray(act), exp, atol, rtol)
-            error = None
-            if np.asarray(act).shape != exp.shape:
-                error = f"shape {list(np.asarray(act).shape)} != torch {list(exp.shape)}"
-            report.rows.append(ParityRow(name, shapes, out, max_abs, max_rel, atol, rtol, ok, error))
+    with OnnxModelRunner(Path(onnx_path), spec) as onnx:
+        for k, (name, point) in enumerate(shape_points(spec, config)):
+            feed = spec.sample_feed(point, seed=config.seed + k)
+            shapes = {n: list(v.shape) for n, v in feed.items()}
+            if progress:
+                progress(f"parity {name}: {format_shapes(shapes)}")
+            try:
+                expected = reference.run(feed)
+            except Exception as e:  # the eager model itself cannot run at this point of the spec
+                message = f"{type(e).__name__}: {_last_line(e)}"
+                report.rows.extend(_error_rows(name, shapes, spec, message, "pytorch"))
+                continue
+            try:
+                actual = onnx.run(feed)
+            except Exception as e:  # onnxruntime's Fail/InvalidArgument, as the runtime's BackendError
+                message = _last_line(e.__cause__ or e)
+                report.rows.extend(_error_rows(name, shapes, spec, message, "onnxruntime"))
+                continue
+            report.rows.extend(parity_rows(name, shapes, expected, actual, spec, config))
     return report
+
+
+def parity_rows(
+    point: str,
+    shapes: dict[str, list[int]],
+    expected: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    spec: ModelSpec,
+    config: ParityConfig,
+) -> list[ParityRow]:
+    """One row per output of ``expected`` (the reference), compared with ``compare()``."""
+    tolerances = {o: Tolerance(*tolerance(spec, o, v.dtype, config)) for o, v in expected.items()}
+    (result,) = compare([expected, actual], tolerances=tolerances)
+    rows = []
+    for c in result.outputs:
+        error = None if c.same_shape else f"shape {list(c.actual_shape)} != torch {list(c.reference_shape)}"
+        atol, rtol = c.tolerance.atol, c.tolerance.rtol
+        rows.append(ParityRow(point, shapes, c.output, c.max_abs, c.max_rel, atol, rtol, c.passed, error))
+    return rows
 
 
 def _last_line(e: BaseException) -> str:

@@ -1,6 +1,7 @@
 """FP32 vs FP16 vs INT8 on one evaluation source: agreement per output and task accuracy.
 
 Everything is accumulated batch by batch (no outputs are kept), so any number of samples fits.
+Each model is a runtime ``Runner``; each batch's outputs are compared by the runtime's ``compare``.
 Relative error is reported against the reference output's range (max |diff| / max |reference|),
 which stays meaningful for outputs that cross zero, unlike an elementwise ratio.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +20,9 @@ import numpy as np
 import onnx
 
 from mmexport.core.spec import ModelSpec
-from mmexport.precision.collect import cpu_session
+from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
+from mmexport.runtime.compare import compare_arrays
+from mmexport.runtime.runner import Runner
 
 Progress = Callable[[int], None]
 
@@ -140,22 +144,15 @@ class _Accumulator:
         self.count = 0
 
     def update(self, actual: np.ndarray, reference: np.ndarray) -> None:
-        a = actual.astype(np.float64).reshape(actual.shape[0], -1)
-        r = reference.astype(np.float64).reshape(reference.shape[0], -1)
-        diff = np.abs(a - r)
-        self.max_abs = max(self.max_abs, float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
-        self.ref_range = max(self.ref_range, float(np.abs(r).max(initial=0.0)))
-        norm_a, norm_r = np.linalg.norm(a, axis=1), np.linalg.norm(r, axis=1)
-        norms = norm_a * norm_r
-        both_zero = (norm_a == 0) & (norm_r == 0)  # identical all-zero outputs agree; one zero does not
-        cosine = np.where(norms > 0, (a * r).sum(axis=1) / np.maximum(norms, 1e-300), both_zero * 1.0)
-        cosine = np.nan_to_num(cosine, nan=-1.0)
-        self.cos_sum += float(cosine.sum())
-        self.cos_min = min(self.cos_min, float(cosine.min(initial=1.0)))
+        c = compare_arrays(actual, reference, output=self.output, equal_nan=False)
+        self.max_abs = max(self.max_abs, c.max_abs)
+        self.ref_range = max(self.ref_range, c.reference_amax)
+        self.cos_sum += float(c.sample_cosines.sum())
+        self.cos_min = min(self.cos_min, float(c.sample_cosines.min(initial=1.0)))
         if self.classifier:
             same = (actual.argmax(-1) == reference.argmax(-1)).reshape(actual.shape[0], -1)
             self.agree += int(same.all(axis=1).sum())
-        self.count += a.shape[0]
+        self.count += actual.shape[0]
 
     def result(self) -> OutputAgreement:
         return OutputAgreement(
@@ -174,41 +171,29 @@ def _ratio(diff: float, scale: float) -> float:
     return 0.0 if diff == 0 else math.inf
 
 
-_ORT_FLOATS = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(double)": np.float64}
-
-
-def _cast_for(session: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The feed in the float types the session's inputs declare (an --fp16-io model takes float16)."""
-    out = dict(feed)
-    for arg in session.get_inputs():
-        dtype = _ORT_FLOATS.get(arg.type)
-        if dtype is not None and arg.name in out and out[arg.name].dtype != dtype:
-            out[arg.name] = out[arg.name].astype(dtype)
-    return out
-
-
 ENGINE_SUFFIXES = (".engine", ".plan")
-Runner = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 
 def _runner(model: onnx.ModelProto | str | Path, outputs: list[str]) -> Runner:
-    """A callable feed -> outputs: onnxruntime for ONNX, the runtime's TensorRT backend for an
-    engine file (``.engine`` / ``.plan``, on the GPU; it checks the engine's manifest first)."""
+    """onnxruntime (CPU, the graph as written) for ONNX, the runtime's TensorRT backend for an
+    engine file (``.engine`` / ``.plan``, on the GPU; it checks the engine's manifest first).
+    Either checks feeds against what the model takes (its graph's inputs, or the engine's spec)."""
     if not isinstance(model, onnx.ModelProto) and Path(model).suffix in ENGINE_SUFFIXES:
         from mmexport.runtime import Session
 
-        engine = Session(model, device="cuda")
-        floats = {i.name: np.dtype(i.dtype) for i in engine.spec.inputs if np.dtype(i.dtype).kind == "f"}
+        return Session(model, device="cuda")
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else Path(model)
+    return OnnxModelRunner(source, outputs=outputs, optimize=False)
 
-        def run_engine(feed: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-            # an engine built from an --fp16-io model takes float16, like its manifest says
-            return engine.run(
-                {k: v.astype(floats[k], copy=False) if k in floats else v for k, v in feed.items()}
-            )
 
-        return run_engine
-    session = cpu_session(model)
-    return lambda feed: dict(zip(outputs, session.run(outputs, _cast_for(session, feed)), strict=True))
+def _cast_for(runner: Runner, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feed in the float types the model's inputs take (an --fp16-io model takes float16)."""
+    out = dict(feed)
+    for spec in runner.spec.inputs:
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f" and spec.name in out and out[spec.name].dtype != dtype:
+            out[spec.name] = out[spec.name].astype(dtype)
+    return out
 
 
 def evaluate(
@@ -223,7 +208,20 @@ def evaluate(
 
     A model is an ONNX proto or file (onnxruntime, CPU) or a TensorRT engine file."""
     outputs = [o.name for o in spec.outputs]
-    runners = [_runner(m, outputs) for _, _, m in models]
+    with ExitStack() as stack:
+        runners = [stack.enter_context(_runner(m, outputs)) for _, _, m in models]
+        return _evaluate(models, runners, batches, spec, source, progress)
+
+
+def _evaluate(
+    models: Sequence[tuple[str, str, onnx.ModelProto | str | Path]],
+    runners: list[Runner],
+    batches: Iterable[LabelledBatch],
+    spec: ModelSpec,
+    source: str,
+    progress: Progress | None,
+) -> AccuracyReport:
+    outputs = [o.name for o in spec.outputs]
     classifier = {o.name: bool(o.labels) for o in spec.outputs}
     task_output = next((o.name for o in spec.outputs if o.labels), outputs[0])
     acc = [{o: _Accumulator(o, classifier[o]) for o in outputs} for _ in models[1:]]
@@ -233,7 +231,7 @@ def evaluate(
     labelled = True
     for batch in batches:
         feed = {k: np.asarray(v) for k, v in batch.feed.items()}
-        results = [run(feed) for run in runners]
+        results = [runner.run(_cast_for(runner, feed)) for runner in runners]
         reference = results[0]
         nonfinite += _nonfinite_samples(reference, outputs)
         if any(classifier.values()):

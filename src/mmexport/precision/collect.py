@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 
 from mmexport.precision.graph import activation_tensors, with_outputs
 from mmexport.precision.stats import TensorStats
+from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
 
 Feed = Mapping[str, np.ndarray]
 Progress = Callable[[int], None]  # called with the number of samples seen so far
-
-
-def cpu_session(model: onnx.ModelProto | str | Path) -> Any:
-    """An onnxruntime CPU session that computes the file as written: graph optimizations would fold
-    FP32 -> FP16 -> FP32 cast pairs (hiding an FP16 overflow) and fuse away observed tensors."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def collect_stats(
@@ -38,25 +26,28 @@ def collect_stats(
     """Statistics of ``tensors`` (default: every float activation) over ``feeds``.
 
     Returns the statistics and the number of samples (batch rows) seen. Only one batch's outputs
-    are alive at a time, so memory does not grow with the number of batches.
+    are alive at a time, so memory does not grow with the number of batches. The graph runs as
+    written (no onnxruntime optimizations: they would fold FP32 -> FP16 -> FP32 cast pairs, hiding
+    an FP16 overflow, and fuse away observed tensors), with every observed tensor as an output.
     """
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     names = activation_tensors(proto) if tensors is None else list(tensors)
     graph_inputs = [i.name for i in proto.graph.input]
-    session = cpu_session(with_outputs(proto, [n for n in names if n not in graph_inputs]))
     fetch = [n for n in names if n not in graph_inputs]
+    observed = with_outputs(proto, fetch).SerializeToString()
     stats = {name: TensorStats(name) for name in names}
     seen = 0
-    for feed in feeds:
-        inputs = {name: feed[name] for name in graph_inputs}
-        values = session.run(fetch, inputs)
-        for name, value in zip(fetch, values, strict=True):
-            stats[name].update(value)
-        for name in graph_inputs:
-            if name in stats:
-                stats[name].update(inputs[name])
-        del values
-        seen += int(next(iter(inputs.values())).shape[0]) if inputs else 1
-        if progress is not None:
-            progress(seen)
+    with OnnxModelRunner(observed, outputs=fetch, optimize=False) as runner:
+        for feed in feeds:
+            inputs = {name: feed[name] for name in graph_inputs}
+            values = runner.run(inputs)
+            for name in fetch:
+                stats[name].update(values[name])
+            for name in graph_inputs:
+                if name in stats:
+                    stats[name].update(inputs[name])
+            del values
+            seen += int(next(iter(inputs.values())).shape[0]) if inputs else 1
+            if progress is not None:
+                progress(seen)
     return stats, seen

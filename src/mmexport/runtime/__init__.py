@@ -9,6 +9,8 @@ Needs numpy and a backend library (onnxruntime) only: no torch, no click.
 
 from mmexport.core.errors import BackendError, InputError
 from mmexport.runtime.backends import Backend, BackendConfig, TensorInfo, backend_names, register_backend
+from mmexport.runtime.compare import Comparison, OutputComparison, Tolerance, compare
+from mmexport.runtime.runner import Capability, Runner
 from mmexport.runtime.session import Session
 from mmexport.runtime.validation import FeedValidator, can_cast_losslessly
 
@@ -16,11 +18,17 @@ __all__ = [
     "Backend",
     "BackendConfig",
     "BackendError",
+    "Capability",
+    "Comparison",
     "FeedValidator",
     "InputError",
+    "OutputComparison",
+    "Runner",
     "Session",
     "TensorInfo",
+    "Tolerance",
     "backend_names",
     "can_cast_losslessly",
+    "compare",
     "register_backend",
 ]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmexport.core.errors import ArtifactError, BackendError, InputError
+from mmexport.core.errors import ArtifactError, BackendError
 from mmexport.core.manifest import (
     Manifest,
     check_files,
@@ -17,14 +16,14 @@ from mmexport.core.manifest import (
     read_manifest,
     require_external_data,
 )
-from mmexport.core.spec import InputSpec, ModelSpec, OutputSpec
+from mmexport.core.spec import InputSpec, OutputSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig
 from mmexport.runtime.backends.registry import find_backend, load_backend_class
 from mmexport.runtime.graph_spec import check_spec_matches, spec_from_graph
-from mmexport.runtime.validation import FeedValidator
+from mmexport.runtime.runner import Runner
 
 
-class Session:
+class Session(Runner):
     """One loaded artifact, ready to run feeds (``dict[str, numpy.ndarray]``).
 
     ``backend``: ``"auto"`` (from the manifest's kind, else the file suffix), ``"onnxrt"``, or any
@@ -61,11 +60,8 @@ class Session:
         verify_sha256: bool = False,
         options: Mapping[str, Any] | None = None,
     ) -> None:
+        super().__init__()
         self.path = Path(path)
-        self._closed = False
-        self._lock = threading.Lock()  # guards _closed and _running, the calls in flight
-        self._idle = threading.Condition(self._lock)
-        self._running = 0
         if not self.path.is_file():
             problem = "does not exist" if not self.path.exists() else "is not a file"
             raise ArtifactError(str(self.path), problem)
@@ -101,10 +97,9 @@ class Session:
         except BaseException:
             self._backend.close()  # a refused artifact keeps no device memory or CUDA stream
             raise
-        self.spec: ModelSpec = spec if spec is not None else graph
-        self.spec_source = "manifest" if spec is not None else "graph"
+        self._use_spec(spec if spec is not None else graph, "manifest" if spec is not None else "graph")
         self.backend_name = entry.name
-        self._validate = FeedValidator(self.spec)
+        self.capabilities = self._backend.capabilities
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:
@@ -115,55 +110,23 @@ class Session:
         return self.spec.outputs
 
     @property
-    def input_names(self) -> list[str]:
-        return self.spec.input_names
-
-    @property
     def output_names(self) -> list[str]:
         return [o.name for o in self._backend.outputs()]
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Validate ``feeds`` against the spec (raising ``InputError``), run, return every output."""
-        self._enter()
-        try:
-            return self._backend.run(self._validate(feeds))
-        finally:
-            self._leave()
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._backend.run(feeds)
 
-    def validate(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-        """What ``run`` checks, without running: the feeds as the backend would get them."""
-        return self._validate(feeds)
-
-    def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """On CUDA: feeds as device tensors (onnxruntime: ``OrtValue``; TensorRT: CUDA torch tensors,
+    def _run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Feeds as device tensors (onnxruntime: ``OrtValue``; TensorRT: CUDA torch tensors,
         ``DeviceArray``) or host arrays, outputs left on the device."""
-        runner = getattr(self._backend, "run_on_device", None)
-        if runner is None:
-            raise BackendError(self.backend_name, "cannot keep outputs on the device")
-        if type(feeds) is not dict and not isinstance(feeds, Mapping):
-            raise InputError(None, f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
-        self._enter()
-        try:
-            shapes, dtypes = {}, {}
-            for name, value in feeds.items():  # InputError for a value the backend does not take
-                shapes[name], dtypes[name] = self._backend.feed_meta(name, value)
-            self._validate.check_meta(shapes, dtypes)
-            result: dict[str, Any] = runner(feeds)
-        finally:
-            self._leave()
-        return result
+        return self._backend.run_on_device(feeds)
 
-    def timings(self) -> dict[str, float] | None:
-        """GPU milliseconds of the last call by phase (TensorRT: gpu, h2d, compute, d2h); None elsewhere."""
-        hook = getattr(self._backend, "timings", None)
-        if hook is None:
-            return None
-        self._enter()
-        try:
-            result: dict[str, float] | None = hook()
-        finally:
-            self._leave()
-        return result
+    def _feed_meta(self, name: str, value: Any) -> tuple[tuple[int, ...], np.dtype]:
+        return self._backend.feed_meta(name, value)
+
+    def _timings(self) -> dict[str, float] | None:
+        """GPU milliseconds of the last call by phase (TensorRT: gpu, h2d, compute, d2h)."""
+        return self._backend.timings()
 
     def describe(self) -> dict[str, Any]:
         """Backend, provider, device and library, plus the artifact's precision, for reports."""
@@ -171,34 +134,9 @@ class Session:
         info["precision"] = self.manifest.precision if self.manifest else None
         return info
 
-    def close(self) -> None:
-        """Wait for the calls in flight, then release the backend (device memory, its session);
-        ``run`` raises afterwards. Idempotent."""
-        with self._idle:
-            if self._closed:
-                return
-            self._closed = True
-            self._idle.wait_for(lambda: self._running == 0)
+    def _close(self) -> None:
+        """Release the backend (device memory, its session)."""
         self._backend.close()
-
-    def _enter(self) -> None:
-        """Start a call that uses the backend (refused once closed); ``close`` waits for it to ``_leave``."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"{self!r} is closed")
-            self._running += 1
-
-    def _leave(self) -> None:
-        with self._lock:
-            self._running -= 1
-            if self._closed:
-                self._idle.notify_all()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Session({str(self.path)!r}, backend={self.backend_name!r})"

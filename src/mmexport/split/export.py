@@ -29,13 +29,12 @@ from mmexport.export.parity import (
     ParityConfig,
     ParityReport,
     ParityRow,
-    compare,
     format_shapes,
+    parity_rows,
     shape_points,
-    tolerance,
-    torch_outputs,
 )
 from mmexport.export.stage import ToOnnxResult, to_onnx
+from mmexport.export.torch_runner import TorchRunner
 from mmexport.models.split_protocol import (
     SPLIT_METHOD,
     ConstantWhenAbsent,
@@ -301,12 +300,13 @@ def composed_gate(
     the same stand-in (zeros and a False flag, or the null embedding)."""
     report = ParityReport()
     spec = loaded.spec
+    reference = TorchRunner(loaded.module, spec)
     with SplitSession(folder, parallel=False, spin=False) as pipe:
         fuse_spec = pipe.parts[parts.fusion_name].spec
         for k, (name, point) in enumerate(shape_points(spec, config)):
             feed = spec.sample_feed(point, seed=config.seed + k)
             say(f"composed parity {name}: {format_shapes({n: list(v.shape) for n, v in feed.items()})}")
-            expected = torch_outputs(loaded.module, feed)
+            expected = reference.run(feed)
             _compare(report, f"composed {name}", feed, pipe, expected, spec, config)
         feed = spec.sample_feed(spec.example_point(), seed=config.seed)
         for e in parts.encoders:
@@ -314,7 +314,8 @@ def composed_gate(
                 continue
             say(f"composed parity with part {e.name!r} absent")
             partial = {n: v for n, v in feed.items() if n not in e.inputs}
-            expected = _torch_absent(parts, e.name, partial, fuse_spec, spec)
+            absent = _torch_absent(parts, e.name, partial, fuse_spec, spec)
+            expected = dict(zip(spec.output_names, absent, strict=True))
             _compare(report, f"opt, {e.name} absent", partial, pipe, expected, spec, config)
     return report
 
@@ -324,7 +325,7 @@ def _compare(
     point: str,
     feed: dict[str, np.ndarray],
     pipe: SplitSession,
-    expected: list[np.ndarray],
+    expected: dict[str, np.ndarray],
     spec: ModelSpec,
     config: ParityConfig,
 ) -> None:
@@ -336,10 +337,7 @@ def _compare(
         for out in spec.output_names:
             report.rows.append(ParityRow(point, shapes, out, None, None, 0, 0, False, text, "onnxruntime"))
         return
-    for out, exp in zip(spec.output_names, expected, strict=True):
-        atol, rtol = tolerance(spec, out, exp.dtype, config)
-        max_abs, max_rel, ok = compare(actual[out], exp, atol, rtol)
-        report.rows.append(ParityRow(point, shapes, out, max_abs, max_rel, atol, rtol, ok))
+    report.rows.extend(parity_rows(point, shapes, expected, actual, spec, config))
 
 
 def _torch_absent(

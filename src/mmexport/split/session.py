@@ -23,6 +23,7 @@ import numpy as np
 
 from mmexport.core.errors import InputError
 from mmexport.core.spec import ModelSpec
+from mmexport.runtime.runner import Runner
 from mmexport.runtime.session import Session
 from mmexport.runtime.validation import FeedValidator
 from mmexport.split.checks import cached_parts, check_cache_keys, check_parts, check_presence
@@ -31,8 +32,8 @@ from mmexport.split.composition import Composition, Part, Wire, read_composition
 Values = dict[tuple[str, str], np.ndarray]  # (part, output) -> array
 
 
-class SplitSession:
-    """A split export loaded as one runnable model (``run(feeds) -> dict``, like ``Session``).
+class SplitSession(Runner):
+    """A split export loaded as one runnable model: a ``Runner`` (``run(feeds) -> dict``), like ``Session``.
 
     ``folder``: the split export (or its ``composition.json``); every part file is checked
     against its sha256 at load. ``device``, ``backend``, ``provider``, ``threads``, ``spin``,
@@ -58,17 +59,14 @@ class SplitSession:
         cache: bool | str | Iterable[str] = False,
         parallel: bool = True,
     ) -> None:
+        super().__init__()
         self.folder = Path(folder)
         self.composition: Composition = read_composition(self.folder)
         cached = cached_parts(self.composition, cache)
         root = self.folder if self.folder.is_dir() else self.folder.parent
-        self.spec: ModelSpec = self.composition.spec
-        self.spec_source = "manifest"
+        self._use_spec(self.composition.spec)
         self._sessions: dict[str, Session] = {}
-        self._closed = False
-        self._lock = threading.Lock()  # the cache, its counts and the runs in flight
-        self._idle = threading.Condition(self._lock)
-        self._running = 0
+        self._cache_lock = threading.Lock()  # the cache and its counts
         try:
             for part in self.composition.parts:
                 self._sessions[part.name] = Session(
@@ -81,6 +79,7 @@ class SplitSession:
                     options=options,
                 )
             check_parts(self.composition, self._sessions, str(root / "composition.json"))
+            self.backend_name = next(iter(self._sessions.values())).backend_name
         except BaseException:
             self.close()
             raise
@@ -97,14 +96,6 @@ class SplitSession:
         self._encoders = [p for p in self.composition.parts if p.model_inputs]
 
     # -- like Session ---------------------------------------------------------------------
-
-    @property
-    def input_names(self) -> list[str]:
-        return self.spec.input_names
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.spec.output_names
 
     @property
     def parts(self) -> dict[str, Session]:
@@ -126,7 +117,7 @@ class SplitSession:
         if not feeds:
             raise InputError(None, f"no inputs given (the model takes {', '.join(self.spec.input_names)})")
         check_presence(self.spec, self._encoders, feeds)
-        return self._validator(frozenset(feeds))(feeds)
+        return self._subset_validator(frozenset(feeds))(feeds)
 
     def run(
         self, feeds: Mapping[str, np.ndarray], *, cache_keys: Mapping[str, Any] | None = None
@@ -139,7 +130,15 @@ class SplitSession:
         a blake2b hash of their inputs' bytes, shape and dtype (a pass over the data: about 1 ms
         per MB; cheap for tokens, not free for images: give a key where the caller knows).
         """
-        values = self._run(self.validate(feeds), cache_keys)
+        return self._call(feeds, lambda valid: self._outputs(valid, cache_keys))
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._outputs(feeds, None)
+
+    def _outputs(
+        self, feeds: Mapping[str, np.ndarray], cache_keys: Mapping[str, Any] | None
+    ) -> dict[str, np.ndarray]:
+        values = self._run_levels(feeds, check_cache_keys(cache_keys, self._stats), None)
         return {
             name: _owned(values[(w.name, w.output or "")]) for name, w in self.composition.outputs.items()
         }
@@ -148,12 +147,12 @@ class SplitSession:
         """What every part was fed for ``feeds`` (part -> input -> array), e.g. to calibrate a
         downstream part on what the upstream parts make of real data; absent parts are left out."""
         record: dict[str, dict[str, np.ndarray]] = {}
-        self._run(self.validate(feeds), None, record)
+        self._call(feeds, lambda valid: self._run_levels(valid, {}, record))
         return {part: {k: _owned(v) for k, v in inputs.items()} for part, inputs in record.items()}
 
     def part_outputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         """Every part's outputs for ``feeds`` (part -> output -> array); absent parts are left out."""
-        values = self._run(self.validate(feeds), None)
+        values = self._call(feeds, lambda valid: self._run_levels(valid, {}, None))
         out: dict[str, dict[str, np.ndarray]] = {}
         for (part, name), value in values.items():
             out.setdefault(part, {})[name] = _owned(value)
@@ -161,11 +160,11 @@ class SplitSession:
 
     def cache_info(self) -> dict[str, dict[str, int]]:
         """Hits and misses per cached part since load or ``clear_cache``."""
-        with self._lock:
+        with self._cache_lock:
             return {k: dict(v) for k, v in self._stats.items()}
 
     def clear_cache(self) -> None:
-        with self._lock:
+        with self._cache_lock:
             self._cache.clear()
             for v in self._stats.values():
                 v.update(hits=0, misses=0)
@@ -182,46 +181,18 @@ class SplitSession:
             "cache": self._cache_enabled,
         }
 
-    def close(self) -> None:
-        """Wait for the runs in flight, stop the thread pool and close every part; ``run`` raises
-        afterwards. Idempotent."""
-        with self._idle:
-            self._closed = True
-            self._idle.wait_for(lambda: self._running == 0)
+    def _close(self) -> None:
+        """Stop the thread pool and close every part (``close`` waited for the runs in flight)."""
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
         for session in self._sessions.values():
             session.close()
 
-    def __enter__(self) -> SplitSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"SplitSession({str(self.folder)!r}, parts={list(self._sessions)})"
 
     # -- running --------------------------------------------------------------------------
-
-    def _run(
-        self,
-        feeds: Mapping[str, np.ndarray],
-        cache_keys: Mapping[str, Any] | None,
-        record: dict[str, dict[str, np.ndarray]] | None = None,
-    ) -> Values:
-        keys = check_cache_keys(cache_keys, self._stats)
-        with self._idle:
-            if self._closed:
-                raise RuntimeError(f"{self!r} is closed")
-            self._running += 1
-        try:
-            return self._run_levels(feeds, keys, record)
-        finally:
-            with self._idle:
-                self._running -= 1
-                self._idle.notify_all()
 
     def _run_levels(
         self,
@@ -260,7 +231,7 @@ class SplitSession:
         if not self._cache_enabled or part.name not in self._stats:
             return self._sessions[part.name].run(feeds)
         token = _cache_token(feeds, key)
-        with self._lock:
+        with self._cache_lock:
             entry = self._cache.get(part.name)
             hit = entry is not None and entry[0] == token
             self._stats[part.name]["hits" if hit else "misses"] += 1
@@ -269,7 +240,7 @@ class SplitSession:
         outputs = self._sessions[part.name].run(feeds)
         for value in outputs.values():
             value.setflags(write=False)  # shared by later calls: callers get copies (_owned)
-        with self._lock:
+        with self._cache_lock:
             self._cache[part.name] = (token, outputs)
         return outputs
 
@@ -308,7 +279,7 @@ class SplitSession:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _validator(self, names: frozenset[str]) -> FeedValidator:
+    def _subset_validator(self, names: frozenset[str]) -> FeedValidator:
         """Feed checks for the inputs given (shared dims must agree across modalities)."""
         validator = self._validators.get(names)
         if validator is None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mmexport.core.errors import InputError
 from mmexport.core.spec import ModelSpec
+from mmexport.runtime.runner import Capability
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,14 @@ class TensorInfo:
 
 
 class Backend(abc.ABC):
-    """Loads one artifact and runs feeds on it. Implementations must allow concurrent ``run`` calls."""
+    """Loads one artifact and runs feeds on it. Implementations must allow concurrent ``run`` calls.
+
+    ``capabilities`` declares what it offers beyond ``run`` (``run_on_device``, ``timings``);
+    ``Session`` passes it on as its own and calls only what is declared.
+    """
 
     name: str = "?"
+    capabilities: frozenset[Capability] = frozenset()
 
     @abc.abstractmethod
     def __init__(self, path: Path, spec: ModelSpec | None, config: BackendConfig) -> None:
@@ -78,6 +84,14 @@ class Backend(abc.ABC):
         if isinstance(value, np.ndarray):
             return value.shape, value.dtype
         raise feed_type_error(name, value, "a numpy.ndarray")
+
+    def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Feeds on the device or host, outputs left on the device (``Capability.RUN_ON_DEVICE``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare Capability.RUN_ON_DEVICE")
+
+    def timings(self) -> dict[str, float] | None:
+        """GPU milliseconds of the last call by phase (``Capability.TIMINGS``)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Backend, device, provider and library version, for reports."""

@@ -122,6 +122,39 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
     return session, provider
 
 
+def open_model(model: bytes | str | Path, *, optimize: bool = True, threads: int | None = None) -> Any:
+    """A CPU session over an ONNX model given as bytes (a serialized proto) or a path, for the
+    stages that check a model rather than deploy it (parity, calibration, accuracy).
+
+    ``optimize=False`` computes the graph as written: onnxruntime's optimizations would fold
+    FP32 -> FP16 -> FP32 cast pairs (hiding an FP16 overflow) and fuse away observed tensors.
+    """
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = min(log_severity(), 3)  # errors too: the stages report them
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+        where = "ONNX model (in memory)" if isinstance(model, bytes) else str(model)
+        raise ArtifactError(where, f"onnxruntime cannot load it: {first_line(e)}") from e
+
+
+def run_errors() -> tuple[type[BaseException], ...]:
+    """What onnxruntime raises when a run fails: its own classes (Fail, InvalidArgument, ...),
+    plus RuntimeError when it cannot make an input tensor and MemoryError when it cannot allocate one."""
+    state = import_onnxruntime().capi.onnxruntime_pybind11_state
+    return (
+        *(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception)),
+        RuntimeError,
+        MemoryError,
+    )
+
+
 def log_severity() -> int:
     """onnxruntime's own log level: fatal only (4), since each failure becomes one error line of
     ours (its ``[E:onnxruntime ...]`` line would repeat it, in colour, before ours); warnings (2)

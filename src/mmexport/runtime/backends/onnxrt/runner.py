@@ -1,4 +1,5 @@
-"""``OnnxrtRunner``: runs validated feeds on an onnxruntime session.
+"""``OnnxrtRunner``: runs validated feeds on an onnxruntime session (``Session``'s backend), and
+``OnnxModelRunner``: the same library as a ``Runner`` over an ONNX model without a manifest.
 
 CPU: ``InferenceSession.run``. CUDA and TensorRT: I/O binding, one binding per call (so calls
 from several threads never share one), outputs allocated on the device; ``run`` copies them to
@@ -18,11 +19,21 @@ import numpy as np
 from mmexport.core.errors import ArtifactError, BackendError, InputError
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
-from mmexport.runtime.backends.onnxrt.loader import PROVIDERS, first_line, import_onnxruntime, open_session
+from mmexport.runtime.backends.onnxrt.loader import (
+    PROVIDERS,
+    first_line,
+    import_onnxruntime,
+    open_model,
+    open_session,
+    run_errors,
+)
+from mmexport.runtime.graph_spec import spec_from_graph
+from mmexport.runtime.runner import Capability, Runner
 
 
 class OnnxrtRunner(Backend):
     name = "onnxrt"
+    capabilities = frozenset({Capability.RUN_ON_DEVICE})  # with device="cuda"
 
     def __init__(self, path: Path, spec: ModelSpec | None, config: BackendConfig) -> None:
         self._session, self._provider = open_session(path, spec, config)
@@ -34,14 +45,7 @@ class OnnxrtRunner(Backend):
             raise ArtifactError(str(path), f"names a tensor in invalid UTF-8 (damaged file?): {e}") from e
         self._output_names = [o.name for o in self._outputs]
         self._providers = list(self._session.get_providers())
-        state = import_onnxruntime().capi.onnxruntime_pybind11_state
-        # its own classes (Fail, InvalidArgument, ...), plus RuntimeError when it cannot make an
-        # input tensor and MemoryError when it cannot allocate one
-        self._errors: tuple[type[BaseException], ...] = (
-            *(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception)),
-            RuntimeError,
-            MemoryError,
-        )
+        self._errors = run_errors()
 
     def inputs(self) -> list[TensorInfo]:
         return list(self._inputs)
@@ -110,6 +114,65 @@ class OnnxrtRunner(Backend):
             "providers": list(self._providers),
             "device": "cpu" if self._provider == "cpu" else f"cuda:{self._device_id}",
         }
+
+
+class OnnxModelRunner(Runner):
+    """An ONNX model (serialized bytes or a path) on onnxruntime's CPU provider, as a ``Runner``:
+    what the parity gate, calibration and accuracy run (they hold a model, not a deployed artifact).
+
+    ``spec``: what feeds are checked against (None: the graph's own inputs); the graph then gets
+    the inputs it has (an exporter drops inputs the graph does not use). ``outputs``: the tensors
+    to fetch, intermediate ones included (default: the spec's outputs, or the graph's).
+    ``optimize=False`` runs the graph as written (see ``open_model``).
+    """
+
+    backend_name = "onnxrt"
+
+    def __init__(
+        self,
+        model: bytes | str | Path,
+        spec: ModelSpec | None = None,
+        *,
+        outputs: list[str] | None = None,
+        optimize: bool = True,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        self._session = open_model(model, optimize=optimize, threads=threads)
+        where = Path(model) if not isinstance(model, bytes) else Path("ONNX model (in memory)")
+        inputs = [_info(i) for i in self._session.get_inputs()]
+        graph_outputs = [_info(o) for o in self._session.get_outputs()]
+        graph = spec_from_graph(where, inputs, graph_outputs)
+        self._use_spec(spec or graph, "given" if spec is not None else "graph")
+        self._graph_inputs = frozenset(i.name for i in inputs)
+        self._fetch = list(outputs) if outputs is not None else self.spec.output_names
+        self._errors = run_errors()
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._fetch)
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        given = {k: v for k, v in feeds.items() if k in self._graph_inputs}
+        try:
+            values = self._session.run(self._fetch, given)
+        except self._errors as e:
+            raise BackendError("onnxruntime", f"inference failed: {first_line(e)}") from e
+        return dict(zip(self._fetch, values, strict=True))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend_name,
+            "library": f"onnxruntime {import_onnxruntime().__version__}",
+            "provider": PROVIDERS["cpu"],
+            "device": "cpu",
+        }
+
+    def _close(self) -> None:
+        self._session = None
+
+    def __repr__(self) -> str:
+        return f"OnnxModelRunner(outputs={self._fetch!r})"
 
 
 _ORT_TYPES = {

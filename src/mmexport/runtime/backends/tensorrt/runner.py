@@ -43,12 +43,14 @@ from mmexport.runtime.backends.tensorrt.loader import (
     machine_platform,
 )
 from mmexport.runtime.backends.tensorrt.tensors import EngineTensor, read_tensors, select_profile
+from mmexport.runtime.runner import Capability
 
 OPTIONS = ("cuda_graph", "pinned")
 
 
 class TrtRunner(Backend):
     name = "tensorrt"
+    capabilities = frozenset({Capability.RUN_ON_DEVICE, Capability.TIMINGS})
 
     def __init__(self, path: Path, spec: ModelSpec | None, config: BackendConfig) -> None:
         options = dict(getattr(config, "options", None) or {})
