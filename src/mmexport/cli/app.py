@@ -49,20 +49,11 @@ class MmexportGroup(click.Group):
 
 
 def _interrupted(error: KeyboardInterrupt) -> str:
-    """What a Ctrl-C left on disk. One that ``files.uninterrupted`` held back is raised where that
-    ends, once its body (moving an artifact into place, then writing its manifest) has finished;
-    any other one stopped the file being written, which is discarded."""
-    import mmexport.core.files
+    """What a Ctrl-C left on disk: one held back by ``files.uninterrupted`` arrives once the artifact
+    and its manifest are in place; any other stopped the file being written, which is discarded."""
+    from mmexport.core.files import InterruptedAfterWrite
 
-    frame = error.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    code = frame.tb_frame.f_code if frame is not None else None
-    if (
-        code is not None
-        and code.co_name == "uninterrupted"
-        and code.co_filename == mmexport.core.files.__file__
-    ):
+    if isinstance(error, InterruptedAfterWrite):
         return "interrupted after the artifact and its manifest were written; nothing half-written was left"
     return "interrupted; the file being written was discarded"
 
