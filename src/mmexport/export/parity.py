@@ -7,7 +7,8 @@ with ``|onnx - torch| <= atol + rtol * |torch|``. One failing element fails the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import torch
 
 from mmexport.core.errors import MissingDependencyError
 from mmexport.core.spec import ModelSpec, ShapePoint
+
+log = logging.getLogger(__name__)
 
 # (atol, rtol) per output dtype. float32: exporters reorder reductions and fuse ops, which
 # moves results by a few ulps times the reduction length; 1e-4 / 1e-3 passes honest graphs of
@@ -144,7 +147,6 @@ def run_parity(
     onnx_path: str | Path,
     spec: ModelSpec,
     config: ParityConfig | None = None,
-    progress: Callable[[str], None] | None = None,
 ) -> ParityReport:
     """Compare the ONNX file against ``module`` at every shape point; never raises on mismatch."""
     config = config or ParityConfig()
@@ -160,8 +162,7 @@ def run_parity(
     for k, (name, point) in enumerate(shape_points(spec, config)):
         feed = spec.sample_feed(point, seed=config.seed + k)
         shapes = {n: list(v.shape) for n, v in feed.items()}
-        if progress:
-            progress(f"parity {name}: {format_shapes(shapes)}")
+        log.info(f"parity {name}: {format_shapes(shapes)}")
         try:
             expected = torch_outputs(module, feed)
         except Exception as e:  # the eager model itself cannot run at this point of the spec

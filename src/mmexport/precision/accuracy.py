@@ -17,10 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
+from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision.collect import cpu_session
-
-Progress = Callable[[int], None]
 
 
 class LabelledBatch(Protocol):
