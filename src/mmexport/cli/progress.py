@@ -68,32 +68,35 @@ class Counter:
     ) -> None:
         self.label, self.unit, self.indent, self.clock = label, unit, indent, clock
         self.tty = sys.stderr.isatty() if tty is None else tty
-        self.started = clock()
+        self.first: tuple[float, int] | None = None  # the rate counts from the first call, not from loading
         self.last_tenth = -1
         self.open_line = False
 
     def __call__(self, done: int, total: int | None = None, /) -> None:
+        now = self.clock()
+        self.first = self.first or (now, done)
         tenth = done * 10 // total if total else done
         if self.tty:
-            click.echo(f"\r{self.line(done, total)}", err=True, nl=False)
+            click.echo(f"\r{self.line(done, total, now)}", err=True, nl=False)
             if not self.open_line:
                 self.open_line = True
                 _OPEN_LINES.append(self)
             if total is not None and done >= total:
                 self.end()
         elif tenth != self.last_tenth:
-            click.echo(self.line(done, total), err=True)
+            click.echo(self.line(done, total, now), err=True)
         self.last_tenth = tenth
 
-    def line(self, done: int, total: int | None) -> str:
+    def line(self, done: int, total: int | None, now: float) -> str:
         """``  calibrating: 128/512 samples, 410/s, about 1 s left``."""
         text = f"{self.indent}{self.label}: {done}/{total or '?'} {self.unit}"
-        seconds = self.clock() - self.started
-        if done > 0 and seconds > 0:
-            rate = done / seconds
+        started, done_then = self.first or (now, done)
+        if now > started and done > done_then:
+            rate = (done - done_then) / (now - started)
             text += f", {rate:.3g}/s"
             if total is not None and done < total:
-                text += f", about {(total - done) / rate:.0f} s left"
+                left = (total - done) / rate
+                text += f", about {left:.0f} s left" if left >= 1 else ", under 1 s left"
         return text
 
     def end(self) -> None:
