@@ -162,8 +162,8 @@ def test_a_folder_made_meanwhile_is_not_replaced(tmp_path: Path, monkeypatch: py
     repo = tmp_path / "repo"
     stage = triton._stage
 
-    def stage_then_race(model, folder, say):  # another run publishes the same name first
-        sizes = stage(model, folder, say)
+    def stage_then_race(model, folder):  # another run publishes the same name first
+        sizes = stage(model, folder)
         (repo / "tiny").mkdir()
         (repo / "tiny" / "theirs.txt").write_text("kept")
         return sizes
@@ -226,8 +226,8 @@ def test_the_repository_never_holds_a_staging_folder(
     seen: list[list[str]] = []
     stage = triton._stage
 
-    def stage_and_look(model, folder, say):  # what a polling Triton would find meanwhile
-        sizes = stage(model, folder, say)
+    def stage_and_look(model, folder):  # what a polling Triton would find meanwhile
+        sizes = stage(model, folder)
         seen.append(sorted(p.name for p in repo.iterdir()))
         return sizes
 

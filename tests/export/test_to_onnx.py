@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -21,9 +22,27 @@ def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
     from conftest import TINY_FILE
 
-    messages: list[str] = []
-    result = to_onnx(f"{TINY_FILE}:tiny", out, progress=messages.append)
-    return result, messages
+    notes, logger = _Notes(), logging.getLogger("mmexport")
+    level = logger.level
+    logger.addHandler(notes)
+    logger.setLevel(logging.INFO)
+    try:
+        result = to_onnx(f"{TINY_FILE}:tiny", out)
+    finally:
+        logger.removeHandler(notes)
+        logger.setLevel(level)
+    return result, notes.messages
+
+
+class _Notes(logging.Handler):
+    """The stage's notes: INFO records of the mmexport loggers (what the CLI prints)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def test_export_writes_onnx_and_manifest(exported):

@@ -99,7 +99,7 @@ def test_bad_data_fails_with_one_line_and_no_report(tmp_path: Path) -> None:
 
 def test_without_tensorrt_the_engine_stage_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    status = build_engines([Path("model.fp16.onnx")], "jetson-orin", lambda _m: None)
+    status = build_engines([Path("model.fp16.onnx")], "jetson-orin")
     assert status["built"] is False and status["engines"] == []
     assert "TensorRT is not installed" in status["reason"]
     assert "mmexport build model.int8.onnx --target jetson-orin" in status["reason"]
@@ -125,7 +125,7 @@ def test_with_tensorrt_the_engine_stage_builds_both_engines(
     cuda, _ = cuda_runtime.install()  # the build reads the GPU's name and compute capability
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cuda)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-    status = build_engines(models, "gpu", lambda _m: None)
+    status = build_engines(models, "gpu")
     assert status["built"] is True, status["reason"]
     assert [Path(e).name for e in status["engines"]] == ["model.fp16.engine", "model.int8.engine"]
     assert all(Path(e).is_file() and Path(f"{e}.json").is_file() for e in status["engines"])

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from mmexport.core.files import INTERRUPTED, atomic_write_text, publish, remove_abandoned_staging, staging_dir
+from mmexport.core.files import (
+    INTERRUPTED,
+    InterruptedAfterWrite,
+    atomic_write_text,
+    publish,
+    remove_abandoned_staging,
+    staging_dir,
+)
 from mmexport.core.manifest import read_manifest
 from runtime.onnx_models import write_tiny
 
@@ -63,7 +70,8 @@ def test_manifest_writes_flush_the_folder_after_the_rename(tmp_path: Path, fsync
 
 def test_ctrl_c_during_the_final_moves_completes_them_then_stops(tmp_path: Path) -> None:
     """SIGINT between the artifact's move and its manifest's used to leave the new artifact without
-    a manifest (and the old one gone). Now the moves finish, then KeyboardInterrupt is raised."""
+    a manifest (and the old one gone). Now the moves finish, then InterruptedAfterWrite (a
+    KeyboardInterrupt) is raised."""
     from mmexport.core.manifest import Manifest, publish_artifact
 
     final = write_tiny(tmp_path)  # a previous good artifact
@@ -78,7 +86,7 @@ def test_ctrl_c_during_the_final_moves_completes_them_then_stops(tmp_path: Path)
 
     try:
         Manifest.write = write_after_ctrl_c  # type: ignore[method-assign]
-        with staging_dir(final) as stage, pytest.raises(KeyboardInterrupt):
+        with staging_dir(final) as stage, pytest.raises(InterruptedAfterWrite):
             staged = stage / final.name
             staged.write_bytes(b"new onnx")
             manifest.sha256 = hashlib.sha256(b"new onnx").hexdigest()

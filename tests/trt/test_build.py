@@ -305,7 +305,7 @@ def test_pipeline_reports_a_builder_that_cannot_start(
 
     fake_trt.fake.no_gpu = True
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-    status = build_engines([tiny], "gpu", lambda _m: None)
+    status = build_engines([tiny], "gpu")
     assert status["built"] is False and status["engines"] == []
     assert "builder could not start" in status["reason"]
 

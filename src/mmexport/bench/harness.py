@@ -9,8 +9,9 @@ rare. Each call is timed on its own with ``time.perf_counter``, around a synchro
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from mmexport.bench.report import BenchReport, CaseResult, TargetInfo
 from mmexport.bench.stats import LatencyStats
 from mmexport.runtime.runner import Runner
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 PROGRESS_S = 5.0
 """Longest stretch of measuring without a progress line."""
@@ -63,20 +64,17 @@ def benchmark(
     targets: Sequence[str | Path | BenchTarget],
     cases: Sequence[ShapeCase] | None = None,
     config: BenchConfig | None = None,
-    *,
-    progress: Progress | None = None,
 ) -> BenchReport:
     """Measure every target at every case (default: the spec's opt point) and return the report."""
     config = config or BenchConfig()
-    say = progress or (lambda _msg: None)
-    opened = [_open(t if isinstance(t, BenchTarget) else BenchTarget(path=t), say) for t in targets]
+    opened = [_open(t if isinstance(t, BenchTarget) else BenchTarget(path=t)) for t in targets]
     _unique_labels(opened)
     cases = list(cases) if cases else [ShapeCase("opt")]
     _check_cases(opened, cases)
     results: list[CaseResult] = []
     for index, case in enumerate(cases):
-        say(f"[{index + 1}/{len(cases)}] {case.label}")
-        results += _measure_case(opened, case, config, "load" if index == 0 else "shape change", say)
+        log.info(f"[{index + 1}/{len(cases)}] {case.label}")
+        results += _measure_case(opened, case, config, "load" if index == 0 else "shape change")
     environment = collect_environment([o.info.backend for o in opened])
     return BenchReport(
         targets=[o.info for o in opened],
@@ -87,7 +85,7 @@ def benchmark(
     )
 
 
-def _open(target: BenchTarget, say: Progress) -> _Open:
+def _open(target: BenchTarget) -> _Open:
     if target.runner is not None:
         runner = target.runner
         label = target.label or str(target.path or type(runner).__name__)
@@ -96,7 +94,7 @@ def _open(target: BenchTarget, say: Progress) -> _Open:
         raise ValueError("a BenchTarget needs a path or a runner")
     from mmexport.runtime import Session
 
-    say(f"loading {target.path}")
+    log.info(f"loading {target.path}")
     start = time.perf_counter()
     session = Session(
         target.path,
@@ -140,9 +138,7 @@ def _check_cases(opened: list[_Open], cases: Sequence[ShapeCase]) -> None:
             resolve_point(o.runner.spec, case, ranged=o.ranged)
 
 
-def _measure_case(
-    opened: list[_Open], case: ShapeCase, config: BenchConfig, after: str, say: Progress
-) -> list[CaseResult]:
+def _measure_case(opened: list[_Open], case: ShapeCase, config: BenchConfig, after: str) -> list[CaseResult]:
     feeds, batches = [], []
     for o in opened:
         point = resolve_point(o.runner.spec, case, ranged=o.ranged)
@@ -153,14 +149,14 @@ def _measure_case(
     warm = [_warm_up(o.runner, f, config.warmup_s) for o, f in zip(opened, feeds, strict=True)]
     blocks = [max(1, int(config.block_s / max(float(np.median(w)), 1e-9))) for w in warm]
     budget = f"{config.iterations} calls" if config.iterations else f"{config.duration_s:g} s"
-    say(f"  measuring {len(opened)} target(s), {budget} each, interleaved")
+    log.info(f"  measuring {len(opened)} target(s), {budget} each, interleaved")
     gpu: list[list[Any]] = [[] for _ in opened]
-    samples = _interleave(opened, feeds, blocks, config, gpu, say)
+    samples = _interleave(opened, feeds, blocks, config, gpu)
     results = []
     for i, o in enumerate(opened):
         ms = np.asarray(samples[i]) * 1e3
         stats = LatencyStats.from_ms(ms)
-        say(f"  {o.info.label}: p50 {stats.p50:.3f} ms, p99 {stats.p99:.3f} ms ({stats.count} calls)")
+        log.info(f"  {o.info.label}: p50 {stats.p50:.3f} ms, p99 {stats.p99:.3f} ms ({stats.count} calls)")
         results.append(
             CaseResult(
                 target=o.info.label,
@@ -224,7 +220,6 @@ def _interleave(
     blocks: list[int],
     config: BenchConfig,
     gpu: list[list[Any]],
-    say: Progress,
 ) -> list[list[float]]:
     """Host seconds per call; ``gpu[i]`` gets each call's GPU timings where the runner has them.
     A progress line at least every ``PROGRESS_S`` seconds, so that a long case shows it is alive."""
@@ -257,7 +252,7 @@ def _interleave(
             spent[i] += sum(out[first:])
             if clock() >= next_report:
                 next_report = clock() + PROGRESS_S
-                say(_progress_line(opened, samples, spent, config, clock() - start_s))
+                log.info(_progress_line(opened, samples, spent, config, clock() - start_s))
     return samples
 
 

@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from mmexport import __version__
+from mmexport.cli.flags import cli_message
 from mmexport.cli.options import JSON_OUTPUT
+from mmexport.cli.progress import is_note
 from mmexport.core.errors import MmexportError, ParityError, PrecisionError
 
 EXIT_INTERRUPTED = 130
@@ -34,9 +36,9 @@ class MmexportGroup(click.Group):
             precision_report = e.report if isinstance(e, PrecisionError) else None
             if precision_report is not None and hasattr(precision_report, "to_markdown"):
                 click.echo(precision_report.to_markdown(), err=True)
-            click.secho(f"error: {e}", err=True, fg="red")
+            click.secho(f"error: {cli_message(e)}", err=True, fg="red")
             if ctx.meta.get(JSON_OUTPUT):
-                failure = {"error": str(e), "type": type(e).__name__}
+                failure = {"error": cli_message(e), "type": type(e).__name__}
                 if report is not None:
                     failure["parity"] = report.to_dict()
                 if precision_report is not None and hasattr(precision_report, "to_dict"):
@@ -49,20 +51,11 @@ class MmexportGroup(click.Group):
 
 
 def _interrupted(error: KeyboardInterrupt) -> str:
-    """What a Ctrl-C left on disk. One that ``files.uninterrupted`` held back is raised where that
-    ends, once its body (moving an artifact into place, then writing its manifest) has finished;
-    any other one stopped the file being written, which is discarded."""
-    import mmexport.core.files
+    """What a Ctrl-C left on disk: one held back by ``files.uninterrupted`` arrives once the artifact
+    and its manifest are in place; any other stopped the file being written, which is discarded."""
+    from mmexport.core.files import InterruptedAfterWrite
 
-    frame = error.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    code = frame.tb_frame.f_code if frame is not None else None
-    if (
-        code is not None
-        and code.co_name == "uninterrupted"
-        and code.co_filename == mmexport.core.files.__file__
-    ):
+    if isinstance(error, InterruptedAfterWrite):
         return "interrupted after the artifact and its manifest were written; nothing half-written was left"
     return "interrupted; the file being written was discarded"
 
@@ -79,7 +72,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
     `mmexport inspect model.onnx`.
     """
     ctx.meta["mmexport.debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig, but the stages' notes are show_notes' to print
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+        handler.addFilter(lambda record: not is_note(record))
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("mmexport").setLevel(logging.DEBUG if debug else logging.WARNING)
     for library in ("onnxscript", "torch.onnx", "onnx_ir"):  # exporter chatter: only with --debug
         logging.getLogger(library).setLevel(logging.DEBUG if debug else logging.ERROR)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from mmexport.cli.run_cmd import backend_options
+from mmexport.cli.artifacts import is_split_folder
+from mmexport.cli.options import FILE, SessionOptions, quiet_option, session_options
+from mmexport.cli.progress import show_notes
 
 if TYPE_CHECKING:
     from mmexport.bench import BenchTarget
-
-_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[dict]:
@@ -51,7 +52,7 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
 @click.option(
     "--batch", "batches", type=click.IntRange(1), multiple=True, help="Batch size(s), for every case."
 )
-@backend_options
+@session_options
 @click.option(
     "--spin/--no-spin",
     default=False,
@@ -64,13 +65,11 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
     is_flag=True,
     help="TensorRT engines: replay the engine as a CUDA graph (captured after one warm-up run per shape).",
 )
+@click.option("--json", "json_path", type=FILE, help="Write the report as JSON (schema: docs/benchmarks.md).")
+@click.option("--csv", "csv_path", type=FILE, help="Write one CSV row per artifact and case.")
+@click.option("--markdown", "markdown_path", type=FILE, help="Write the table as Markdown.")
 @click.option(
-    "--json", "json_path", type=_FILE, help="Write the report as JSON (schema: docs/benchmarks.md)."
-)
-@click.option("--csv", "csv_path", type=_FILE, help="Write one CSV row per artifact and case.")
-@click.option("--markdown", "markdown_path", type=_FILE, help="Write the table as Markdown.")
-@click.option(
-    "--plot", "plot_path", type=_FILE, help="Write latency distributions as PNG (needs mmexport[plot])."
+    "--plot", "plot_path", type=FILE, help="Write latency distributions as PNG (needs mmexport[plot])."
 )
 @click.option(
     "--trtexec",
@@ -79,7 +78,7 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
     help="Also print the equivalent trtexec lines for ONNX files measured on the CPU "
     "(always printed for TensorRT engines and providers; always in --json).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@quiet_option
 def bench_cmd(
     artifacts: tuple[Path, ...],
     warmup: float,
@@ -88,10 +87,7 @@ def bench_cmd(
     shapes: list[dict],
     sweep: bool,
     batches: tuple[int, ...],
-    backend: str,
-    device: str,
-    provider: str | None,
-    threads: int | None,
+    session: SessionOptions,
     spin: bool,
     cuda_graph: bool,
     json_path: Path | None,
@@ -129,19 +125,11 @@ def bench_cmd(
     targets = []
     for p in artifacts:
         options = {"cuda_graph": True} if cuda_graph and p.suffix.lower() in (".engine", ".plan") else None
-        target = BenchTarget(
-            path=p,
-            backend=backend,
-            device=device,
-            provider=provider,
-            threads=threads,
-            spin=spin,
-            options=options,
-        )
-        targets += split_targets(target) if p.is_dir() else [target]
+        target = BenchTarget(path=p, spin=spin, options=options, **asdict(session))
+        targets += split_targets(target) if is_split_folder(p) else [target]
     config = BenchConfig(warmup_s=warmup, duration_s=duration, iterations=iterations)
-    progress = None if quiet else (lambda msg: click.echo(msg, err=True))
-    report = benchmark(targets, build_cases(shapes, sweep, batches), config, progress=progress)
+    show_notes(quiet, indent="")
+    report = benchmark(targets, build_cases(shapes, sweep, batches), config)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(report.to_text(trtexec=show_trtexec))

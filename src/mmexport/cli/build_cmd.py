@@ -7,26 +7,15 @@ from pathlib import Path
 
 import click
 
-from mmexport.cli.options import echo_notes, json_option, progress_printer
+from mmexport.cli.options import FILE, echo_notes, json_option, output_option, quiet_option, target_option
+from mmexport.cli.progress import show_notes
 from mmexport.trt.profiles import PROFILE_SYNTAX, STATIC_AT
-from mmexport.trt.targets import DEFAULT_TARGET, target_names
 
 
 @click.command("build")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--target",
-    type=click.Choice(target_names()),
-    default=DEFAULT_TARGET,
-    show_default=True,
-    help="Where the engine runs: sets the workspace cap, optimization level and DLA cores.",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Default: MODEL.TARGET.engine beside MODEL.",
-)
+@target_option("Where the engine runs: sets the workspace cap, optimization level and DLA cores.")
+@output_option("Default: MODEL.TARGET.engine beside MODEL.", FILE)
 @click.option("--workspace", default=None, metavar="SIZE", help="Builder workspace cap, e.g. 2G or 512M.")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimization level.")
 @click.option(
@@ -73,7 +62,7 @@ from mmexport.trt.targets import DEFAULT_TARGET, target_names
     help="TensorRT 10 implicit INT8 from this native cache (default: MODEL.calib or MODEL.int8.calib).",
 )
 @json_option("Print the result (or the error) as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def build_cmd(
     model: Path,
     target: str,
@@ -120,8 +109,8 @@ def build_cmd(
         precision=precision,
         int8_calib=int8_calib,
     )
-    say = progress_printer(quiet)
-    result = build_engine(model, output or model.with_name(f"{model.stem}.{target}.engine"), options, say=say)
+    show_notes(quiet)
+    result = build_engine(model, output or model.with_name(f"{model.stem}.{target}.engine"), options)
     echo_notes(result.notes)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from mmexport.cli.options import json_option, progress_printer
+from mmexport.cli.options import json_option, output_option, quiet_option
+from mmexport.cli.progress import show_notes
 from mmexport.deploy.bundle_targets import BUNDLE_TARGETS
 
 
@@ -23,12 +24,10 @@ def _targets_help() -> str:
 @click.command("bundle")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--target", required=True, metavar="NAME", help=_targets_help())
-@click.option(
-    "-o", "--output", required=True, type=click.Path(path_type=Path), help="The archive to write (.tar.gz)."
-)
+@output_option("The archive to write (.tar.gz).", required=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @json_option("Print the result (or the error) as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def bundle_cmd(
     artifacts: tuple[Path, ...], target: str, output: Path, overwrite: bool, as_json: bool, quiet: bool
 ) -> None:
@@ -46,7 +45,8 @@ def bundle_cmd(
     """
     from mmexport.deploy.bundle import make_bundle
 
-    result = make_bundle(artifacts, target, output, overwrite=overwrite, say=progress_printer(quiet))
+    show_notes(quiet)
+    result = make_bundle(artifacts, target, output, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -66,12 +66,10 @@ def bundle_cmd(
 
 @click.command("unbundle")
 @click.argument("archive", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--output", required=True, type=click.Path(path_type=Path), help="The folder to unpack into."
-)
+@output_option("The folder to unpack into.", required=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it holds an unpacked bundle.")
 @json_option("Print the result (or the error) as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def unbundle_cmd(archive: Path, output: Path, overwrite: bool, as_json: bool, quiet: bool) -> None:
     """Unpack a bundle made by `mmexport bundle` into OUTPUT, checking everything first.
 
@@ -85,7 +83,8 @@ def unbundle_cmd(archive: Path, output: Path, overwrite: bool, as_json: bool, qu
     """
     from mmexport.deploy.bundle import unbundle
 
-    result = unbundle(archive, output, overwrite=overwrite, say=progress_printer(quiet))
+    show_notes(quiet)
+    result = unbundle(archive, output, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

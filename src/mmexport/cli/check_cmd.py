@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mmexport.cli.options import ANY_PATH, json_option, spec_option, target_option
 from mmexport.core.errors import MmexportError
-from mmexport.trt.targets import DEFAULT_TARGET, target_names
 
 if TYPE_CHECKING:
     from mmexport.core.spec import ModelSpec
@@ -17,22 +17,10 @@ if TYPE_CHECKING:
 
 @click.command("check")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "--target",
-    "target_name",
-    type=click.Choice(target_names()),
-    default=DEFAULT_TARGET,
-    show_default=True,
-    help="Deployment target (its TensorRT release and DLA).",
-)
+@target_option("Deployment target (its TensorRT release and DLA).", dest="target_name")
 @click.option("--tensorrt-version", help="TensorRT release to check for (default: the target's first).")
-@click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(path_type=Path),
-    help="Spec file for the dims' ranges (default: the model's manifest, if any).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@spec_option("Spec file for the dims' ranges (default: the model's manifest, if any).", ANY_PATH)
+@json_option("Print the report as JSON on stdout.", errors=False)
 def check_cmd(
     model: Path, target_name: str, tensorrt_version: str | None, spec_path: Path | None, as_json: bool
 ) -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mmexport.cli.options import echo_notes, json_option
+from mmexport.cli.options import echo_notes, json_option, output_option, quiet_option, spec_option
+from mmexport.cli.progress import show_notes
 from mmexport.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -18,19 +19,11 @@ if TYPE_CHECKING:
 
 @click.command("to-onnx")
 @click.argument("model", required=False, metavar="[MODEL]")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    help="ONNX file to write (default: <model name>.onnx). Its manifest goes to <output>.json. "
-    "With --split: the folder to write (default: <model name>/).",
+@output_option(
+    "ONNX file to write (default: <model name>.onnx). Its manifest goes to <output>.json. "
+    "With --split: the folder to write (default: <model name>/)."
 )
-@click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Spec JSON (inputs, named dims with min/opt/max, outputs). Built-in models carry their own.",
-)
+@spec_option("Spec JSON (inputs, named dims with min/opt/max, outputs). Built-in models carry their own.")
 @click.option(
     "--exporter",
     type=click.Choice(["dynamo", "torchscript"]),
@@ -83,7 +76,7 @@ if TYPE_CHECKING:
     "(the model must implement split_parts(); run it with mmexport.split.SplitSession).",
 )
 @json_option("Print the result (or the error) as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def to_onnx_cmd(
     model: str | None,
     output: Path | None,
@@ -126,7 +119,7 @@ def to_onnx_cmd(
 
     name = model or DEFAULT_MODEL
     stem = name.rpartition(":")[2] if ":" in name else name
-    progress = None if quiet else (lambda msg: click.echo(f"  {msg}", err=True))
+    show_notes(quiet)
     export = ExportConfig(exporter=exporter, opset=DEFAULT_OPSET if opset is None else opset)
     parity = ParityConfig(random_points=random_points, seed=seed, atol=atol, rtol=rtol)
     if split:
@@ -137,9 +130,7 @@ def to_onnx_cmd(
         if output is not None and output.suffix.lower() == ".onnx":
             raise click.UsageError("with --split, -o names a folder (e.g. -o fusion/), not an ONNX file")
         folder = output or Path(stem)
-        split_result = to_onnx_split(
-            model, folder, spec=spec_path, export=export, parity=parity, progress=progress
-        )
+        split_result = to_onnx_split(model, folder, spec=spec_path, export=export, parity=parity)
         _report_split(split_result, as_json, quiet)
         return
     if output is not None and output.is_dir():  # -o accepts folders for --split only
@@ -151,7 +142,6 @@ def to_onnx_cmd(
         export=export,
         parity=parity,
         simplify=simplify,
-        progress=progress,
     )
     echo_notes(result.notes)
     if as_json:

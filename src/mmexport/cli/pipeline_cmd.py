@@ -3,74 +3,50 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-# the calibration progress line and data help are the calibrate command's, shared as they are
-from mmexport.cli.options import DATA_HELP, calibration_progress, json_option, progress_printer
+from mmexport.cli.options import (
+    data_option,
+    eval_options,
+    json_option,
+    method_option,
+    output_option,
+    quiet_option,
+    samples_option,
+    spec_option,
+    target_option,
+)
+from mmexport.cli.progress import counter, show_notes
+from mmexport.core.progress import no_progress
 from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_SAMPLES
-from mmexport.trt.targets import target_names
 
 
 @click.command("pipeline")
 @click.argument("model", required=False, metavar="[MODEL]")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
+@output_option(
+    "Report folder: the ONNX variants, report.md, report.json, latency.png.",
+    click.Path(file_okay=False, path_type=Path),
     default=Path("report"),
     show_default=True,
-    help="Report folder: the ONNX variants, report.md, report.json, latency.png.",
 )
-@click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Spec JSON for a user model (as in to-onnx). Built-in models carry their own.",
+@spec_option("Spec JSON for a user model (as in to-onnx). Built-in models carry their own.")
+@data_option(
+    "FP16 scan and INT8 calibration data (default: synthetic for built-ins, else random feeds "
+    "from the spec, which calibrate poorly)."
 )
-@click.option(
-    "--data",
-    default=None,
-    help="FP16 scan and INT8 calibration data (default: synthetic for built-ins, else random feeds "
-    "from the spec, which calibrate poorly). " + DATA_HELP,
+@samples_option(DEFAULT_SAMPLES, "Calibration samples.")
+@eval_options(
+    DEFAULT_EVAL_SAMPLES,
+    "for every variant (default: the built-in task's held-out split, else random feeds from the spec)",
+    allow_none=False,
 )
-@click.option(
-    "--eval-data",
-    default=None,
-    help="Evaluation data for every variant (default: the built-in task's held-out split, else "
-    "random feeds from the spec). " + DATA_HELP,
-)
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=DEFAULT_SAMPLES,
-    show_default=True,
-    help="Calibration samples.",
-)
-@click.option(
-    "--eval-samples",
-    type=click.IntRange(min=1),
-    default=DEFAULT_EVAL_SAMPLES,
-    show_default=True,
-    help="Evaluation samples.",
-)
-@click.option(
-    "--method",
-    type=click.Choice(["entropy", "minmax", "percentile"]),
-    default="entropy",
-    show_default=True,
-    help="INT8 range choice from each tensor's histogram.",
-)
-@click.option(
-    "--target",
-    type=click.Choice(target_names()),
-    default="gpu",
-    show_default=True,
-    help="TensorRT target: checked offline before the expensive steps; engines are built for it "
+@method_option
+@target_option(
+    "TensorRT target: checked offline before the expensive steps; engines are built for it "
     "where TensorRT is installed.",
+    default="gpu",
 )
 @click.option(
     "--duration",
@@ -80,7 +56,7 @@ from mmexport.trt.targets import target_names
     help="Seconds of timed calls per variant and batch size.",
 )
 @json_option("Print report.json (or the error) on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@quiet_option
 def pipeline_cmd(
     model: str | None,
     output: Path,
@@ -122,8 +98,8 @@ def pipeline_cmd(
         target=target,
         duration_s=duration,
     )
-    say = progress_printer(quiet, indent="")
-    result = run_pipeline(config, say=say, progress=_line_ending(calibration_progress(quiet)))
+    show_notes(quiet, indent="")
+    result = run_pipeline(config, progress=counter("calibrating", quiet) or no_progress)
     payload = write_report(result)
     if as_json:
         click.echo(json.dumps(payload, indent=2, default=str))
@@ -131,19 +107,6 @@ def pipeline_cmd(
     click.echo(table(result))
     click.echo(f"\n{result.engine['reason']}")
     click.echo(f"wrote {output / 'report.md'}, report.json and the models ({result.seconds['total']:.0f} s)")
-
-
-def _line_ending(show: Any) -> Any:
-    """The calibrate command's progress rewrites one line on a terminal; end it when done."""
-    if show is None or not sys.stderr.isatty():
-        return show
-
-    def wrapped(done: int, total: int | None) -> None:
-        show(done, total)
-        if total is not None and done >= total:
-            click.echo("", err=True)
-
-    return wrapped
 
 
 __all__ = ["pipeline_cmd"]

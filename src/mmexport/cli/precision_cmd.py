@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from mmexport.cli.options import DATA_HELP, calibration_progress, echo_notes, json_option, progress_printer
+from mmexport.cli.artifacts import is_split_folder
+from mmexport.cli.options import (
+    data_option,
+    echo_notes,
+    eval_options,
+    json_option,
+    method_option,
+    output_option,
+    quiet_option,
+    samples_option,
+    spec_option,
+)
+from mmexport.cli.progress import counter, show_notes
+from mmexport.core.progress import no_progress
 
 if TYPE_CHECKING:
     from mmexport.precision.stages import StageResult
@@ -25,28 +37,13 @@ _PARTS = click.option(
     help="Split folder only: precision per part (fp32, fp16, int8), e.g. image=int8,text=fp16,fuse=fp32; "
     "parts not named get this command's precision.",
 )
-_SPEC = click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Spec JSON for an ONNX that mmexport did not export (no manifest beside it).",
+_SPEC = spec_option("Spec JSON for an ONNX that mmexport did not export (no manifest beside it).")
+_EVAL = eval_options(
+    500,
+    "for the accuracy report (default: the built-in task's held-out split, or random feeds from the spec)",
+    allow_none=True,
 )
-
-
-def _eval_options(f: Any) -> Any:
-    f = click.option(
-        "--eval-samples",
-        type=click.IntRange(min=0),
-        default=500,
-        show_default=True,
-        help="Evaluation samples (0: no evaluation).",
-    )(f)
-    return click.option(
-        "--eval-data",
-        default=None,
-        help="Evaluation data for the accuracy report (default: the built-in task's held-out split, "
-        "or random feeds from the spec). " + DATA_HELP,
-    )(f)
+_JSON = json_option("Print the result (or the error) as JSON on stdout.")
 
 
 def _default_output(model: Path, suffix: str) -> Path:
@@ -54,8 +51,6 @@ def _default_output(model: Path, suffix: str) -> Path:
 
 
 def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]) -> None:
-    if sys.stderr.isatty():
-        click.echo("", err=True)
     echo_notes(result.notes)
     if as_json:
         accuracy = result.accuracy.to_dict() if result.accuracy is not None else None
@@ -70,9 +65,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
 @click.command("fp16")
 @_MODEL
 @_SPEC
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Default: MODEL.fp16.onnx. " + _OUTPUT_HELP
-)
+@output_option("Default: MODEL.fp16.onnx. " + _OUTPUT_HELP)
 @_PARTS
 @click.option(
     "--keep-fp32",
@@ -81,14 +74,8 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
     help="Keep matching op types or node names in FP32 (shell wildcards; repeatable).",
 )
 @click.option("--fp16-io", is_flag=True, help="FP16 inputs and outputs too (default: FP32 at the boundary).")
-@click.option("--data", default=None, help="Sample data for the overflow scan and the check. " + DATA_HELP)
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Samples of --data for the overflow scan and the check.",
-)
+@data_option("Sample data for the overflow scan and the check.")
+@samples_option(64, "Samples of --data for the overflow scan and the check.")
 @click.option(
     "--min-cosine",
     type=click.FloatRange(-1, 1),
@@ -96,9 +83,9 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
     show_default=True,
     help="Refuse the FP16 model if any sample's output cosine similarity to FP32 is lower.",
 )
-@_eval_options
-@json_option("Print the result (or the error) as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@_EVAL
+@_JSON
+@quiet_option
 def fp16_cmd(
     model: Path,
     spec_path: Path | None,
@@ -130,10 +117,11 @@ def fp16_cmd(
     from mmexport.precision.stages import Fp16Config, to_fp16
 
     fp16_config = Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples)
-    if _split_folder(model, parts, spec_path):
+    if is_split_folder(model, parts=parts, spec_path=spec_path):
         split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
         split.run(model, "fp16", fp16=fp16_config)
         return
+    show_notes(quiet)
     result = to_fp16(
         model,
         output or _default_output(model, "fp16"),
@@ -142,7 +130,6 @@ def fp16_cmd(
         eval_data=eval_data,
         eval_samples=eval_samples,
         spec=spec_path,
-        say=progress_printer(quiet),
     )
     kept = result.kept_fp32
     _finish(result, as_json, f"{sum(len(v) for v in kept.values())} nodes kept in FP32", {"kept_fp32": kept})
@@ -151,23 +138,13 @@ def fp16_cmd(
 @click.command("calibrate")
 @_MODEL
 @_SPEC
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Default: MODEL.int8.onnx. " + _OUTPUT_HELP
-)
+@output_option("Default: MODEL.int8.onnx. " + _OUTPUT_HELP)
 @_PARTS
-@click.option(
-    "--data",
-    default=None,
-    help="Calibration data (default: 'synthetic' for built-in models, else random feeds from the spec, "
-    "which calibrate poorly). " + DATA_HELP,
+@data_option(
+    "Calibration data (default: 'synthetic' for built-in models, else random feeds from the spec, "
+    "which calibrate poorly)."
 )
-@click.option(
-    "--method",
-    type=click.Choice(["entropy", "minmax", "percentile"]),
-    default="entropy",
-    show_default=True,
-    help="How each tensor's range is chosen from its histogram.",
-)
+@method_option
 @click.option(
     "--percentile",
     type=click.FloatRange(0, 100, min_open=True),
@@ -175,9 +152,7 @@ def fp16_cmd(
     show_default=True,
     help="With --method percentile: the share of |values| the range covers.",
 )
-@click.option(
-    "--samples", type=click.IntRange(min=1), default=512, show_default=True, help="Calibration samples."
-)
+@samples_option(512, "Calibration samples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--trt-version",
@@ -192,9 +167,9 @@ def fp16_cmd(
     help="Keep the costliest branches in FP32 until the accuracy drop (points) is within this.",
 )
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True, help="Per-branch INT8 cost.")
-@_eval_options
-@json_option("Print the result (or the error) as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@_EVAL
+@_JSON
+@quiet_option
 def calibrate_cmd(
     model: Path,
     spec_path: Path | None,
@@ -238,10 +213,12 @@ def calibrate_cmd(
         max_accuracy_drop=max_accuracy_drop,
         sensitivity=sensitivity,
     )
-    if _split_folder(model, parts, spec_path):
+    if is_split_folder(model, parts=parts, spec_path=spec_path):
         split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
         split.run(model, "int8", calibration=config)
         return
+    show_notes(quiet)
+    bar = counter("calibrating", quiet)
     result = calibrate(
         model,
         output or _default_output(model, "int8"),
@@ -250,9 +227,10 @@ def calibrate_cmd(
         eval_data=eval_data,
         eval_samples=eval_samples,
         spec=spec_path,
-        say=progress_printer(quiet),
-        progress=calibration_progress(quiet),
+        progress=bar or no_progress,
     )
+    if bar is not None:
+        bar.end()  # the data may hold fewer samples than asked: the line is still open
     costs = result.sensitivity
     if costs and not as_json:
         click.echo("Per-branch INT8 cost (only that branch quantized):")
@@ -269,15 +247,13 @@ def calibrate_cmd(
 @click.command("accuracy")
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_SPEC
-@click.option(
-    "--data",
-    default=None,
-    help="Evaluation data (default: the built-in task's held-out split, else random feeds from the "
-    "spec, which give agreement but no task accuracy). " + DATA_HELP,
+@data_option(
+    "Evaluation data (default: the built-in task's held-out split, else random feeds from the "
+    "spec, which give agreement but no task accuracy)."
 )
-@click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True)
+@samples_option(500, "Evaluation samples.")
 @json_option("Print the report (or the error) as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def accuracy_cmd(
     models: tuple[Path, ...],
     spec_path: Path | None,
@@ -297,21 +273,9 @@ def accuracy_cmd(
     """
     from mmexport.precision.stages import accuracy
 
-    report = accuracy(models, data=data, samples=samples, spec=spec_path, say=progress_printer(quiet))
+    show_notes(quiet)
+    report = accuracy(models, data=data, samples=samples, spec=spec_path)
     click.echo(report.to_json() if as_json else report.to_markdown())
-
-
-def _split_folder(model: Path, parts: str | None, spec_path: Path | None) -> bool:
-    """Whether MODEL is a split folder; --parts is refused for a single ONNX, --spec for a folder."""
-    if model.is_dir():
-        if spec_path is not None:
-            raise click.UsageError(
-                "--spec applies to an ONNX file; a split folder's spec is in its composition.json"
-            )
-        return True
-    if parts is not None:
-        raise click.UsageError("--parts applies to a split folder (to-onnx --split), not to an ONNX file")
-    return False
 
 
 def _split_output(folder: Path, choices: dict[str, str]) -> Path:
@@ -337,6 +301,8 @@ class _SplitRun:
         from mmexport.split.composition import read_composition
         from mmexport.split.precision import parse_parts, split_precision
 
+        show_notes(self.quiet)
+        bar = counter("calibrating", self.quiet)
         choices = parse_parts(self.parts, read_composition(folder, verify_files=False), default)
         result = split_precision(
             folder,
@@ -345,12 +311,11 @@ class _SplitRun:
             data=self.data,
             eval_data=self.eval_data,
             eval_samples=self.eval_samples,
-            say=progress_printer(self.quiet),
-            progress=calibration_progress(self.quiet),
+            progress=bar or no_progress,
             **configs,
         )
-        if sys.stderr.isatty():
-            click.echo("", err=True)
+        if bar is not None:
+            bar.end()
         echo_notes(result.notes)
         if self.as_json:
             payload = {

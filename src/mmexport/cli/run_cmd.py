@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import numpy as np
 
-from mmexport.cli.options import json_option
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def backend_options(func: F) -> F:
-    """``--backend``, ``--device``, ``--provider``, ``--threads``: how to open artifacts (run, bench)."""
-    for option in reversed(
-        [
-            click.option(
-                "--backend", default="auto", show_default=True, help="Runtime backend (onnxrt, ...)."
-            ),
-            click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
-            click.option(
-                "--provider",
-                type=click.Choice(["cpu", "cuda", "tensorrt"]),
-                default=None,
-                help="onnxruntime execution provider (default: the device's).",
-            ),
-            click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op CPU threads."),
-        ]
-    ):
-        func = option(func)
-    return func
+from mmexport.cli.options import FILE, SessionOptions, json_option, output_option, session_options
 
 
 def _parse_input(value: str) -> tuple[str | None, Path]:
@@ -56,23 +32,18 @@ def _parse_input(value: str) -> tuple[str | None, Path]:
     help="An input's file: .npy, .npz, or an image / text / wav file read as the spec's preprocess says. "
     "A bare .npz gives every input by name. Repeat for each input.",
 )
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save every output to this .npz."
-)
+@output_option("Save every output to this .npz.", FILE)
 @click.option(
     "-k", "--top-k", type=click.IntRange(1), default=5, show_default=True, help="Labels shown per row."
 )
-@backend_options
+@session_options
 @json_option("Print the outputs (values and top-k) as JSON.")
 def run_cmd(
     artifact: Path,
     inputs: tuple[str, ...],
     output: Path | None,
     top_k: int,
-    backend: str,
-    device: str,
-    provider: str | None,
-    threads: int | None,
+    session: SessionOptions,
     as_json: bool,
 ) -> None:
     """Run ARTIFACT on input files and print its outputs (top-k labels where the spec has labels).
@@ -83,14 +54,13 @@ def run_cmd(
       mmexport run model.onnx -i feeds.npz -o outputs.npz
     """
     from mmexport.data.feed_files import read_feeds, summarize_outputs
-    from mmexport.runtime import Session
 
-    session = Session(artifact, backend, device, provider=provider, threads=threads)
-    feeds = read_feeds([_parse_input(v) for v in inputs], session.spec)
-    outputs = session.run(feeds)
+    opened = session.open(artifact)
+    feeds = read_feeds([_parse_input(v) for v in inputs], opened.spec)
+    outputs = opened.run(feeds)
     if output is not None:
         _save(output, outputs)
-    summary = summarize_outputs(outputs, session.outputs, top_k)
+    summary = summarize_outputs(outputs, opened.outputs, top_k)
     if as_json:
         payload: dict[str, Any] = {"artifact": str(artifact), "outputs": summary}
         bad = [name for name, entry in summary.items() if entry.get("non_finite")]
@@ -132,4 +102,4 @@ def _format_output(name: str, entry: dict[str, Any], value: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["backend_options", "run_cmd"]
+__all__ = ["run_cmd"]

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mmexport.cli.options import echo_notes, json_option, progress_printer
+from mmexport.cli.options import echo_notes, json_option, quiet_option
+from mmexport.cli.progress import show_notes
 
 if TYPE_CHECKING:
     from mmexport.deploy.triton import TritonResult
@@ -86,7 +87,7 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
 )
 @click.option("--overwrite", is_flag=True, help="Replace REPO/NAME if it exists.")
 @json_option("Print the result (paths, config, perf_analyzer command) or the error as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@quiet_option
 def triton_cmd(
     artifacts: tuple[Path, ...],
     repo: Path,
@@ -131,8 +132,8 @@ def triton_cmd(
         fp16=fp16,
         workspace_bytes=workspace,
     )
-    say = progress_printer(quiet)
-    result = triton_repository(artifacts, repo, options, overwrite=overwrite, say=say)
+    show_notes(quiet)
+    result = triton_repository(artifacts, repo, options, overwrite=overwrite)
     echo_notes(result.model.notes)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_result(result))
 

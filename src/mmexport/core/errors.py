@@ -176,3 +176,12 @@ class EngineBuildError(MmexportError):
         self.problems = list(problems or [])
         shown = "; ".join(self.problems[:5]) + (" ..." if len(self.problems) > 5 else "")
         super().__init__(f"{message}: {shown}" if shown else message, hint=hint)
+
+
+class ConfigError(MmexportError):
+    """A config value out of range or contradicting another; ``fields`` names the config fields
+    at fault, as the message does (the CLI shows them as its flags)."""
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = (), hint: str | None = None) -> None:
+        self.fields = fields
+        super().__init__(message, hint=hint)

@@ -107,6 +107,11 @@ def output_folder(path: str | Path) -> Iterator[Path]:
         raise
 
 
+class InterruptedAfterWrite(KeyboardInterrupt):
+    """A Ctrl-C that ``uninterrupted`` held back until its body (moving an artifact, then its
+    manifest, into place) had finished: everything was written, then the run stopped."""
+
+
 STAGING_SUFFIX = ".staging"
 TMP_SUFFIX = ".tmp"
 INTERRUPTED = threading.Event()
@@ -196,8 +201,8 @@ def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ())
 @contextmanager
 def uninterrupted() -> Iterator[None]:
     """Hold Ctrl-C back while the body runs (moving an artifact and then its manifest into place),
-    then raise KeyboardInterrupt: both land, or neither. Only the main thread receives signals;
-    elsewhere the body just runs."""
+    then raise ``InterruptedAfterWrite`` (a KeyboardInterrupt): both land, or neither. Only the main
+    thread receives signals; elsewhere the body just runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -213,4 +218,4 @@ def uninterrupted() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if held:
-        raise KeyboardInterrupt
+        raise InterruptedAfterWrite

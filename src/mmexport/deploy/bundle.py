@@ -17,9 +17,10 @@ only then moves the folder into place.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,15 +44,11 @@ from mmexport.deploy.bundle_artifacts import BundledArtifact, ChecksumError, col
 from mmexport.deploy.bundle_json import BUNDLE_JSON, FORMAT, FORMAT_VERSION, read_bundle_json
 from mmexport.deploy.bundle_targets import BundleTarget, get_bundle_target
 
-Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 CHECKSUMS = "SHA256SUMS"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 NEXT_STEP = "bash build.sh"
-
-
-def _quiet(_message: str) -> None:
-    return None
 
 
 @dataclass
@@ -108,7 +105,6 @@ def make_bundle(
     output: str | Path,
     *,
     overwrite: bool = False,
-    say: Say = _quiet,
 ) -> BundleResult:
     """Pack ``artifacts`` (ONNX files with manifests) for ``target`` into the archive ``output``."""
     bundle_target = get_bundle_target(target)
@@ -135,7 +131,7 @@ def make_bundle(
         for entry in texts:
             writer.add(entry)
         for artifact in collected:
-            say(f"packing {artifact.name} ({artifact.precision})")
+            log.info(f"packing {artifact.name} ({artifact.precision})")
             if writer.add(Entry(artifact.name, source=artifact.path)) != artifact.sha256:
                 raise ArtifactError(str(artifact.path), "changed while it was being packed")
             for companion in artifact.companions:
@@ -224,7 +220,6 @@ def unbundle(
     *,
     overwrite: bool = False,
     limits: ArchiveLimits = DEFAULT_LIMITS,
-    say: Say = _quiet,
 ) -> UnbundleResult:
     """Check, extract and verify ``archive`` into the folder ``output``; nothing is left on failure."""
     archive, output = Path(archive), Path(output)
@@ -239,7 +234,7 @@ def unbundle(
         with staging_dir(place) as stage:
             content = stage / "content"
             members = extract(archive, content, limits)
-            say(f"extracted {len(members)} members; verifying every sha256")
+            log.info(f"extracted {len(members)} members; verifying every sha256")
             bundle = verify_folder(content, where=str(archive))
             _publish(content, place, stage)
     except BaseException:

@@ -12,9 +12,10 @@ Ctrl-C leaves no half-written model; an existing model folder is replaced only w
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from mmexport.deploy.triton_artifacts import read_artifacts
 from mmexport.deploy.triton_config import VERSION
 from mmexport.deploy.triton_model import TritonModel, TritonOptions, make_model
 
-Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 CONFIG_FILE = "config.pbtxt"
 
 
@@ -62,7 +63,6 @@ def triton_repository(
     options: TritonOptions | None = None,
     *,
     overwrite: bool = False,
-    say: Say = lambda _m: None,
 ) -> TritonResult:
     """Write the Triton model for ``artifacts`` into ``repository``; see the module doc."""
     model = make_model(read_artifacts(artifacts), options)
@@ -82,7 +82,7 @@ def triton_repository(
         if not replaced:
             stack.enter_context(output_folder(final))  # creates REPO; removes what it made on failure
         staged = stack.enter_context(staging_dir(_staging_anchor(repository, final))) / final.name
-        sizes = _stage(model, staged, say)
+        sizes = _stage(model, staged)
         _publish(staged, final, replace=replaced)
     return TritonResult(repository, final, model, replaced, sizes)
 
@@ -99,14 +99,14 @@ def _staging_anchor(repository: Path, final: Path) -> Path:
     return final
 
 
-def _stage(model: TritonModel, folder: Path, say: Say) -> dict[str, int]:
+def _stage(model: TritonModel, folder: Path) -> dict[str, int]:
     """Copy the files (checking each recorded sha256 on the copy) and write config.pbtxt."""
     (folder / VERSION).mkdir(parents=True)
     sizes: dict[str, int] = {}
     for relative, source in model.files.items():
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        say(f"copying {source} -> {relative}")
+        log.info(f"copying {source} -> {relative}")
         try:
             shutil.copyfile(source, target)
         except OSError as e:

@@ -8,7 +8,8 @@ the runtime's ``OnnxModelRunner``); every output is compared elementwise by the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from mmexport.export.torch_runner import flatten_outputs as flatten_outputs
 from mmexport.export.torch_runner import torch_outputs as torch_outputs
 from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
 from mmexport.runtime.compare import Tolerance, compare
+
+log = logging.getLogger(__name__)
 
 # (atol, rtol) per output dtype. float32: exporters reorder reductions and fuse ops, which
 # moves results by a few ulps times the reduction length; 1e-4 / 1e-3 passes honest graphs of
@@ -112,7 +115,6 @@ def run_parity(
     onnx_path: str | Path,
     spec: ModelSpec,
     config: ParityConfig | None = None,
-    progress: Callable[[str], None] | None = None,
 ) -> ParityReport:
     """Compare the ONNX file against ``module`` at every shape point; never raises on mismatch."""
     config = config or ParityConfig()
@@ -122,8 +124,7 @@ def run_parity(
         for k, (name, point) in enumerate(shape_points(spec, config)):
             feed = spec.sample_feed(point, seed=config.seed + k)
             shapes = {n: list(v.shape) for n, v in feed.items()}
-            if progress:
-                progress(f"parity {name}: {format_shapes(shapes)}")
+            log.info(f"parity {name}: {format_shapes(shapes)}")
             try:
                 expected = reference.run(feed)
             except Exception as e:  # the eager model itself cannot run at this point of the spec

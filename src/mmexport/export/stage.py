@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx, normalize_dims
 from mmexport.export.parity import ParityConfig, ParityReport, format_shapes, run_parity
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,10 +40,8 @@ def to_onnx(
     export: ExportConfig | None = None,
     parity: ParityConfig | None = None,
     simplify: bool = False,
-    progress: Progress | None = None,
 ) -> ToOnnxResult:
     """Export a model to ``output``; raise ParityError (writing nothing) if ONNX != PyTorch."""
-    say = progress or (lambda _msg: None)
     export = export or ExportConfig()
     parity = parity or ParityConfig()
     seconds: dict[str, float] = {}
@@ -52,7 +50,7 @@ def to_onnx(
         loaded = load_model(reference, spec)
         seconds["load"] = time.perf_counter() - t0
         notes = _spec_notes(loaded.spec)
-        say(f"exporting {loaded.name} with torch.onnx ({export.exporter}, opset {export.opset})")
+        log.info(f"exporting {loaded.name} with torch.onnx ({export.exporter}, opset {export.opset})")
         staged = stage / output.name
         t0 = time.perf_counter()
         info = export_onnx(loaded.module, loaded.spec, staged, export)
@@ -62,12 +60,12 @@ def to_onnx(
             for name in info.unused_inputs
         ]
         t0 = time.perf_counter()
-        report = run_parity(loaded.module, staged, loaded.spec, parity, say)
+        report = run_parity(loaded.module, staged, loaded.spec, parity)
         if not report.passed:
             raise ParityError(_failure_message(report), report=report)
         simplified = False
         if simplify:
-            simplified, note, slim_report = _try_simplify(loaded, staged, parity, say)
+            simplified, note, slim_report = _try_simplify(loaded, staged, parity)
             notes.append(note)
             report = slim_report or report
         seconds["parity"] = time.perf_counter() - t0
@@ -106,12 +104,12 @@ def _failure_message(report: ParityReport) -> str:
 
 
 def _try_simplify(
-    loaded: LoadedModel, staged: Path, parity: ParityConfig, say: Progress
+    loaded: LoadedModel, staged: Path, parity: ParityConfig
 ) -> tuple[bool, str, ParityReport | None]:
     """Replace the staged graph by onnxslim's, only if that one keeps the dims and passes the gate."""
     import onnxslim
 
-    say("simplifying with onnxslim")
+    log.info("simplifying with onnxslim")
     candidate = staged.with_name(f"simplified-{staged.name}")
     try:
         slim = onnxslim.slim(onnx.load(str(staged)))

@@ -8,8 +8,9 @@ notes a reader needs to trust the figures. Writing the report is ``pipeline.repo
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # numpy, onnx and onnxruntime load only when the pipeline run
     from mmexport.core.spec import ModelSpec
     from mmexport.precision.accuracy import AccuracyReport
 
+from mmexport.core.progress import Progress, nested, no_progress
 from mmexport.pipeline.config import (
     FP16_FILE,
     INT8_FILE,
@@ -29,8 +31,7 @@ from mmexport.pipeline.config import (
     PipelineConfig,
 )
 
-Say = Callable[[str], None]
-Progress = Callable[[int, int | None], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,13 +50,7 @@ class PipelineResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _quiet(_message: str) -> None:
-    return None
-
-
-def run_pipeline(
-    config: PipelineConfig, *, say: Say = _quiet, progress: Progress | None = None
-) -> PipelineResult:
+def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) -> PipelineResult:
     """Run every stage into ``config.output``; any stage's MmexportError stops the job."""
     from mmexport.export import to_onnx
     from mmexport.pipeline.preflight import check_data
@@ -66,52 +61,49 @@ def run_pipeline(
     seconds: dict[str, float] = {}
     notes: dict[str, list[str]] = {stage: [] for stage in STAGES}
     paths = [folder / MODEL_FILE, folder / FP16_FILE, folder / INT8_FILE]
-    sub = _indent(say)
 
-    with _stage("export", seconds, say):
-        exported = to_onnx(config.model, paths[0], spec=config.spec, progress=sub)
+    with _stage("export", seconds):
+        exported = to_onnx(config.model, paths[0], spec=config.spec)
     notes["export"] += exported.notes
-    notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, config.target, say)
+    notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, config.target)
     builtin = exported.manifest.source.get("builtin") is True
     if config.data is None and not builtin:
         warning = (
             "no --data: FP16 scan and INT8 calibration use random feeds from the spec; give real samples"
         )
         notes["int8"].append(warning)
-        say(f"warning: {warning}")
-    with _stage("fp16", seconds, say):
+        log.info(f"warning: {warning}")
+    with _stage("fp16", seconds):
         fp16 = to_fp16(
             paths[0],
             paths[1],
             config=Fp16Config(samples=min(config.samples, Fp16Config().samples)),
             data=config.data,
             eval_samples=0,  # the accuracy stage evaluates every variant once
-            say=sub,
         )
     notes["fp16"] += fp16.notes
     calib_config = CalibrationConfig(method=config.method, samples=config.samples, sensitivity=False)
-    with _stage("int8", seconds, say):
+    with _stage("int8", seconds):
         int8 = calibrate(
             paths[0],
             paths[2],
             data=config.data,
             config=calib_config,
             eval_samples=0,  # the accuracy stage evaluates every variant once
-            say=sub,
             progress=progress,
         )
     notes["int8"] += _summarize_skipped(int8.notes)
-    with _stage("engine", seconds, say):
-        engine = build_engines(paths[1:], config.target, sub)
+    with _stage("engine", seconds):
+        engine = build_engines(paths[1:], config.target)
     notes["engine"].append(engine["reason"])
     if not engine["built"]:
-        say(f"warning: {engine['reason']}")
+        log.info(f"warning: {engine['reason']}")
     engines = [Path(p) for p in engine["engines"]]
-    with _stage("accuracy", seconds, say):  # engines too: the runtime runs them on the GPU
-        report = accuracy([*paths, *engines], data=config.eval_data, samples=config.eval_samples, say=sub)
+    with _stage("accuracy", seconds):  # engines too: the runtime runs them on the GPU
+        report = accuracy([*paths, *engines], data=config.eval_data, samples=config.eval_samples)
     notes["accuracy"] += [f"warning: {w}" for w in report.warnings()]
-    with _stage("bench", seconds, say):
-        bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config, sub)
+    with _stage("bench", seconds):
+        bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config)
     notes["bench"] += [f"warning: {w}" for w in bench.warnings]
     calibration = {
         "method": config.method,
@@ -134,7 +126,7 @@ def run_pipeline(
     )
 
 
-def tensorrt_check(model: Path, spec: ModelSpec, target: str, say: Say) -> list[str]:
+def tensorrt_check(model: Path, spec: ModelSpec, target: str) -> list[str]:
     """``mmexport check`` for the target before the expensive stages: errors stop the job
     (TensorRT's parser would refuse the graph), warnings become notes."""
     from mmexport.trt.check import check_onnx
@@ -142,7 +134,7 @@ def tensorrt_check(model: Path, spec: ModelSpec, target: str, say: Say) -> list[
 
     report = check_onnx(model, get_target(target), spec=spec)
     for finding in report.errors:
-        say(f"  {finding.to_text()}")
+        log.info(f"  {finding.to_text()}")
     report.raise_for_errors()
     notes = [f"TensorRT check: {report.summary()}"]
     notes += [f.to_text() for f in report.warnings]
@@ -167,7 +159,7 @@ def prepare_folder(folder: Path) -> Path:
     return folder
 
 
-def build_engines(models: list[Path], target: str, say: Say) -> dict[str, Any]:
+def build_engines(models: list[Path], target: str) -> dict[str, Any]:
     """TensorRT engines of the FP16 and INT8 ONNX files where TensorRT is installed; otherwise, or
     when a build fails, why not (the ONNX variants are still measured and reported)."""
     if importlib.util.find_spec("tensorrt") is None:
@@ -185,7 +177,7 @@ def build_engines(models: list[Path], target: str, say: Say) -> dict[str, Any]:
     try:
         for model in models:
             output = model.with_name(f"{model.stem}.engine")
-            build_engine(model, output, BuildOptions(target=get_target(target)), say=say)
+            build_engine(model, output, BuildOptions(target=get_target(target)))
             engines.append(str(output))
     except MmexportError as e:
         reason = f"TensorRT engine build failed ({e}); the ONNX variants are reported without engines"
@@ -206,7 +198,7 @@ def bench_batches(spec: ModelSpec) -> list[int]:
     return [1] if opt == 1 else [1, opt]
 
 
-def run_benchmarks(paths: list[Path], spec: ModelSpec, config: PipelineConfig, say: Say) -> BenchReport:
+def run_benchmarks(paths: list[Path], spec: ModelSpec, config: PipelineConfig) -> BenchReport:
     """Every variant at the opt shape, batch 1 and the opt batch, measured interleaved."""
     from mmexport.bench import BenchConfig, BenchTarget, benchmark, build_cases
 
@@ -214,7 +206,7 @@ def run_benchmarks(paths: list[Path], spec: ModelSpec, config: PipelineConfig, s
         BenchTarget(path=p, label=p.name, device="cuda" if p.suffix == ".engine" else "cpu") for p in paths
     ]
     bench_config = BenchConfig(warmup_s=config.warmup_s, duration_s=config.duration_s)
-    return benchmark(targets, build_cases(batches=bench_batches(spec)), bench_config, progress=say)
+    return benchmark(targets, build_cases(batches=bench_batches(spec)), bench_config)
 
 
 def _summarize_skipped(notes: list[str]) -> list[str]:
@@ -227,14 +219,11 @@ def _summarize_skipped(notes: list[str]) -> list[str]:
     return [*kept, f"{len(skipped)} nodes left unquantized (INT8 rules), e.g. {names}"]
 
 
-def _indent(say: Say) -> Say:
-    return lambda message: say(f"  {message}")
-
-
 @contextmanager
-def _stage(name: str, seconds: dict[str, float], say: Say) -> Iterator[None]:
-    """Announce a stage on the progress channel and record its wall time."""
-    say(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}")
+def _stage(name: str, seconds: dict[str, float]) -> Iterator[None]:
+    """Announce a stage (its steps' notes nested under it) and record its wall time."""
+    log.info(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}")
     t0 = time.perf_counter()
-    yield
+    with nested():
+        yield
     seconds[name] = round(time.perf_counter() - t0, 3)

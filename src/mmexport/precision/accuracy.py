@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +19,11 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
+from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
 from mmexport.runtime.compare import compare_arrays
 from mmexport.runtime.runner import Runner
-
-Progress = Callable[[int], None]
 
 
 class LabelledBatch(Protocol):

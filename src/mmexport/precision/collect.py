@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from mmexport.core.progress import Progress
 from mmexport.precision.graph import activation_tensors, with_outputs
 from mmexport.precision.stats import TensorStats
 from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
 
 Feed = Mapping[str, np.ndarray]
-Progress = Callable[[int], None]  # called with the number of samples seen so far
 
 
 def collect_stats(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,6 @@ from mmexport.core.manifest import Manifest, check_files, package_versions, publ
 from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import ShapeCoverage
 
-Say = Callable[[str], None]
-Progress = Callable[[int, int | None], None]  # (samples done, total if known)
 SPEC_POINTS = 6  # generated feeds when the user gives no data: opt, min and 4 random points
 
 

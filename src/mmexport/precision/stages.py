@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -10,15 +11,14 @@ from typing import Any
 
 import onnx
 
-from mmexport.core.errors import ArtifactError, MmexportError, PrecisionError
+from mmexport.core.errors import ArtifactError, ConfigError, MmexportError, PrecisionError
 from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
 from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, evaluate
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.common import (
-    Progress,
-    Say,
     ShapeCoverage,
     SourceModel,
     SpecFeeds,
@@ -47,8 +47,7 @@ RANDOM_DATA_NOTE = (
 )
 
 
-def _quiet(_message: str) -> None:
-    return None
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,13 +70,18 @@ class CalibrationConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise MmexportError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise ConfigError(
+                f"method must be one of {', '.join(METHODS)}, got {self.method!r}", fields=("method",)
+            )
         if not 0.0 < self.percentile <= 100.0:
-            raise MmexportError(f"--percentile must be in (0, 100], got {self.percentile}")
+            raise ConfigError(
+                f"percentile must be in (0, 100], got {self.percentile}", fields=("percentile",)
+            )
         calib_cache.trt_version_number(self.trt_version)  # refuse a bad --trt-version before any work
         if self.samples < 1 or self.batch_size < 1:
-            raise MmexportError(
-                f"--samples and --batch-size must be >= 1, got {self.samples}, {self.batch_size}"
+            raise ConfigError(
+                f"samples and batch_size must be >= 1, got {self.samples}, {self.batch_size}",
+                fields=("samples", "batch_size"),
             )
 
 
@@ -117,10 +121,10 @@ def _evaluation_data(source: SourceModel, data: Any, eval_data: Any, notes: list
 
 
 def _evaluation(
-    source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]], say: Say
+    source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]]
 ) -> AccuracyReport:
     data = open_data(eval_data, source, split="evaluation", samples=samples, batch_size=50)
-    say(f"evaluating on {data.description}")
+    log.info(f"evaluating on {data.description}")
     return evaluate(variants, data.batches(), source.spec, source=data.description)
 
 
@@ -133,7 +137,6 @@ def to_fp16(
     eval_data: Any = None,
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
     spec: ModelSpec | str | Path | None = None,
-    say: Say = _quiet,
 ) -> Fp16Result:
     """FP16 variant of an FP32 artifact; refuses (writing nothing) if it disagrees with FP32."""
     config = config or Fp16Config()
@@ -144,7 +147,7 @@ def to_fp16(
     sample = open_data(
         data, source, split="calibration", samples=config.samples, batch_size=DEFAULT_BATCH_SIZE
     )
-    say(f"scanning activation ranges on {sample.description}")
+    log.info(f"scanning activation ranges on {sample.description}")
     stats, seen = collect_stats(source.model, feeds_of(sample))
     plan = plan_fp16(source.model, stats=stats, keep_patterns=config.keep_fp32)
     converted = convert_fp16(source.model, plan, fp16_io=config.fp16_io)
@@ -177,7 +180,7 @@ def to_fp16(
     if eval_samples > 0:
         variants = [("fp32", "fp32", source.model), ("fp16", "fp16", converted)]
         accuracy = _evaluation(
-            source, _evaluation_data(source, data, eval_data, eval_notes), eval_samples, variants, say
+            source, _evaluation_data(source, data, eval_data, eval_notes), eval_samples, variants
         )
     seconds["check"] = time.perf_counter() - t0
     kept = plan.by_reason()
@@ -221,8 +224,7 @@ def calibrate(
     eval_data: Any = None,
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
     spec: ModelSpec | str | Path | None = None,
-    say: Say = _quiet,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> CalibrationResult:
     """INT8 Q/DQ variant of an FP32 artifact plus TensorRT's native calibration cache beside it.
 
@@ -230,19 +232,21 @@ def calibrate(
     """
     config = config or CalibrationConfig()
     if eval_samples < 1 and config.max_accuracy_drop is not None:
-        raise MmexportError("--max-accuracy-drop needs evaluation samples (--eval-samples >= 1)")
+        raise ConfigError(
+            "max_accuracy_drop needs evaluation samples (eval_samples >= 1)",
+            fields=("max_accuracy_drop", "eval_samples"),
+        )
     seconds: dict[str, float] = {}
     source = load_source_model(model, spec=spec)
     check_output(source, output)
     t0 = time.perf_counter()
     calib = open_data(data, source, split="calibration", samples=config.samples, batch_size=config.batch_size)
-    say(f"calibrating ({config.method}) on {calib.description}")
+    log.info(f"calibrating ({config.method}) on {calib.description}")
     coverage = ShapeCoverage(source.spec)
     total = config.samples
 
-    def tick(done: int) -> None:
-        if progress is not None:
-            progress(done, total)
+    def tick(done: int, _total: int | None = None) -> None:
+        progress(done, total)
 
     stats, seen = collect_stats(source.model, feeds_of(calib, coverage), progress=tick)
     amax = {name: s.range_amax(config.method, config.percentile) for name, s in stats.items()}
@@ -266,7 +270,7 @@ def calibrate(
     if eval_samples > 0:
         eval_data = _evaluation_data(source, data, eval_data, notes)
         quantized, accuracy, costs, kept = _evaluate_int8(
-            source, amax, quantized, config, eval_data, eval_samples, say
+            source, amax, quantized, config, eval_data, eval_samples
         )
         notes += accuracy.warnings()
         if config.max_accuracy_drop is not None and not accuracy.labelled:
@@ -320,14 +324,13 @@ def _evaluate_int8(
     config: CalibrationConfig,
     eval_data: Any,
     eval_samples: int,
-    say: Say,
 ) -> tuple[QdqResult, AccuracyReport, list[BranchCost], list[str]]:
     """Sensitivity per branch, the accuracy budget, and the final FP32 vs INT8 report."""
     eval_source = open_data(eval_data, source, split="evaluation", samples=eval_samples, batch_size=50)
     costs: list[BranchCost] = []
     kept: list[str] = []
     if config.sensitivity or config.max_accuracy_drop is not None:
-        say("measuring per-branch sensitivity")
+        log.info("measuring per-branch sensitivity")
         costs, _ = branch_costs(
             source.model, amax, source.spec, eval_source.batches, source=eval_source.description
         )
@@ -349,7 +352,7 @@ def _evaluate_int8(
         kept = budget.kept_fp32
         quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
         quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
-    say(f"evaluating on {eval_source.description}")
+    log.info(f"evaluating on {eval_source.description}")
     accuracy = evaluate(
         [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
         eval_source.batches(),
@@ -371,7 +374,6 @@ def accuracy(
     data: Any = None,
     samples: int = DEFAULT_EVAL_SAMPLES,
     spec: ModelSpec | str | Path | None = None,
-    say: Say = _quiet,
 ) -> AccuracyReport:
     """Compare artifacts (the first, an ONNX file, is the reference) on one evaluation source.
 
@@ -393,7 +395,7 @@ def accuracy(
     if len(set(names)) < len(names):  # a/model.onnx and b/model.onnx: tell them apart
         names = [str(path) for path, _, _ in loaded]
     variants = [(n, m.precision, model) for n, (_, m, model) in zip(names, loaded, strict=True)]
-    return _evaluation(reference, data, samples, variants, say)
+    return _evaluation(reference, data, samples, variants)
 
 
 def _load_variant(

@@ -10,9 +10,9 @@ place at the end: a failure writes nothing.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 
 from mmexport.core.errors import ExportError, ParityError, SpecError
 from mmexport.core.manifest import package_versions, read_manifest
+from mmexport.core.progress import nested
 from mmexport.core.spec import ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig
@@ -53,7 +54,7 @@ from mmexport.split.specs import (
     output_shapes,
 )
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -147,10 +148,8 @@ def to_onnx_split(
     spec: Any = None,
     export: ExportConfig | None = None,
     parity: ParityConfig | None = None,
-    progress: Progress | None = None,
 ) -> SplitResult:
     """Export the model's parts into ``folder``; raise ParityError (writing nothing) on any mismatch."""
-    say = progress or (lambda _msg: None)
     export = export or ExportConfig()
     parity = parity or ParityConfig()
     folder = Path(folder)
@@ -163,11 +162,11 @@ def to_onnx_split(
     points = shape_points(loaded.spec, parity)
     with staged_folder(folder) as stage:
         t0 = time.perf_counter()
-        results, composition = _export_parts(loaded, parts, stage, export, parity, points, say)
+        results, composition = _export_parts(loaded, parts, stage, export, parity, points)
         seconds["parts"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         composition.write(stage)
-        report = composed_gate(loaded, parts, stage, parity, say)
+        report = composed_gate(loaded, parts, stage, parity)
         seconds["composed_parity"] = time.perf_counter() - t0
         if not report.passed:
             bad = report.failures[0]
@@ -192,21 +191,19 @@ def _export_parts(
     export: ExportConfig,
     parity: ParityConfig,
     points: list[tuple[str, Any]],
-    say: Progress,
 ) -> tuple[dict[str, ToOnnxResult], Composition]:
     """Every encoder, then the fusion part (its spec from the encoders' outputs), each through
     ``to_onnx`` and its parity gate; the composition that wires them."""
 
     def export_part(module: torch.nn.Module, name: str, spec: ModelSpec) -> ToOnnxResult:
-        return to_onnx(
-            module, stage / f"{name}.onnx", spec=spec, export=export, parity=parity, progress=_indent(say)
-        )
+        with nested():  # the part's own notes, under its name
+            return to_onnx(module, stage / f"{name}.onnx", spec=spec, export=export, parity=parity)
 
     results: dict[str, ToOnnxResult] = {}
     shapes, new_dims, entries = {}, {}, []
     for e in parts.encoders:
         part_spec = encoder_spec(loaded.spec, e)
-        say(f"part {e.name!r} ({', '.join(e.inputs)} -> {', '.join(e.outputs)})")
+        log.info(f"part {e.name!r} ({', '.join(e.inputs)} -> {', '.join(e.outputs)})")
         results[e.name] = export_part(e.module, e.name, part_spec)
         shapes[e.name], dims = output_shapes(e, part_spec, results[e.name].path, points)
         new_dims.update(dims)
@@ -214,7 +211,8 @@ def _export_parts(
         absent = _absence(e, shapes[e.name])
         entries.append(_part_entry(e.name, "encoder", results[e.name], wires, list(e.outputs), absent))
     fuse_spec = fusion_spec(loaded.spec, parts.encoders, shapes, new_dims, _batch_dim(loaded))
-    say(f"part {parts.fusion_name!r} ({len(fuse_spec.inputs)} inputs -> {', '.join(fuse_spec.output_names)})")
+    outputs = ", ".join(fuse_spec.output_names)
+    log.info(f"part {parts.fusion_name!r} ({len(fuse_spec.inputs)} inputs -> {outputs})")
     fused = results[parts.fusion_name] = export_part(parts.fusion, parts.fusion_name, fuse_spec)
     wires = {s.name: Wire("part", e.name, s.name) for e in parts.encoders for s in shapes[e.name]}
     for e in parts.encoders:
@@ -285,16 +283,10 @@ def _producer(export: ExportConfig) -> dict[str, Any]:
     }
 
 
-def _indent(say: Progress) -> Progress:
-    return lambda msg: say(f"  {msg}")
-
-
 # -- the composed gate ----------------------------------------------------------------------
 
 
-def composed_gate(
-    loaded: LoadedModel, parts: SplitParts, folder: Path, config: ParityConfig, say: Progress
-) -> ParityReport:
+def composed_gate(loaded: LoadedModel, parts: SplitParts, folder: Path, config: ParityConfig) -> ParityReport:
     """The parts run by the runtime's SplitSession against the monolithic PyTorch model at the model's
     shape points; then, at the opt point, each declared absence against the PyTorch parts given
     the same stand-in (zeros and a False flag, or the null embedding)."""
@@ -305,14 +297,14 @@ def composed_gate(
         fuse_spec = pipe.parts[parts.fusion_name].spec
         for k, (name, point) in enumerate(shape_points(spec, config)):
             feed = spec.sample_feed(point, seed=config.seed + k)
-            say(f"composed parity {name}: {format_shapes({n: list(v.shape) for n, v in feed.items()})}")
+            log.info(f"composed parity {name}: {format_shapes({n: list(v.shape) for n, v in feed.items()})}")
             expected = reference.run(feed)
             _compare(report, f"composed {name}", feed, pipe, expected, spec, config)
         feed = spec.sample_feed(spec.example_point(), seed=config.seed)
         for e in parts.encoders:
             if e.absent is None:
                 continue
-            say(f"composed parity with part {e.name!r} absent")
+            log.info(f"composed parity with part {e.name!r} absent")
             partial = {n: v for n, v in feed.items() if n not in e.inputs}
             absent = _torch_absent(parts, e.name, partial, fuse_spec, spec)
             expected = dict(zip(spec.output_names, absent, strict=True))

@@ -11,6 +11,7 @@ each part's precision, and the composed variant's agreement with the FP32 compos
 from __future__ import annotations
 
 import copy
+import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,7 @@ import numpy as np
 from mmexport.core.errors import ArtifactError, InputError
 from mmexport.core.files import sha256_file
 from mmexport.core.manifest import external_data_file, manifest_path, read_manifest
+from mmexport.core.progress import Progress, nested, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision.stages import (
     DEFAULT_EVAL_SAMPLES,
@@ -36,7 +38,7 @@ from mmexport.split.composition import PRECISIONS, Composition, read_composition
 from mmexport.split.files import check_folder, publish_folder, staged_folder
 from mmexport.split.session import SplitSession
 
-Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def parse_parts(text: str | None, composition: Composition, default: str) -> dict[str, str]:
@@ -94,15 +96,14 @@ def split_precision(
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
     fp16: Fp16Config | None = None,
     calibration: CalibrationConfig | None = None,
-    say: Say = lambda _m: None,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: Progress = no_progress,
 ) -> SplitPrecisionResult:
     """Write ``output``: the split export ``folder`` with each part in its chosen precision
     (``choices``: part -> fp32, fp16 or int8, for every part)."""
     folder, output = Path(folder), Path(output)
     source = read_composition(folder)
     _check_request(source, folder, output, choices)
-    configs = _Configs(fp16 or Fp16Config(), calibration or CalibrationConfig(), say, progress)
+    configs = _Configs(fp16 or Fp16Config(), calibration or CalibrationConfig(), progress)
     composition = copy.deepcopy(source)
     with staged_folder(output) as stage, SplitSession(folder, parallel=False, spin=False) as reference:
         calib = _PartData(
@@ -121,7 +122,7 @@ def split_precision(
         agreement = None
         if evaluation is not None:
             t0 = time.perf_counter()
-            say("composed variant against the FP32 composition")
+            log.info("composed variant against the FP32 composition")
             with SplitSession(stage, parallel=False, spin=False) as variant:
                 agreement = compare_pipelines(
                     reference, variant, evaluation.model_batches(), composition.spec
@@ -165,8 +166,7 @@ class _Configs:
 
     fp16: Fp16Config
     calibration: CalibrationConfig
-    say: Say
-    progress: Callable[[int, int | None], None] | None
+    progress: Progress
 
 
 def _make_parts(
@@ -188,7 +188,7 @@ def _make_parts(
         if choice == "fp32":
             _copy_part(folder / part.file, stage)
         else:
-            configs.say(f"part {part.name!r}: {choice}")
+            log.info(f"part {part.name!r}: {choice}")
             target = stage / f"{Path(part.file).stem}.{choice}.onnx"
             results[part.name] = _convert(
                 folder / part.file, target, choice, part.name, calib, evaluation, configs
@@ -220,16 +220,16 @@ def _convert(
     """One part through the precision stage it chose, on the data its upstream parts produce."""
     eval_data = evaluation.for_part(part) if evaluation is not None else None
     eval_samples = evaluation.samples if evaluation is not None else 0
-    indented = lambda m: configs.say(f"  {m}")  # noqa: E731
-    if choice == "fp16":
-        return to_fp16(
-            source, target, config=configs.fp16, data=calib.for_part(part), eval_data=eval_data,
-            eval_samples=eval_samples, say=indented,
+    with nested():  # the part's own notes, under its name
+        if choice == "fp16":
+            return to_fp16(
+                source, target, config=configs.fp16, data=calib.for_part(part), eval_data=eval_data,
+                eval_samples=eval_samples,
+            )  # fmt: skip
+        return calibrate(
+            source, target, data=calib.for_part(part), config=configs.calibration, eval_data=eval_data,
+            eval_samples=eval_samples, progress=configs.progress,
         )  # fmt: skip
-    return calibrate(
-        source, target, data=calib.for_part(part), config=configs.calibration, eval_data=eval_data,
-        eval_samples=eval_samples, say=indented, progress=configs.progress,
-    )  # fmt: skip
 
 
 class _PartData:

@@ -9,8 +9,8 @@ Triton and DeepStream load it as is; what it was built for lives in the manifest
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from mmexport.trt.builder import BuilderSettings, Plan, build_plan
 from mmexport.trt.calibrator import CalibrationCache, find_cache, load_cache, make_calibrator
 from mmexport.trt.profiles import build_profiles
 
-Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,9 +48,7 @@ class BuildResult:
         }
 
 
-def build_engine(
-    model: str | Path, output: str | Path, options: opts.BuildOptions, *, say: Say = lambda _m: None
-) -> BuildResult:
+def build_engine(model: str | Path, output: str | Path, options: opts.BuildOptions) -> BuildResult:
     """Build ``output`` (a TensorRT plan) from the ONNX artifact ``model``; see the module doc."""
     source = load_source_model(model, require=None)
     jetson = options.target.is_jetson or current_platform().endswith("jetson")
@@ -62,7 +60,7 @@ def build_engine(
     precision, flags = opts.builder_precision(options, gen, source.manifest.precision)
     if options.version_compatible:
         flags = (*flags, "VERSION_COMPATIBLE")
-    notes = run_offline_check(source, options, version, say)
+    notes = run_offline_check(source, options, version)
     profiles = build_profiles(source.spec, options.profiles, static_at=options.static_shapes)
     opts.check_dla_profiles(options, profiles)
     calibration = (
@@ -70,7 +68,7 @@ def build_engine(
     )
     if calibration is not None:
         notes += calibration.notes
-        say(f"implicit INT8 from {calibration.path.name} ({calibration.tensors} tensors)")
+        log.info(f"implicit INT8 from {calibration.path.name} ({calibration.tensors} tensors)")
     settings = BuilderSettings(
         profiles=profiles,
         builder_flags=flags,
@@ -82,7 +80,7 @@ def build_engine(
         timing_cache_name=options.timing_cache.name if options.timing_cache is not None else None,
         calibrator=make_calibrator(trt, calibration) if calibration is not None else None,
     )
-    say(
+    log.info(
         f"building {precision} engine for {options.target.name}: "
         f"TensorRT {version}, {len(profiles)} profile(s)"
     )
@@ -117,7 +115,7 @@ def build_engine(
     return BuildResult(path, manifest, info, notes, plan.gpu_fallback)
 
 
-def run_offline_check(source: SourceModel, options: opts.BuildOptions, version: str, say: Say) -> list[str]:
+def run_offline_check(source: SourceModel, options: opts.BuildOptions, version: str) -> list[str]:
     """``mmexport check`` before parsing: refuse on errors, pass warnings on as notes."""
     try:
         from mmexport.trt.check import check_onnx
@@ -125,7 +123,7 @@ def run_offline_check(source: SourceModel, options: opts.BuildOptions, version: 
         return ["offline check skipped: mmexport.trt.check is not available"]
     report = check_onnx(source.model, options.target, spec=source.spec, tensorrt_version=version)
     report.raise_for_errors()
-    say(f"offline check: {report.summary()}")
+    log.info(f"offline check: {report.summary()}")
     return [f.to_text() for f in report.warnings]
 
 
