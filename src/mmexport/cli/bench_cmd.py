@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mmexport.cli.artifacts import is_split_folder
-from mmexport.cli.options import FILE, SessionOptions, quiet_option, session_options
+from mmexport.cli.options import FILE, SessionChoice, quiet_option, session_options
 from mmexport.cli.progress import show_notes
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def bench_cmd(
     shapes: list[dict],
     sweep: bool,
     batches: tuple[int, ...],
-    session: SessionOptions,
+    session: SessionChoice,
     spin: bool,
     cuda_graph: bool,
     json_path: Path | None,

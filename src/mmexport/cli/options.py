@@ -123,7 +123,7 @@ def target_option(help_text: str, default: str | None = None, dest: str = "targe
 
 
 @dataclass(frozen=True)
-class SessionOptions:
+class SessionChoice:
     """How to open artifacts (``--backend``, ``--device``, ``--provider``, ``--threads``): the
     arguments of ``runtime.Session`` that ``run`` and ``bench`` take from the command line."""
 
@@ -153,13 +153,13 @@ _SESSION_OPTIONS = stack(
 
 
 def session_options(f: F) -> F:
-    """The Session options, given to the command as one ``session: SessionOptions`` argument."""
+    """The Session options, given to the command as one ``session: SessionChoice`` argument."""
 
     @functools.wraps(f)  # copies the options declared below this decorator
     def command(
         *args: Any, backend: str, device: str, provider: str | None, threads: int | None, **kwargs: Any
     ) -> Any:
-        return f(*args, session=SessionOptions(backend, device, provider, threads), **kwargs)
+        return f(*args, session=SessionChoice(backend, device, provider, threads), **kwargs)
 
     return _SESSION_OPTIONS(command)  # type: ignore[return-value]
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from mmexport.cli.options import FILE, SessionOptions, json_option, output_option, session_options
+from mmexport.cli.options import FILE, SessionChoice, json_option, output_option, session_options
 
 
 def _parse_input(value: str) -> tuple[str | None, Path]:
@@ -43,7 +43,7 @@ def run_cmd(
     inputs: tuple[str, ...],
     output: Path | None,
     top_k: int,
-    session: SessionOptions,
+    session: SessionChoice,
     as_json: bool,
 ) -> None:
     """Run ARTIFACT on input files and print its outputs (top-k labels where the spec has labels).
