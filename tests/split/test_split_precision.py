@@ -159,7 +159,10 @@ def test_parts_kept_in_fp32_keep_their_external_data(fusion_copy, tmp_path):
     )
     manifest = read_manifest(image)
     manifest.sha256 = sha256_file(image)
-    manifest.producer["external_data"] = {"file": "image.onnx.data", "sha256": sha256_file(f"{image}.data")}
+    manifest.producer.details["external_data"] = {
+        "file": "image.onnx.data",
+        "sha256": sha256_file(f"{image}.data"),
+    }
     manifest.write(image)
     path = fusion_copy / "composition.json"
     data = json.loads(path.read_text())

@@ -106,15 +106,14 @@ def _with_spec(entry: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
 
 
 def _manifest_summary(manifest: Manifest, sha: str) -> dict[str, Any]:
-    found = manifest.validation.get("parity")
-    parity: dict[str, Any] = found if isinstance(found, dict) else {}
+    parity: dict[str, Any] = manifest.validation.parity or {}
     rows: list[Any] = parity["rows"] if isinstance(parity.get("rows"), list) else []
     return {
         "kind": manifest.kind,
         "precision": manifest.precision,
         "sha256_matches": manifest.sha256 == sha,
-        "source": manifest.source,
-        "producer": manifest.producer,
+        "source": manifest.source.to_dict(),
+        "producer": manifest.producer.to_dict(),
         "created": manifest.created,
         "parity_passed": parity.get("passed"),
         "parity_points": list(dict.fromkeys(r.get("point", "?") for r in rows if isinstance(r, dict))),

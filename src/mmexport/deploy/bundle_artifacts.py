@@ -73,8 +73,8 @@ class BundledArtifact:
     @property
     def source_onnx(self) -> str | None:
         """The file name of the FP32 ONNX this variant was made from, per its manifest."""
-        name = self.manifest.source.get("onnx")
-        return name if isinstance(name, str) and name != self.path.name else None
+        name = self.manifest.source.onnx
+        return name if name is not None and name != self.path.name else None
 
     def to_dict(self, trt_target: str) -> dict[str, Any]:
         calib = self.companion("calibration-cache")
@@ -166,8 +166,8 @@ def _tensors(graph: Any) -> list[Any]:
 
 def check_external_data(artifact: BundledArtifact) -> None:
     """The external data file's sha256 against the one the manifest records (mmexport to-onnx)."""
-    recorded = artifact.manifest.producer.get("external_data")
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+    recorded = artifact.manifest.producer.external_data
+    if recorded is None or not isinstance(recorded.get("sha256"), str):
         return
     for companion in artifact.companions:
         if companion.role == "external-data" and companion.path.name == recorded.get("file"):
@@ -182,7 +182,7 @@ def calibration_cache(path: Path, manifest: Manifest) -> Path | None:
     """The native cache beside an INT8 model: the manifest's ``calibration_cache`` or ``<stem>.calib``."""
     if manifest.precision != "int8":
         return None
-    recorded = manifest.producer.get("calibration_cache")
-    name = recorded.get("file") if isinstance(recorded, dict) else None
+    recorded = manifest.producer.calibration_cache
+    name = recorded.get("file") if recorded is not None else None
     candidate = path.parent / (name if isinstance(name, str) and "/" not in name else f"{path.stem}.calib")
     return candidate if candidate.is_file() else None

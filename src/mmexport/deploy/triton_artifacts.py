@@ -131,14 +131,14 @@ def _read_engine(path: Path, manifest: Manifest | None) -> DeployArtifact:
 
 def source_onnx(engine: Path, manifest: Manifest, info: EngineInfo) -> Path:
     """The ONNX an engine was built from: beside it, or where the build read it; sha256 checked."""
-    beside = manifest.source.get("onnx")
+    beside = manifest.source.onnx
     candidates = [engine.parent / Path(str(beside)).name] if beside else []
     candidates += [Path(info.source_onnx)] if info.source_onnx else []
-    wanted = manifest.source.get("onnx_sha256") or info.source_sha256
+    wanted = manifest.source.onnx_sha256 or info.source_sha256
     for candidate in candidates:
         if candidate.is_file() and (not wanted or sha256_file(candidate) == wanted):
             return candidate
-    shown = manifest.source.get("onnx") or info.source_onnx or "the source ONNX"
+    shown = manifest.source.onnx or info.source_onnx or "the source ONNX"
     raise ArtifactError(
         str(engine),
         f"the data types and output shapes of an engine are read from the ONNX it was built from "

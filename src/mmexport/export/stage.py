@@ -12,7 +12,15 @@ import torch
 
 from mmexport.core.errors import MmexportError, ParityError
 from mmexport.core.files import output_folder, sha256_file, staging_dir
-from mmexport.core.manifest import Manifest, package_versions, publish_artifact
+from mmexport.core.manifest import (
+    ArtifactKind,
+    Manifest,
+    Precision,
+    Producer,
+    Source,
+    Validation,
+    publish_artifact,
+)
 from mmexport.core.spec import INT_DTYPES, ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx, normalize_dims
@@ -142,30 +150,21 @@ def _manifest(
     report: ParityReport,
     simplified: bool,
 ) -> Manifest:
-    import onnxruntime
-
-    import mmexport
-
-    versions = package_versions("torch", "onnx", "onnxslim")
-    versions["onnxruntime"] = onnxruntime.__version__  # onnxruntime or onnxruntime-gpu
     return Manifest(
-        kind="onnx",
+        kind=ArtifactKind.ONNX,
         artifact=output.name,
         sha256=sha256_file(staged),
         spec=loaded.spec,
-        precision="fp32",
-        source={"model": loaded.reference, "builtin": loaded.builtin},
-        producer={
-            "tool": "mmexport",
-            "version": mmexport.__version__,
-            "stage": "to-onnx",
-            "exporter": info.exporter,
-            "opset": info.opset,
-            "external_data": _external_data(staged) if info.external_data else None,
-            "simplified": simplified,
-            "versions": versions,
-        },
-        validation={"parity": {"provider": "CPUExecutionProvider", **report.to_dict()}},
+        precision=Precision.FP32,
+        source=Source(model=loaded.reference, builtin=loaded.builtin),
+        producer=Producer.current(
+            "to-onnx",
+            exporter=info.exporter,
+            opset=info.opset,
+            external_data=_external_data(staged) if info.external_data else None,
+            simplified=simplified,
+        ),
+        validation=Validation(parity={"provider": "CPUExecutionProvider", **report.to_dict()}),
     )
 
 

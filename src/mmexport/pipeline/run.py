@@ -72,7 +72,7 @@ def run_pipeline(
         exported = to_onnx(config.model, paths[0], spec=config.spec, progress=sub)
     notes["export"] += exported.notes
     notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, config.target, say)
-    builtin = exported.manifest.source.get("builtin") is True
+    builtin = exported.manifest.source.builtin is True
     if config.data is None and not builtin:
         warning = (
             "no --data: FP16 scan and INT8 calibration use random feeds from the spec; give real samples"
@@ -119,7 +119,7 @@ def run_pipeline(
         "cache": int8.cache.name if int8.cache else None,
     }
     seconds["total"] = sum(seconds.values())
-    name = str(exported.manifest.source.get("model") or config.model)
+    name = str(exported.manifest.source.model or config.model)
     return PipelineResult(
         folder,
         name,
