@@ -6,9 +6,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmexport.core.errors import ArtifactError, MissingDependencyError
+from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
 from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.onnx_file import import_onnx, read_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -40,16 +41,8 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
 
 
 def _read_graph(path: Path) -> dict[str, Any]:
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependencyError("onnx", "cpu", "inspecting ONNX files") from None
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ArtifactError(str(path), f"cannot be parsed as ONNX ({type(e).__name__})") from e
-    if not model.HasField("graph"):  # an empty file parses as an empty ModelProto
-        raise ArtifactError(str(path), "has no graph: an empty or damaged ONNX file")
+    import_onnx("inspecting ONNX files")
+    model = read_onnx(path, external_data=False)
     graph = model.graph
     inits = {t.name for t in graph.initializer}
     ops = Counter(n.op_type for n in graph.node)

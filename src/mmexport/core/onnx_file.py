@@ -58,7 +58,7 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     """Read the weights an ONNX keeps beside it into ``model``; a missing or damaged file is named."""
     from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
 
-    tensors = [t for t in _tensors(model.graph) if uses_external_data(t)]
+    tensors = [t for t in graph_tensors(model.graph) if uses_external_data(t)]
     for tensor in tensors:
         location = ExternalDataInfo(tensor).location
         if not (path.parent / location).is_file():
@@ -74,14 +74,14 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         ) from e
 
 
-def _tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+def graph_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
     """Every tensor of ``graph``: initializers, constant attributes, and those of subgraphs."""
     found = list(graph.initializer)
     for node in graph.node:
         for attr in node.attribute:
             found += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                found += _tensors(sub)
+                found += graph_tensors(sub)
     return found
 
 

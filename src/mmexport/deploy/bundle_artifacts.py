@@ -14,6 +14,7 @@ from typing import Any
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
 from mmexport.core.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.onnx_file import graph_tensors, read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.deploy.archive import check_member_name
 
@@ -130,14 +131,11 @@ def collect_artifact(path: str | Path) -> BundledArtifact:
 
 def external_data(path: Path) -> list[tuple[str, Path]]:
     """(location, file) of every external data file the ONNX at ``path`` refers to."""
-    import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError and others for damaged files
-        raise ArtifactError(str(path), f"is not a readable ONNX file ({type(e).__name__})") from e
-    locations = sorted({ExternalDataInfo(t).location for t in _tensors(model.graph) if uses_external_data(t)})
+    model = read_onnx(path, external_data=False)
+    tensors = graph_tensors(model.graph)
+    locations = sorted({ExternalDataInfo(t).location for t in tensors if uses_external_data(t)})
     found = []
     for location in locations:
         if check_member_name(location) is not None or PurePosixPath(location).is_absolute():
@@ -147,21 +145,6 @@ def external_data(path: Path) -> list[tuple[str, Path]]:
             raise ArtifactError(str(path), f"refers to external data {location!r}, which does not exist")
         found.append((location, data))
     return found
-
-
-def _tensors(graph: Any) -> list[Any]:
-    """Initializers and constant-attribute tensors of ``graph`` and its subgraphs."""
-    tensors = list(graph.initializer)
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                tensors.append(attribute.t)
-            tensors += list(attribute.tensors)
-            if attribute.HasField("g"):
-                tensors += _tensors(attribute.g)
-            for subgraph in attribute.graphs:
-                tensors += _tensors(subgraph)
-    return tensors
 
 
 def check_external_data(artifact: BundledArtifact) -> None:

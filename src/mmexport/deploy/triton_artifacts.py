@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
 from mmexport.core.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import TensorInfo
 from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
@@ -150,12 +151,7 @@ def source_onnx(engine: Path, manifest: Manifest, info: EngineInfo) -> Path:
 
 def load_graph(path: Path) -> onnx.ModelProto:
     """The graph without its external weights (only the structure is read)."""
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ArtifactError(str(path), f"cannot be parsed as ONNX ({type(e).__name__})") from e
+    return read_onnx(path, external_data=False)
 
 
 def graph_io(path: Path, model: onnx.ModelProto) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy, onnx and onnxruntime load only when the pipeline runs
     from mmexport.bench import BenchReport
+    from mmexport.core.artifact import LoadedArtifact
     from mmexport.core.spec import ModelSpec
     from mmexport.precision.accuracy import AccuracyReport
 
@@ -57,6 +58,7 @@ def run_pipeline(
     config: PipelineConfig, *, say: Say = _quiet, progress: Progress | None = None
 ) -> PipelineResult:
     """Run every stage into ``config.output``; any stage's MmexportError stops the job."""
+    from mmexport.core.artifact import load_artifact
     from mmexport.export import to_onnx
     from mmexport.pipeline.preflight import check_data
     from mmexport.precision.stages import CalibrationConfig, Fp16Config, accuracy, calibrate, to_fp16
@@ -70,8 +72,9 @@ def run_pipeline(
 
     with _stage("export", seconds, say):
         exported = to_onnx(config.model, paths[0], spec=config.spec, progress=sub)
+    source = load_artifact(exported.artifact or paths[0])  # parsed and hashed once, for every stage
     notes["export"] += exported.notes
-    notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, config.target, say)
+    notes["engine"] += tensorrt_check(source, exported.manifest.spec, config.target, say)
     builtin = exported.manifest.source.builtin is True
     if config.data is None and not builtin:
         warning = (
@@ -81,7 +84,7 @@ def run_pipeline(
         say(f"warning: {warning}")
     with _stage("fp16", seconds, say):
         fp16 = to_fp16(
-            paths[0],
+            source,
             paths[1],
             config=Fp16Config(samples=min(config.samples, Fp16Config().samples)),
             data=config.data,
@@ -92,7 +95,7 @@ def run_pipeline(
     calib_config = CalibrationConfig(method=config.method, samples=config.samples, sensitivity=False)
     with _stage("int8", seconds, say):
         int8 = calibrate(
-            paths[0],
+            source,
             paths[2],
             data=config.data,
             config=calib_config,
@@ -101,14 +104,17 @@ def run_pipeline(
             progress=progress,
         )
     notes["int8"] += _summarize_skipped(int8.notes)
+    variants = [load_artifact(r.artifact or r.path) for r in (fp16, int8)]
     with _stage("engine", seconds, say):
-        engine = build_engines(paths[1:], config.target, sub)
+        engine = build_engines(variants, config.target, sub)
     notes["engine"].append(engine["reason"])
     if not engine["built"]:
         say(f"warning: {engine['reason']}")
     engines = [Path(p) for p in engine["engines"]]
     with _stage("accuracy", seconds, say):  # engines too: the runtime runs them on the GPU
-        report = accuracy([*paths, *engines], data=config.eval_data, samples=config.eval_samples, say=sub)
+        report = accuracy(
+            [source, *variants, *engines], data=config.eval_data, samples=config.eval_samples, say=sub
+        )
     notes["accuracy"] += [f"warning: {w}" for w in report.warnings()]
     with _stage("bench", seconds, say):
         bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config, sub)
@@ -134,13 +140,15 @@ def run_pipeline(
     )
 
 
-def tensorrt_check(model: Path, spec: ModelSpec, target: str, say: Say) -> list[str]:
+def tensorrt_check(model: Path | LoadedArtifact, spec: ModelSpec, target: str, say: Say) -> list[str]:
     """``mmexport check`` for the target before the expensive stages: errors stop the job
     (TensorRT's parser would refuse the graph), warnings become notes."""
+    from mmexport.core.artifact import LoadedArtifact
     from mmexport.trt.check import check_onnx
     from mmexport.trt.targets import get_target
 
-    report = check_onnx(model, get_target(target), spec=spec)
+    graph = model.model if isinstance(model, LoadedArtifact) else model
+    report = check_onnx(graph, get_target(target), spec=spec)
     for finding in report.errors:
         say(f"  {finding.to_text()}")
     report.raise_for_errors()
@@ -167,7 +175,7 @@ def prepare_folder(folder: Path) -> Path:
     return folder
 
 
-def build_engines(models: list[Path], target: str, say: Say) -> dict[str, Any]:
+def build_engines(models: Sequence[Path | LoadedArtifact], target: str, say: Say) -> dict[str, Any]:
     """TensorRT engines of the FP16 and INT8 ONNX files where TensorRT is installed; otherwise, or
     when a build fails, why not (the ONNX variants are still measured and reported)."""
     if importlib.util.find_spec("tensorrt") is None:
@@ -176,6 +184,7 @@ def build_engines(models: list[Path], target: str, say: Say) -> dict[str, Any]:
             f"machine with an NVIDIA GPU); on the device: mmexport build model.int8.onnx --target {target}"
         )
         return {"built": False, "tensorrt_installed": False, "engines": [], "reason": reason}
+    from mmexport.core.artifact import LoadedArtifact
     from mmexport.core.errors import MmexportError
     from mmexport.trt.build_options import BuildOptions
     from mmexport.trt.build_stage import build_engine
@@ -184,7 +193,8 @@ def build_engines(models: list[Path], target: str, say: Say) -> dict[str, Any]:
     engines: list[str] = []
     try:
         for model in models:
-            output = model.with_name(f"{model.stem}.engine")
+            path = model.path if isinstance(model, LoadedArtifact) else model
+            output = path.with_name(f"{path.stem}.engine")
             build_engine(model, output, BuildOptions(target=get_target(target)), say=say)
             engines.append(str(output))
     except MmexportError as e:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError, MissingDependencyError, MmexportError
 from mmexport.core.files import atomic_write_bytes, output_folder, sha256_file, staging_dir
 from mmexport.core.manifest import ArtifactKind, Manifest, Producer, publish_artifact
@@ -48,7 +49,11 @@ class BuildResult:
 
 
 def build_engine(
-    model: str | Path, output: str | Path, options: opts.BuildOptions, *, say: Say = lambda _m: None
+    model: str | Path | LoadedArtifact,
+    output: str | Path,
+    options: opts.BuildOptions,
+    *,
+    say: Say = lambda _m: None,
 ) -> BuildResult:
     """Build ``output`` (a TensorRT plan) from the ONNX artifact ``model``; see the module doc."""
     source = load_source_model(model, require=None)
