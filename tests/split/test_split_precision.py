@@ -47,8 +47,8 @@ def test_per_part_precisions_are_recorded_and_run(fusion_split, tmp_path):
         assert manifest.artifact == part.file
     # the fusion part was calibrated on what the FP32 encoders make of the model's data
     fuse = read_manifest(tmp_path / "mixed" / "fuse.int8.onnx")
-    assert "part 'fuse' inputs from synthetic (fusion, calibration split" in fuse.producer["data"]
-    assert set(fuse.producer["shape_coverage"]) >= {"image_tokens_1", "audio_tokens_1"}
+    assert "part 'fuse' inputs from synthetic (fusion, calibration split" in fuse.producer.details["data"]
+    assert set(fuse.producer.details["shape_coverage"]) >= {"image_tokens_1", "audio_tokens_1"}
     assert result.agreement is not None and result.agreement["samples"] == 16
     assert composition.validation["composed_agreement"]["top1_agreement"] >= 0.8
     spec = narrow_spec("fusion")
