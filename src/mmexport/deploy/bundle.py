@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import mmexport
+from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError, MmexportError
 from mmexport.core.files import INTERRUPTED, output_folder, sha256_file, staging_dir
 from mmexport.core.manifest import read_manifest
@@ -103,7 +104,7 @@ class UnbundleResult:
 
 
 def make_bundle(
-    artifacts: Sequence[str | Path],
+    artifacts: Sequence[str | Path | LoadedArtifact],
     target: str,
     output: str | Path,
     *,

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, manifest_path, read_manifest
-from mmexport.core.onnx_file import graph_tensors, read_onnx
+from mmexport.core.manifest import Manifest, manifest_path
+from mmexport.core.onnx_file import check_file, graph_tensors, read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.deploy.archive import check_member_name
 
@@ -91,9 +92,11 @@ class BundledArtifact:
         }
 
 
-def collect_artifact(path: str | Path) -> BundledArtifact:
-    """Check ``path`` (an ONNX file with its manifest, unchanged since) and find its companions."""
-    path = Path(path)
+def collect_artifact(path: str | Path | LoadedArtifact) -> BundledArtifact:
+    """Check ``path`` (an ONNX file with its manifest, unchanged since) and find its companions;
+    a LoadedArtifact's manifest and hash are used as they are."""
+    loaded = path if isinstance(path, LoadedArtifact) else None
+    path = path.path if isinstance(path, LoadedArtifact) else Path(path)
     if path.suffix.lower() in ENGINE_SUFFIXES:
         raise ArtifactError(
             str(path),
@@ -101,11 +104,11 @@ def collect_artifact(path: str | Path) -> BundledArtifact:
             "version, GPU and platform it was built on, so a bundle carries the ONNX and build.sh builds it",
             hint="bundle the ONNX file the engine was built from",
         )
-    if not path.is_file():
-        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
+    check_file(path)
     if path.suffix.lower() != ".onnx":
         raise ArtifactError(str(path), "is not an ONNX file (.onnx); bundles carry ONNX models")
-    manifest = read_manifest(path)
+    loaded = loaded or load_artifact(path)
+    manifest = loaded.manifest
     if manifest is None:
         raise ArtifactError(
             str(path),
@@ -114,7 +117,7 @@ def collect_artifact(path: str | Path) -> BundledArtifact:
         )
     if manifest.kind != "onnx":
         raise ArtifactError(str(path), f"has a manifest of kind {manifest.kind!r}, not 'onnx'")
-    sha256 = sha256_file(path)
+    sha256 = loaded.sha256
     if sha256 != manifest.sha256:
         raise ChecksumError(str(path), manifest.sha256, sha256, recorded_in=manifest_path(path).name)
     artifact = BundledArtifact(path, manifest, sha256)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.manifest import Manifest, manifest_path
 from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import TensorInfo
@@ -49,14 +50,15 @@ class DeployArtifact:
         return (self.spec.to_dict(), self.inputs, self.outputs, profiles)
 
 
-def read_artifacts(paths: Sequence[str | Path]) -> list[DeployArtifact]:
-    """Read every artifact and refuse combinations one Triton model cannot hold."""
+def read_artifacts(paths: Sequence[str | Path | LoadedArtifact]) -> list[DeployArtifact]:
+    """Read every artifact (a LoadedArtifact is not read again) and refuse combinations one
+    Triton model cannot hold."""
     if not paths:
         raise ArtifactError("(no artifact)", "give an ONNX file, or one or more TensorRT engines")
-    resolved = [Path(p).resolve() for p in paths]
+    resolved = [(p.path if isinstance(p, LoadedArtifact) else Path(p)).resolve() for p in paths]
     for i, path in enumerate(resolved):
         if path in resolved[:i]:
-            raise ArtifactError(str(paths[i]), "is given twice")
+            raise ArtifactError(str(path), "is given twice")
     artifacts = [read_artifact(p) for p in paths]
     kinds = sorted({a.kind for a in artifacts})
     if len(kinds) > 1:
@@ -77,19 +79,18 @@ def read_artifacts(paths: Sequence[str | Path]) -> list[DeployArtifact]:
     return artifacts
 
 
-def read_artifact(path: str | Path) -> DeployArtifact:
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
-    if path.suffix == ".json":
+def read_artifact(path: str | Path | LoadedArtifact) -> DeployArtifact:
+    """One artifact to serve, from its manifest (else its graph) and, for ONNX, its graph."""
+    if not isinstance(path, LoadedArtifact) and Path(path).suffix == ".json" and Path(path).is_file():
         raise ArtifactError(str(path), "is a manifest; pass the artifact it describes")
-    manifest = read_manifest(path)
+    loaded = load_artifact(path)
+    path, manifest = loaded.path, loaded.manifest
     kind = manifest.kind if manifest is not None else _kind_from_suffix(path)
     if kind == "engine":
         return _read_engine(path, manifest)
     if kind != "onnx":
         raise ArtifactError(str(manifest_path(path)), f"describes a {kind!r} artifact, not ONNX or an engine")
-    model = load_graph(path)
+    model = loaded.model if loaded.parsed else load_graph(path)  # the graph alone, when not parsed yet
     inputs, outputs = graph_io(path, model)
     if manifest is None:
         from mmexport.core.inspection import model_precision
