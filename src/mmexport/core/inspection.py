@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
-from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.manifest import ArtifactKind, Manifest
 from mmexport.core.onnx_file import import_onnx, read_onnx
 
 if TYPE_CHECKING:
@@ -17,16 +17,14 @@ if TYPE_CHECKING:
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
-def inspect_artifact(path: str | Path) -> dict[str, Any]:
+def inspect_artifact(path: str | Path | LoadedArtifact) -> dict[str, Any]:
     """A JSON-able description: inputs with modalities and dim ranges, outputs, precision, ops."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
-    manifest = read_manifest(path)
-    if path.suffix != ".onnx" and (manifest is None or manifest.kind != "onnx"):
+    loaded = load_artifact(path)
+    path, manifest = loaded.path, loaded.manifest
+    if path.suffix != ".onnx" and (manifest is None or manifest.kind != ArtifactKind.ONNX):
         raise ArtifactError(str(path), "is not an ONNX file; inspect reads .onnx artifacts")
-    graph_info = _read_graph(path)
-    sha = sha256_file(path)
+    graph_info = _read_graph(loaded)
+    sha = loaded.sha256
     info: dict[str, Any] = {
         "path": str(path),
         "size_bytes": path.stat().st_size,
@@ -40,9 +38,9 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
     return info
 
 
-def _read_graph(path: Path) -> dict[str, Any]:
+def _read_graph(loaded: LoadedArtifact) -> dict[str, Any]:
     import_onnx("inspecting ONNX files")
-    model = read_onnx(path, external_data=False)
+    model = loaded.model if loaded.parsed else read_onnx(loaded.path, external_data=False)
     graph = model.graph
     inits = {t.name for t in graph.initializer}
     ops = Counter(n.op_type for n in graph.node)

@@ -14,7 +14,7 @@ from typing import Any
 from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, manifest_path
+from mmexport.core.manifest import ArtifactKind, Manifest, Precision, manifest_path
 from mmexport.core.onnx_file import check_file, graph_tensors, read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.deploy.archive import check_member_name
@@ -115,7 +115,7 @@ def collect_artifact(path: str | Path | LoadedArtifact) -> BundledArtifact:
             f"has no manifest ({path.name}.json)",
             hint="bundle files written by mmexport to-onnx, fp16 or calibrate",
         )
-    if manifest.kind != "onnx":
+    if manifest.kind != ArtifactKind.ONNX:
         raise ArtifactError(str(path), f"has a manifest of kind {manifest.kind!r}, not 'onnx'")
     sha256 = loaded.sha256
     if sha256 != manifest.sha256:
@@ -166,7 +166,7 @@ def check_external_data(artifact: BundledArtifact) -> None:
 
 def calibration_cache(path: Path, manifest: Manifest) -> Path | None:
     """The native cache beside an INT8 model: the manifest's ``calibration_cache`` or ``<stem>.calib``."""
-    if manifest.precision != "int8":
+    if manifest.precision != Precision.INT8:
         return None
     recorded = manifest.producer.calibration_cache
     name = recorded.get("file") if recorded is not None else None

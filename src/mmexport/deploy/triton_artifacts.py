@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, manifest_path
+from mmexport.core.manifest import ArtifactKind, Manifest, manifest_path
 from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import TensorInfo
@@ -35,7 +35,7 @@ class DeployArtifact:
     """One artifact to serve: its spec, graph I/O, precision and the files that travel with it."""
 
     path: Path
-    kind: str  # "onnx" or "engine"
+    kind: ArtifactKind
     spec: ModelSpec
     inputs: tuple[TensorInfo, ...]  # as the graph declares them, in the spec's order
     outputs: tuple[TensorInfo, ...]
@@ -68,13 +68,13 @@ def read_artifacts(paths: Sequence[str | Path | LoadedArtifact]) -> list[DeployA
             f"one Triton model holds an ONNX file or TensorRT engines, not both; got {names}",
             hint="make one repository entry per platform, each with its own --name",
         )
-    if kinds == ["onnx"] and len(artifacts) > 1:
+    if kinds == [ArtifactKind.ONNX] and len(artifacts) > 1:
         raise ArtifactError(
             str(artifacts[1].path),
             f"one Triton model holds one ONNX file; got {len(artifacts)}",
             hint="several files are for TensorRT engines built for different GPUs",
         )
-    if kinds == ["engine"]:
+    if kinds == [ArtifactKind.ENGINE]:
         _check_engines(artifacts)
     return artifacts
 
@@ -86,9 +86,9 @@ def read_artifact(path: str | Path | LoadedArtifact) -> DeployArtifact:
     loaded = load_artifact(path)
     path, manifest = loaded.path, loaded.manifest
     kind = manifest.kind if manifest is not None else _kind_from_suffix(path)
-    if kind == "engine":
+    if kind == ArtifactKind.ENGINE:
         return _read_engine(path, manifest)
-    if kind != "onnx":
+    if kind != ArtifactKind.ONNX:
         raise ArtifactError(str(manifest_path(path)), f"describes a {kind!r} artifact, not ONNX or an engine")
     model = loaded.model if loaded.parsed else load_graph(path)  # the graph alone, when not parsed yet
     inputs, outputs = graph_io(path, model)
@@ -102,15 +102,15 @@ def read_artifact(path: str | Path | LoadedArtifact) -> DeployArtifact:
         spec, precision = manifest.spec, manifest.precision
     inputs, outputs = _in_spec_order(path, spec, inputs, outputs)
     return DeployArtifact(
-        path, "onnx", spec, inputs, outputs, precision, manifest, external_data_files(path, model)
+        path, ArtifactKind.ONNX, spec, inputs, outputs, precision, manifest, external_data_files(path, model)
     )
 
 
-def _kind_from_suffix(path: Path) -> str:
+def _kind_from_suffix(path: Path) -> ArtifactKind:
     if path.suffix in ONNX_SUFFIXES:
-        return "onnx"
+        return ArtifactKind.ONNX
     if path.suffix in ENGINE_SUFFIXES:
-        return "engine"
+        return ArtifactKind.ENGINE
     raise ArtifactError(
         str(path),
         f"is neither ONNX ({', '.join(ONNX_SUFFIXES)}) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)}), "
@@ -127,7 +127,7 @@ def _read_engine(path: Path, manifest: Manifest | None) -> DeployArtifact:
     inputs, outputs = graph_io(source, load_graph(source))
     inputs, outputs = _in_spec_order(source, manifest.spec, inputs, outputs)
     return DeployArtifact(
-        path, "engine", manifest.spec, inputs, outputs, manifest.precision, manifest, (), info
+        path, ArtifactKind.ENGINE, manifest.spec, inputs, outputs, manifest.precision, manifest, (), info
     )
 
 
