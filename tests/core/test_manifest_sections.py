@@ -20,6 +20,7 @@ from mmexport.core.manifest import (
     read_manifest,
 )
 from mmexport.core.spec import ModelSpec
+from mmexport.precision.stats import METHODS
 from runtime.onnx_models import SPEC
 
 # sections as earlier mmexport versions wrote them (to-onnx, calibrate, build, --spec, split part)
@@ -120,4 +121,4 @@ def test_enums_are_their_values() -> None:
         json.dumps({"p": Precision.FP16, "m": CalibrationMethod.PERCENTILE})
         == '{"p": "fp16", "m": "percentile"}'
     )
-    assert [m.value for m in CalibrationMethod] == ["minmax", "entropy", "percentile"]
+    assert [m.value for m in CalibrationMethod] == ["minmax", "entropy", "percentile"] == list(METHODS)

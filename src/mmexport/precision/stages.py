@@ -12,7 +12,7 @@ import onnx
 
 from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError, MmexportError, PrecisionError
-from mmexport.core.manifest import Manifest, Precision, Validation
+from mmexport.core.manifest import CalibrationMethod, Manifest, Precision, Validation
 from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
 from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, evaluate
@@ -64,7 +64,7 @@ class Fp16Config:
 
 @dataclass
 class CalibrationConfig:
-    method: str = "entropy"
+    method: str = CalibrationMethod.ENTROPY
     percentile: float = DEFAULT_PERCENTILE
     samples: int = DEFAULT_CALIBRATION_SAMPLES
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -73,7 +73,7 @@ class CalibrationConfig:
     sensitivity: bool = True
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.method not in list(CalibrationMethod):
             raise MmexportError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not 0.0 < self.percentile <= 100.0:
             raise MmexportError(f"--percentile must be in (0, 100], got {self.percentile}")
