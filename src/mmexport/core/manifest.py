@@ -2,6 +2,8 @@
 
 A manifest holds the spec (in the spec file's form), what produced the artifact, the artifact's
 sha256, and validation results, so that each stage reads the previous one and no flag is repeated.
+Its sections are typed (``Producer``, ``Source``, ``Validation``); their JSON is what earlier
+versions wrote, and keys this version does not know are kept as they are.
 
 Manifests travel with artifacts (bundles, copies to a device), so reading one treats it as
 untrusted (``mmexport.core.json_limits``: a size limit, a nesting limit, string and integer limits, no

@@ -1,4 +1,5 @@
-"""What the precision stages share: reading the FP32 input, choosing data, shape coverage, writing."""
+"""What the precision stages share: the source model loaded once, choosing data, shape coverage,
+evaluation, and writing a variant (which comes back loaded, for the next stage)."""
 
 from __future__ import annotations
 
