@@ -628,7 +628,7 @@ def write_external_model(folder: Path, location: str = "weights.onnx.data") -> P
     from onnx import TensorProto, helper, numpy_helper
 
     from mmexport.core.files import sha256_file
-    from mmexport.core.manifest import Manifest
+    from mmexport.core.manifest import Manifest, Producer
 
     weight = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4), "W")
     graph = helper.make_graph(
@@ -650,7 +650,9 @@ def write_external_model(folder: Path, location: str = "weights.onnx.data") -> P
         }
     )
     data = {"file": location, "sha256": sha256_file(folder / location)}
-    Manifest("onnx", path.name, sha256_file(path), spec, "fp32", producer={"external_data": data}).write(path)
+    Manifest(
+        "onnx", path.name, sha256_file(path), spec, "fp32", producer=Producer(details={"external_data": data})
+    ).write(path)
     return path
 
 

@@ -58,7 +58,7 @@ def test_a_module_instance_exports_from_python(tmp_path):
     from tiny_models import TINY_SPEC, TinyFusion
 
     result = to_onnx(TinyFusion(), tmp_path / "m.onnx", spec=ModelSpec.from_dict(TINY_SPEC))
-    assert result.parity.passed and result.manifest.source["model"] == "<TinyFusion instance>"
+    assert result.parity.passed and result.manifest.source.model == "<TinyFusion instance>"
     with pytest.raises(ModelLoadError, match="needs spec="):
         to_onnx(TinyFusion(), tmp_path / "n.onnx")
     with pytest.raises(ModelLoadError, match=r"expected a model reference string or a torch\.nn\.Module"):

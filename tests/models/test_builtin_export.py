@@ -41,7 +41,7 @@ def test_builtin_exports_and_runs_at_every_corner(name, tmp_path):
         assert np.isfinite(actual).all()
         np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-3, err_msg=str(point))
     manifest = read_manifest(result.path)
-    assert manifest.source == {"model": name, "builtin": True}
+    assert manifest.source.to_dict() == {"model": name, "builtin": True}
 
 
 def test_default_model_is_fusion_with_three_modalities():

@@ -79,11 +79,11 @@ def test_calibrate_from_npz_writes_qdq_cache_and_manifest(
     assert result.path == out and model_precision(onnx.load(str(out))) == "int8-qdq"
     manifest = read_manifest(out)
     assert manifest is not None and manifest.precision == "int8"
-    producer = manifest.producer
+    producer = manifest.producer.details
     assert producer["method"] == method and producer["samples"] == 12
     assert len(producer["data_sha256"]) == 64
     assert producer["shape_coverage"]["height"] == {"min": 8, "max": 16}
-    accuracy_rows = manifest.validation["accuracy"]["variants"]
+    accuracy_rows = manifest.validation.accuracy["variants"]
     assert [v["precision"] for v in accuracy_rows] == ["fp32", "int8"]
     assert accuracy_rows[1]["accuracy"] is not None  # the npz files carry labels
     # The cache holds the same ranges as the Q/DQ model, in TensorRT's format.
@@ -106,7 +106,7 @@ def test_calibrate_from_sample_folders_and_python_iterables(tiny_onnx: Path, tmp
     assert b.accuracy.samples == 8 and not b.accuracy.labelled
     assert b.accuracy.variants[1].accuracy is None and b.accuracy.variants[1].agreement() is not None
     manifests = [read_manifest(tmp_path / n) for n in ("a.onnx", "b.onnx")]
-    hashes = {m.producer["data_sha256"] for m in manifests if m is not None}
+    hashes = {m.producer.details["data_sha256"] for m in manifests if m is not None}
     assert len(hashes) == 2
 
 
@@ -165,8 +165,8 @@ def test_sensitivity_and_budget(tiny_onnx: Path, tmp_path: Path) -> None:
         ("sensor", None),
     }
     manifest = read_manifest(tmp_path / "s.onnx")
-    assert manifest is not None and manifest.producer["kept_fp32_branches"] == []
-    assert {row["branch"] for row in manifest.validation["sensitivity"]} == branches | {"text", "sensor"}
+    assert manifest is not None and manifest.producer.details["kept_fp32_branches"] == []
+    assert {row["branch"] for row in manifest.validation.sensitivity} == branches | {"text", "sensor"}
 
 
 def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: 
     manifest = read_manifest(out)
     assert manifest is not None and manifest.precision == "fp16"
     assert [i.dtype for i in manifest.spec.inputs] == ["float32", "int64", "float32"]  # FP32 I/O
-    assert manifest.validation["fp16_check"]["variants"][1]["outputs"][0]["cosine_min"] > 0.99
+    assert manifest.validation.fp16_check["variants"][1]["outputs"][0]["cosine_min"] > 0.99
     io16 = to_fp16(tiny_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True), data=tiny_feeds(2))
     first = onnx.load(str(io16.path)).graph.input[0]
     assert first.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
@@ -278,7 +278,7 @@ def test_no_evaluation_when_asked(tiny_onnx: Path, tmp_path: Path) -> None:
     assert int8.accuracy is None and fp16.accuracy is None
     for path in (int8.path, fp16.path):
         manifest = read_manifest(path)
-        assert manifest is not None and "accuracy" not in manifest.validation
+        assert manifest is not None and manifest.validation.accuracy is None
     budget = CalibrationConfig(samples=4, sensitivity=False, max_accuracy_drop=1.0)
     with pytest.raises(MmexportError, match="needs evaluation samples"):
         calibrate(tiny_onnx, tmp_path / "b.onnx", data=feeds, config=budget, eval_samples=0)

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from mmexport.cli.app import cli
 from mmexport.core.errors import ArtifactError, BackendError, MmexportError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.manifest import Manifest, Producer, read_manifest
 from mmexport.core.spec import ModelSpec
 from mmexport.precision.common import load_source_model
 from mmexport.runtime import Session
@@ -141,7 +141,7 @@ def external_data_model(folder: Path) -> Path:
     onnx.save(model, str(path), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
     spec = ModelSpec.from_dict({**SPEC, "outputs": ["logits", "w_out"]})
     data = folder / "model.onnx.data"
-    producer = {"external_data": {"file": data.name, "sha256": sha256_file(data)}}
+    producer = Producer(details={"external_data": {"file": data.name, "sha256": sha256_file(data)}})
     Manifest("onnx", path.name, sha256_file(path), spec, "fp32", producer=producer).write(path)
     return path
 

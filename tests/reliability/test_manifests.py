@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mmexport.core.errors import ArtifactError, MmexportError
-from mmexport.core.manifest import MAX_MANIFEST_BYTES, read_manifest
+from mmexport.core.manifest import MAX_MANIFEST_BYTES, Producer, Source, read_manifest
 from mmexport.runtime import Session
 from reliability import budget
 from runtime.onnx_models import feeds, write_tiny
@@ -202,7 +202,8 @@ def test_any_mutation_reads_as_a_manifest_or_an_artifact_error(
         # what it accepted is well-typed: the fields every consumer reads
         assert isinstance(manifest.kind, str) and isinstance(manifest.precision, str)
         assert len(manifest.sha256) == 64
-        assert isinstance(manifest.producer, dict) and isinstance(manifest.source, dict)
+        assert isinstance(manifest.producer, Producer) and isinstance(manifest.source, Source)
+        assert isinstance(manifest.producer.to_dict(), dict) and isinstance(manifest.source.to_dict(), dict)
         try:
             Session(artifact).run(feeds())
             budget.record("manifest mutations", "read, and the Session runs (a harmless change)")

@@ -57,8 +57,8 @@ def test_parts_each_passed_their_own_gate_and_are_recorded(fusion_split):
     for part in composition.parts:
         manifest = read_manifest(folder / part.file)
         assert manifest.sha256 == part.sha256
-        assert manifest.validation["parity"]["passed"] is True
-        assert manifest.source["part"] == part.name
+        assert manifest.validation.parity["passed"] is True
+        assert manifest.source.part == part.name
     raw = json.loads((folder / "composition.json").read_text())
     assert raw["format"] == "mmexport.split.composition" and raw["format_version"] == 1
     assert raw["validation"]["composed_parity"]["passed"] is True

@@ -47,8 +47,8 @@ def test_per_part_precisions_are_recorded_and_run(fusion_split, tmp_path):
         assert manifest.artifact == part.file
     # the fusion part was calibrated on what the FP32 encoders make of the model's data
     fuse = read_manifest(tmp_path / "mixed" / "fuse.int8.onnx")
-    assert "part 'fuse' inputs from synthetic (fusion, calibration split" in fuse.producer["data"]
-    assert set(fuse.producer["shape_coverage"]) >= {"image_tokens_1", "audio_tokens_1"}
+    assert "part 'fuse' inputs from synthetic (fusion, calibration split" in fuse.producer.details["data"]
+    assert set(fuse.producer.details["shape_coverage"]) >= {"image_tokens_1", "audio_tokens_1"}
     assert result.agreement is not None and result.agreement["samples"] == 16
     assert composition.validation["composed_agreement"]["top1_agreement"] >= 0.8
     spec = narrow_spec("fusion")
@@ -159,7 +159,10 @@ def test_parts_kept_in_fp32_keep_their_external_data(fusion_copy, tmp_path):
     )
     manifest = read_manifest(image)
     manifest.sha256 = sha256_file(image)
-    manifest.producer["external_data"] = {"file": "image.onnx.data", "sha256": sha256_file(f"{image}.data")}
+    manifest.producer.details["external_data"] = {
+        "file": "image.onnx.data",
+        "sha256": sha256_file(f"{image}.data"),
+    }
     manifest.write(image)
     path = fusion_copy / "composition.json"
     data = json.loads(path.read_text())

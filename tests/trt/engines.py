@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest
+from mmexport.core.manifest import Manifest, Producer
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
 
@@ -73,7 +73,7 @@ def write_engine(folder: Path, trt: ModuleType, name: str = "model.engine", **in
         sha256=sha256_file(path),
         spec=SPEC,
         precision=fields["precision"],
-        producer={"engine": EngineInfo(**fields).to_dict()},
+        producer=Producer(details={"engine": EngineInfo(**fields).to_dict()}),
     ).write(path)
     return path
 

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 from mmexport.core.errors import ArtifactError, EngineBuildError, MissingDependencyError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.manifest import Manifest, Source, read_manifest
 from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
 from mmexport.runtime.backends.tensorrt.api import generation
@@ -61,7 +61,12 @@ def tiny_artifact(folder: Path, precision: str = "fp32") -> Path:
     path = folder / "tiny.onnx"
     onnx.save(model, str(path))
     Manifest(
-        "onnx", path.name, sha256_file(path), ModelSpec.from_dict(SPEC), precision, source={"model": "tiny"}
+        "onnx",
+        path.name,
+        sha256_file(path),
+        ModelSpec.from_dict(SPEC),
+        precision,
+        source=Source(model="tiny"),
     ).write(path)
     return path
 
@@ -89,13 +94,13 @@ def test_build_writes_plan_and_engine_manifest(any_trt: ModuleType, tiny: Path) 
     manifest = read_manifest(out)
     assert manifest is not None and manifest.kind == "engine" and manifest.precision == "fp32"
     assert manifest.spec.to_dict()["dims"] == SPEC["dims"]
-    engine = manifest.producer["engine"]
+    engine = manifest.producer.details["engine"]
     assert engine["tensorrt_version"] == any_trt.__version__
     assert engine["target"] == "gpu" and engine["platform"].startswith("linux")
     assert "unknown" not in (engine["gpu_name"], engine["compute_capability"])
     if is_fake(any_trt):
         assert (engine["gpu_name"], engine["compute_capability"]) == ("NVIDIA H100 80GB HBM3", "9.0")
-    assert engine["source_sha256"] == manifest.source["onnx_sha256"]
+    assert engine["source_sha256"] == manifest.source.onnx_sha256
     assert engine["profiles"][0]["tokens"] == [[1, 1], [2, 4], [8, 16]]
     assert engine["strongly_typed"] is True and engine["build_seconds"] >= 0
 
@@ -129,7 +134,7 @@ def test_fp16_flag_on_a_weakly_typed_network_only_on_tensorrt_10(any_trt: Module
     build_engine(tiny, out, options(precision="fp16"))
     manifest = read_manifest(out)
     assert manifest is not None and manifest.precision == "fp16"
-    engine = manifest.producer["engine"]
+    engine = manifest.producer.details["engine"]
     assert engine["builder_flags"] == ["FP16"] and engine["strongly_typed"] is False
     if is_fake(any_trt):
         assert calls(any_trt, "create_network") == [0]
@@ -150,7 +155,7 @@ def test_implicit_int8_reads_the_cache_beside_the_onnx(fake_trt: ModuleType, tin
     assert calls(fake_trt, "calibrator_init") == ["CacheOnlyCalibrator"]
     assert fake_trt.fake.builder.builds[-1]["calibration_cache"] == cache.encode()
     assert calls(fake_trt, "set_calibration_profile")
-    assert read_manifest(out).producer["calibration_cache"]["tensors"] == 2  # type: ignore[union-attr]
+    assert read_manifest(out).producer.details["calibration_cache"]["tensors"] == 2  # type: ignore[union-attr]
 
 
 def test_calibrator_matches_the_cache_header_and_only_reads(tmp_path: Path) -> None:
@@ -195,7 +200,7 @@ def test_dla_refuses_dynamic_shapes_and_builds_static(
     assert result.gpu_fallback == ["cast (ELEMENTWISE)"]
     assert fake_trt.fake.builder.builds[-1]["device"] == "DLA"
     assert "GPU_FALLBACK" in calls(fake_trt, "set_flag")
-    assert read_manifest(out).producer["engine"]["dla_core"] == 1  # type: ignore[union-attr]
+    assert read_manifest(out).producer.details["engine"]["dla_core"] == 1  # type: ignore[union-attr]
     with pytest.raises(EngineBuildError, match="has no DLA"):
         build_engine(tiny, out, options("gpu", dla_core=0, static_shapes="opt"))
 
@@ -225,7 +230,7 @@ def test_options_tensorrt_lacks_are_refused(any_trt: ModuleType, tiny: Path) -> 
         with pytest.raises(EngineBuildError, match=r"has no HardwareCompatibilityLevel\.SAME_COMPUTE"):
             build_engine(tiny, out, options(hardware_compat="same-cc"))
     build_engine(tiny, out, options(hardware_compat="ampere+", version_compatible=True))
-    engine = read_manifest(out).producer["engine"]  # type: ignore[union-attr]
+    engine = read_manifest(out).producer.details["engine"]  # type: ignore[union-attr]
     assert engine["hardware_compat"] == "ampere+" and engine["version_compatible"] is True
     assert "VERSION_COMPATIBLE" in engine["builder_flags"]
 

@@ -150,7 +150,7 @@ def test_cli_exit_codes_and_json(tmp_path, seed_onnx):
     assert good.exit_code == 0, good.output
     assert json.loads(good.stdout)["target"] == "jetson-orin"
     missing = runner.invoke(cli, ["check", str(tmp_path / "none.onnx")])
-    assert missing.exit_code == 1 and "no such ONNX file" in missing.output
+    assert missing.exit_code == 1 and "none.onnx: does not exist" in missing.output
 
 
 def test_pipeline_runs_the_check_before_the_expensive_stages(tmp_path, seed_onnx, caplog):

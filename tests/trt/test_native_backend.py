@@ -252,16 +252,21 @@ def test_real_tensorrt_refuses_a_foreign_engine_before_deserializing(tmp_path: P
 
 def write_engine_real(folder: Path, trt) -> Path:
     from mmexport.core.files import sha256_file
-    from mmexport.core.manifest import Manifest
+    from mmexport.core.manifest import Manifest, Producer
 
     from .engines import SPEC
 
     path = folder / "foreign.engine"
     path.write_bytes(b"not a plan")
     info = _info(tensorrt_version=trt.__version__, platform="qnx-aarch64", compute_capability="1.0")
-    Manifest("engine", path.name, sha256_file(path), SPEC, "fp16", producer={"engine": info.to_dict()}).write(
-        path
-    )
+    Manifest(
+        "engine",
+        path.name,
+        sha256_file(path),
+        SPEC,
+        "fp16",
+        producer=Producer(details={"engine": info.to_dict()}),
+    ).write(path)
     return path
 
 

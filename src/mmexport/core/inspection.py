@@ -6,9 +6,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmexport.core.errors import ArtifactError, MissingDependencyError
-from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.artifact import LoadedArtifact, load_artifact
+from mmexport.core.errors import ArtifactError
+from mmexport.core.manifest import ArtifactKind, Manifest
+from mmexport.core.onnx_file import import_onnx, read_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -16,16 +17,14 @@ if TYPE_CHECKING:
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
-def inspect_artifact(path: str | Path) -> dict[str, Any]:
+def inspect_artifact(path: str | Path | LoadedArtifact) -> dict[str, Any]:
     """A JSON-able description: inputs with modalities and dim ranges, outputs, precision, ops."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
-    manifest = read_manifest(path)
-    if path.suffix != ".onnx" and (manifest is None or manifest.kind != "onnx"):
+    loaded = load_artifact(path)
+    path, manifest = loaded.path, loaded.manifest
+    if path.suffix != ".onnx" and (manifest is None or manifest.kind != ArtifactKind.ONNX):
         raise ArtifactError(str(path), "is not an ONNX file; inspect reads .onnx artifacts")
-    graph_info = _read_graph(path)
-    sha = sha256_file(path)
+    graph_info = _read_graph(loaded)
+    sha = loaded.sha256
     info: dict[str, Any] = {
         "path": str(path),
         "size_bytes": path.stat().st_size,
@@ -39,17 +38,9 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
     return info
 
 
-def _read_graph(path: Path) -> dict[str, Any]:
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependencyError("onnx", "cpu", "inspecting ONNX files") from None
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ArtifactError(str(path), f"cannot be parsed as ONNX ({type(e).__name__})") from e
-    if not model.HasField("graph"):  # an empty file parses as an empty ModelProto
-        raise ArtifactError(str(path), "has no graph: an empty or damaged ONNX file")
+def _read_graph(loaded: LoadedArtifact) -> dict[str, Any]:
+    import_onnx("inspecting ONNX files")
+    model = loaded.model if loaded.parsed else read_onnx(loaded.path, external_data=False)
     graph = model.graph
     inits = {t.name for t in graph.initializer}
     ops = Counter(n.op_type for n in graph.node)
@@ -106,15 +97,14 @@ def _with_spec(entry: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
 
 
 def _manifest_summary(manifest: Manifest, sha: str) -> dict[str, Any]:
-    found = manifest.validation.get("parity")
-    parity: dict[str, Any] = found if isinstance(found, dict) else {}
+    parity: dict[str, Any] = manifest.validation.parity or {}
     rows: list[Any] = parity["rows"] if isinstance(parity.get("rows"), list) else []
     return {
         "kind": manifest.kind,
         "precision": manifest.precision,
         "sha256_matches": manifest.sha256 == sha,
-        "source": manifest.source,
-        "producer": manifest.producer,
+        "source": manifest.source.to_dict(),
+        "producer": manifest.producer.to_dict(),
         "created": manifest.created,
         "parity_passed": parity.get("passed"),
         "parity_points": list(dict.fromkeys(r.get("point", "?") for r in rows if isinstance(r, dict))),

@@ -2,6 +2,8 @@
 
 A manifest holds the spec (in the spec file's form), what produced the artifact, the artifact's
 sha256, and validation results, so that each stage reads the previous one and no flag is repeated.
+Its sections are typed (``Producer``, ``Source``, ``Validation``); their JSON is what earlier
+versions wrote, and keys this version does not know are kept as they are.
 
 Manifests travel with artifacts (bundles, copies to a device), so reading one treats it as
 untrusted (``mmexport.core.json_limits``: a size limit, a nesting limit, string and integer limits, no
@@ -15,6 +17,7 @@ import platform
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import Enum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -60,15 +63,196 @@ def publish_artifact(
         return manifest.write(final_path)
 
 
+class _Text(str, Enum):
+    """A str-valued enum that prints, formats and serializes as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, format_spec: str) -> str:
+        return format(str(self.value), format_spec)
+
+
+class Precision(_Text):
+    """An artifact's numeric precision, as manifests record it."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
+class ArtifactKind(_Text):
+    """What a manifest describes: an ONNX file or a TensorRT plan."""
+
+    ONNX = "onnx"
+    ENGINE = "engine"
+
+
+class CalibrationMethod(_Text):
+    """How INT8 activation ranges are chosen from the calibration statistics."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+# The libraries every producer section records; onnxruntime under either distribution name.
+LIBRARIES = ("torch", "onnx", "onnxslim", "onnxruntime", "tensorrt")
+_DISTRIBUTIONS = {
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "tensorrt": ("tensorrt", "tensorrt-cu12"),
+}
+
+
 def package_versions(*names: str) -> dict[str, str | None]:
     """Installed versions of ``names`` (None where absent), plus Python's."""
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
+        out[name] = None
+        for dist in _DISTRIBUTIONS.get(name, (name,)):
+            try:
+                out[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return out
+
+
+@dataclass
+class Producer:
+    """What made an artifact: the tool, its stage, library versions, and the stage's own record
+    (``details``, in the order it was written: exporter, opset, method, engine, ...)."""
+
+    tool: str | None = None
+    version: str | None = None
+    stage: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] | None = None
+
+    @classmethod
+    def current(cls, stage: str, **details: Any) -> Producer:
+        """This mmexport as the producer of ``stage``, with the versions of ``LIBRARIES``."""
+        import mmexport
+
+        return cls("mmexport", mmexport.__version__, stage, dict(details), package_versions(*LIBRARIES))
+
+    @property
+    def exporter(self) -> str | None:
+        value = self.details.get("exporter")
+        return value if isinstance(value, str) else None
+
+    @property
+    def external_data(self) -> dict[str, Any] | None:
+        """``{"file": ..., "sha256": ...}`` when the ONNX keeps its weights in a file beside it."""
+        value = self.details.get("external_data")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def engine(self) -> Any:
+        """A TensorRT plan's build record (read by the runtime's EngineInfo), else None."""
+        return self.details.get("engine")
+
+    @property
+    def calibration_cache(self) -> dict[str, Any] | None:
+        value = self.details.get("calibration_cache")
+        return value if isinstance(value, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {"tool": self.tool, "version": self.version, "stage": self.stage}
+        out: dict[str, Any] = {k: v for k, v in head.items() if v is not None}
+        out.update(self.details)
+        if self.versions is not None:
+            out["versions"] = self.versions
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Producer:
+        rest = dict(data)
+        tool, version, stage = (_pop_text(rest, k) for k in ("tool", "version", "stage"))
+        versions = rest.pop("versions") if isinstance(rest.get("versions"), dict) else None
+        return cls(tool, version, stage, rest, versions)
+
+
+def _pop_text(data: dict[str, Any], key: str) -> str | None:
+    return data.pop(key) if isinstance(data.get(key), str) else None
+
+
+_SOURCE_TEXT = ("model", "part", "composition", "onnx", "onnx_sha256", "manifest")
+
+
+@dataclass
+class Source:
+    """Where an artifact came from: the model reference, the ONNX it was made from (and its
+    hash), the split part; ``extra`` keeps keys this version does not know."""
+
+    model: str | None = None
+    builtin: bool | None = None
+    part: str | None = None
+    composition: str | None = None
+    onnx: str | None = None
+    onnx_sha256: str | None = None
+    manifest: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def builtin_name(self) -> str | None:
+        """The built-in model's name when the artifact was exported from one."""
+        return self.model if self.builtin is True else None
+
+    def derived(self, onnx: str, onnx_sha256: str) -> Source:
+        """This source, for an artifact made from the ONNX ``onnx``."""
+        return Source(
+            self.model,
+            self.builtin,
+            self.part,
+            self.composition,
+            onnx,
+            onnx_sha256,
+            self.manifest,
+            dict(self.extra),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "builtin": self.builtin}
+        out.update({k: getattr(self, k) for k in _SOURCE_TEXT[1:]})
+        out = {k: v for k, v in out.items() if v is not None}
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Source:
+        rest = dict(data)
+        texts = {k: _pop_text(rest, k) for k in _SOURCE_TEXT}
+        builtin = rest.pop("builtin") if isinstance(rest.get("builtin"), bool) else None
+        return cls(builtin=builtin, extra=rest, **texts)
+
+
+@dataclass
+class Validation:
+    """How an artifact was checked: the parity gate, the FP16 check, per-branch sensitivity and
+    accuracy (each the JSON form of its report; None where not run)."""
+
+    parity: dict[str, Any] | None = None
+    fp16_check: dict[str, Any] | None = None
+    sensitivity: list[Any] | None = None
+    accuracy: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("parity", "fp16_check", "sensitivity", "accuracy")}
+        out = {k: v for k, v in out.items() if v is not None}
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Validation:
+        rest = dict(data)
+        found = {
+            k: rest.pop(k) if isinstance(rest.get(k), dict) else None
+            for k in ("parity", "fp16_check", "accuracy")
+        }
+        sensitivity = rest.pop("sensitivity") if isinstance(rest.get("sensitivity"), list) else None
+        return cls(sensitivity=sensitivity, extra=rest, **found)
 
 
 @dataclass
@@ -80,9 +264,9 @@ class Manifest:
     sha256: str
     spec: ModelSpec
     precision: str
-    producer: dict[str, Any] = field(default_factory=dict)
-    validation: dict[str, Any] = field(default_factory=dict)
-    source: dict[str, Any] = field(default_factory=dict)
+    producer: Producer = field(default_factory=Producer)
+    validation: Validation = field(default_factory=Validation)
+    source: Source = field(default_factory=Source)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,10 +278,10 @@ class Manifest:
             "sha256": self.sha256,
             "precision": self.precision,
             "created": self.created,
-            "source": self.source,
-            "producer": self.producer,
+            "source": self.source.to_dict(),
+            "producer": self.producer.to_dict(),
             "spec": self.spec.to_dict(),
-            "validation": self.validation,
+            "validation": self.validation.to_dict(),
         }
 
     def write(self, artifact_path: str | Path) -> Path:
@@ -120,9 +304,9 @@ class Manifest:
             sha256=data["sha256"],
             spec=spec,
             precision=data["precision"],
-            producer=data.get("producer", {}),
-            validation=data.get("validation", {}),
-            source=data.get("source", {}),
+            producer=Producer.from_dict(data.get("producer", {})),
+            validation=Validation.from_dict(data.get("validation", {})),
+            source=Source.from_dict(data.get("source", {})),
             created=data.get("created", ""),
         )
 
@@ -172,8 +356,8 @@ def verify_sha256(artifact_path: str | Path, manifest: Manifest) -> bool:
 def external_data_file(artifact_path: str | Path, manifest: Manifest) -> tuple[Path, str | None] | None:
     """The external data file a manifest records beside its ONNX (``producer.external_data``) and
     its recorded sha256; None when the artifact keeps its weights inside."""
-    recorded = manifest.producer.get("external_data")
-    if not isinstance(recorded, dict):
+    recorded = manifest.producer.external_data
+    if recorded is None:
         return None
     where = str(manifest_path(artifact_path))
     name = recorded.get("file")

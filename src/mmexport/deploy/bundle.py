@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import mmexport
+from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError, MmexportError
 from mmexport.core.files import INTERRUPTED, output_folder, sha256_file, staging_dir
 from mmexport.core.manifest import read_manifest
@@ -100,7 +101,7 @@ class UnbundleResult:
 
 
 def make_bundle(
-    artifacts: Sequence[str | Path],
+    artifacts: Sequence[str | Path | LoadedArtifact],
     target: str,
     output: str | Path,
     *,
@@ -353,8 +354,8 @@ def _verify_artifact(folder: Path, artifact: Any, listed: dict[str, Any], where:
     actual = listed[name]["sha256"]
     if manifest.sha256 != actual:
         raise ChecksumError(name, manifest.sha256, actual, recorded_in=f"its manifest {name}.json")
-    recorded = manifest.producer.get("external_data")
-    if isinstance(recorded, dict) and isinstance(recorded.get("file"), str):
+    recorded = manifest.producer.external_data
+    if recorded is not None and isinstance(recorded.get("file"), str):
         data = f"{name.rsplit('/', 1)[0]}/{recorded['file']}"
         if data in listed and listed[data]["sha256"] != recorded.get("sha256"):
             raise ChecksumError(

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.manifest import ArtifactKind, Manifest, Precision, manifest_path
+from mmexport.core.onnx_file import check_file, graph_tensors, read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.deploy.archive import check_member_name
 
@@ -73,8 +75,8 @@ class BundledArtifact:
     @property
     def source_onnx(self) -> str | None:
         """The file name of the FP32 ONNX this variant was made from, per its manifest."""
-        name = self.manifest.source.get("onnx")
-        return name if isinstance(name, str) and name != self.path.name else None
+        name = self.manifest.source.onnx
+        return name if name is not None and name != self.path.name else None
 
     def to_dict(self, trt_target: str) -> dict[str, Any]:
         calib = self.companion("calibration-cache")
@@ -90,9 +92,11 @@ class BundledArtifact:
         }
 
 
-def collect_artifact(path: str | Path) -> BundledArtifact:
-    """Check ``path`` (an ONNX file with its manifest, unchanged since) and find its companions."""
-    path = Path(path)
+def collect_artifact(path: str | Path | LoadedArtifact) -> BundledArtifact:
+    """Check ``path`` (an ONNX file with its manifest, unchanged since) and find its companions;
+    a LoadedArtifact's manifest and hash are used as they are."""
+    loaded = path if isinstance(path, LoadedArtifact) else None
+    path = path.path if isinstance(path, LoadedArtifact) else Path(path)
     if path.suffix.lower() in ENGINE_SUFFIXES:
         raise ArtifactError(
             str(path),
@@ -100,20 +104,20 @@ def collect_artifact(path: str | Path) -> BundledArtifact:
             "version, GPU and platform it was built on, so a bundle carries the ONNX and build.sh builds it",
             hint="bundle the ONNX file the engine was built from",
         )
-    if not path.is_file():
-        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
+    check_file(path)
     if path.suffix.lower() != ".onnx":
         raise ArtifactError(str(path), "is not an ONNX file (.onnx); bundles carry ONNX models")
-    manifest = read_manifest(path)
+    loaded = loaded or load_artifact(path)
+    manifest = loaded.manifest
     if manifest is None:
         raise ArtifactError(
             str(path),
             f"has no manifest ({path.name}.json)",
             hint="bundle files written by mmexport to-onnx, fp16 or calibrate",
         )
-    if manifest.kind != "onnx":
+    if manifest.kind != ArtifactKind.ONNX:
         raise ArtifactError(str(path), f"has a manifest of kind {manifest.kind!r}, not 'onnx'")
-    sha256 = sha256_file(path)
+    sha256 = loaded.sha256
     if sha256 != manifest.sha256:
         raise ChecksumError(str(path), manifest.sha256, sha256, recorded_in=manifest_path(path).name)
     artifact = BundledArtifact(path, manifest, sha256)
@@ -130,14 +134,11 @@ def collect_artifact(path: str | Path) -> BundledArtifact:
 
 def external_data(path: Path) -> list[tuple[str, Path]]:
     """(location, file) of every external data file the ONNX at ``path`` refers to."""
-    import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError and others for damaged files
-        raise ArtifactError(str(path), f"is not a readable ONNX file ({type(e).__name__})") from e
-    locations = sorted({ExternalDataInfo(t).location for t in _tensors(model.graph) if uses_external_data(t)})
+    model = read_onnx(path, external_data=False)
+    tensors = graph_tensors(model.graph)
+    locations = sorted({ExternalDataInfo(t).location for t in tensors if uses_external_data(t)})
     found = []
     for location in locations:
         if check_member_name(location) is not None or PurePosixPath(location).is_absolute():
@@ -149,25 +150,10 @@ def external_data(path: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _tensors(graph: Any) -> list[Any]:
-    """Initializers and constant-attribute tensors of ``graph`` and its subgraphs."""
-    tensors = list(graph.initializer)
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                tensors.append(attribute.t)
-            tensors += list(attribute.tensors)
-            if attribute.HasField("g"):
-                tensors += _tensors(attribute.g)
-            for subgraph in attribute.graphs:
-                tensors += _tensors(subgraph)
-    return tensors
-
-
 def check_external_data(artifact: BundledArtifact) -> None:
     """The external data file's sha256 against the one the manifest records (mmexport to-onnx)."""
-    recorded = artifact.manifest.producer.get("external_data")
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+    recorded = artifact.manifest.producer.external_data
+    if recorded is None or not isinstance(recorded.get("sha256"), str):
         return
     for companion in artifact.companions:
         if companion.role == "external-data" and companion.path.name == recorded.get("file"):
@@ -180,9 +166,9 @@ def check_external_data(artifact: BundledArtifact) -> None:
 
 def calibration_cache(path: Path, manifest: Manifest) -> Path | None:
     """The native cache beside an INT8 model: the manifest's ``calibration_cache`` or ``<stem>.calib``."""
-    if manifest.precision != "int8":
+    if manifest.precision != Precision.INT8:
         return None
-    recorded = manifest.producer.get("calibration_cache")
-    name = recorded.get("file") if isinstance(recorded, dict) else None
+    recorded = manifest.producer.calibration_cache
+    name = recorded.get("file") if recorded is not None else None
     candidate = path.parent / (name if isinstance(name, str) and "/" not in name else f"{path.stem}.calib")
     return candidate if candidate.is_file() else None

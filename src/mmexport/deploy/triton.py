@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import INTERRUPTED, output_folder, sha256_file, staging_dir
 from mmexport.deploy.triton_artifacts import read_artifacts
@@ -58,7 +59,7 @@ class TritonResult:
 
 
 def triton_repository(
-    artifacts: Sequence[str | Path],
+    artifacts: Sequence[str | Path | LoadedArtifact],
     repository: str | Path,
     options: TritonOptions | None = None,
     *,

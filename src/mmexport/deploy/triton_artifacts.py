@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
-from mmexport.core.manifest import Manifest, manifest_path, read_manifest
+from mmexport.core.manifest import ArtifactKind, Manifest, manifest_path
+from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import TensorInfo
 from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
@@ -33,7 +35,7 @@ class DeployArtifact:
     """One artifact to serve: its spec, graph I/O, precision and the files that travel with it."""
 
     path: Path
-    kind: str  # "onnx" or "engine"
+    kind: ArtifactKind
     spec: ModelSpec
     inputs: tuple[TensorInfo, ...]  # as the graph declares them, in the spec's order
     outputs: tuple[TensorInfo, ...]
@@ -48,14 +50,15 @@ class DeployArtifact:
         return (self.spec.to_dict(), self.inputs, self.outputs, profiles)
 
 
-def read_artifacts(paths: Sequence[str | Path]) -> list[DeployArtifact]:
-    """Read every artifact and refuse combinations one Triton model cannot hold."""
+def read_artifacts(paths: Sequence[str | Path | LoadedArtifact]) -> list[DeployArtifact]:
+    """Read every artifact (a LoadedArtifact is not read again) and refuse combinations one
+    Triton model cannot hold."""
     if not paths:
         raise ArtifactError("(no artifact)", "give an ONNX file, or one or more TensorRT engines")
-    resolved = [Path(p).resolve() for p in paths]
+    resolved = [(p.path if isinstance(p, LoadedArtifact) else Path(p)).resolve() for p in paths]
     for i, path in enumerate(resolved):
         if path in resolved[:i]:
-            raise ArtifactError(str(paths[i]), "is given twice")
+            raise ArtifactError(str(path), "is given twice")
     artifacts = [read_artifact(p) for p in paths]
     kinds = sorted({a.kind for a in artifacts})
     if len(kinds) > 1:
@@ -65,30 +68,29 @@ def read_artifacts(paths: Sequence[str | Path]) -> list[DeployArtifact]:
             f"one Triton model holds an ONNX file or TensorRT engines, not both; got {names}",
             hint="make one repository entry per platform, each with its own --name",
         )
-    if kinds == ["onnx"] and len(artifacts) > 1:
+    if kinds == [ArtifactKind.ONNX] and len(artifacts) > 1:
         raise ArtifactError(
             str(artifacts[1].path),
             f"one Triton model holds one ONNX file; got {len(artifacts)}",
             hint="several files are for TensorRT engines built for different GPUs",
         )
-    if kinds == ["engine"]:
+    if kinds == [ArtifactKind.ENGINE]:
         _check_engines(artifacts)
     return artifacts
 
 
-def read_artifact(path: str | Path) -> DeployArtifact:
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
-    if path.suffix == ".json":
+def read_artifact(path: str | Path | LoadedArtifact) -> DeployArtifact:
+    """One artifact to serve, from its manifest (else its graph) and, for ONNX, its graph."""
+    if not isinstance(path, LoadedArtifact) and Path(path).suffix == ".json" and Path(path).is_file():
         raise ArtifactError(str(path), "is a manifest; pass the artifact it describes")
-    manifest = read_manifest(path)
+    loaded = load_artifact(path)
+    path, manifest = loaded.path, loaded.manifest
     kind = manifest.kind if manifest is not None else _kind_from_suffix(path)
-    if kind == "engine":
+    if kind == ArtifactKind.ENGINE:
         return _read_engine(path, manifest)
-    if kind != "onnx":
+    if kind != ArtifactKind.ONNX:
         raise ArtifactError(str(manifest_path(path)), f"describes a {kind!r} artifact, not ONNX or an engine")
-    model = load_graph(path)
+    model = loaded.model if loaded.parsed else load_graph(path)  # the graph alone, when not parsed yet
     inputs, outputs = graph_io(path, model)
     if manifest is None:
         from mmexport.core.inspection import model_precision
@@ -100,15 +102,15 @@ def read_artifact(path: str | Path) -> DeployArtifact:
         spec, precision = manifest.spec, manifest.precision
     inputs, outputs = _in_spec_order(path, spec, inputs, outputs)
     return DeployArtifact(
-        path, "onnx", spec, inputs, outputs, precision, manifest, external_data_files(path, model)
+        path, ArtifactKind.ONNX, spec, inputs, outputs, precision, manifest, external_data_files(path, model)
     )
 
 
-def _kind_from_suffix(path: Path) -> str:
+def _kind_from_suffix(path: Path) -> ArtifactKind:
     if path.suffix in ONNX_SUFFIXES:
-        return "onnx"
+        return ArtifactKind.ONNX
     if path.suffix in ENGINE_SUFFIXES:
-        return "engine"
+        return ArtifactKind.ENGINE
     raise ArtifactError(
         str(path),
         f"is neither ONNX ({', '.join(ONNX_SUFFIXES)}) nor a TensorRT engine ({', '.join(ENGINE_SUFFIXES)}), "
@@ -125,20 +127,20 @@ def _read_engine(path: Path, manifest: Manifest | None) -> DeployArtifact:
     inputs, outputs = graph_io(source, load_graph(source))
     inputs, outputs = _in_spec_order(source, manifest.spec, inputs, outputs)
     return DeployArtifact(
-        path, "engine", manifest.spec, inputs, outputs, manifest.precision, manifest, (), info
+        path, ArtifactKind.ENGINE, manifest.spec, inputs, outputs, manifest.precision, manifest, (), info
     )
 
 
 def source_onnx(engine: Path, manifest: Manifest, info: EngineInfo) -> Path:
     """The ONNX an engine was built from: beside it, or where the build read it; sha256 checked."""
-    beside = manifest.source.get("onnx")
+    beside = manifest.source.onnx
     candidates = [engine.parent / Path(str(beside)).name] if beside else []
     candidates += [Path(info.source_onnx)] if info.source_onnx else []
-    wanted = manifest.source.get("onnx_sha256") or info.source_sha256
+    wanted = manifest.source.onnx_sha256 or info.source_sha256
     for candidate in candidates:
         if candidate.is_file() and (not wanted or sha256_file(candidate) == wanted):
             return candidate
-    shown = manifest.source.get("onnx") or info.source_onnx or "the source ONNX"
+    shown = manifest.source.onnx or info.source_onnx or "the source ONNX"
     raise ArtifactError(
         str(engine),
         f"the data types and output shapes of an engine are read from the ONNX it was built from "
@@ -150,12 +152,7 @@ def source_onnx(engine: Path, manifest: Manifest, info: EngineInfo) -> Path:
 
 def load_graph(path: Path) -> onnx.ModelProto:
     """The graph without its external weights (only the structure is read)."""
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ArtifactError(str(path), f"cannot be parsed as ONNX ({type(e).__name__})") from e
+    return read_onnx(path, external_data=False)
 
 
 def graph_io(path: Path, model: onnx.ModelProto) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:

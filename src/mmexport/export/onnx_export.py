@@ -17,6 +17,7 @@ import onnx
 import torch
 
 from mmexport.core.errors import ExportError, FrozenDimError, SpecError
+from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.export.loader import forward_order
 from mmexport.export.parity import NotTensorsError, torch_outputs
@@ -56,6 +57,8 @@ class ExportInfo:
     exporter: str
     unused_inputs: list[str]
     """Spec inputs the model never reads (absent from the graph, or read by no node)."""
+    model: onnx.ModelProto | None = None
+    """The graph as written, weights included (None when they went to an external data file)."""
 
 
 def check_outputs(module: torch.nn.Module, spec: ModelSpec, feed: dict[str, np.ndarray]) -> None:
@@ -100,8 +103,8 @@ def export_onnx(
             raise ExportError(_explain(e), hint="torch's full message: mmexport --debug to-onnx ...") from e
     if not path.exists():
         raise ExportError(f"torch.onnx wrote no file; its log: {log.getvalue()[-500:]}")
-    unused = normalize_dims(path, spec, external)
-    return ExportInfo(path, external, config.opset, config.exporter, unused)
+    unused, model = _normalize(path, spec, external)
+    return ExportInfo(path, external, config.opset, config.exporter, unused, None if external else model)
 
 
 def _clear_rnn_dispatch_caches() -> None:
@@ -232,7 +235,12 @@ def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> list[str]:
 
     Returns the spec inputs that the model never reads (not in the graph, or read by no node).
     """
-    model = onnx.load(str(path), load_external_data=False)
+    return _normalize(path, spec, external)[0]
+
+
+def _normalize(path: Path, spec: ModelSpec, external: bool) -> tuple[list[str], onnx.ModelProto]:
+    """``normalize_dims``, also returning the model it wrote."""
+    model = read_onnx(path, external_data=False)
     graph_inputs = {i.name: i for i in model.graph.input}
     symbols: dict[str, str] = {}  # the exporter's symbol -> the spec dim it stands for
     unused: list[str] = []
@@ -265,7 +273,7 @@ def normalize_dims(path: Path, spec: ModelSpec, external: bool) -> list[str]:
         onnx.save(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
     else:
         onnx.save(model, str(path))
-    return unused
+    return unused, model
 
 
 def _parameter_bytes(module: torch.nn.Module) -> int:
@@ -318,7 +326,7 @@ def _explain(e: BaseException) -> str:
 
 def dim_values(path: str | Path) -> dict[str, list[int | str]]:
     """Input name -> shape as the graph declares it (ints and symbolic names)."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path, external_data=False)
     return {
         i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input
     }

@@ -10,9 +10,19 @@ from pathlib import Path
 import onnx
 import torch
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import MmexportError, ParityError
 from mmexport.core.files import output_folder, sha256_file, staging_dir
-from mmexport.core.manifest import Manifest, package_versions, publish_artifact
+from mmexport.core.manifest import (
+    ArtifactKind,
+    Manifest,
+    Precision,
+    Producer,
+    Source,
+    Validation,
+    publish_artifact,
+)
+from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import INT_DTYPES, ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx, normalize_dims
@@ -30,6 +40,7 @@ class ToOnnxResult:
     simplified: bool
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    artifact: LoadedArtifact | None = None  # what was written, loaded: pass it to the next stage
 
 
 def to_onnx(
@@ -72,7 +83,9 @@ def to_onnx(
         manifest = _manifest(loaded, info, staged, output, report, simplified)
         companions = (f"{output.name}.data",) if info.external_data else ()
         manifest_file = publish_artifact(staged, output, manifest, companions=companions)
-    return ToOnnxResult(output, manifest_file, manifest, report, simplified, notes, seconds)
+    model = None if simplified else info.model  # the proto as written, when the export kept it
+    artifact = load_artifact(output, manifest=manifest, sha256=manifest.sha256, model=model)
+    return ToOnnxResult(output, manifest_file, manifest, report, simplified, notes, seconds, artifact)
 
 
 def _spec_notes(spec: ModelSpec) -> list[str]:
@@ -112,7 +125,7 @@ def _try_simplify(
     log.info("simplifying with onnxslim")
     candidate = staged.with_name(f"simplified-{staged.name}")
     try:
-        slim = onnxslim.slim(onnx.load(str(staged)))
+        slim = onnxslim.slim(read_onnx(staged))
         onnx.save(slim, str(candidate))
         normalize_dims(candidate, loaded.spec, external=False)
     except MmexportError as e:
@@ -129,7 +142,7 @@ def _try_simplify(
 
 
 def _node_count(path: Path) -> int:
-    return len(onnx.load(str(path), load_external_data=False).graph.node)
+    return len(read_onnx(path, external_data=False).graph.node)
 
 
 def _manifest(
@@ -140,30 +153,21 @@ def _manifest(
     report: ParityReport,
     simplified: bool,
 ) -> Manifest:
-    import onnxruntime
-
-    import mmexport
-
-    versions = package_versions("torch", "onnx", "onnxslim")
-    versions["onnxruntime"] = onnxruntime.__version__  # onnxruntime or onnxruntime-gpu
     return Manifest(
-        kind="onnx",
+        kind=ArtifactKind.ONNX,
         artifact=output.name,
         sha256=sha256_file(staged),
         spec=loaded.spec,
-        precision="fp32",
-        source={"model": loaded.reference, "builtin": loaded.builtin},
-        producer={
-            "tool": "mmexport",
-            "version": mmexport.__version__,
-            "stage": "to-onnx",
-            "exporter": info.exporter,
-            "opset": info.opset,
-            "external_data": _external_data(staged) if info.external_data else None,
-            "simplified": simplified,
-            "versions": versions,
-        },
-        validation={"parity": {"provider": "CPUExecutionProvider", **report.to_dict()}},
+        precision=Precision.FP32,
+        source=Source(model=loaded.reference, builtin=loaded.builtin),
+        producer=Producer.current(
+            "to-onnx",
+            exporter=info.exporter,
+            opset=info.opset,
+            external_data=_external_data(staged) if info.external_data else None,
+            simplified=simplified,
+        ),
+        validation=Validation(parity={"provider": "CPUExecutionProvider", **report.to_dict()}),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy, onnx and onnxruntime load only when the pipeline runs
     from mmexport.bench import BenchReport
+    from mmexport.core.artifact import LoadedArtifact
     from mmexport.core.spec import ModelSpec
     from mmexport.precision.accuracy import AccuracyReport
 
@@ -52,6 +53,7 @@ class PipelineResult:
 
 def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) -> PipelineResult:
     """Run every stage into ``config.output``; any stage's MmexportError stops the job."""
+    from mmexport.core.artifact import load_artifact
     from mmexport.export import to_onnx
     from mmexport.pipeline.preflight import check_data
     from mmexport.precision.stages import CalibrationConfig, Fp16Config, accuracy, calibrate, to_fp16
@@ -64,9 +66,10 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
 
     with _stage("export", seconds):
         exported = to_onnx(config.model, paths[0], spec=config.spec)
+    source = load_artifact(exported.artifact or paths[0])  # parsed and hashed once, for every stage
     notes["export"] += exported.notes
-    notes["engine"] += tensorrt_check(paths[0], exported.manifest.spec, config.target)
-    builtin = exported.manifest.source.get("builtin") is True
+    notes["engine"] += tensorrt_check(source, exported.manifest.spec, config.target)
+    builtin = exported.manifest.source.builtin is True
     if config.data is None and not builtin:
         warning = (
             "no --data: FP16 scan and INT8 calibration use random feeds from the spec; give real samples"
@@ -75,7 +78,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
         log.info(f"warning: {warning}")
     with _stage("fp16", seconds):
         fp16 = to_fp16(
-            paths[0],
+            source,
             paths[1],
             config=Fp16Config(samples=min(config.samples, Fp16Config().samples)),
             data=config.data,
@@ -85,7 +88,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
     calib_config = CalibrationConfig(method=config.method, samples=config.samples, sensitivity=False)
     with _stage("int8", seconds):
         int8 = calibrate(
-            paths[0],
+            source,
             paths[2],
             data=config.data,
             config=calib_config,
@@ -93,14 +96,15 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
             progress=progress,
         )
     notes["int8"] += _summarize_skipped(int8.notes)
+    variants = [load_artifact(r.artifact or r.path) for r in (fp16, int8)]
     with _stage("engine", seconds):
-        engine = build_engines(paths[1:], config.target)
+        engine = build_engines(variants, config.target)
     notes["engine"].append(engine["reason"])
     if not engine["built"]:
         log.info(f"warning: {engine['reason']}")
     engines = [Path(p) for p in engine["engines"]]
     with _stage("accuracy", seconds):  # engines too: the runtime runs them on the GPU
-        report = accuracy([*paths, *engines], data=config.eval_data, samples=config.eval_samples)
+        report = accuracy([source, *variants, *engines], data=config.eval_data, samples=config.eval_samples)
     notes["accuracy"] += [f"warning: {w}" for w in report.warnings()]
     with _stage("bench", seconds):
         bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config)
@@ -111,7 +115,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
         "cache": int8.cache.name if int8.cache else None,
     }
     seconds["total"] = sum(seconds.values())
-    name = str(exported.manifest.source.get("model") or config.model)
+    name = str(exported.manifest.source.model or config.model)
     return PipelineResult(
         folder,
         name,
@@ -126,13 +130,15 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
     )
 
 
-def tensorrt_check(model: Path, spec: ModelSpec, target: str) -> list[str]:
+def tensorrt_check(model: Path | LoadedArtifact, spec: ModelSpec, target: str) -> list[str]:
     """``mmexport check`` for the target before the expensive stages: errors stop the job
     (TensorRT's parser would refuse the graph), warnings become notes."""
+    from mmexport.core.artifact import LoadedArtifact
     from mmexport.trt.check import check_onnx
     from mmexport.trt.targets import get_target
 
-    report = check_onnx(model, get_target(target), spec=spec)
+    graph = model.model if isinstance(model, LoadedArtifact) else model
+    report = check_onnx(graph, get_target(target), spec=spec)
     for finding in report.errors:
         log.info(f"  {finding.to_text()}")
     report.raise_for_errors()
@@ -159,7 +165,7 @@ def prepare_folder(folder: Path) -> Path:
     return folder
 
 
-def build_engines(models: list[Path], target: str) -> dict[str, Any]:
+def build_engines(models: Sequence[Path | LoadedArtifact], target: str) -> dict[str, Any]:
     """TensorRT engines of the FP16 and INT8 ONNX files where TensorRT is installed; otherwise, or
     when a build fails, why not (the ONNX variants are still measured and reported)."""
     if importlib.util.find_spec("tensorrt") is None:
@@ -168,6 +174,7 @@ def build_engines(models: list[Path], target: str) -> dict[str, Any]:
             f"machine with an NVIDIA GPU); on the device: mmexport build model.int8.onnx --target {target}"
         )
         return {"built": False, "tensorrt_installed": False, "engines": [], "reason": reason}
+    from mmexport.core.artifact import LoadedArtifact
     from mmexport.core.errors import MmexportError
     from mmexport.trt.build_options import BuildOptions
     from mmexport.trt.build_stage import build_engine
@@ -176,7 +183,8 @@ def build_engines(models: list[Path], target: str) -> dict[str, Any]:
     engines: list[str] = []
     try:
         for model in models:
-            output = model.with_name(f"{model.stem}.engine")
+            path = model.path if isinstance(model, LoadedArtifact) else model
+            output = path.with_name(f"{path.stem}.engine")
             build_engine(model, output, BuildOptions(target=get_target(target)))
             engines.append(str(output))
     except MmexportError as e:

@@ -1,9 +1,11 @@
-"""What the precision stages share: reading the FP32 input, choosing data, shape coverage, writing."""
+"""What the precision stages share: the source model loaded once, choosing data, shape coverage,
+evaluation, and writing a variant (which comes back loaded, for the next stage)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,24 +13,38 @@ from typing import Any
 import numpy as np
 import onnx
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import output_folder, sha256_file, staging_dir
 from mmexport.core.inspection import model_precision
-from mmexport.core.manifest import Manifest, check_files, package_versions, publish_artifact, read_manifest
+from mmexport.core.manifest import ArtifactKind, Manifest, Precision, Producer, Source, publish_artifact
 from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import ShapeCoverage
+from mmexport.precision.accuracy import AccuracyReport, evaluate
+
+log = logging.getLogger(__name__)
 
 SPEC_POINTS = 6  # generated feeds when the user gives no data: opt, min and 4 random points
 
 
 @dataclass
 class SourceModel:
-    """An FP32 ONNX artifact and its manifest."""
+    """An ONNX artifact, loaded once: its proto, its manifest (or one from ``--spec``), its sha256."""
 
-    path: Path
-    model: onnx.ModelProto
+    artifact: LoadedArtifact
     manifest: Manifest
-    sha256: str
+
+    @property
+    def path(self) -> Path:
+        return self.artifact.path
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        return self.artifact.model
+
+    @property
+    def sha256(self) -> str:
+        return self.artifact.sha256
 
     @property
     def spec(self) -> ModelSpec:
@@ -37,60 +53,41 @@ class SourceModel:
     @property
     def builtin(self) -> str | None:
         """The built-in model's name when this artifact was exported from one."""
-        source = self.manifest.source
-        name = source.get("model")
-        return name if source.get("builtin") is True and isinstance(name, str) else None
+        return self.manifest.source.builtin_name
 
 
 def load_source_model(
-    path: str | Path, *, require: str | None = "fp32", spec: ModelSpec | str | Path | None = None
+    path: str | Path | LoadedArtifact,
+    *,
+    require: str | None = Precision.FP32,
+    spec: ModelSpec | str | Path | None = None,
 ) -> SourceModel:
-    """Read ``path`` and its manifest; refuse anything but ``require`` precision.
+    """Load ``path`` (once: a LoadedArtifact is used as is) and its manifest; refuse anything but
+    ``require`` precision, or a file that is not what its manifest records.
 
     An ONNX from elsewhere (no mmexport manifest) needs ``spec``: its inputs must be the graph's.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
-    manifest = read_manifest(path)
-    if manifest is None and spec is None:
-        raise ArtifactError(
-            str(path),
-            f"has no manifest ({path.name}.json)",
-            hint="export it with mmexport to-onnx, or give its spec with --spec",
-        )
-    sha256 = sha256_file(path)
-    if manifest is not None:  # hashed anyway for the derived manifests: a modified source is refused
-        check_files(path, manifest, sha256=sha256)
-    model = _load_onnx(path)
-    if manifest is None:
-        manifest = _foreign_manifest(path, model, spec)
+    artifact = load_artifact(path)
+    if artifact.manifest is None and spec is None:
+        artifact.require_manifest("export it with mmexport to-onnx, or give its spec with --spec")
+    artifact.verify()  # hashed anyway for the derived manifests: a modified source is refused
+    model = artifact.model
+    manifest = artifact.manifest or _foreign_manifest(artifact, spec)
     found = model_precision(model)
     if require is not None and found != require:
         raise ArtifactError(
-            str(path), f"is {found}; this step needs the {require} model", hint="pass the to-onnx output"
+            str(artifact.path),
+            f"is {found}; this step needs the {require} model",
+            hint="pass the to-onnx output",
         )
-    return SourceModel(path, model, manifest, sha256)
+    return SourceModel(artifact, manifest)
 
 
-def _load_onnx(path: Path) -> onnx.ModelProto:
-    """The model with its external data; a damaged or empty file is an ArtifactError."""
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # onnx raises DecodeError, ValidationError (external data) and others
-        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        raise ArtifactError(
-            str(path), f"is not a readable ONNX file ({type(e).__name__}{': ' + text if text else ''})"
-        ) from e
-    if not model.HasField("graph") or not model.graph.node:
-        raise ArtifactError(str(path), "has no graph: an empty or damaged ONNX file")
-    return model
-
-
-def _foreign_manifest(path: Path, model: onnx.ModelProto, spec: ModelSpec | str | Path | None) -> Manifest:
+def _foreign_manifest(artifact: LoadedArtifact, spec: ModelSpec | str | Path | None) -> Manifest:
     """A manifest for an ONNX that mmexport did not export, from the user's spec."""
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_file(spec)  # type: ignore[arg-type]
+    model, path = artifact.model, artifact.path
     constants = {init.name for init in model.graph.initializer}
     graph_inputs = [i.name for i in model.graph.input if i.name not in constants]
     if sorted(graph_inputs) != sorted(spec.input_names):
@@ -99,12 +96,12 @@ def _foreign_manifest(path: Path, model: onnx.ModelProto, spec: ModelSpec | str 
             f"has inputs {', '.join(graph_inputs)} but the spec declares {', '.join(spec.input_names)}",
         )
     return Manifest(
-        kind="onnx",
+        kind=ArtifactKind.ONNX,
         artifact=path.name,
-        sha256=sha256_file(path),
+        sha256=artifact.sha256,
         spec=spec,
         precision=model_precision(model).removesuffix("-qdq"),
-        source={"onnx": path.name, "manifest": "built from --spec (not exported by mmexport)"},
+        source=Source(onnx=path.name, manifest="built from --spec (not exported by mmexport)"),
     )
 
 
@@ -208,8 +205,9 @@ def write_onnx(
     manifest: Manifest,
     *,
     companions: Mapping[str, str] | None = None,
-) -> Path:
-    """Stage ``model`` (and text ``companions`` beside it), move them into place, then the manifest."""
+) -> LoadedArtifact:
+    """Stage ``model`` (and text ``companions`` beside it), move them into place, then the manifest;
+    the written artifact comes back loaded (its proto and hash are the ones just made)."""
     with output_folder(output) as out, staging_dir(out) as stage:
         staged = stage / out.name
         onnx.save(model, str(staged))
@@ -218,23 +216,40 @@ def write_onnx(
         manifest.sha256 = sha256_file(staged)
         manifest.artifact = out.name
         publish_artifact(staged, out, manifest, companions=tuple(companions or ()))
-    return out
+    return load_artifact(out, manifest=manifest, sha256=manifest.sha256, model=model)
 
 
-def derived_manifest(source: SourceModel, precision: str, producer: dict[str, Any]) -> Manifest:
+def derived_manifest(source: SourceModel, precision: str, stage: str, details: dict[str, Any]) -> Manifest:
     """A manifest for a variant of ``source`` (sha256 and artifact are filled in when written)."""
-    import onnxruntime
-
-    import mmexport
-
-    versions = package_versions("onnx")
-    versions["onnxruntime"] = onnxruntime.__version__
     return Manifest(
-        kind="onnx",
+        kind=ArtifactKind.ONNX,
         artifact="",
         sha256="",
         spec=source.spec,
         precision=precision,
-        source={**source.manifest.source, "onnx": source.path.name, "onnx_sha256": source.sha256},
-        producer={"tool": "mmexport", "version": mmexport.__version__, **producer, "versions": versions},
+        source=source.manifest.source.derived(source.path.name, source.sha256),
+        producer=Producer.current(stage, **details),
     )
+
+
+EVAL_ON_CALIBRATION_NOTE = (
+    "evaluated on the --data samples (no --eval-data): figures on held-out data can be lower"
+)
+
+
+def evaluation_data(source: SourceModel, data: Any, eval_data: Any, notes: list[str]) -> Any:
+    """What to evaluate on: --eval-data; else the built-in task's held-out split; else the user's
+    --data (real samples beat random feeds), saying so."""
+    if eval_data is not None or source.builtin is not None or data is None:
+        return eval_data
+    notes.append(EVAL_ON_CALIBRATION_NOTE)
+    return data
+
+
+def evaluation(
+    source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]]
+) -> AccuracyReport:
+    """Compare ``variants`` on ``samples`` evaluation samples of ``eval_data``."""
+    data = open_data(eval_data, source, split="evaluation", samples=samples, batch_size=50)
+    log.info(f"evaluating on {data.description}")
+    return evaluate(variants, data.batches(), source.spec, source=data.description)

@@ -11,8 +11,9 @@ from typing import Any
 
 import onnx
 
+from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError, ConfigError, MmexportError, PrecisionError
-from mmexport.core.manifest import Manifest, read_manifest
+from mmexport.core.manifest import CalibrationMethod, Manifest, Precision, Validation
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
@@ -25,6 +26,8 @@ from mmexport.precision.common import (
     check_output,
     coverage_summary,
     derived_manifest,
+    evaluation,
+    evaluation_data,
     feeds_of,
     load_source_model,
     open_data,
@@ -60,7 +63,7 @@ class Fp16Config:
 
 @dataclass
 class CalibrationConfig:
-    method: str = "entropy"
+    method: str = CalibrationMethod.ENTROPY
     percentile: float = DEFAULT_PERCENTILE
     samples: int = DEFAULT_CALIBRATION_SAMPLES
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -69,7 +72,7 @@ class CalibrationConfig:
     sensitivity: bool = True
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.method not in list(CalibrationMethod):
             raise ConfigError(
                 f"method must be one of {', '.join(METHODS)}, got {self.method!r}", fields=("method",)
             )
@@ -91,6 +94,11 @@ class StageResult:
     accuracy: AccuracyReport | None  # None when the caller asked for no evaluation (eval_samples=0)
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    artifact: LoadedArtifact | None = None  # what was written, loaded: pass it to the next stage
+
+
+def _report(accuracy: AccuracyReport | None) -> dict[str, Any] | None:
+    return accuracy.to_dict() if accuracy is not None else None
 
 
 @dataclass
@@ -106,30 +114,8 @@ class CalibrationResult(StageResult):
     sensitivity: list[BranchCost] = field(default_factory=list)  # costliest branch first
 
 
-EVAL_ON_CALIBRATION_NOTE = (
-    "evaluated on the --data samples (no --eval-data): figures on held-out data can be lower"
-)
-
-
-def _evaluation_data(source: SourceModel, data: Any, eval_data: Any, notes: list[str]) -> Any:
-    """What to evaluate on: --eval-data; else the built-in task's held-out split; else the user's
-    --data (real samples beat random feeds), saying so."""
-    if eval_data is not None or source.builtin is not None or data is None:
-        return eval_data
-    notes.append(EVAL_ON_CALIBRATION_NOTE)
-    return data
-
-
-def _evaluation(
-    source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]]
-) -> AccuracyReport:
-    data = open_data(eval_data, source, split="evaluation", samples=samples, batch_size=50)
-    log.info(f"evaluating on {data.description}")
-    return evaluate(variants, data.batches(), source.spec, source=data.description)
-
-
 def to_fp16(
-    model: str | Path,
+    model: str | Path | LoadedArtifact,
     output: str | Path,
     *,
     config: Fp16Config | None = None,
@@ -179,16 +165,16 @@ def to_fp16(
     eval_notes: list[str] = []
     if eval_samples > 0:
         variants = [("fp32", "fp32", source.model), ("fp16", "fp16", converted)]
-        accuracy = _evaluation(
-            source, _evaluation_data(source, data, eval_data, eval_notes), eval_samples, variants
+        accuracy = evaluation(
+            source, evaluation_data(source, data, eval_data, eval_notes), eval_samples, variants
         )
     seconds["check"] = time.perf_counter() - t0
     kept = plan.by_reason()
     manifest = derived_manifest(
         source,
+        Precision.FP16,
         "fp16",
         {
-            "stage": "fp16",
             "fp16_io": config.fp16_io,
             "kept_fp32": kept,
             "fp32_values": plan.values,
@@ -199,15 +185,13 @@ def to_fp16(
         },
     )
     manifest.spec = spec_for_graph(source.spec, converted)  # float16 inputs with --fp16-io
-    manifest.validation = {"fp16_check": check.to_dict()}
-    if accuracy is not None:
-        manifest.validation["accuracy"] = accuracy.to_dict()
-    path = write_onnx(converted, output, manifest)
+    manifest.validation = Validation(fp16_check=check.to_dict(), accuracy=_report(accuracy))
+    written = write_onnx(converted, output, manifest)
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
     notes += [f"--keep-fp32 {p!r} matched no op type or node name" for p in plan.unmatched]
     notes += eval_notes
     notes += accuracy.warnings() if accuracy is not None else []
-    return Fp16Result(path, accuracy, notes, seconds, kept_fp32=kept, check=check)
+    return Fp16Result(written.path, accuracy, notes, seconds, written, kept_fp32=kept, check=check)
 
 
 def calibration_cache_name(output: str | Path) -> str:
@@ -216,7 +200,7 @@ def calibration_cache_name(output: str | Path) -> str:
 
 
 def calibrate(
-    model: str | Path,
+    model: str | Path | LoadedArtifact,
     output: str | Path,
     *,
     data: Any = None,
@@ -268,7 +252,7 @@ def calibrate(
         notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
     accuracy = None
     if eval_samples > 0:
-        eval_data = _evaluation_data(source, data, eval_data, notes)
+        eval_data = evaluation_data(source, data, eval_data, notes)
         quantized, accuracy, costs, kept = _evaluate_int8(
             source, amax, quantized, config, eval_data, eval_samples
         )
@@ -290,9 +274,9 @@ def calibrate(
     cache_text = calib_cache.format_cache(scales, config.method, config.trt_version)
     manifest = derived_manifest(
         source,
-        "int8",
+        Precision.INT8,
+        "calibrate",
         {
-            "stage": "calibrate",
             "method": config.method,
             "percentile": config.percentile if config.method == "percentile" else None,
             "samples": seen,
@@ -307,13 +291,12 @@ def calibrate(
             "calibration_cache": {"file": cache_name, "trt_version": config.trt_version},
         },
     )
-    manifest.validation = {"sensitivity": [asdict(c) for c in costs]}
-    if accuracy is not None:
-        manifest.validation["accuracy"] = accuracy.to_dict()
-    path = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
+    manifest.validation = Validation(sensitivity=[asdict(c) for c in costs], accuracy=_report(accuracy))
+    written = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
     notes.insert(0, f"shape coverage: {coverage_summary(coverage)}")
+    cache = written.path.parent / cache_name
     return CalibrationResult(
-        path, accuracy, notes, seconds, samples=seen, cache=path.parent / cache_name, sensitivity=costs
+        written.path, accuracy, notes, seconds, written, samples=seen, cache=cache, sensitivity=costs
     )
 
 
@@ -369,7 +352,7 @@ def _fp32_nodes(source: SourceModel, budget: BudgetResult) -> list[str]:
 
 
 def accuracy(
-    models: Sequence[str | Path],
+    models: Sequence[str | Path | LoadedArtifact],
     *,
     data: Any = None,
     samples: int = DEFAULT_EVAL_SAMPLES,
@@ -377,15 +360,15 @@ def accuracy(
 ) -> AccuracyReport:
     """Compare artifacts (the first, an ONNX file, is the reference) on one evaluation source.
 
-    The others may be ONNX files or TensorRT engines (run on the GPU by the runtime)."""
+    The others may be ONNX files or TensorRT engines (run on the GPU by the runtime); each is
+    loaded once (a LoadedArtifact from an earlier stage is not read again)."""
     if not models:
         raise MmexportError("accuracy needs at least one model")
     reference = load_source_model(models[0], require=None, spec=spec)
     loaded: list[tuple[Path, Manifest, onnx.ModelProto | Path]] = [
         (reference.path, reference.manifest, reference.model)
     ]
-    for model in models[1:]:
-        loaded.append(_load_variant(Path(model), spec))
+    loaded += [_load_variant(load_artifact(model), spec) for model in models[1:]]
     for path, manifest, _ in loaded[1:]:
         if not same_model(manifest.spec, reference.spec):
             raise MmexportError(
@@ -395,17 +378,16 @@ def accuracy(
     if len(set(names)) < len(names):  # a/model.onnx and b/model.onnx: tell them apart
         names = [str(path) for path, _, _ in loaded]
     variants = [(n, m.precision, model) for n, (_, m, model) in zip(names, loaded, strict=True)]
-    return _evaluation(reference, data, samples, variants)
+    return evaluation(reference, data, samples, variants)
 
 
 def _load_variant(
-    path: Path, spec: ModelSpec | str | Path | None
+    artifact: LoadedArtifact, spec: ModelSpec | str | Path | None
 ) -> tuple[Path, Manifest, onnx.ModelProto | Path]:
-    """An ONNX artifact (loaded) or a TensorRT engine (left to the runtime), with its manifest."""
-    if path.suffix not in ENGINE_SUFFIXES:
-        source = load_source_model(path, require=None, spec=spec)
+    """An ONNX artifact (parsed) or a TensorRT engine (left to the runtime), with its manifest."""
+    if artifact.path.suffix not in ENGINE_SUFFIXES:
+        source = load_source_model(artifact, require=None, spec=spec)
         return source.path, source.manifest, source.model
-    manifest = read_manifest(path)
-    if not path.is_file() or manifest is None:
-        raise ArtifactError(str(path), "is not an engine with its manifest (model.engine.json)")
-    return path, manifest, path
+    if artifact.manifest is None:
+        raise ArtifactError(str(artifact.path), "is not an engine with its manifest (model.engine.json)")
+    return artifact.path, artifact.manifest, artifact.path

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError, BackendError
 from mmexport.core.manifest import (
     Manifest,
@@ -37,6 +38,9 @@ class Session(Runner):
     modified in place (a flipped bit in a weight) may load and run.
     ``options``: backend-specific settings (TensorRT engines: ``{"cuda_graph": True, "pinned": True}``).
 
+    ``path`` may be a ``LoadedArtifact`` (``mmexport.core.artifact.load_artifact``): its manifest is
+    not read again, and ``verify_sha256`` reuses the hash it holds.
+
     The spec comes from the manifest (``<artifact>.json``); without one, from the graph's inputs
     (``spec_source == "graph"``: dtypes, ranks, fixed axes and shared dim names are checked, but
     dims have no ranges).
@@ -49,7 +53,7 @@ class Session(Runner):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | LoadedArtifact,
         backend: str = "auto",
         device: str = "cpu",
         *,
@@ -61,12 +65,13 @@ class Session(Runner):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.path = Path(path)
+        loaded = path if isinstance(path, LoadedArtifact) else None  # its manifest and hash are reused
+        self.path = path.path if isinstance(path, LoadedArtifact) else Path(path)
         if not self.path.is_file():
             problem = "does not exist" if not self.path.exists() else "is not a file"
             raise ArtifactError(str(self.path), problem)
-        self.manifest: Manifest | None = read_manifest(self.path)
-        data = _check_files(self.path, self.manifest, verify_sha256)
+        self.manifest: Manifest | None = loaded.manifest if loaded is not None else read_manifest(self.path)
+        data = _check_files(self.path, self.manifest, verify_sha256, loaded)
         entry = find_backend(backend, self.path, self.manifest.kind if self.manifest else None)
         kind, device_id = _parse_device(device)
         _check_threads(threads)
@@ -142,12 +147,16 @@ class Session(Runner):
         return f"Session({str(self.path)!r}, backend={self.backend_name!r})"
 
 
-def _check_files(path: Path, manifest: Manifest | None, verify_sha256: bool) -> Path | None:
-    """Hash the artifact and its external data if asked; always require the external data file
-    the manifest records (its path is returned; None without one)."""
+def _check_files(
+    path: Path, manifest: Manifest | None, verify_sha256: bool, loaded: LoadedArtifact | None = None
+) -> Path | None:
+    """Hash the artifact and its external data if asked (a loaded artifact's hash is reused);
+    always require the external data file the manifest records (its path; None without one)."""
     if manifest is None:
         return None
-    if verify_sha256:
+    if verify_sha256 and loaded is not None:
+        loaded.verify()
+    elif verify_sha256:
         check_files(path, manifest)
     data = external_data_file(path, manifest)
     if data is None:

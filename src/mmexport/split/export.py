@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mmexport.core.errors import ExportError, ParityError, SpecError
-from mmexport.core.manifest import package_versions, read_manifest
+from mmexport.core.manifest import Producer, Source, read_manifest
 from mmexport.core.progress import nested
 from mmexport.core.spec import ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
@@ -256,7 +256,7 @@ def _mark_part_manifest(result: ToOnnxResult, loaded: LoadedModel) -> None:
     manifest = read_manifest(result.path)
     if manifest is None:  # to_onnx always writes one
         raise ExportError(f"{result.path.name} has no manifest")
-    manifest.source = {"model": loaded.reference, "part": result.path.stem, "composition": FILE_NAME}
+    manifest.source = Source(model=loaded.reference, part=result.path.stem, composition=FILE_NAME)
     manifest.write(result.path)
 
 
@@ -267,20 +267,7 @@ def _batch_dim(loaded: LoadedModel) -> str | None:
 
 
 def _producer(export: ExportConfig) -> dict[str, Any]:
-    import onnxruntime
-
-    import mmexport
-
-    versions = package_versions("torch", "onnx")
-    versions["onnxruntime"] = onnxruntime.__version__
-    return {
-        "tool": "mmexport",
-        "version": mmexport.__version__,
-        "stage": "to-onnx --split",
-        "exporter": export.exporter,
-        "opset": export.opset,
-        "versions": versions,
-    }
+    return Producer.current("to-onnx --split", exporter=export.exporter, opset=export.opset).to_dict()
 
 
 # -- the composed gate ----------------------------------------------------------------------

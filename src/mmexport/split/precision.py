@@ -187,13 +187,14 @@ def _make_parts(
         target = stage / part.file
         if choice == "fp32":
             _copy_part(folder / part.file, stage)
+            sha256 = sha256_file(target)  # the copy, checked by SplitSession against this
         else:
             log.info(f"part {part.name!r}: {choice}")
             target = stage / f"{Path(part.file).stem}.{choice}.onnx"
-            results[part.name] = _convert(
-                folder / part.file, target, choice, part.name, calib, evaluation, configs
-            )
-        part.file, part.sha256, part.precision = target.name, sha256_file(target), choice
+            result = _convert(folder / part.file, target, choice, part.name, calib, evaluation, configs)
+            results[part.name] = result
+            sha256 = result.artifact.sha256 if result.artifact is not None else sha256_file(target)
+        part.file, part.sha256, part.precision = target.name, sha256, choice
         seconds[part.name] = time.perf_counter() - t0
     return results, seconds
 

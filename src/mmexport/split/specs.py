@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from mmexport.core.errors import ExportError
+from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import DTYPES, DimSpec, ModelSpec, ShapePoint
 from mmexport.export.parity import torch_outputs
 from mmexport.models.split_protocol import EncoderPart, MaskWhenAbsent
@@ -56,7 +56,7 @@ def output_shapes(
     points: Sequence[tuple[str, ShapePoint]],
 ) -> tuple[list[OutputShape], dict[str, DimSpec]]:
     """The encoder's outputs with named dims, and the new dims they introduce (see the module doc)."""
-    graph = onnx.load(str(onnx_path), load_external_data=False)
+    graph = read_onnx(onnx_path, external_data=False)
     declared = {o.name: o.type.tensor_type.shape.dim for o in graph.graph.output}
     sizes: dict[str, list[tuple[int, ...]]] = {o: [] for o in encoder.outputs}
     dtypes: dict[str, str] = {}

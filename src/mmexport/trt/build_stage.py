@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mmexport
+from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError, MissingDependencyError, MmexportError
 from mmexport.core.files import atomic_write_bytes, output_folder, sha256_file, staging_dir
-from mmexport.core.manifest import Manifest, publish_artifact
+from mmexport.core.manifest import ArtifactKind, Manifest, Producer, publish_artifact
 from mmexport.precision.common import SourceModel, load_source_model
 from mmexport.runtime.backends.tensorrt.api import generation, import_tensorrt
 from mmexport.runtime.backends.tensorrt.engine_info import EngineInfo
@@ -48,7 +48,9 @@ class BuildResult:
         }
 
 
-def build_engine(model: str | Path, output: str | Path, options: opts.BuildOptions) -> BuildResult:
+def build_engine(
+    model: str | Path | LoadedArtifact, output: str | Path, options: opts.BuildOptions
+) -> BuildResult:
     """Build ``output`` (a TensorRT plan) from the ONNX artifact ``model``; see the module doc."""
     source = load_source_model(model, require=None)
     jetson = options.target.is_jetson or current_platform().endswith("jetson")
@@ -148,21 +150,19 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
 
 
 def engine_manifest(source: SourceModel, info: EngineInfo, calibration: CalibrationCache | None) -> Manifest:
-    producer: dict[str, Any] = {
-        "tool": "mmexport",
-        "version": mmexport.__version__,
-        "stage": "build",
-        "engine": info.to_dict(),
-    }
+    producer = Producer.current("build", versions=False, engine=info.to_dict())
     if calibration is not None:
-        producer["calibration_cache"] = {"file": calibration.path.name, "tensors": calibration.tensors}
+        producer.details["calibration_cache"] = {
+            "file": calibration.path.name,
+            "tensors": calibration.tensors,
+        }
     return Manifest(
-        kind="engine",
+        kind=ArtifactKind.ENGINE,
         artifact="",
         sha256="",
         spec=source.spec,
         precision=info.precision,
-        source={**source.manifest.source, "onnx": source.path.name, "onnx_sha256": source.sha256},
+        source=source.manifest.source.derived(source.path.name, source.sha256),
         producer=producer,
     )
 

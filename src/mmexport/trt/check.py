@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from mmexport.core.errors import ArtifactError, CheckError
+from mmexport.core.errors import CheckError
+from mmexport.core.onnx_file import read_onnx
 from mmexport.runtime.backends.tensorrt.api import parse_version
 from mmexport.trt import check_rules
 from mmexport.trt.check_rules import Finding, Level
@@ -109,10 +110,4 @@ def check_onnx(
 def _load(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
-    path = Path(model)
-    if not path.is_file():
-        raise ArtifactError(str(path), "no such ONNX file")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError and friends
-        raise ArtifactError(str(path), f"not a readable ONNX model ({e})") from None
+    return read_onnx(model, external_data=False)

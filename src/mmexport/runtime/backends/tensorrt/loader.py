@@ -58,7 +58,7 @@ def engine_info(path: Path, manifest: Manifest | None) -> EngineInfo:
         )
     if manifest.kind != "engine":
         raise ArtifactError(where, f"describes a {manifest.kind!r} artifact, not an engine")
-    return EngineInfo.from_dict(manifest.producer.get("engine"), where=where)
+    return EngineInfo.from_dict(manifest.producer.engine, where=where)
 
 
 def rebuild_command(path: Path, info: EngineInfo) -> str:

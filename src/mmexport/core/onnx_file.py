@@ -1,0 +1,91 @@
+"""The one ONNX reader: every user-given ``.onnx`` path is parsed here, with one set of errors.
+
+Faults and what they say (each an ``ArtifactError`` naming the file):
+``does not exist`` / ``is not a file``; ``cannot be parsed as ONNX (DecodeError: ...)``;
+``has no graph: an empty or damaged ONNX file`` (an empty file parses as an empty ModelProto);
+``refers to external data '...', which does not exist`` when its weights file is not beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmexport.core.errors import ArtifactError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import onnx
+
+NO_GRAPH = "has no graph: an empty or damaged ONNX file"
+
+
+def import_onnx(purpose: str = "reading ONNX files") -> object:
+    """The ``onnx`` module, or a MissingDependencyError naming the extra to install."""
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("onnx", "cpu", purpose) from None
+    return onnx
+
+
+def check_file(path: str | Path) -> Path:
+    """``path`` as a Path, refused (ArtifactError) when it is missing or not a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
+    return path
+
+
+def read_onnx(path: str | Path, *, external_data: bool = True, nodes: bool = False) -> onnx.ModelProto:
+    """Parse the ONNX file at ``path`` (with its external weights unless ``external_data`` is
+    False); ``nodes``: also refuse a graph without a single node."""
+    path = check_file(path)
+    import_onnx()
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ArtifactError(str(path), f"cannot be parsed as ONNX ({_describe(e)})") from e
+    if not model.HasField("graph") or (nodes and not model.graph.node):
+        raise ArtifactError(str(path), NO_GRAPH)
+    if external_data:
+        _load_external_data(model, path)
+    return model
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Read the weights an ONNX keeps beside it into ``model``; a missing or damaged file is named."""
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+
+    tensors = [t for t in graph_tensors(model.graph) if uses_external_data(t)]
+    for tensor in tensors:
+        location = ExternalDataInfo(tensor).location
+        if not (path.parent / location).is_file():
+            raise ArtifactError(str(path), f"refers to external data {location!r}, which does not exist")
+    if not tensors:
+        return
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as e:  # a truncated data file, a location outside the folder
+        location = ExternalDataInfo(tensors[0]).location
+        raise ArtifactError(
+            str(path.parent / location), f"cannot be read as {path.name}'s external data ({_describe(e)})"
+        ) from e
+
+
+def graph_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    """Every tensor of ``graph``: initializers, constant attributes, and those of subgraphs."""
+    found = list(graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            found += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                found += graph_tensors(sub)
+    return found
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    return f"{type(error).__name__}{': ' + first if first else ''}"

@@ -1,0 +1,85 @@
+"""``read_onnx``: one reader, one message per fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from mmexport.core.errors import ArtifactError
+from mmexport.core.onnx_file import NO_GRAPH, graph_tensors, read_onnx
+from runtime.onnx_models import tiny_graph, write_tiny
+
+
+def test_reads_a_model(tmp_path: Path) -> None:
+    model = read_onnx(write_tiny(tmp_path))
+    assert [i.name for i in model.graph.input] == ["image", "tokens"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "none.onnx", r"none\.onnx: does not exist"),
+        (lambda d: d, "is not a file"),
+    ],
+    ids=["missing", "folder"],
+)
+def test_missing_file_or_folder(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ArtifactError, match=message):
+        read_onnx(make(tmp_path))
+
+
+def test_garbage_is_not_parsed(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(ArtifactError, match=r"bad\.onnx: cannot be parsed as ONNX \(DecodeError"):
+        read_onnx(bad)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x12\x00"], ids=["empty", "no-graph"])
+def test_a_file_without_a_graph(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(content)
+    with pytest.raises(ArtifactError) as info:
+        read_onnx(path, external_data=False)
+    assert str(info.value) == f"{path}: {NO_GRAPH}"
+
+
+def test_nodes_refuses_a_graph_without_nodes(tmp_path: Path) -> None:
+    path = tmp_path / "hollow.onnx"
+    onnx.save(helper.make_model(helper.make_graph([], "hollow", [], [])), str(path))
+    assert not read_onnx(path).graph.node
+    with pytest.raises(ArtifactError, match="has no graph"):
+        read_onnx(path, nodes=True)
+
+
+def _external(folder: Path) -> Path:
+    model = tiny_graph()
+    model.graph.initializer.append(numpy_helper.from_array(np.arange(4, dtype=np.float32), "w"))
+    model.graph.node.append(helper.make_node("Identity", ["w"], ["w_out"]))
+    model.graph.output.append(helper.make_tensor_value_info("w_out", TensorProto.FLOAT, [4]))
+    path = folder / "model.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    return path
+
+
+def test_external_data_is_read_unless_asked_not_to(tmp_path: Path) -> None:
+    path = _external(tmp_path)
+    weights = {t.name: t for t in read_onnx(path).graph.initializer}
+    np.testing.assert_array_equal(numpy_helper.to_array(weights["w"]), np.arange(4, dtype=np.float32))
+    lazy = {t.name: t for t in read_onnx(path, external_data=False).graph.initializer}
+    assert not lazy["w"].raw_data
+    assert any(t.name == "w" for t in graph_tensors(read_onnx(path, external_data=False).graph))
+
+
+def test_missing_external_data_is_named(tmp_path: Path) -> None:
+    path = _external(tmp_path)
+    (tmp_path / "model.onnx.data").unlink()
+    with pytest.raises(
+        ArtifactError, match=r"refers to external data 'model\.onnx\.data', which does not exist"
+    ):
+        read_onnx(path)
+    read_onnx(path, external_data=False)  # the graph alone needs no weights
