@@ -12,7 +12,7 @@ TESTS = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_fp32_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny three-modality model (Conv, Embedding, GRU, Gemm) exported with a labelled output."""
     from mmexport.export import to_onnx
     from tiny_models import TINY_SPEC
