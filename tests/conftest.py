@@ -1,9 +1,9 @@
-"""Fixtures shared by every test folder: the tiny model's reference and spec file, and the
-built-in models exported once per test session.
+"""Fixtures shared by every test folder: the tiny model's reference and spec file, ``run_once``
+for what every worker would otherwise make again, and the built-in models exported once per run.
 
-``builtin_export(name)``, ``fusion_export`` and ``seed_export`` are read-only: many tests read
-and run the same files, so a test that modifies, moves or deletes one must copy it first
-(``shutil.copy`` the ONNX and its ``.json`` manifest into ``tmp_path``).
+What ``run_once`` makes (``builtin_export(name)``, ``fusion_export``, ``seed_export``, the split
+and precision exports) is read-only: many tests read and run the same files, so a test that
+modifies, moves or deletes one must copy it first (the ONNX and its ``.json`` manifest).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 from filelock import FileLock
@@ -26,6 +26,7 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
 TINY_FILE = TESTS / "tiny_models.py"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -44,36 +45,45 @@ def tiny_spec_file(tmp_path: Path) -> Path:
     return path
 
 
-def export_builtin_once(name: str, tmp_path_factory: pytest.TempPathFactory) -> ToOnnxResult:
-    """``to_onnx(name)`` with default settings, made once per run even across pytest-xdist workers:
-    the first worker exports under a file lock in the folder they share, the others read its result
-    (the recipe of pytest-xdist's docs, "Making session-scoped fixtures execute only once")."""
-    from mmexport.export import to_onnx
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the run's folder, above each worker's own
-    folder = root / f"builtin-{name}"
-    result_file = folder / "result.pickle"
-    with FileLock(str(root / f"builtin-{name}.lock")):
-        if result_file.is_file():
-            result: ToOnnxResult = pickle.loads(result_file.read_bytes())
-            return result
-        result = to_onnx(name, folder / f"{name}.onnx")
-        result_file.write_bytes(pickle.dumps(result))
-    return result
+class RunOnce(Protocol):
+    def __call__(self, key: str, make: Callable[[Path], T]) -> T: ...
 
 
 @pytest.fixture(scope="session")
-def builtin_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ToOnnxResult]:
+def run_once(tmp_path_factory: pytest.TempPathFactory) -> RunOnce:
+    """``run_once(key, make)``: ``make(folder)``'s result, made once per test run even across
+    pytest-xdist workers: the first worker to ask makes it under a file lock in the folder the
+    workers share and pickles it, the others unpickle it (the recipe of pytest-xdist's docs,
+    "Making session-scoped fixtures execute only once"). What ``make`` writes is read-only."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    made: dict[str, Any] = {}
+
+    def once(key: str, make: Callable[[Path], T]) -> T:
+        if key not in made:
+            folder, result_file = root / key, root / key / "result.pickle"
+            with FileLock(str(root / f"{key}.lock")):
+                if result_file.is_file():
+                    made[key] = pickle.loads(result_file.read_bytes())
+                else:
+                    folder.mkdir(exist_ok=True)
+                    made[key] = make(folder)
+                    result_file.write_bytes(pickle.dumps(made[key]))
+        result: T = made[key]
+        return result
+
+    return once
+
+
+@pytest.fixture(scope="session")
+def builtin_export(run_once: RunOnce) -> Callable[[str], ToOnnxResult]:
     """``builtin_export(name)``: the built-in model exported with default settings (dynamo, full
-    spec, default parity gate), once per test session. Read-only: copy the files before modifying."""
-    made: dict[str, ToOnnxResult] = {}
+    spec, default parity gate), once per test run. Read-only: copy the files before modifying."""
+    from mmexport.export import to_onnx
 
     def export(name: str) -> ToOnnxResult:
-        if name not in made:
-            made[name] = export_builtin_once(name, tmp_path_factory)
-        return made[name]
+        return run_once(f"builtin-{name}", lambda folder: to_onnx(name, folder / f"{name}.onnx"))
 
     return export
 

@@ -108,6 +108,7 @@ def test_without_tensorrt_the_engine_stage_says_why(monkeypatch: pytest.MonkeyPa
     assert "mmexport build model.int8.onnx --target jetson-orin" in status["reason"]
 
 
+@pytest.mark.slow
 def test_with_tensorrt_the_engine_stage_builds_both_engines(
     run: tuple[Result, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
