@@ -46,6 +46,8 @@ def tiny_spec_file(tmp_path: Path) -> Path:
 
 
 class RunOnce(Protocol):
+    """The type of the ``run_once`` fixture: ``run_once(key, make) -> make(folder)``, made once."""
+
     def __call__(self, key: str, make: Callable[[Path], T]) -> T: ...
 
 
