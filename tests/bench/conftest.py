@@ -13,12 +13,14 @@ FAST = BenchConfig(warmup_s=0.01, duration_s=0.05, min_iterations=5)
 
 @pytest.fixture(scope="package")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two copies of the tiny two-input ONNX graph (``a.onnx``, ``b.onnx``), each with its manifest."""
     folder = tmp_path_factory.mktemp("bench")
     return write_tiny(folder, "a.onnx"), write_tiny(folder, "b.onnx")
 
 
 @pytest.fixture(scope="package")
 def report(artifacts: tuple[Path, Path]) -> BenchReport:
+    """A short benchmark of ``artifacts`` (sweep, batches 1 and 4) that the render tests read."""
     return benchmark(list(artifacts), build_cases(sweep=True, batches=[1, 4]), FAST)
 
 

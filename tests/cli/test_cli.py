@@ -15,7 +15,7 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
+def tiny_cli_export(tmp_path_factory):
     from conftest import TINY_FILE
 
     out = tmp_path_factory.mktemp("cli") / "tiny.onnx"
@@ -24,15 +24,17 @@ def tiny_onnx(tmp_path_factory):
     return out, json.loads(result.stdout)
 
 
-def test_to_onnx_json_result(tiny_onnx):
-    out, data = tiny_onnx
+@pytest.mark.slow
+def test_to_onnx_json_result(tiny_cli_export):
+    out, data = tiny_cli_export
     assert data["path"] == str(out)
     assert data["parity"]["passed"] is True
     assert {r["point"] for r in data["parity"]["rows"]} >= {"opt", "min", "max"}
 
 
-def test_inspect_table_and_json(runner, tiny_onnx):
-    out, _ = tiny_onnx
+@pytest.mark.slow
+def test_inspect_table_and_json(runner, tiny_cli_export):
+    out, _ = tiny_cli_export
     table = runner.invoke(cli, ["inspect", str(out)])
     assert table.exit_code == 0
     assert "tokens" in table.output and "seq 1..12 (opt 5)" in table.output
@@ -45,8 +47,9 @@ def test_inspect_table_and_json(runner, tiny_onnx):
     assert data["ops"]["GRU"] == 1
 
 
-def test_inspect_reports_a_modified_file(runner, tiny_onnx, tmp_path):
-    out, _ = tiny_onnx
+@pytest.mark.slow
+def test_inspect_reports_a_modified_file(runner, tiny_cli_export, tmp_path):
+    out, _ = tiny_cli_export
     copy = tmp_path / "m.onnx"
     model = onnx.load(str(out))
     model.producer_name = "edited"
@@ -56,6 +59,7 @@ def test_inspect_reports_a_modified_file(runner, tiny_onnx, tmp_path):
     assert "DOES NOT MATCH" in result.output
 
 
+@pytest.mark.slow
 def test_parity_failure_prints_the_table_and_exits_non_zero(runner, tmp_path):
     from conftest import TINY_FILE
 
@@ -158,6 +162,7 @@ def test_output_that_is_a_folder_is_refused(runner, tmp_path):
     assert "is a directory" in result.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_export_leaves_nothing(runner, tmp_path, monkeypatch):
     from conftest import TINY_FILE
     from mmexport.export import stage
@@ -198,6 +203,7 @@ def test_interrupt_held_until_the_manifest_is_written_says_so(runner, tmp_path, 
     assert manifest is not None and manifest.sha256 == files.sha256_file(out)
 
 
+@pytest.mark.slow
 def test_json_errors_are_json_on_stdout(runner, tmp_path):
     from conftest import TINY_FILE
 

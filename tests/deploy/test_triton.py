@@ -24,7 +24,7 @@ from mmexport.core.manifest import manifest_path
 from mmexport.deploy.triton import triton_repository
 from mmexport.deploy.triton_artifacts import read_artifacts
 from mmexport.deploy.triton_model import TritonError, TritonOptions, make_model
-from mmexport.export import ParityConfig, to_onnx
+from mmexport.export.stage import ToOnnxResult
 from mmexport.models import get_builtin
 from mmexport.precision.stages import CalibrationConfig, Fp16Config, calibrate, to_fp16
 
@@ -47,9 +47,10 @@ EXPECTED_IO = {
 }
 
 
-def make_variants(name: str, folder: Path) -> dict[str, Path]:
-    """FP32 export (dynamo, the default exporter) and its FP16 / INT8 variants from two samples."""
-    fp32 = to_onnx(name, folder / f"{name}.onnx", parity=ParityConfig(random_points=0)).path
+def make_variants(fp32: Path, folder: Path) -> dict[str, Path]:
+    """A shared FP32 export (dynamo, the default exporter) and its FP16 / INT8 variants from two
+    samples, written to ``folder``."""
+    name = fp32.name.removesuffix(".onnx")
     fp16 = to_fp16(fp32, folder / f"{name}.fp16.onnx", config=Fp16Config(samples=2), eval_samples=0)
     int8 = calibrate(
         fp32,
@@ -61,8 +62,8 @@ def make_variants(name: str, folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def fusion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_variants("fusion", tmp_path_factory.mktemp("fusion"))
+def fusion(fusion_export: ToOnnxResult, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_variants(fusion_export.path, tmp_path_factory.mktemp("fusion"))
 
 
 def parse(text: str) -> Any:
@@ -89,6 +90,7 @@ def check_builtin_config(name: str, config: Any, precision: str) -> None:
     assert not config.HasField("optimization") and not config.cc_model_filenames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_fusion_configs_parse_with_tritons_schema(fusion: dict[str, Path], precision: str) -> None:
     model = make_model(read_artifacts([fusion[precision]]))
@@ -97,6 +99,7 @@ def test_fusion_configs_parse_with_tritons_schema(fusion: dict[str, Path], preci
     assert json_format.ParseDict(model.config.to_dict(), pb.ModelConfig()) == config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_repository_model_runs_with_feeds_shaped_by_its_config(
     fusion: dict[str, Path], precision: str, tmp_path: Path
@@ -134,6 +137,7 @@ def test_repository_model_runs_with_feeds_shaped_by_its_config(
     ("precision", "fp16", "mode"),
     [("fp32", False, "FP32"), ("fp32", True, "FP16"), ("fp16", False, "FP16"), ("int8", False, "INT8")],
 )
+@pytest.mark.slow
 def test_trt_accelerator_precision_follows_the_artifact(
     fusion: dict[str, Path], precision: str, fp16: bool, mode: str
 ) -> None:
@@ -144,6 +148,7 @@ def test_trt_accelerator_precision_follows_the_artifact(
     assert dict(accelerator.parameters) == {"precision_mode": mode, "max_workspace_size_bytes": str(2 << 30)}
 
 
+@pytest.mark.slow
 def test_fp16_io_model_declares_fp16_tensors(fusion: dict[str, Path], tmp_path: Path) -> None:
     """``mmexport fp16 --fp16-io``: the graph's FP16 inputs and outputs, not the spec's float32."""
     io16 = to_fp16(
@@ -157,11 +162,13 @@ def test_fp16_io_model_declares_fp16_tensors(fusion: dict[str, Path], tmp_path: 
     assert not any("in the graph (" in n for n in model.notes)  # the manifest's spec says float16 too
 
 
+@pytest.mark.slow
 def test_trt_accelerator_refuses_fp16_on_a_qdq_model(fusion: dict[str, Path]) -> None:
     with pytest.raises(TritonError, match=r"--fp16: .* Q/DQ INT8 model needs INT8"):
         make_model(read_artifacts([fusion["int8"]]), TritonOptions(trt_accelerator=True, fp16=True))
 
 
+@pytest.mark.slow
 def test_max_batch_instances_and_cpu_kind(fusion: dict[str, Path]) -> None:
     options = TritonOptions(max_batch=2, instances=3, kind="cpu", max_queue_delay_us=0, name="f")
     model = make_model(read_artifacts([fusion["fp32"]]), options)
@@ -176,6 +183,7 @@ def test_max_batch_instances_and_cpu_kind(fusion: dict[str, Path]) -> None:
     assert not parse(no_batcher.config.to_pbtxt()).HasField("dynamic_batching")
 
 
+@pytest.mark.slow
 def test_perf_analyzer_command_uses_the_spec_opt_shapes(fusion: dict[str, Path]) -> None:
     model = make_model(read_artifacts([fusion["fp16"]]))
     words = shlex.split(model.perf_analyzer)
@@ -187,6 +195,7 @@ def test_perf_analyzer_command_uses_the_spec_opt_shapes(fusion: dict[str, Path])
     assert any("input 'tokens' takes values in [1, 38)" in n for n in model.notes)
 
 
+@pytest.mark.slow
 def test_cli_json_summary(fusion: dict[str, Path], tmp_path: Path) -> None:
     repo = tmp_path / "models"
     args = [
@@ -221,6 +230,7 @@ def test_cli_json_summary(fusion: dict[str, Path], tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_cli_human_output_and_usage_errors(fusion: dict[str, Path], tmp_path: Path) -> None:
     repo = tmp_path / "models"
     result = CliRunner().invoke(cli, ["triton", str(fusion["fp32"]), "--repo", str(repo), "-q"])
@@ -237,8 +247,8 @@ def test_cli_human_output_and_usage_errors(fusion: dict[str, Path], tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_seed_configs_parse_with_tritons_schema(tmp_path: Path) -> None:
-    variants = make_variants("seed", tmp_path)
+def test_seed_configs_parse_with_tritons_schema(seed_export: ToOnnxResult, tmp_path: Path) -> None:
+    variants = make_variants(seed_export.path, tmp_path)
     for precision, path in variants.items():
         result = triton_repository([path], tmp_path / "repo")
         check_builtin_config("seed", parse((result.path / "config.pbtxt").read_text()), precision)

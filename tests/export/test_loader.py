@@ -52,6 +52,7 @@ def test_spec_that_does_not_fit_forward_is_refused(tiny_ref):
         load_model(tiny_ref, ModelSpec.from_dict(data))
 
 
+@pytest.mark.slow
 def test_a_module_instance_exports_from_python(tmp_path):
     from mmexport.core.spec import ModelSpec
     from mmexport.export import to_onnx

@@ -15,6 +15,7 @@ from tiny_models import TINY_SPEC
 QUICK = ParityConfig(random_points=0)
 
 
+@pytest.mark.slow
 def test_a_spec_wider_than_the_model_supports_is_named(tmp_path):
     with pytest.raises(ParityError) as info:
         to_onnx(f"{TINY_FILE}:short_text_only", tmp_path / "m.onnx", parity=QUICK)
@@ -24,6 +25,7 @@ def test_a_spec_wider_than_the_model_supports_is_named(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_notes_for_unranged_integers_and_unused_inputs(tmp_path):
     data = json.loads(json.dumps(TINY_SPEC))
     del data["inputs"][1]["range"]
@@ -34,6 +36,7 @@ def test_notes_for_unranged_integers_and_unused_inputs(tmp_path):
     assert any("input 'tokens' is not used by the model" in n for n in result.notes)
 
 
+@pytest.mark.slow
 def test_a_factory_file_imports_modules_beside_it(tmp_path):
     (tmp_path / "my_layers.py").write_text("from tiny_models import TinyFusion\n")
     (tmp_path / "net.py").write_text(
@@ -51,6 +54,7 @@ def test_a_failed_run_removes_the_folders_it_created(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_reexport_as_one_file_removes_stale_external_data(tmp_path):
     out = tmp_path / "m.onnx"
     (tmp_path / "m.onnx.data").write_bytes(b"old weights")
@@ -58,6 +62,7 @@ def test_reexport_as_one_file_removes_stale_external_data(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
 
 
+@pytest.mark.slow
 def test_a_manifest_with_a_broken_spec_names_the_file(tmp_path):
     out = tmp_path / "m.onnx"
     to_onnx(f"{TINY_FILE}:tiny", out, parity=QUICK)
@@ -68,6 +73,7 @@ def test_a_manifest_with_a_broken_spec_names_the_file(tmp_path):
         read_manifest(out)
 
 
+@pytest.mark.slow
 def test_staging_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
     import subprocess
     import sys

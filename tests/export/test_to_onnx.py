@@ -83,6 +83,7 @@ def test_parity_covers_corners_and_random_points(exported):
     assert all(r.passed and r.max_abs < 1e-4 for r in rows)
 
 
+@pytest.mark.slow
 def test_a_model_that_computes_something_else_when_exported_is_refused(tmp_path):
     from conftest import TINY_FILE
 
@@ -94,6 +95,7 @@ def test_a_model_that_computes_something_else_when_exported_is_refused(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_failed_export_keeps_the_previous_good_artifact(exported, tmp_path):
     from conftest import TINY_FILE
 
@@ -108,6 +110,7 @@ def test_failed_export_keeps_the_previous_good_artifact(exported, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
 
 
+@pytest.mark.slow
 def test_frozen_dim_is_named(tmp_path):
     from conftest import TINY_FILE
 
@@ -193,6 +196,7 @@ def test_exported_graph_runs_in_onnxruntime_at_unseen_shapes(exported):
     assert logits.shape == (3, 5) and np.isfinite(logits).all()
 
 
+@pytest.mark.slow
 def test_a_second_export_in_one_process_keeps_rnn_dims_dynamic(exported, tmp_path):
     from conftest import TINY_FILE
 
@@ -201,6 +205,7 @@ def test_a_second_export_in_one_process_keeps_rnn_dims_dynamic(exported, tmp_pat
     assert dim_values(again.path)["imu"] == ["batch", "steps", 6]
 
 
+@pytest.mark.slow
 def test_two_dims_the_model_needs_equal_are_named(tmp_path):
     from conftest import TINY_FILE
     from mmexport.core.spec import ModelSpec
@@ -235,6 +240,7 @@ def test_a_point_where_pytorch_itself_fails_fails_the_gate(exported):
     assert next(r for r in report.rows if r.point == "opt").passed
 
 
+@pytest.mark.slow
 def test_weights_past_the_single_file_limit_go_to_external_data(tmp_path, monkeypatch):
     from conftest import TINY_FILE
     from mmexport.export import onnx_export

@@ -7,7 +7,6 @@ import onnxruntime as ort
 import pytest
 
 from mmexport.core.manifest import read_manifest
-from mmexport.export import to_onnx
 from mmexport.export.onnx_export import dim_values
 from mmexport.export.parity import torch_outputs
 from mmexport.models import DEFAULT_MODEL, builtin_names, get_builtin
@@ -24,8 +23,8 @@ def corner_points(spec) -> list[dict[str, int]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", builtin_names())
-def test_builtin_exports_and_runs_at_every_corner(name, tmp_path):
-    result = to_onnx(name, tmp_path / f"{name}.onnx")
+def test_builtin_exports_and_runs_at_every_corner(name, builtin_export):
+    result = builtin_export(name)  # to_onnx(name) with default settings, shared by the session
     spec = get_builtin(name).spec
     assert result.parity.passed
     graph_dims = dim_values(result.path)

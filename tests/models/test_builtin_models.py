@@ -105,6 +105,7 @@ def test_seed_summary_is_the_last_valid_step(models: dict[str, torch.nn.Module])
     torch.testing.assert_close(picked[2], sequence[2, 0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODULES))
 def test_shipped_weights_are_accurate_at_opt_sizes(name: str, models: dict[str, torch.nn.Module]) -> None:
     module = MODULES[name]

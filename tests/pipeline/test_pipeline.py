@@ -42,6 +42,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Path]:
     return _pipeline(folder, "--json"), folder
 
 
+@pytest.mark.slow
 def test_report_folder_has_the_variants_and_the_report(run: tuple[Result, Path]) -> None:
     result, folder = run
     assert result.exit_code == 0, result.output
@@ -57,6 +58,7 @@ def test_report_folder_has_the_variants_and_the_report(run: tuple[Result, Path])
     assert "Environment:" in report and "method entropy; TensorRT calibration cache" in report
 
 
+@pytest.mark.slow
 def test_report_json_is_printed_and_written(run: tuple[Result, Path]) -> None:
     result, folder = run
     printed: dict[str, Any] = json.loads(result.stdout)
@@ -71,6 +73,7 @@ def test_report_json_is_printed_and_written(run: tuple[Result, Path]) -> None:
     assert set(written["seconds"]) >= {"export", "fp16", "int8", "accuracy", "bench", "total"}
 
 
+@pytest.mark.slow
 def test_skipped_engine_and_random_data_are_said(run: tuple[Result, Path]) -> None:
     result, folder = run
     report = (folder / "report.md").read_text()
@@ -105,6 +108,7 @@ def test_without_tensorrt_the_engine_stage_says_why(monkeypatch: pytest.MonkeyPa
     assert "mmexport build model.int8.onnx --target jetson-orin" in status["reason"]
 
 
+@pytest.mark.slow
 def test_with_tensorrt_the_engine_stage_builds_both_engines(
     run: tuple[Result, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,6 +184,7 @@ def test_user_model_without_spec_checks_the_data_path_exists(tmp_path: Path) -> 
         check_data(PipelineConfig(model="my_model.py:build", data=str(tmp_path / "feeds.py:make")))
 
 
+@pytest.mark.slow
 def test_a_failing_plot_becomes_a_note(run: tuple[Result, Path], tmp_path: Path) -> None:
     """matplotlib 3.8 raised TypeError on tick_labels; the report must be written anyway."""
     from types import SimpleNamespace
@@ -199,6 +204,7 @@ def test_a_failing_plot_becomes_a_note(run: tuple[Result, Path], tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_accuracy_note_says_the_sample_count_once(run: tuple[Result, Path]) -> None:
     _, folder = run
     report = (folder / "report.md").read_text()

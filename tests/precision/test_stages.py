@@ -70,12 +70,12 @@ def write_sample_folders(path: Path, count: int) -> Path:
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_calibrate_from_npz_writes_qdq_cache_and_manifest(
-    tiny_onnx: Path, tmp_path: Path, method: str
+    tiny_fp32_onnx: Path, tmp_path: Path, method: str
 ) -> None:
     data = write_npz(tmp_path / "calib", tiny_feeds(6))
     out = tmp_path / "out" / "tiny.int8.onnx"
     config = CalibrationConfig(method=method, samples=12, batch_size=2, sensitivity=False)
-    result = calibrate(tiny_onnx, out, data=data, config=config, eval_data=str(data))
+    result = calibrate(tiny_fp32_onnx, out, data=data, config=config, eval_data=str(data))
     assert result.path == out and model_precision(onnx.load(str(out))) == "int8-qdq"
     manifest = read_manifest(out)
     assert manifest is not None and manifest.precision == "int8"
@@ -92,17 +92,17 @@ def test_calibrate_from_npz_writes_qdq_cache_and_manifest(
     assert head == f"TRT-100300-{expected_head}"
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer}
     assert float(inits["image_scale"]) == pytest.approx(scales["image"], rel=1e-6)
-    stats, _ = collect_stats(tiny_onnx, [np.load(p) for p in sorted(data.glob("*.npz"))])
+    stats, _ = collect_stats(tiny_fp32_onnx, [np.load(p) for p in sorted(data.glob("*.npz"))])
     if method == "minmax":
         assert scales["image"] == pytest.approx(stats["image"].amax / 127, rel=1e-6)
 
 
-def test_calibrate_from_sample_folders_and_python_iterables(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_calibrate_from_sample_folders_and_python_iterables(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     folder = write_sample_folders(tmp_path / "samples", 6)
-    a = calibrate(tiny_onnx, tmp_path / "a.onnx", data=folder, config=FAST, eval_data=folder)
+    a = calibrate(tiny_fp32_onnx, tmp_path / "a.onnx", data=folder, config=FAST, eval_data=folder)
     assert a.accuracy.samples == 6 and a.accuracy.labelled
     feeds = tiny_feeds(4)
-    b = calibrate(tiny_onnx, tmp_path / "b.onnx", data=feeds, config=FAST, eval_data=feeds)
+    b = calibrate(tiny_fp32_onnx, tmp_path / "b.onnx", data=feeds, config=FAST, eval_data=feeds)
     assert b.accuracy.samples == 8 and not b.accuracy.labelled
     assert b.accuracy.variants[1].accuracy is None and b.accuracy.variants[1].agreement() is not None
     manifests = [read_manifest(tmp_path / n) for n in ("a.onnx", "b.onnx")]
@@ -110,7 +110,7 @@ def test_calibrate_from_sample_folders_and_python_iterables(tiny_onnx: Path, tmp
     assert len(hashes) == 2
 
 
-def test_calibrate_from_make_feeds_file(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_calibrate_from_make_feeds_file(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     source = tmp_path / "feeds_factory.py"
     source.write_text(
         "import numpy as np\n"
@@ -121,42 +121,42 @@ def test_calibrate_from_make_feeds_file(tiny_onnx: Path, tmp_path: Path) -> None
         "               'tokens': rng.integers(0, 20, size=(2, 4)),\n"
         "               'imu': rng.normal(size=(2, 5, 6)).astype(np.float32)}\n"
     )
-    result = calibrate(tiny_onnx, tmp_path / "m.onnx", data=f"{source}:make_feeds", config=FAST)
+    result = calibrate(tiny_fp32_onnx, tmp_path / "m.onnx", data=f"{source}:make_feeds", config=FAST)
     assert result.samples == 6
 
 
-def test_bad_data_names_sample_and_input_and_writes_nothing(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_bad_data_names_sample_and_input_and_writes_nothing(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     feeds = tiny_feeds(3)
     feeds[1]["depth"] = np.zeros((2, 1), dtype=np.float32)
     data = write_npz(tmp_path / "bad", feeds)
     out = tmp_path / "out" / "x.onnx"
     with pytest.raises(DataError, match="depth") as info:
-        calibrate(tiny_onnx, out, data=data, config=FAST)
+        calibrate(tiny_fp32_onnx, out, data=data, config=FAST)
     assert "batch001" in str(info.value)
     assert not (tmp_path / "out").exists()
     too_long = tiny_feeds(1)
     too_long[0]["tokens"] = np.zeros((2, 13), dtype=np.int64)  # seq max is 12
     with pytest.raises(DataError, match="tokens"):
-        calibrate(tiny_onnx, out, data=too_long, config=FAST)
+        calibrate(tiny_fp32_onnx, out, data=too_long, config=FAST)
     assert not (tmp_path / "out").exists()
 
 
-def test_calibrate_refuses_inputs_that_are_not_fp32_artifacts(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_calibrate_refuses_inputs_that_are_not_fp32_artifacts(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     bare = tmp_path / "bare.onnx"
-    shutil.copy(tiny_onnx, bare)
+    shutil.copy(tiny_fp32_onnx, bare)
     with pytest.raises(ArtifactError, match="no manifest"):
         calibrate(bare, tmp_path / "x.onnx", config=FAST)
-    int8 = calibrate(tiny_onnx, tmp_path / "q.onnx", data=tiny_feeds(2), config=FAST).path
+    int8 = calibrate(tiny_fp32_onnx, tmp_path / "q.onnx", data=tiny_feeds(2), config=FAST).path
     with pytest.raises(ArtifactError, match="is int8-qdq; this step needs the fp32 model"):
         calibrate(int8, tmp_path / "qq.onnx", config=FAST)
     with pytest.raises(ArtifactError, match="does not exist"):
         to_fp16(tmp_path / "missing.onnx", tmp_path / "y.onnx")
 
 
-def test_sensitivity_and_budget(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_sensitivity_and_budget(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     feeds = tiny_feeds(4)
     config = CalibrationConfig(samples=8, batch_size=2, sensitivity=True, max_accuracy_drop=100.0)
-    result = calibrate(tiny_onnx, tmp_path / "s.onnx", data=feeds, config=config, eval_data=feeds)
+    result = calibrate(tiny_fp32_onnx, tmp_path / "s.onnx", data=feeds, config=config, eval_data=feeds)
     branches = {c.branch for c in result.sensitivity if c.nodes}
     assert branches == {"image", "fusion"}
     # the embedding and the GRU have no Conv/MatMul/Gemm: listed, with nothing to quantize
@@ -169,10 +169,14 @@ def test_sensitivity_and_budget(tiny_onnx: Path, tmp_path: Path) -> None:
     assert {row["branch"] for row in manifest.validation.sensitivity} == branches | {"text", "sensor"}
 
 
-def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "tiny.fp16.onnx"
     result = to_fp16(
-        tiny_onnx, out, config=Fp16Config(keep_fp32=("Gemm",)), data=tiny_feeds(3), eval_data=tiny_feeds(3)
+        tiny_fp32_onnx,
+        out,
+        config=Fp16Config(keep_fp32=("Gemm",)),
+        data=tiny_feeds(3),
+        eval_data=tiny_feeds(3),
     )
     model = onnx.load(str(out))
     assert model_precision(model) == "fp16"
@@ -183,19 +187,21 @@ def test_fp16_keeps_patterns_and_checks_against_fp32(tiny_onnx: Path, tmp_path: 
     assert manifest is not None and manifest.precision == "fp16"
     assert [i.dtype for i in manifest.spec.inputs] == ["float32", "int64", "float32"]  # FP32 I/O
     assert manifest.validation.fp16_check["variants"][1]["outputs"][0]["cosine_min"] > 0.99
-    io16 = to_fp16(tiny_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True), data=tiny_feeds(2))
+    io16 = to_fp16(
+        tiny_fp32_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True), data=tiny_feeds(2)
+    )
     first = onnx.load(str(io16.path)).graph.input[0]
     assert first.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
 
 
-def test_fp16_io_manifest_says_float16_and_the_runtime_runs_it(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_fp16_io_manifest_says_float16_and_the_runtime_runs_it(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     """--fp16-io: the manifest's spec says float16 where the graph takes float16, so the runtime
     opens the file (it refused it: float32 in the manifest, float16 in the graph)."""
     from mmexport.core.errors import InputError
     from mmexport.runtime import Session
 
     out = to_fp16(
-        tiny_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True, samples=4), eval_samples=0
+        tiny_fp32_onnx, tmp_path / "io16.onnx", config=Fp16Config(fp16_io=True, samples=4), eval_samples=0
     ).path
     manifest = read_manifest(out)
     assert manifest is not None
@@ -210,31 +216,31 @@ def test_fp16_io_manifest_says_float16_and_the_runtime_runs_it(tiny_onnx: Path, 
         "tokens": "int64",
         "imu": "float16",
     }
-    source = read_manifest(tiny_onnx)
+    source = read_manifest(tiny_fp32_onnx)
     assert source is not None and manifest.spec.dims == source.spec.dims
     assert [i.shape for i in manifest.spec.inputs] == [i.shape for i in source.spec.inputs]
 
     feed32 = tiny_feeds(1)[0]
     feed16 = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in feed32.items()}
     logits = Session(out).run(feed16)["logits"]
-    reference = Session(tiny_onnx).run(feed32)["logits"]
+    reference = Session(tiny_fp32_onnx).run(feed32)["logits"]
     assert logits.dtype == np.float16 and logits.shape == reference.shape
     np.testing.assert_allclose(logits.astype(np.float32), reference, atol=0.02)
     # float32 -> float16 could change values: the runtime's dtype rules refuse it, naming the input
     with pytest.raises(InputError, match="input 'image': dtype must be float16, got float32"):
         Session(out).run(feed32)
     # still a variant of its FP32 source for `accuracy` (which feeds both the same data)
-    report = accuracy([tiny_onnx, out], data=tiny_feeds(2), samples=4)
+    report = accuracy([tiny_fp32_onnx, out], data=tiny_feeds(2), samples=4)
     assert [v.precision for v in report.variants] == ["fp32", "fp16"]
     assert report.variants[1].worst_cosine() > 0.99
 
 
-def test_accuracy_refuses_a_model_with_another_spec(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_accuracy_refuses_a_model_with_another_spec(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     from onnx import helper
 
     other = write_vector_model(tmp_path / "other.onnx", [helper.make_node("Relu", ["x"], ["y"])], [])
     with pytest.raises(MmexportError, match=r"other\.onnx has a different spec than .*tiny\.onnx"):
-        accuracy([tiny_onnx, other], samples=2)
+        accuracy([tiny_fp32_onnx, other], samples=2)
 
 
 def test_fp16_refuses_a_model_that_loses_precision(tmp_path: Path) -> None:
@@ -257,11 +263,11 @@ def test_fp16_refuses_a_model_that_loses_precision(tmp_path: Path) -> None:
     assert kept.path.exists()
 
 
-def test_accuracy_compares_variants_on_one_source(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_accuracy_compares_variants_on_one_source(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     data = write_npz(tmp_path / "eval", tiny_feeds(3, seed=5))
-    int8 = calibrate(tiny_onnx, tmp_path / "t.int8.onnx", data=tiny_feeds(3), config=FAST).path
-    fp16 = to_fp16(tiny_onnx, tmp_path / "t.fp16.onnx", data=tiny_feeds(2)).path
-    report = accuracy([tiny_onnx, fp16, int8], data=data)
+    int8 = calibrate(tiny_fp32_onnx, tmp_path / "t.int8.onnx", data=tiny_feeds(3), config=FAST).path
+    fp16 = to_fp16(tiny_fp32_onnx, tmp_path / "t.fp16.onnx", data=tiny_feeds(2)).path
+    report = accuracy([tiny_fp32_onnx, fp16, int8], data=data)
     assert [v.precision for v in report.variants] == ["fp32", "fp16", "int8"]
     assert report.samples == 6 and report.labelled
     as_dict = json.loads(report.to_json())
@@ -271,21 +277,21 @@ def test_accuracy_compares_variants_on_one_source(tiny_onnx: Path, tmp_path: Pat
     assert "| t.int8.onnx | int8 |" in markdown
 
 
-def test_no_evaluation_when_asked(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_no_evaluation_when_asked(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     feeds = tiny_feeds(2)
-    int8 = calibrate(tiny_onnx, tmp_path / "q.onnx", data=feeds, config=FAST, eval_samples=0)
-    fp16 = to_fp16(tiny_onnx, tmp_path / "h.onnx", data=feeds, eval_samples=0)
+    int8 = calibrate(tiny_fp32_onnx, tmp_path / "q.onnx", data=feeds, config=FAST, eval_samples=0)
+    fp16 = to_fp16(tiny_fp32_onnx, tmp_path / "h.onnx", data=feeds, eval_samples=0)
     assert int8.accuracy is None and fp16.accuracy is None
     for path in (int8.path, fp16.path):
         manifest = read_manifest(path)
         assert manifest is not None and manifest.validation.accuracy is None
     budget = CalibrationConfig(samples=4, sensitivity=False, max_accuracy_drop=1.0)
     with pytest.raises(MmexportError, match="needs evaluation samples"):
-        calibrate(tiny_onnx, tmp_path / "b.onnx", data=feeds, config=budget, eval_samples=0)
+        calibrate(tiny_fp32_onnx, tmp_path / "b.onnx", data=feeds, config=budget, eval_samples=0)
 
 
-def test_calibrating_without_data_says_it_used_random_feeds(tiny_onnx: Path, tmp_path: Path) -> None:
-    result = calibrate(tiny_onnx, tmp_path / "r.onnx", config=FAST, eval_samples=0)
+def test_calibrating_without_data_says_it_used_random_feeds(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
+    result = calibrate(tiny_fp32_onnx, tmp_path / "r.onnx", config=FAST, eval_samples=0)
     assert any("random feeds from the spec" in note for note in result.notes)
 
 
@@ -312,35 +318,35 @@ def test_fp16_keeps_readers_of_out_of_range_values_in_fp32(tmp_path: Path) -> No
     np.testing.assert_allclose(out, np.maximum(feeds[0]["x"], 0), rtol=1e-2, atol=1e-3)
 
 
-def test_data_outside_the_spec_values_is_refused_by_sample(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_data_outside_the_spec_values_is_refused_by_sample(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     feeds = tiny_feeds(2)
     feeds[1]["tokens"][0, 0] = 1000  # the spec's range is [0, 20)
     with pytest.raises(DataError, match=r"input 'tokens': values must be in \[0, 20\)"):
-        calibrate(tiny_onnx, tmp_path / "t.onnx", data=feeds, config=FAST, eval_samples=0)
+        calibrate(tiny_fp32_onnx, tmp_path / "t.onnx", data=feeds, config=FAST, eval_samples=0)
     feeds = tiny_feeds(2)
     feeds[0]["image"][0, 0, 0, 0] = np.nan
     with pytest.raises(DataError, match="input 'image': holds 1 NaN or infinite"):
-        to_fp16(tiny_onnx, tmp_path / "n.onnx", data=feeds, eval_samples=0)
+        to_fp16(tiny_fp32_onnx, tmp_path / "n.onnx", data=feeds, eval_samples=0)
     assert not list(tmp_path.glob("*.onnx"))
 
 
-def test_outputs_that_would_lose_the_source_are_refused_first(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_outputs_that_would_lose_the_source_are_refused_first(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="is the input model"):
-        to_fp16(tiny_onnx, tiny_onnx, data=tiny_feeds(1))
+        to_fp16(tiny_fp32_onnx, tiny_fp32_onnx, data=tiny_feeds(1))
     with pytest.raises(ArtifactError, match=r"must end in \.onnx"):
-        calibrate(tiny_onnx, tmp_path / "x.calib", data=tiny_feeds(1), config=FAST)
+        calibrate(tiny_fp32_onnx, tmp_path / "x.calib", data=tiny_feeds(1), config=FAST)
     with pytest.raises(MmexportError, match="TensorRT version must look like"):
         CalibrationConfig(trt_version="10.-3")
     assert not list(tmp_path.iterdir())
 
 
-def test_budget_needs_something_to_measure(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_budget_needs_something_to_measure(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     from mmexport.core.manifest import Manifest
 
-    manifest = read_manifest(tiny_onnx)
+    manifest = read_manifest(tiny_fp32_onnx)
     assert manifest is not None
     unlabelled = tmp_path / "unlabelled.onnx"
-    shutil.copy(tiny_onnx, unlabelled)
+    shutil.copy(tiny_fp32_onnx, unlabelled)
     data = manifest.to_dict()["spec"]
     data["outputs"] = ["logits"]  # no class labels: no top-1 agreement to budget on
     from mmexport.core.spec import ModelSpec
@@ -358,10 +364,10 @@ def test_budget_needs_something_to_measure(tiny_onnx: Path, tmp_path: Path) -> N
         calibrate(unlabelled, tmp_path / "u.int8.onnx", data=feeds, config=config, eval_data=feeds)
 
 
-def test_random_spec_feeds_follow_samples_and_keep_splits_apart(tiny_onnx: Path) -> None:
+def test_random_spec_feeds_follow_samples_and_keep_splits_apart(tiny_fp32_onnx: Path) -> None:
     from mmexport.precision.common import SpecFeeds, load_source_model, open_data
 
-    source = load_source_model(tiny_onnx)
+    source = load_source_model(tiny_fp32_onnx)
     calib = open_data(None, source, split="calibration", samples=9, batch_size=8)
     evaluation = open_data(None, source, split="evaluation", samples=9, batch_size=8)
     assert isinstance(calib, SpecFeeds) and isinstance(evaluation, SpecFeeds)
@@ -382,9 +388,11 @@ def test_fp16_says_when_the_fp32_model_itself_gives_nan(tmp_path: Path) -> None:
     assert not (tmp_path / "log.fp16.onnx").exists()
 
 
-def test_user_models_are_evaluated_on_their_data_when_no_eval_data(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_user_models_are_evaluated_on_their_data_when_no_eval_data(
+    tiny_fp32_onnx: Path, tmp_path: Path
+) -> None:
     data = write_npz(tmp_path / "calib", tiny_feeds(3))
-    result = calibrate(tiny_onnx, tmp_path / "e.int8.onnx", data=data, config=FAST)
+    result = calibrate(tiny_fp32_onnx, tmp_path / "e.int8.onnx", data=data, config=FAST)
     assert result.accuracy is not None and result.accuracy.labelled  # the npz labels, not random feeds
     assert any("evaluated on the --data samples" in note for note in result.notes)
 

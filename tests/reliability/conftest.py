@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from reliability import budget
 from runtime.onnx_models import write_tiny
+
+if TYPE_CHECKING:
+    from mmexport.export.stage import ToOnnxResult
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,23 +35,18 @@ def _write_stats() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_graph_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny two-input ONNX (onnx.helper, milliseconds) with its manifest."""
     return write_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx_bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_graph_no_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same graph without a manifest: the spec comes from the graph, dims are unbounded."""
     return write_tiny(tmp_path_factory.mktemp("bare"), manifest=False)
 
 
 @pytest.fixture(scope="session")
-def default_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default built-in model exported to ONNX (about 15 s; the full run only asks for it)."""
-    from mmexport.export.parity import ParityConfig
-    from mmexport.export.stage import to_onnx
-
-    path = tmp_path_factory.mktemp("default") / "model.onnx"
-    to_onnx(None, path, parity=ParityConfig(random_points=0))
-    return path
+def default_onnx(fusion_export: ToOnnxResult) -> Path:
+    """The default built-in model exported to ONNX (shared, read-only; the full run only asks for it)."""
+    return fusion_export.path

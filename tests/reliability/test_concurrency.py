@@ -59,8 +59,8 @@ def call(session: Session, feed: dict[str, np.ndarray]) -> np.ndarray | str:
         return str(e)
 
 
-def test_threads_match_serial_with_errors_and_casts_mixed_in(tiny_onnx: Path) -> None:
-    session = Session(tiny_onnx)
+def test_threads_match_serial_with_errors_and_casts_mixed_in(tiny_graph_onnx: Path) -> None:
+    session = Session(tiny_graph_onnx)
     inputs = mixed_feeds(400 if budget.FULL else 120)
     serial = [call(session, f) for f in inputs]
     start = threading.Barrier(THREADS)
@@ -104,9 +104,9 @@ SOAKED = ["tiny"] + (["fusion, the default model"] if budget.FULL else [])
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="current RSS is read from /proc")
 @pytest.mark.parametrize("name", SOAKED)
-def test_soak_memory_does_not_grow(name: str, tiny_onnx: Path, request: pytest.FixtureRequest) -> None:
+def test_soak_memory_does_not_grow(name: str, tiny_graph_onnx: Path, request: pytest.FixtureRequest) -> None:
     if name == "tiny":
-        session = Session(tiny_onnx)
+        session = Session(tiny_graph_onnx)
         inputs = mixed_feeds(50)
     else:
         session = Session(request.getfixturevalue("default_onnx"))

@@ -51,8 +51,10 @@ def loaders(path: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
-def test_damaged_onnx_is_an_artifact_error_everywhere(tiny_onnx: Path, tmp_path: Path, damage: str) -> None:
-    path = copy_of(tiny_onnx, tmp_path)
+def test_damaged_onnx_is_an_artifact_error_everywhere(
+    tiny_graph_onnx: Path, tmp_path: Path, damage: str
+) -> None:
+    path = copy_of(tiny_graph_onnx, tmp_path)
     DAMAGES[damage](path)
     for name, load in loaders(path).items():
         if damage == "bit-flip" and name == "Session":  # see test_any_bit_flip_is_caught_by_sha256...
@@ -64,9 +66,9 @@ def test_damaged_onnx_is_an_artifact_error_everywhere(tiny_onnx: Path, tmp_path:
 
 @pytest.mark.parametrize("damage", MANIFEST_DAMAGES)
 def test_damaged_manifest_is_an_artifact_error_everywhere(
-    tiny_onnx: Path, tmp_path: Path, damage: str
+    tiny_graph_onnx: Path, tmp_path: Path, damage: str
 ) -> None:
-    path = copy_of(tiny_onnx, tmp_path)
+    path = copy_of(tiny_graph_onnx, tmp_path)
     DAMAGES[damage](Path(f"{path}.json"))
     for name, load in loaders(path).items():
         if damage == "bit-flip":  # may still be valid JSON with a valid spec: then only sha256 can tell
@@ -85,12 +87,12 @@ def test_damaged_manifest_is_an_artifact_error_everywhere(
 @budget.FUZZ
 @given(position=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
 def test_any_bit_flip_is_caught_by_sha256_and_never_crashes(
-    tiny_onnx: Path, position: float, bit: int
+    tiny_graph_onnx: Path, position: float, bit: int
 ) -> None:
     """Default Session: loads (a flipped weight can still parse: only the hash can tell) or one clear
     error. verify_sha256=True and the stages (which hash the file anyway) always refuse."""
-    folder = tiny_onnx.parent / f"flip-{position}-{bit}"
-    path = copy_of(tiny_onnx, folder)
+    folder = tiny_graph_onnx.parent / f"flip-{position}-{bit}"
+    path = copy_of(tiny_graph_onnx, folder)
     flip_bit(path, position, bit)
     printed = io.StringIO()
     try:
@@ -109,10 +111,10 @@ def test_any_bit_flip_is_caught_by_sha256_and_never_crashes(
         shutil.rmtree(folder)
 
 
-def test_a_manifest_whose_sha256_does_not_match(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_a_manifest_whose_sha256_does_not_match(tiny_graph_onnx: Path, tmp_path: Path) -> None:
     """By default Session does not hash the file (it would read all of it on every load): the manifest
     is trusted. verify_sha256=True refuses, and so do the stages, which hash their input anyway."""
-    path = copy_of(tiny_onnx, tmp_path)
+    path = copy_of(tiny_graph_onnx, tmp_path)
     data = json.loads(Path(f"{path}.json").read_text())
     data["sha256"] = "0" * 64
     Path(f"{path}.json").write_text(json.dumps(data))
@@ -205,8 +207,10 @@ def test_an_engine_manifest_from_a_newer_mmexport(tmp_path: Path, fake_trt, fake
 
 
 @pytest.mark.parametrize("damage", ["truncated-half", "empty", "folder"])
-def test_damaged_files_on_the_command_line_are_one_line(tiny_onnx: Path, tmp_path: Path, damage: str) -> None:
-    path = copy_of(tiny_onnx, tmp_path / "m")
+def test_damaged_files_on_the_command_line_are_one_line(
+    tiny_graph_onnx: Path, tmp_path: Path, damage: str
+) -> None:
+    path = copy_of(tiny_graph_onnx, tmp_path / "m")
     DAMAGES[damage](path)
     np.savez(tmp_path / "feeds.npz", **feeds())
     for args in (
@@ -223,12 +227,12 @@ def test_damaged_files_on_the_command_line_are_one_line(tiny_onnx: Path, tmp_pat
         budget.record(f"damaged onnx on the command line/{damage}", f"{args[0]}: exit {result.exit_code}")
 
 
-def test_newer_manifest_reads_as_upgrade_hint(tiny_onnx: Path, tmp_path: Path) -> None:
-    path = copy_of(tiny_onnx, tmp_path)
+def test_newer_manifest_reads_as_upgrade_hint(tiny_graph_onnx: Path, tmp_path: Path) -> None:
+    path = copy_of(tiny_graph_onnx, tmp_path)
     data = json.loads(Path(f"{path}.json").read_text())
     data["format_version"] = 2
     Path(f"{path}.json").write_text(json.dumps(data))
     for load in loaders(path).values():
         with pytest.raises(ArtifactError, match="upgrade mmexport"):
             load()  # type: ignore[operator]
-    assert read_manifest(tiny_onnx) is not None
+    assert read_manifest(tiny_graph_onnx) is not None

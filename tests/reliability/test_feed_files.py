@@ -65,12 +65,12 @@ def test_real_arrays_still_read(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got["tokens"], feed["tokens"])
 
 
-def test_lying_files_on_the_command_line_are_one_line(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_lying_files_on_the_command_line_are_one_line(tiny_graph_onnx: Path, tmp_path: Path) -> None:
     for args in (
         ["-i", f"image={lying_npy(tmp_path / 'a.npy')}"],
         ["-i", str(lying_npz(tmp_path / "b.npz"))],
     ):
-        result = CliRunner().invoke(cli, ["run", str(tiny_onnx), *args])
+        result = CliRunner().invoke(cli, ["run", str(tiny_graph_onnx), *args])
         assert (result.exit_code == 1 and result.exception is None) or isinstance(
             result.exception, SystemExit
         )

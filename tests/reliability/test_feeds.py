@@ -21,18 +21,18 @@ from runtime.onnx_models import feeds
 HUGE = (8, 3, 10**6, 10**6)  # 48 TB as float16: only a broadcast view of one element can have it
 
 
-def test_a_huge_feed_that_needs_a_cast_is_refused_before_the_cast_allocates(tiny_onnx: Path) -> None:
+def test_a_huge_feed_that_needs_a_cast_is_refused_before_the_cast_allocates(tiny_graph_onnx: Path) -> None:
     image = np.broadcast_to(np.float16(1), HUGE)
     # batch 8 is in range, height is not: the shape is checked before float16 -> float32
     message = r"input 'image': dim 'height' \(axis 2\) must be in \[4, 16\], got 1000000"
     with pytest.raises(InputError, match=message):
-        Session(tiny_onnx).run({"image": image, "tokens": feeds(batch=8)["tokens"]})
+        Session(tiny_graph_onnx).run({"image": image, "tokens": feeds(batch=8)["tokens"]})
 
 
-def test_a_feed_larger_than_memory_is_refused_without_a_manifest(tiny_onnx_bare: Path) -> None:
+def test_a_feed_larger_than_memory_is_refused_without_a_manifest(tiny_graph_no_manifest: Path) -> None:
     """Without a manifest dims are unbounded: the size itself is the limit, checked before onnxruntime
     makes the broadcast view contiguous."""
-    session = Session(tiny_onnx_bare)
+    session = Session(tiny_graph_no_manifest)
     tokens = feeds(batch=8)["tokens"]
     for image in (np.broadcast_to(np.float32(1), HUGE), np.broadcast_to(np.float16(1), HUGE)):
         with pytest.raises(InputError, match=r"input 'image': .* more than this machine's memory") as info:
@@ -40,10 +40,10 @@ def test_a_feed_larger_than_memory_is_refused_without_a_manifest(tiny_onnx_bare:
         assert info.value.input == "image"
 
 
-def test_onnxruntime_failures_on_unchecked_feeds_are_backend_errors(tiny_onnx_bare: Path) -> None:
+def test_onnxruntime_failures_on_unchecked_feeds_are_backend_errors(tiny_graph_no_manifest: Path) -> None:
     """The runner's own guard, for what validation cannot foresee: onnxruntime raises a plain
     RuntimeError when it cannot allocate an input."""
-    backend = Session(tiny_onnx_bare)._backend
+    backend = Session(tiny_graph_no_manifest)._backend
     huge = {"image": np.broadcast_to(np.float32(1), HUGE), "tokens": feeds(batch=8)["tokens"]}
     with pytest.raises(BackendError, match="onnxruntime: inference failed"):
         backend.run(huge)
@@ -68,18 +68,18 @@ class _Shifting(Mapping[str, np.ndarray]):
         return len(self.first)
 
 
-def test_a_mapping_is_read_once_and_what_was_checked_runs(tiny_onnx: Path) -> None:
-    session = Session(tiny_onnx)
+def test_a_mapping_is_read_once_and_what_was_checked_runs(tiny_graph_onnx: Path) -> None:
+    session = Session(tiny_graph_onnx)
     feed = feeds()
     expected = session.run(feed)["logits"]
     np.testing.assert_array_equal(session.run(_Shifting(feed))["logits"], expected)
 
 
-def test_masked_arrays_are_refused_since_the_mask_would_be_ignored(tiny_onnx: Path) -> None:
+def test_masked_arrays_are_refused_since_the_mask_would_be_ignored(tiny_graph_onnx: Path) -> None:
     feed = feeds()
     image = np.ma.masked_greater(feed["image"], 0.5)
     with pytest.raises(InputError, match=r"input 'image': .*masked array") as info:
-        Session(tiny_onnx).run({**feed, "image": image})
+        Session(tiny_graph_onnx).run({**feed, "image": image})
     assert info.value.input == "image"
 
 
@@ -106,9 +106,11 @@ TARGETS = ["tiny", "tiny without manifest"] + (["fusion, the default model"] if 
 
 
 @pytest.fixture(scope="module")
-def targets(tiny_onnx: Path, tiny_onnx_bare: Path, request: pytest.FixtureRequest) -> dict[str, Target]:
-    opened = {"tiny": Target.open("feeds/tiny", tiny_onnx)}
-    opened["tiny without manifest"] = Target.open("feeds/tiny without manifest", tiny_onnx_bare)
+def targets(
+    tiny_graph_onnx: Path, tiny_graph_no_manifest: Path, request: pytest.FixtureRequest
+) -> dict[str, Target]:
+    opened = {"tiny": Target.open("feeds/tiny", tiny_graph_onnx)}
+    opened["tiny without manifest"] = Target.open("feeds/tiny without manifest", tiny_graph_no_manifest)
     if budget.FULL:
         path = request.getfixturevalue("default_onnx")
         opened["fusion, the default model"] = Target.open("feeds/fusion, the default model", path)

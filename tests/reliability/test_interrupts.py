@@ -17,6 +17,8 @@ from reliability import budget
 from reliability.kills import POINTS, TINY_FILE, Command, interrupt, leftovers, make_shim, run, state
 from trt.test_build import SPEC, tiny_artifact
 
+pytestmark = pytest.mark.slow  # kill tests: each runs and kills child processes
+
 COMMANDS = ["to-onnx", "fp16", "calibrate", "build", "bundle"]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +18,9 @@ from mmexport.models import get_builtin
 from mmexport.split.export import SplitResult, to_onnx_split
 
 from .split_models import PAIR_SPEC
+
+if TYPE_CHECKING:
+    from conftest import RunOnce
 
 NARROW_DIMS = {
     "batch": {"min": 1, "opt": 2, "max": 4},
@@ -40,13 +44,15 @@ def _split(name: str, folder: Path) -> SplitResult:
 
 
 @pytest.fixture(scope="session")
-def fusion_split(tmp_path_factory: pytest.TempPathFactory) -> SplitResult:
-    return _split("fusion", tmp_path_factory.mktemp("split") / "fusion")
+def fusion_split(run_once: RunOnce) -> SplitResult:
+    """The built-in ``fusion`` split on its narrowed spec, once per run (read-only: see fusion_copy)."""
+    return run_once("split-fusion", lambda folder: _split("fusion", folder / "fusion"))
 
 
 @pytest.fixture(scope="session")
-def seed_split(tmp_path_factory: pytest.TempPathFactory) -> SplitResult:
-    return _split("seed", tmp_path_factory.mktemp("split") / "seed")
+def seed_split(run_once: RunOnce) -> SplitResult:
+    """The built-in ``seed`` split on its narrowed spec, once per run (read-only)."""
+    return run_once("split-seed", lambda folder: _split("seed", folder / "seed"))
 
 
 @pytest.fixture
@@ -56,8 +62,13 @@ def fusion_copy(fusion_split: SplitResult, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pair_split(tmp_path_factory: pytest.TempPathFactory) -> SplitResult:
-    """The tiny model whose IMU part takes two inputs and gives two outputs (split_models.pair)."""
+def pair_split(run_once: RunOnce) -> SplitResult:
+    """The tiny model whose IMU part takes two inputs and gives two outputs (split_models.pair),
+    split once per run (read-only)."""
     ref = f"{Path(__file__).parent / 'split_models.py'}:pair"
-    folder = tmp_path_factory.mktemp("split") / "pair"
-    return to_onnx_split(ref, folder, spec=ModelSpec.from_dict(PAIR_SPEC), parity=GATE, export=FAST_EXPORT)
+    spec = ModelSpec.from_dict(PAIR_SPEC)
+
+    def split(folder: Path) -> SplitResult:
+        return to_onnx_split(ref, folder / "pair", spec=spec, parity=GATE, export=FAST_EXPORT)
+
+    return run_once("split-pair", split)

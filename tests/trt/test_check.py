@@ -25,12 +25,9 @@ def codes(report, level="error"):
 
 
 @pytest.fixture(scope="session")
-def seed_onnx(tmp_path_factory):
-    """The built-in ``seed`` model (CNN + GRU), exported once with its manifest."""
-    from mmexport.export import to_onnx
-
-    result = to_onnx("seed", tmp_path_factory.mktemp("seed") / "seed.onnx")
-    return result.path, result.manifest.spec
+def seed_onnx(seed_export):
+    """The built-in ``seed`` model (CNN + GRU), exported once with its manifest (read-only)."""
+    return seed_export.path, seed_export.manifest.spec
 
 
 def test_matrix_data_has_both_generations_releases():
@@ -114,6 +111,7 @@ def test_dla_target_warns_that_an_fp32_model_runs_nothing_on_dla():
     assert "dla-fp32" not in codes(check_onnx(fp16, ORIN), "warning")
 
 
+@pytest.mark.slow
 def test_seed_model_passes_gpu_and_its_gru_is_seen(seed_onnx):
     path, spec = seed_onnx
     report = check_onnx(path, GPU, spec=spec)
@@ -133,6 +131,7 @@ def test_raise_for_errors_is_one_check_error():
     assert info.value.report is report and info.value.target == "gpu"
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_and_json(tmp_path, seed_onnx):
     import onnx
 
@@ -153,6 +152,7 @@ def test_cli_exit_codes_and_json(tmp_path, seed_onnx):
     assert missing.exit_code == 1 and "none.onnx: does not exist" in missing.output
 
 
+@pytest.mark.slow
 def test_pipeline_runs_the_check_before_the_expensive_stages(tmp_path, seed_onnx, caplog):
     import logging
 

@@ -9,7 +9,8 @@ The JSON form (``ModelSpec.from_dict`` / ``to_dict``) is the spec file users wri
 
 Extensions, all optional: ``range`` ([low, high)) on integer inputs, ``preprocess`` on inputs,
 and outputs written as objects (``{"name": "logits", "labels": [...], "atol": 1e-4, "rtol": 1e-3}``).
-This module needs numpy only.
+This module needs numpy only. The vocabulary (modalities, dtypes, keys) is in ``spec_schema``,
+the checks run on construction in ``spec_checks``, the ``preprocess`` schema in ``preprocess_spec``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,21 @@ from typing import Any
 import numpy as np
 
 from mmexport.core.errors import SpecError
-
-MODALITIES = ("image", "text", "audio", "sensor", "tensor")
-DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
-FLOAT_DTYPES = ("float32", "float16", "float64")
-INT_DTYPES = ("int64", "int32", "int8", "uint8")
-
-_INPUT_KEYS = {"name", "modality", "dtype", "shape", "range", "preprocess"}
-_OUTPUT_KEYS = {"name", "labels", "atol", "rtol"}
-_DIM_KEYS = {"min", "opt", "max"}
-_SPEC_KEYS = {"inputs", "outputs", "dims"}
+from mmexport.core.preprocess_spec import PREPROCESS_KINDS
+from mmexport.core.spec_checks import validate_spec
+from mmexport.core.spec_schema import (
+    DIM_KEYS,
+    DTYPES,
+    FLOAT_DTYPES,
+    INPUT_KEYS,
+    INT_DTYPES,
+    MODALITIES,
+    OUTPUT_KEYS,
+    SPEC_KEYS,
+    is_int,
+    no_unknown_keys,
+    reject_duplicate_keys,
+)
 
 Shape = tuple[int, ...]
 ShapePoint = dict[str, int]
@@ -120,7 +126,7 @@ class ModelSpec:
     dims: Mapping[str, DimSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate_spec(self)
 
     # -- reading and writing -------------------------------------------------------------
 
@@ -131,7 +137,7 @@ class ModelSpec:
             return data
         if not isinstance(data, Mapping):
             raise SpecError(f"expected a JSON object, got {type(data).__name__}")
-        _no_unknown_keys(data, _SPEC_KEYS, "top level")
+        no_unknown_keys(data, SPEC_KEYS, "top level")
         for key in ("inputs", "outputs"):
             if key not in data:
                 raise SpecError(f"missing {key!r}", where="top level")
@@ -150,7 +156,7 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str, *, source: str = "spec") -> ModelSpec:
         try:
-            data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+            data = json.loads(text, object_pairs_hook=reject_duplicate_keys)
         except json.JSONDecodeError as e:
             raise SpecError(f"{source} is not valid JSON: {e}") from e
         return cls.from_dict(data)
@@ -206,7 +212,7 @@ class ModelSpec:
 
     def point(self, which: str) -> ShapePoint:
         """The ``"min"``, ``"opt"`` or ``"max"`` corner: every dim at that value."""
-        if which not in _DIM_KEYS:
+        if which not in DIM_KEYS:
             raise ValueError(f"which must be min, opt or max, not {which!r}")
         return {name: getattr(d, which) for name, d in self.dims.items()}
 
@@ -248,39 +254,16 @@ def _sample(spec: InputSpec, shape: Shape, rng: np.random.Generator) -> np.ndarr
 # -- parsing ----------------------------------------------------------------------------
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise SpecError(f"key {key!r} appears twice in one object", hint="JSON keeps only the last")
-        seen[key] = value
-    return seen
-
-
-def _no_unknown_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise SpecError(
-            f"unknown key {unknown[0]!r}",
-            where=where,
-            hint=f"allowed: {', '.join(sorted(allowed))}",
-        )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _parse_dim(name: str, value: Any) -> DimSpec:
     where = f"dim {name!r}"
     if not isinstance(value, Mapping):
         raise SpecError(f"expected an object with min, opt, max, got {value!r}", where=where)
-    _no_unknown_keys(value, _DIM_KEYS, where)
+    no_unknown_keys(value, DIM_KEYS, where)
     missing = [k for k in ("min", "opt", "max") if k not in value]
     if missing:
         raise SpecError(f"missing {', '.join(missing)}", where=where)
     for k in ("min", "opt", "max"):
-        if not _is_int(value[k]) or value[k] < 1:
+        if not is_int(value[k]) or value[k] < 1:
             raise SpecError(f"{k} must be an integer >= 1, got {value[k]!r}", where=where)
     return DimSpec(name, value["min"], value["opt"], value["max"])
 
@@ -291,7 +274,7 @@ def _parse_input(index: int, item: Any) -> InputSpec:
         raise SpecError(f"expected an object, got {item!r}", where=where)
     if isinstance(item.get("name"), str):
         where = f"input {item['name']!r}"
-    _no_unknown_keys(item, _INPUT_KEYS, where)
+    no_unknown_keys(item, INPUT_KEYS, where)
     for key in ("name", "modality", "dtype", "shape"):
         if key not in item:
             raise SpecError(f"missing {key!r}", where=where)
@@ -302,7 +285,7 @@ def _parse_input(index: int, item: Any) -> InputSpec:
         raise SpecError(f"shape must be a list of ints and dim names, got {shape!r}", where=where)
     rng = item.get("range")
     if rng is not None:
-        ok = isinstance(rng, list) and len(rng) == 2 and all(_is_int(v) for v in rng)
+        ok = isinstance(rng, list) and len(rng) == 2 and all(is_int(v) for v in rng)
         if not ok:
             raise SpecError(f"range must be [low, high) of two integers, got {rng!r}", where=where)
         rng = (rng[0], rng[1])
@@ -326,7 +309,7 @@ def _parse_output(index: int, item: Any) -> OutputSpec:
     if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
         raise SpecError(f"expected a name or an object with 'name', got {item!r}", where=where)
     where = f"output {item['name']!r}"
-    _no_unknown_keys(item, _OUTPUT_KEYS, where)
+    no_unknown_keys(item, OUTPUT_KEYS, where)
     labels = item.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise SpecError(f"labels must be a list of strings, got {labels!r}", where=where)
@@ -342,123 +325,16 @@ def _parse_output(index: int, item: Any) -> OutputSpec:
     )
 
 
-# -- validation ---------------------------------------------------------------------------
-
-
-def _validate(spec: ModelSpec) -> None:
-    for name, d in spec.dims.items():
-        if not (d.min <= d.opt <= d.max):
-            raise SpecError(
-                f"needs min <= opt <= max, got min={d.min}, opt={d.opt}, max={d.max}",
-                where=f"dim {name!r}",
-            )
-    _unique([i.name for i in spec.inputs], "input")
-    _unique([o.name for o in spec.outputs], "output")
-    clash = sorted(set(spec.input_names) & set(spec.output_names))
-    if clash:
-        raise SpecError(f"{clash[0]!r} is both an input and an output name")
-    used: set[str] = set()
-    for inp in spec.inputs:
-        _validate_input(inp, spec.dims)
-        used.update(inp.dim_names)
-    unused = sorted(set(spec.dims) - used)
-    if unused:
-        raise SpecError(
-            "declared but used by no input", where=f"dim {unused[0]!r}", hint="a typo in a shape?"
-        )
-
-
-def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
-    where = f"input {inp.name!r}"
-    if inp.modality not in MODALITIES:
-        raise SpecError(
-            f"unknown modality {inp.modality!r}",
-            where=where,
-            hint=f"one of {', '.join(MODALITIES)}",
-        )
-    if inp.dtype not in DTYPES:
-        raise SpecError(f"unknown dtype {inp.dtype!r}", where=where, hint=f"one of {', '.join(DTYPES)}")
-    for axis, d in enumerate(inp.shape):
-        if isinstance(d, str):
-            if d not in dims:
-                declared = ", ".join(dims) or "none"
-                raise SpecError(
-                    f"axis {axis} uses dim {d!r}, which 'dims' does not declare",
-                    where=where,
-                    hint=f"declared: {declared}",
-                )
-        elif not _is_int(d) or d < 1:
-            raise SpecError(f"axis {axis} must be an integer >= 1 or a dim name, got {d!r}", where=where)
-    if inp.preprocess is not None:
-        _validate_preprocess(inp, where)
-    if inp.range is not None:
-        if inp.dtype not in INT_DTYPES:
-            raise SpecError(f"range applies to integer inputs only, dtype is {inp.dtype}", where=where)
-        low, high = inp.range
-        if low >= high:
-            raise SpecError(f"range [low, high) needs low < high, got [{low}, {high})", where=where)
-        info = np.iinfo(inp.dtype)
-        if low < info.min or high - 1 > info.max:
-            raise SpecError(f"range [{low}, {high}) does not fit {inp.dtype}", where=where)
-
-
-# preprocess kind -> (required keys, optional keys). What each means: docs/spec.md.
-PREPROCESS_KINDS: dict[str, tuple[set[str], set[str]]] = {
-    "image": ({"mean", "std"}, {"scale", "channel_order"}),
-    "log_mel": ({"sample_rate", "n_fft", "hop_length", "n_mels"}, {"duration_s"}),
-    "tokens": (
-        set(),
-        {"vocab", "pad", "lowercase", "unk"},
-    ),  # unk: the vocab word for unknown words  # pad: generated samples are padded at the end
-}
-
-
-def _validate_preprocess(inp: InputSpec, where: str) -> None:
-    pre = inp.preprocess or {}
-    kind = pre.get("kind")
-    if kind not in PREPROCESS_KINDS:
-        raise SpecError(f"preprocess kind {kind!r} is not one of {', '.join(PREPROCESS_KINDS)}", where=where)
-    required, optional = PREPROCESS_KINDS[kind]
-    _no_unknown_keys(pre, required | optional | {"kind"}, f"{where} preprocess")
-    missing = sorted(required - set(pre))
-    if missing:
-        raise SpecError(f"preprocess {kind!r} needs {', '.join(missing)}", where=where)
-    channels = inp.shape[1] if len(inp.shape) > 1 and isinstance(inp.shape[1], int) else None
-    if kind == "image":
-        for key in ("mean", "std"):
-            values = pre[key]
-            ok = isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
-            if not ok or (channels is not None and len(values) != channels):
-                raise SpecError(
-                    f"preprocess {key} must be {channels or 'one per channel'} numbers, got {values!r}",
-                    where=where,
-                )
-        if any(v <= 0 for v in pre["std"]):
-            raise SpecError(f"preprocess std must be > 0, got {pre['std']!r}", where=where)
-    elif kind == "log_mel":
-        for key in sorted(required):
-            if not _is_int(pre[key]) or pre[key] < 1:
-                raise SpecError(f"preprocess {key} must be an integer >= 1, got {pre[key]!r}", where=where)
-        if channels is not None and pre["n_mels"] != channels:
-            raise SpecError(
-                f"preprocess n_mels is {pre['n_mels']} but axis 1 of the shape is {channels}", where=where
-            )
-    else:
-        vocab = pre.get("vocab")
-        if vocab is not None and not (isinstance(vocab, list) and all(isinstance(v, str) for v in vocab)):
-            raise SpecError("preprocess vocab must be a list of strings", where=where)
-        unk = pre.get("unk")
-        if unk is not None and (vocab is None or unk not in vocab):
-            raise SpecError(f"preprocess unk {unk!r} must be a word of the vocab", where=where)
-        if "pad" in pre and (not _is_int(pre["pad"]) or inp.dtype not in INT_DTYPES):
-            raise SpecError(
-                f"preprocess pad must be an integer id of an integer input, got {pre['pad']!r}", where=where
-            )
-
-
-def _unique(names: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            raise SpecError(f"{what} name {n!r} appears twice")
-        seen.add(n)
+__all__ = [
+    "DTYPES",
+    "FLOAT_DTYPES",
+    "INT_DTYPES",
+    "MODALITIES",
+    "PREPROCESS_KINDS",
+    "DimSpec",
+    "InputSpec",
+    "ModelSpec",
+    "OutputSpec",
+    "Shape",
+    "ShapePoint",
+]

@@ -1,0 +1,85 @@
+"""The checks a ModelSpec passes on construction, whether it comes from a file or from code.
+
+Kept apart from the dataclasses so that ``spec.py`` reads as the data model; errors name the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmexport.core.errors import SpecError
+from mmexport.core.preprocess_spec import validate_preprocess
+from mmexport.core.spec_schema import DTYPES, INT_DTYPES, MODALITIES, is_int
+
+if TYPE_CHECKING:
+    from mmexport.core.spec import DimSpec, InputSpec, ModelSpec
+
+
+def validate_spec(spec: ModelSpec) -> None:
+    """Checks across fields, run when a ModelSpec is constructed: dim ranges, unique names, every
+    declared dim used, each input's modality, dtype, axes, range and preprocess."""
+    for name, d in spec.dims.items():
+        if not (d.min <= d.opt <= d.max):
+            raise SpecError(
+                f"needs min <= opt <= max, got min={d.min}, opt={d.opt}, max={d.max}",
+                where=f"dim {name!r}",
+            )
+    _unique([i.name for i in spec.inputs], "input")
+    _unique([o.name for o in spec.outputs], "output")
+    clash = sorted(set(spec.input_names) & set(spec.output_names))
+    if clash:
+        raise SpecError(f"{clash[0]!r} is both an input and an output name")
+    used: set[str] = set()
+    for inp in spec.inputs:
+        _validate_input(inp, spec.dims)
+        used.update(inp.dim_names)
+    unused = sorted(set(spec.dims) - used)
+    if unused:
+        raise SpecError(
+            "declared but used by no input", where=f"dim {unused[0]!r}", hint="a typo in a shape?"
+        )
+
+
+def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
+    where = f"input {inp.name!r}"
+    if inp.modality not in MODALITIES:
+        raise SpecError(
+            f"unknown modality {inp.modality!r}",
+            where=where,
+            hint=f"one of {', '.join(MODALITIES)}",
+        )
+    if inp.dtype not in DTYPES:
+        raise SpecError(f"unknown dtype {inp.dtype!r}", where=where, hint=f"one of {', '.join(DTYPES)}")
+    for axis, d in enumerate(inp.shape):
+        if isinstance(d, str):
+            if d not in dims:
+                declared = ", ".join(dims) or "none"
+                raise SpecError(
+                    f"axis {axis} uses dim {d!r}, which 'dims' does not declare",
+                    where=where,
+                    hint=f"declared: {declared}",
+                )
+        elif not is_int(d) or d < 1:
+            raise SpecError(f"axis {axis} must be an integer >= 1 or a dim name, got {d!r}", where=where)
+    if inp.preprocess is not None:
+        validate_preprocess(inp.preprocess, dtype=inp.dtype, shape=inp.shape, where=where)
+    if inp.range is not None:
+        if inp.dtype not in INT_DTYPES:
+            raise SpecError(f"range applies to integer inputs only, dtype is {inp.dtype}", where=where)
+        low, high = inp.range
+        if low >= high:
+            raise SpecError(f"range [low, high) needs low < high, got [{low}, {high})", where=where)
+        info = np.iinfo(inp.dtype)
+        if low < info.min or high - 1 > info.max:
+            raise SpecError(f"range [{low}, {high}) does not fit {inp.dtype}", where=where)
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise SpecError(f"{what} name {n!r} appears twice")
+        seen.add(n)

@@ -1,0 +1,45 @@
+"""The vocabulary of the spec file (modalities, dtypes, allowed keys) and the small JSON checks
+that its parsers share, kept apart so that the preprocess schema can use them too. numpy-free."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mmexport.core.errors import SpecError
+
+MODALITIES = ("image", "text", "audio", "sensor", "tensor")
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
+FLOAT_DTYPES = ("float32", "float16", "float64")
+INT_DTYPES = ("int64", "int32", "int8", "uint8")
+
+INPUT_KEYS = {"name", "modality", "dtype", "shape", "range", "preprocess"}
+OUTPUT_KEYS = {"name", "labels", "atol", "rtol"}
+DIM_KEYS = {"min", "opt", "max"}
+SPEC_KEYS = {"inputs", "outputs", "dims"}
+
+
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a key given twice in one object is an error, not the last one wins."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise SpecError(f"key {key!r} appears twice in one object", hint="JSON keeps only the last")
+        seen[key] = value
+    return seen
+
+
+def no_unknown_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    """Refuse the first key outside ``allowed`` (a typo would otherwise be silently ignored)."""
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SpecError(
+            f"unknown key {unknown[0]!r}",
+            where=where,
+            hint=f"allowed: {', '.join(sorted(allowed))}",
+        )
+
+
+def is_int(value: Any) -> bool:
+    """An integer, and not a bool (JSON's true would otherwise pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
