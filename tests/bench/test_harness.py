@@ -142,3 +142,14 @@ def test_long_case_prints_progress(artifacts, monkeypatch, caplog):
 def test_repeated_case_labels_are_refused(artifacts):
     with pytest.raises(ValueError, match="'opt' is repeated"):
         benchmark([artifacts[0]], [ShapeCase("opt"), ShapeCase("opt")], BenchConfig(iterations=1))
+
+
+def test_a_runner_that_is_not_a_runtime_runner_is_refused_by_name(artifacts):
+    class Duck:  # has run() and a spec, but not the contract's validation and close
+        spec = Session(artifacts[0]).spec
+
+        def run(self, feeds):
+            return {}
+
+    with pytest.raises(TypeError, match=r"must be a mmexport\.runtime\.Runner.*got .*Duck"):
+        benchmark([BenchTarget(label="duck", runner=Duck())], build_cases([], []), BenchConfig(iterations=1))

@@ -88,6 +88,11 @@ def benchmark(
 def _open(target: BenchTarget) -> _Open:
     if target.runner is not None:
         runner = target.runner
+        if not isinstance(runner, Runner):
+            raise TypeError(
+                f"BenchTarget.runner must be a mmexport.runtime.Runner (subclass it and implement _run), "
+                f"got {type(runner).__qualname__}"
+            )
         label = target.label or str(target.path or type(runner).__name__)
         return _Open(TargetInfo(label, _artifact(target), None, runner.describe()), runner, _ranged(runner))
     if target.path is None:
