@@ -18,7 +18,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -171,6 +171,54 @@ def staging_dir(final_path: str | Path) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def restore_foreign(aside: Path, folder: Path, owned: Callable[[str], bool]) -> list[str]:
+    """After an earlier output was moved to ``aside`` and the new one into ``folder``: remove what
+    ``owned`` (a relative POSIX path -> bool) says the earlier output wrote, and move everything else
+    back into ``folder``. What cannot go back (the new output has that name) stays in ``aside``;
+    returns those paths. Nothing a user put there is ever removed."""
+    kept: list[str] = []
+    for entry in sorted(aside.rglob("*"), key=lambda p: len(p.parts)):
+        if not (entry.exists() or entry.is_symlink()):
+            continue  # moved back with its folder
+        name = entry.relative_to(aside).as_posix()
+        if entry.is_dir() and not entry.is_symlink():
+            if owned(name) or (folder / name).is_dir() or not _holds_foreign(entry, aside, owned):
+                continue  # owned, merged into the new folder below, or only owned files inside
+        elif owned(name):
+            entry.unlink()
+            continue
+        target = folder / name
+        if target.exists() or target.is_symlink() or not target.parent.is_dir():
+            kept.append(name)
+            continue
+        os.replace(entry, target)
+    _remove_owned_and_empty(aside, owned)
+    kept = [k for k in kept if (aside / k).exists() or (aside / k).is_symlink()]
+    if not kept:
+        with contextlib.suppress(OSError):
+            aside.rmdir()
+    return kept
+
+
+def _holds_foreign(folder: Path, root: Path, owned: Callable[[str], bool]) -> bool:
+    return any(
+        not owned(p.relative_to(root).as_posix())
+        for p in folder.rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    )
+
+
+def _remove_owned_and_empty(aside: Path, owned: Callable[[str], bool]) -> None:
+    """Remove, deepest first, the owned files left in ``aside`` and the folders left empty."""
+    for entry in sorted(aside.rglob("*"), key=lambda p: -len(p.parts)):
+        name = entry.relative_to(aside).as_posix()
+        if entry.is_dir() and not entry.is_symlink():
+            with contextlib.suppress(OSError):
+                entry.rmdir()  # only when empty
+        elif owned(name):
+            entry.unlink(missing_ok=True)
 
 
 def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ()) -> None:
