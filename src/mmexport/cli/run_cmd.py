@@ -75,11 +75,13 @@ def run_cmd(
 
 
 def _save(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """Through the atomic writer: a full disk or a killed run leaves an earlier file whole."""
     from mmexport.core.errors import ArtifactError
+    from mmexport.core.files import atomic_writer
 
     try:
         savez: Any = np.savez  # numpy's stubs type **kwds as its own keyword arguments
-        with path.open("wb") as f:
+        with atomic_writer(path) as f:
             savez(f, **outputs)
     except OSError as e:
         raise ArtifactError(str(path), f"cannot be written: {e.strerror}") from e
