@@ -301,3 +301,14 @@ def _verify_artifact(folder: Path, artifact: Any, listed: dict[str, Any], where:
             raise ChecksumError(
                 data, str(recorded.get("sha256")), listed[data]["sha256"], recorded_in=f"{name}.json"
             )
+    cache = manifest.producer.calibration_cache
+    cache_name = artifact.get("calibration_cache")
+    recorded_cache = cache.get("sha256") if cache is not None else None
+    if (
+        isinstance(recorded_cache, str)
+        and cache_name in listed
+        and listed[cache_name]["sha256"] != recorded_cache
+    ):
+        raise ChecksumError(
+            cache_name, recorded_cache, listed[cache_name]["sha256"], recorded_in=f"{name}.json"
+        )
