@@ -160,14 +160,68 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+LOCK_SUFFIX = ".lock"
+
+
+@contextmanager
+def output_lock(final_path: str | Path) -> Iterator[None]:
+    """Hold ``<final_path>.lock`` (``fcntl.flock``) while an output is written, so that two runs
+    writing one output cannot leave one's manifest beside the other's artifact: the second is
+    refused. The kernel drops the lock when a process dies, so a file left by a killed run never
+    blocks; the file is removed on the way out. A no-op where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    lock = Path(f"{final_path}{LOCK_SUFFIX}")
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise ArtifactError(str(lock.parent), f"cannot write here: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ArtifactError(
+                str(final_path),
+                f"is being written by another mmexport run (it holds {lock.name})",
+                hint="wait for it to finish, or write to another output",
+            ) from None
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # the file was removed by the run that held it: lock the new one
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: a waiting run then locks a new file
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 @contextmanager
 def staging_dir(final_path: str | Path) -> Iterator[Path]:
-    """A temporary folder beside ``final_path``, removed afterwards whatever happens.
+    """A temporary folder beside ``final_path``, removed afterwards whatever happens, with the
+    output's lock (``output_lock``) held meanwhile.
 
     Its name carries this process's id, so that the folders of runs that were killed (and could
     not clean up) are recognised and removed by the next run for the same output.
     """
     final_path = Path(final_path)
+    with output_lock(final_path), _staging_dir(final_path) as tmp:
+        yield tmp
+
+
+@contextmanager
+def _staging_dir(final_path: Path) -> Iterator[Path]:
     remove_abandoned_staging(final_path)
     try:
         tmp = Path(
