@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,9 +13,14 @@ from mmexport.split import files as split_files
 from mmexport.split.files import publish_folder
 
 
+def _composition(text: str) -> str:
+    """A composition.json that lists the part files these tests write (what publishing owns)."""
+    return json.dumps({"parts": [{"file": "part.onnx"}, {"file": "stale.onnx"}], "text": text})
+
+
 def _export(folder: Path, text: str) -> None:
     folder.mkdir()
-    (folder / "composition.json").write_text(text)
+    (folder / "composition.json").write_text(_composition(text))
     (folder / "part.onnx").write_text(text)
 
 
@@ -48,7 +54,7 @@ def test_interrupted_publish_keeps_the_earlier_export(tmp_path, monkeypatch, err
     with pytest.raises(error), staging_dir(folder) as stage:
         (stage / "composition.json").write_text("new")
         publish_folder(stage, folder)
-    assert _contents(folder) == {"composition.json": "old", "part.onnx": "old"}
+    assert _contents(folder) == {"composition.json": _composition("old"), "part.onnx": "old"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "nothing left beside it"
 
 
@@ -72,5 +78,5 @@ def test_ctrl_c_during_a_split_export_keeps_the_earlier_one(tmp_path, monkeypatc
             tiny(), folder, spec=ModelSpec.from_dict(MMEXPORT_SPEC), parity=ParityConfig(random_points=0),
             export=ExportConfig(exporter="torchscript"),
         )  # fmt: skip
-    assert _contents(folder) == {"composition.json": "old", "part.onnx": "old"}
+    assert _contents(folder) == {"composition.json": _composition("old"), "part.onnx": "old"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]

@@ -54,32 +54,55 @@ def run_cmd(
       mmexport run model.onnx -i feeds.npz -o outputs.npz
     """
     from mmexport.data.feed_files import read_feeds, summarize_outputs
+    from mmexport.runtime.validation import non_finite_inputs
 
     opened = session.open(artifact)
     feeds = read_feeds([_parse_input(v) for v in inputs], opened.spec)
+    bad_inputs = non_finite_inputs(feeds)  # an INT8 model's outputs need not show them
     outputs = opened.run(feeds)
     if output is not None:
         _save(output, outputs)
     summary = summarize_outputs(outputs, opened.outputs, top_k)
+    warning = _input_warning(bad_inputs)
     if as_json:
         payload: dict[str, Any] = {"artifact": str(artifact), "outputs": summary}
         bad = [name for name, entry in summary.items() if entry.get("non_finite")]
-        if bad:
-            payload["notes"] = [f"non-finite values (NaN, inf) in {', '.join(bad)} are written as null"]
+        notes = [f"non-finite values (NaN, inf) in {', '.join(bad)} are written as null"] if bad else []
+        if warning:
+            notes.append(warning)
+        if bad_inputs:
+            payload["non_finite_inputs"] = bad_inputs
+        if notes:
+            payload["notes"] = notes
         click.echo(json.dumps(payload, indent=2, allow_nan=False))
         return
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
     for name, entry in summary.items():
         click.echo(_format_output(name, entry, outputs[name]))
     if output is not None:
         click.echo(f"wrote {output}")
 
 
+def _input_warning(counts: dict[str, int]) -> str | None:
+    """One line naming the inputs that hold NaN or inf, or None."""
+    if not counts:
+        return None
+    listed = ", ".join(f"{name!r} ({n})" for name, n in counts.items())
+    return (
+        f"non-finite input values (NaN, inf) in {listed}: the outputs are not meaningful, "
+        "even where they look finite (an INT8 model can turn NaN into a confident answer)"
+    )
+
+
 def _save(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """Through the atomic writer: a full disk or a killed run leaves an earlier file whole."""
     from mmexport.core.errors import ArtifactError
+    from mmexport.core.files import atomic_writer
 
     try:
         savez: Any = np.savez  # numpy's stubs type **kwds as its own keyword arguments
-        with path.open("wb") as f:
+        with atomic_writer(path) as f:
             savez(f, **outputs)
     except OSError as e:
         raise ArtifactError(str(path), f"cannot be written: {e.strerror}") from e

@@ -18,9 +18,10 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from mmexport.core.errors import ArtifactError
 
@@ -41,11 +42,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, flushed to the disk,
     and a rename; a reader sees the old file or the new one, never part of one."""
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through (streamed, for outputs too large to hold twice):
+    a temporary file in the same folder, flushed to the disk and renamed into place when the body
+    succeeds, removed when it fails (a full disk, Ctrl-C), so that an earlier file stays whole."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -150,14 +160,68 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+LOCK_SUFFIX = ".lock"
+
+
+@contextmanager
+def output_lock(final_path: str | Path) -> Iterator[None]:
+    """Hold ``<final_path>.lock`` (``fcntl.flock``) while an output is written, so that two runs
+    writing one output cannot leave one's manifest beside the other's artifact: the second is
+    refused. The kernel drops the lock when a process dies, so a file left by a killed run never
+    blocks; the file is removed on the way out. A no-op where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    lock = Path(f"{final_path}{LOCK_SUFFIX}")
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise ArtifactError(str(lock.parent), f"cannot write here: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ArtifactError(
+                str(final_path),
+                f"is being written by another mmexport run (it holds {lock.name})",
+                hint="wait for it to finish, or write to another output",
+            ) from None
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # the file was removed by the run that held it: lock the new one
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: a waiting run then locks a new file
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 @contextmanager
 def staging_dir(final_path: str | Path) -> Iterator[Path]:
-    """A temporary folder beside ``final_path``, removed afterwards whatever happens.
+    """A temporary folder beside ``final_path``, removed afterwards whatever happens, with the
+    output's lock (``output_lock``) held meanwhile.
 
     Its name carries this process's id, so that the folders of runs that were killed (and could
     not clean up) are recognised and removed by the next run for the same output.
     """
     final_path = Path(final_path)
+    with output_lock(final_path), _staging_dir(final_path) as tmp:
+        yield tmp
+
+
+@contextmanager
+def _staging_dir(final_path: Path) -> Iterator[Path]:
     remove_abandoned_staging(final_path)
     try:
         tmp = Path(
@@ -171,6 +235,54 @@ def staging_dir(final_path: str | Path) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def restore_foreign(aside: Path, folder: Path, owned: Callable[[str], bool]) -> list[str]:
+    """After an earlier output was moved to ``aside`` and the new one into ``folder``: remove what
+    ``owned`` (a relative POSIX path -> bool) says the earlier output wrote, and move everything else
+    back into ``folder``. What cannot go back (the new output has that name) stays in ``aside``;
+    returns those paths. Nothing a user put there is ever removed."""
+    kept: list[str] = []
+    for entry in sorted(aside.rglob("*"), key=lambda p: len(p.parts)):
+        if not (entry.exists() or entry.is_symlink()):
+            continue  # moved back with its folder
+        name = entry.relative_to(aside).as_posix()
+        if entry.is_dir() and not entry.is_symlink():
+            if owned(name) or (folder / name).is_dir() or not _holds_foreign(entry, aside, owned):
+                continue  # owned, merged into the new folder below, or only owned files inside
+        elif owned(name):
+            entry.unlink()
+            continue
+        target = folder / name
+        if target.exists() or target.is_symlink() or not target.parent.is_dir():
+            kept.append(name)
+            continue
+        os.replace(entry, target)
+    _remove_owned_and_empty(aside, owned)
+    kept = [k for k in kept if (aside / k).exists() or (aside / k).is_symlink()]
+    if not kept:
+        with contextlib.suppress(OSError):
+            aside.rmdir()
+    return kept
+
+
+def _holds_foreign(folder: Path, root: Path, owned: Callable[[str], bool]) -> bool:
+    return any(
+        not owned(p.relative_to(root).as_posix())
+        for p in folder.rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    )
+
+
+def _remove_owned_and_empty(aside: Path, owned: Callable[[str], bool]) -> None:
+    """Remove, deepest first, the owned files left in ``aside`` and the folders left empty."""
+    for entry in sorted(aside.rglob("*"), key=lambda p: -len(p.parts)):
+        name = entry.relative_to(aside).as_posix()
+        if entry.is_dir() and not entry.is_symlink():
+            with contextlib.suppress(OSError):
+                entry.rmdir()  # only when empty
+        elif owned(name):
+            entry.unlink(missing_ok=True)
 
 
 def publish(staged: Path, final_path: Path, *, companions: tuple[str, ...] = ()) -> None:

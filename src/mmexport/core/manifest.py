@@ -154,6 +154,8 @@ class Producer:
 
     @property
     def calibration_cache(self) -> dict[str, Any] | None:
+        """``{"file": ..., "trt_version": ..., "sha256": ...}`` beside an INT8 ONNX; manifests written
+        before ``sha256`` was recorded lack it and are still read."""
         value = self.details.get("calibration_cache")
         return value if isinstance(value, dict) else None
 

@@ -29,7 +29,12 @@ from typing import Any
 import mmexport
 from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError, MmexportError
-from mmexport.core.files import INTERRUPTED, output_folder, sha256_file, staging_dir
+from mmexport.core.files import (
+    output_folder,
+    sha256_file,
+    staging_dir,
+    uninterrupted,
+)
 from mmexport.core.manifest import read_manifest
 from mmexport.deploy import bundle_script
 from mmexport.deploy.archive import (
@@ -44,6 +49,7 @@ from mmexport.deploy.archive import (
 from mmexport.deploy.bundle_artifacts import BundledArtifact, ChecksumError, collect_artifact
 from mmexport.deploy.bundle_json import BUNDLE_JSON, FORMAT, FORMAT_VERSION, read_bundle_json
 from mmexport.deploy.bundle_targets import BundleTarget, get_bundle_target
+from mmexport.deploy.unbundle_place import check_destination, publish_unpacked
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +230,7 @@ def unbundle(
 ) -> UnbundleResult:
     """Check, extract and verify ``archive`` into the folder ``output``; nothing is left on failure."""
     archive, output = Path(archive), Path(output)
-    _check_destination(archive, output, overwrite)
+    check_destination(archive, output, overwrite)
     place = Path(os.path.abspath(output))  # "." has no name to stage beside
     missing = [p for p in [place.parent, *place.parent.parents] if not p.exists()]
     try:
@@ -237,7 +243,8 @@ def unbundle(
             members = extract(archive, content, limits)
             log.info(f"extracted {len(members)} members; verifying every sha256")
             bundle = verify_folder(content, where=str(archive))
-            _publish(content, place, stage)
+            with uninterrupted():
+                publish_unpacked(content, place, archive, overwrite)
     except BaseException:
         for folder in missing:  # deepest first
             try:
@@ -246,73 +253,6 @@ def unbundle(
                 break
         raise
     return UnbundleResult(output, bundle)
-
-
-def _check_destination(archive: Path, output: Path, overwrite: bool) -> None:
-    if not output.exists():
-        return
-    if not output.is_dir():
-        raise ArtifactError(str(output), "exists and is not a folder")
-    if not any(output.iterdir()):
-        return
-    if not overwrite:
-        raise ArtifactError(str(output), "exists and is not empty", hint="pass --overwrite to replace it")
-    if not (output / BUNDLE_JSON).is_file():
-        raise ArtifactError(
-            str(output), f"is not an unpacked bundle (no {BUNDLE_JSON}); --overwrite replaces only those"
-        )
-    if _within(archive, output):
-        raise ArtifactError(
-            str(archive),
-            f"lies inside {output}, which --overwrite replaces (it would be deleted with it)",
-            hint="move the archive out of that folder first",
-        )
-    if _within(Path.cwd(), output):
-        raise ArtifactError(
-            str(output),
-            "holds the current folder, and --overwrite replaces the folder itself",
-            hint=f"run it from outside that folder, e.g. from {output.parent}",
-        )
-
-
-def _within(path: Path, folder: Path) -> bool:
-    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
-    return path == folder or folder in path.parents
-
-
-def _publish(content: Path, output: Path, stage: Path) -> None:
-    """Move the verified folder into place; an earlier bundle there goes into the staging folder.
-    An existing empty folder is kept and filled (it may be the current folder, or a mount point)."""
-    if INTERRUPTED.is_set():
-        raise KeyboardInterrupt
-    if output.is_dir() and not any(output.iterdir()):
-        _fill(content, output)
-        return
-    previous = stage / "previous"
-    if output.exists():
-        os.replace(output, previous)
-    try:
-        os.replace(content, output)
-    except BaseException:
-        if previous.exists():
-            os.replace(previous, output)
-        raise
-
-
-def _fill(content: Path, folder: Path) -> None:
-    """Move what ``content`` holds into the empty ``folder``, one rename per entry; back on failure."""
-    moved: list[Path] = []
-    try:
-        for entry in sorted(content.iterdir()):
-            target = folder / entry.name
-            if target.exists() or target.is_symlink():
-                raise ArtifactError(str(target), "appeared while the bundle was unpacked; left as it is")
-            os.rename(entry, target)
-            moved.append(target)
-    except BaseException:
-        for target in reversed(moved):
-            os.rename(target, content / target.name)
-        raise
 
 
 def verify_folder(folder: Path, *, where: str | None = None) -> dict[str, Any]:
@@ -361,3 +301,14 @@ def _verify_artifact(folder: Path, artifact: Any, listed: dict[str, Any], where:
             raise ChecksumError(
                 data, str(recorded.get("sha256")), listed[data]["sha256"], recorded_in=f"{name}.json"
             )
+    cache = manifest.producer.calibration_cache
+    cache_name = artifact.get("calibration_cache")
+    recorded_cache = cache.get("sha256") if cache is not None else None
+    if (
+        isinstance(recorded_cache, str)
+        and cache_name in listed
+        and listed[cache_name]["sha256"] != recorded_cache
+    ):
+        raise ChecksumError(
+            cache_name, recorded_cache, listed[cache_name]["sha256"], recorded_in=f"{name}.json"
+        )

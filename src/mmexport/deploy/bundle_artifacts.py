@@ -7,6 +7,7 @@ was built on, so ``build.sh`` builds them on the device.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -107,6 +108,7 @@ def collect_artifact(path: str | Path | LoadedArtifact) -> BundledArtifact:
     check_file(path)
     if path.suffix.lower() != ".onnx":
         raise ArtifactError(str(path), "is not an ONNX file (.onnx); bundles carry ONNX models")
+    check_inside(manifest_path(path), path)  # before anything is read through it
     loaded = loaded or load_artifact(path)
     manifest = loaded.manifest
     if manifest is None:
@@ -125,11 +127,40 @@ def collect_artifact(path: str | Path | LoadedArtifact) -> BundledArtifact:
     artifact.companions += [
         Companion(p, f"{MODELS}/{location}", "external-data") for location, p in external_data(path)
     ]
-    check_external_data(artifact)
     cache = calibration_cache(path, manifest)
     if cache is not None:
         artifact.companions.append(Companion(cache, f"{MODELS}/{cache.name}", "calibration-cache"))
+    for companion in artifact.companions:
+        check_inside(companion.path, path)
+    check_external_data(artifact)
+    if cache is not None:
+        check_calibration_cache(artifact, cache)
     return artifact
+
+
+def check_inside(companion: Path, artifact: Path) -> None:
+    """Refuse a companion file that is a symbolic link leading out of the artifact's folder: its
+    target (any file the user can read) would be packed and shipped under the companion's name."""
+    folder = Path(os.path.realpath(artifact.parent))
+    target = Path(os.path.realpath(companion))
+    if folder not in target.parents:
+        how = "is a symbolic link" if companion.is_symlink() else "leads through a symbolic link"
+        raise ArtifactError(
+            str(companion),
+            f"{how} to {target}, outside the model's folder {folder}; not packed",
+            hint="copy the file itself beside the model",
+        )
+
+
+def check_calibration_cache(artifact: BundledArtifact, cache: Path) -> None:
+    """The calibration cache's sha256 against the one the manifest records (older manifests lack it)."""
+    recorded = artifact.manifest.producer.calibration_cache
+    expected = recorded.get("sha256") if recorded is not None else None
+    if not isinstance(expected, str):
+        return
+    actual = sha256_file(cache)
+    if actual != expected:
+        raise ChecksumError(str(cache), expected, actual, recorded_in=f"{artifact.path.name}.json")
 
 
 def external_data(path: Path) -> list[tuple[str, Path]]:

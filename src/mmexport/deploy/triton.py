@@ -15,14 +15,14 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmexport.core.artifact import LoadedArtifact
 from mmexport.core.errors import ArtifactError
-from mmexport.core.files import INTERRUPTED, output_folder, sha256_file, staging_dir
+from mmexport.core.files import INTERRUPTED, output_folder, restore_foreign, sha256_file, staging_dir
 from mmexport.deploy.triton_artifacts import read_artifacts
 from mmexport.deploy.triton_config import VERSION
 from mmexport.deploy.triton_model import TritonModel, TritonOptions, make_model
@@ -144,3 +144,17 @@ def _publish(staged: Path, final: Path, *, replace: bool) -> None:
     except BaseException:
         os.replace(previous, final)
         raise
+    if restore_foreign(
+        previous, final, _model_owned(previous)
+    ):  # what could not go back is kept, not removed
+        kept = final.parent / f".{final.name}.{os.getpid()}.kept"
+        os.replace(previous, kept)
+        log.warning(f"kept files of the replaced model that the new one would have replaced, in {kept}")
+
+
+def _model_owned(folder: Path) -> Callable[[str], bool]:
+    """What a model folder written here holds: config.pbtxt, the version folder and the manifests
+    of the files in it; other version folders and files a user added are not replaced."""
+    versioned = {p.name for p in (folder / VERSION).iterdir()} if (folder / VERSION).is_dir() else set()
+    manifests = {f"{name}.json" for name in versioned}
+    return lambda name: name in (CONFIG_FILE, VERSION) or name in manifests or name.startswith(f"{VERSION}/")

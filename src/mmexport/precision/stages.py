@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -288,7 +289,11 @@ def calibrate(
             "kept_fp32_branches": kept,
             "fp32_nodes": dict(quantized.skipped),  # quantizable nodes left in FP32, with the reason
             "max_accuracy_drop": config.max_accuracy_drop,
-            "calibration_cache": {"file": cache_name, "trt_version": config.trt_version},
+            "calibration_cache": {
+                "file": cache_name,
+                "trt_version": config.trt_version,
+                "sha256": hashlib.sha256(cache_text.encode("utf-8")).hexdigest(),  # written as UTF-8
+            },
         },
     )
     manifest.validation = Validation(sensitivity=[asdict(c) for c in costs], accuracy=_report(accuracy))

@@ -19,6 +19,8 @@ names the input (and the dim, expected and actual value):
 
 Values are not read: NaN and inf pass through to the model as they are (integer ranges such as
 vocabulary size are not checked either: that would cost a pass over the data on every call).
+``non_finite_inputs`` is that pass, for callers that want it (``mmexport run`` warns with it):
+an INT8 model can turn NaN into a confident answer, so its outputs need not show them.
 A mapping other than a plain dict is read once, into a new dict: what was checked is what runs.
 """
 
@@ -219,3 +221,16 @@ def check_shape(c: _CompiledInput, shape: tuple[int, ...], seen: dict[str, tuple
 
 def _shape_text(shape: tuple[int | str, ...]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def non_finite_inputs(feeds: Mapping[str, Any]) -> dict[str, int]:
+    """How many NaN and infinite values each floating-point feed holds (inputs with none are left
+    out). One pass over the data: opt-in, never made by ``Session.run``."""
+    counts = {}
+    for name, value in feeds.items():
+        array = np.asarray(value)
+        if array.dtype.kind in "fc":
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if bad:
+                counts[name] = bad
+    return counts
