@@ -84,7 +84,7 @@ class Batch:
     image: torch.Tensor
 
 
-@pytest.mark.parametrize("annotation", [dict, "dict[str, torch.Tensor]", Batch, None])
+@pytest.mark.parametrize("annotation", [dict, "dict[str, torch.Tensor]", Batch, "Batch", None])
 def test_a_forward_taking_one_container_is_refused_with_the_wrapper(annotation):
     def forward(self, batch):  # type: ignore[no-untyped-def]
         return batch["image"]

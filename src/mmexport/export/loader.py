@@ -135,7 +135,7 @@ def check_signature(module: torch.nn.Module, spec: ModelSpec) -> None:
     """forward() must take every spec input by name (a named parameter, or through ``**kwargs``),
     and every parameter without a default must be a spec input or one of the spec's ``call_kwargs``."""
     try:
-        params = inspect.signature(module.forward).parameters
+        params = _signature(module).parameters
     except (TypeError, ValueError):
         return  # no introspectable signature (a compiled module): the export will tell
     model = type(module).__name__
@@ -172,6 +172,14 @@ def check_signature(module: torch.nn.Module, spec: ModelSpec) -> None:
             f"{model}.forward needs {missing[0]!r}, which the spec does not declare",
             hint=f"spec inputs: {', '.join(spec.input_names)}",
         )
+
+
+def _signature(module: torch.nn.Module) -> inspect.Signature:
+    """forward()'s signature, with string annotations resolved where they can be."""
+    try:
+        return inspect.signature(module.forward, eval_str=True)
+    except Exception:  # an annotation naming what its module cannot resolve
+        return inspect.signature(module.forward)
 
 
 def _refuse_container_forward(
