@@ -67,12 +67,12 @@ def test_a_module_instance_exports_from_python(tmp_path):
     assert not (tmp_path / "n.onnx").exists() and not (tmp_path / "o.onnx").exists()
 
 
-def test_forward_with_kwargs_is_refused_with_a_wrapper_hint():
+def test_forward_with_only_star_args_is_refused_with_a_wrapper_hint():
     from mmexport.export.loader import check_signature
 
     class KwargsModel(torch.nn.Module):
-        def forward(self, **inputs):
-            return inputs["image"]
+        def forward(self, *inputs):
+            return inputs[0]
 
     spec = ModelSpec.from_dict(
         {

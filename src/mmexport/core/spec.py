@@ -41,6 +41,8 @@ from mmexport.core.spec_schema import (
 )
 
 Shape = tuple[int, ...]
+CallValue = str | int | float | bool | None
+"""A constant argument of forward() (``call_kwargs``): a JSON scalar."""
 ShapePoint = dict[str, int]
 """A value for every named dim, e.g. ``{"batch": 4, "seq": 16}``."""
 
@@ -124,9 +126,12 @@ class ModelSpec:
     inputs: tuple[InputSpec, ...]
     outputs: tuple[OutputSpec, ...]
     dims: Mapping[str, DimSpec] = field(default_factory=dict)
+    call_kwargs: Mapping[str, CallValue] = field(default_factory=dict)
+    """Constant keyword arguments of every call of forward(), e.g. ``{"use_cache": False}``."""
 
     def __post_init__(self) -> None:
         validate_spec(self)
+        _check_call_kwargs(self.call_kwargs)
 
     # -- reading and writing -------------------------------------------------------------
 
@@ -151,7 +156,10 @@ class ModelSpec:
             raise SpecError("'outputs' must be a non-empty list")
         inputs = tuple(_parse_input(i, item) for i, item in enumerate(data["inputs"]))
         outputs = tuple(_parse_output(i, item) for i, item in enumerate(data["outputs"]))
-        return cls(inputs=inputs, outputs=outputs, dims=dims)
+        call_kwargs = data.get("call_kwargs", {})
+        if not isinstance(call_kwargs, Mapping):
+            raise SpecError("'call_kwargs' must be an object of parameter name -> JSON scalar")
+        return cls(inputs=inputs, outputs=outputs, dims=dims, call_kwargs=dict(call_kwargs))
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "spec") -> ModelSpec:
@@ -178,6 +186,7 @@ class ModelSpec:
             "inputs": [i.to_dict() for i in self.inputs],
             "outputs": [o.to_dict() for o in self.outputs],
             "dims": {name: d.to_dict() for name, d in self.dims.items()},
+            **({"call_kwargs": dict(self.call_kwargs)} if self.call_kwargs else {}),
         }
 
     # -- lookups -------------------------------------------------------------------------
@@ -252,6 +261,18 @@ def _sample(spec: InputSpec, shape: Shape, rng: np.random.Generator) -> np.ndarr
 
 
 # -- parsing ----------------------------------------------------------------------------
+
+
+def _check_call_kwargs(call_kwargs: Mapping[str, Any]) -> None:
+    """``call_kwargs`` are constants written in JSON: names to strings, numbers, booleans or null."""
+    for name, value in call_kwargs.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"{name!r} is not a parameter name", where="call_kwargs")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise SpecError(
+                f"{name!r} must be a string, number, boolean or null, got {type(value).__name__}",
+                where="call_kwargs",
+            )
 
 
 def _parse_dim(name: str, value: Any) -> DimSpec:
@@ -331,6 +352,7 @@ __all__ = [
     "INT_DTYPES",
     "MODALITIES",
     "PREPROCESS_KINDS",
+    "CallValue",
     "DimSpec",
     "InputSpec",
     "ModelSpec",

@@ -16,7 +16,7 @@ INT_DTYPES = ("int64", "int32", "int8", "uint8")
 INPUT_KEYS = {"name", "modality", "dtype", "shape", "range", "preprocess"}
 OUTPUT_KEYS = {"name", "labels", "atol", "rtol"}
 DIM_KEYS = {"min", "opt", "max"}
-SPEC_KEYS = {"inputs", "outputs", "dims"}
+SPEC_KEYS = {"inputs", "outputs", "dims", "call_kwargs"}
 
 
 def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -11,7 +11,10 @@ function ``mmexport_spec()`` returning one.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -129,33 +132,93 @@ def _as_spec(value: Any) -> ModelSpec:
 
 
 def check_signature(module: torch.nn.Module, spec: ModelSpec) -> None:
-    """The spec's inputs must be exactly forward()'s parameters (those without defaults at least)."""
+    """forward() must take every spec input by name (a named parameter, or through ``**kwargs``),
+    and every parameter without a default must be a spec input or one of the spec's ``call_kwargs``."""
     try:
-        params = inspect.signature(module.forward).parameters
+        params = _signature(module).parameters
     except (TypeError, ValueError):
         return  # no introspectable signature (a compiled module): the export will tell
-    variadic = [n for n, p in params.items() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if variadic:
-        inputs = ", ".join(spec.input_names)
+    model = type(module).__name__
+    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    _refuse_container_forward(module, spec, named, takes_kwargs)
+    unknown = [n for n in spec.input_names if n not in named]
+    if unknown and not takes_kwargs:
+        variadic = [n for n, p in params.items() if p.kind is p.VAR_POSITIONAL]
+        if variadic:
+            raise SpecError(
+                f"{model}.forward takes *{variadic[0]}: the spec's inputs cannot be matched to it by name",
+                hint=f"wrap it in a module whose forward is ({', '.join(spec.input_names)}) "
+                "and calls the model with them",
+            )
         raise SpecError(
-            f"{type(module).__name__}.forward takes *{variadic[0]}: the spec's inputs cannot be matched "
-            "to it by name",
-            hint=f"wrap it in a module whose forward is ({inputs}) and calls the model with them",
+            f"input {unknown[0]!r} is not a parameter of {model}.forward",
+            hint=f"forward takes ({', '.join(params)})",
         )
-    names = list(params)
-    unknown = [n for n in spec.input_names if n not in params]
-    if unknown:
-        raise SpecError(
-            f"input {unknown[0]!r} is not a parameter of {type(module).__name__}.forward",
-            hint=f"forward takes ({', '.join(names)})",
-        )
-    required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
-    missing = [n for n in required if n not in spec.input_names]
+    for name in spec.call_kwargs:
+        if name in spec.input_names:
+            raise SpecError(f"{name!r} is both an input and a constant", where="call_kwargs")
+        if name not in named and not takes_kwargs:
+            raise SpecError(
+                f"{name!r} is not a parameter of {model}.forward",
+                where="call_kwargs",
+                hint=f"forward takes ({', '.join(params)})",
+            )
+    given = {*spec.input_names, *spec.call_kwargs}
+    required = [n for n, p in named.items() if p.default is inspect.Parameter.empty]
+    missing = [n for n in required if n not in given]
     if missing:
         raise SpecError(
-            f"{type(module).__name__}.forward needs {missing[0]!r}, which the spec does not declare",
+            f"{model}.forward needs {missing[0]!r}, which the spec does not declare",
             hint=f"spec inputs: {', '.join(spec.input_names)}",
         )
+
+
+def _signature(module: torch.nn.Module) -> inspect.Signature:
+    """forward()'s signature, with string annotations resolved where they can be."""
+    try:
+        return inspect.signature(module.forward, eval_str=True)
+    except Exception:  # an annotation naming what its module cannot resolve
+        return inspect.signature(module.forward)
+
+
+def _refuse_container_forward(
+    module: torch.nn.Module, spec: ModelSpec, named: dict[str, inspect.Parameter], takes_kwargs: bool
+) -> None:
+    """A forward(batch) taking one dict or dataclass cannot be fed tensors by name: say so, with
+    the wrapper that can."""
+    required = [p for p in named.values() if p.default is inspect.Parameter.empty]
+    if len(required) != 1:
+        return
+    param = required[0]
+    if param.name in spec.call_kwargs:
+        return
+    unmatched = not takes_kwargs and not any(n in named for n in spec.input_names)
+    if not _is_container(param.annotation) and not (unmatched and len(spec.inputs) > 1):
+        return
+    names = spec.input_names
+    batch = ", ".join(f'"{n}": {n}' for n in names)
+    raise SpecError(
+        f"{type(module).__name__}.forward takes one container ({param.name}); it must take the spec's "
+        f"inputs ({', '.join(names)}) as tensor parameters",
+        hint="export a wrapper:\n"
+        "class Wrapped(torch.nn.Module):\n"
+        "    def __init__(self, model): super().__init__(); self.model = model\n"
+        f"    def forward(self, {', '.join(names)}): return self.model({{{batch}}})",
+    )
+
+
+def _is_container(annotation: Any) -> bool:
+    """An annotation naming a dict, a Mapping or a dataclass (as an object or as a string)."""
+    if annotation is inspect.Parameter.empty:
+        return False
+    if isinstance(annotation, str):
+        head = annotation.split("[", 1)[0].rsplit(".", 1)[-1].strip()
+        return head in {"dict", "Dict", "Mapping", "MutableMapping", "TypedDict"}
+    origin = typing.get_origin(annotation) or annotation
+    if dataclasses.is_dataclass(origin):
+        return True
+    return isinstance(origin, type) and issubclass(origin, Mapping)
 
 
 def forward_order(module: torch.nn.Module, spec: ModelSpec) -> list[str]:

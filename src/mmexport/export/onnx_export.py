@@ -21,6 +21,7 @@ from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import ModelSpec
 from mmexport.export.loader import forward_order
 from mmexport.export.parity import NotTensorsError, torch_outputs
+from mmexport.export.torch_runner import SpecCall, flatten_outputs, pick_outputs
 
 # Opset 18: the lowest opset torch's dynamo exporter emits, and one that every TensorRT
 # generation we target parses -- TensorRT 10.0-10.3 (JetPack 6) read opsets 9-20, 10.15 up to
@@ -62,11 +63,14 @@ class ExportInfo:
 
 
 def check_outputs(module: torch.nn.Module, spec: ModelSpec, feed: dict[str, np.ndarray]) -> None:
-    """Run the model once in eager mode: it must run and return as many tensors as the spec names."""
+    """Run the model once in eager mode: it must run and return a tensor for each output of the spec."""
     try:
-        outputs = torch_outputs(module, feed)
+        outputs = torch_outputs(module, feed, names=spec.output_names, call_kwargs=spec.call_kwargs)
     except NotTensorsError as e:
-        raise ExportError(f"{e}; forward() must return a tensor, or a tuple/list/dict of tensors") from e
+        raise ExportError(
+            f"{e}; forward() must return a tensor, a tuple/list of tensors, or a dict (ModelOutput, "
+            "namedtuple) holding the spec's outputs by name"
+        ) from e
     except Exception as e:
         shapes = ", ".join(f"{n}={list(v.shape)}" for n, v in feed.items())
         raise ExportError(
@@ -90,13 +94,14 @@ def export_onnx(
     feed = spec.sample_feed(spec.example_point(), seed=0)
     check_outputs(module, spec, feed)
     inputs = {n: torch.from_numpy(feed[n]) for n in forward_order(module, spec)}
+    target = exported_module(module, spec, inputs)
     external = _parameter_bytes(module) > SINGLE_FILE_LIMIT
     with _quiet() as log:
         try:
             if config.exporter == "dynamo":
-                _export_dynamo(module, spec, inputs, path, config.opset, external)
+                _export_dynamo(target, spec, inputs, path, config.opset, external)
             else:
-                _export_torchscript(module, spec, inputs, path, config.opset)
+                _export_torchscript(target, spec, inputs, path, config.opset)
         except ExportError:
             raise
         except Exception as e:
@@ -105,6 +110,38 @@ def export_onnx(
         raise ExportError(f"torch.onnx wrote no file; its log: {log.getvalue()[-500:]}")
     unused, model = _normalize(path, spec, external)
     return ExportInfo(path, external, config.opset, config.exporter, unused, None if external else model)
+
+
+def exported_module(
+    module: torch.nn.Module, spec: ModelSpec, inputs: dict[str, torch.Tensor]
+) -> torch.nn.Module:
+    """``module`` itself when the exporters can call it as it is; else a ``SpecCall`` around it.
+
+    The adapter is needed for constant ``call_kwargs``, for inputs that forward() takes only by
+    keyword (or through ``**kwargs``), and for results the spec's outputs are picked from by name
+    or that hold more than them. Plain models are exported unwrapped, their node names unchanged.
+    """
+    if spec.call_kwargs or not _positional(module, list(inputs)):
+        return SpecCall(module, spec, list(inputs))
+    with torch.inference_mode():
+        result = module(**inputs)
+    try:
+        plain = flatten_outputs(result)
+    except NotTensorsError:
+        return SpecCall(module, spec, list(inputs))
+    picked = pick_outputs(result, spec.output_names)
+    same = len(plain) == len(picked) and all(a is b for a, b in zip(plain, picked, strict=True))
+    return module if same else SpecCall(module, spec, list(inputs))
+
+
+def _positional(module: torch.nn.Module, order: list[str]) -> bool:
+    """Whether forward() takes ``order`` as its leading positional parameters, in that order."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    leading = [p.name for p in params[: len(order)] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return leading == order
 
 
 def _clear_rnn_dispatch_caches() -> None:
@@ -146,17 +183,19 @@ def _export_dynamo(
     _require_dynamo_exporter()
     _clear_rnn_dispatch_caches()
     dims = {d.name: torch.export.Dim(d.name, min=d.min, max=d.max) for d in spec.dynamic_dims}
-    dynamic_shapes = {
+    dynamic_shapes: dict[str, Any] = {
         i.name: {axis: dims[d] for axis, d in enumerate(i.shape) if d in dims} or None
         for i in (spec.input(n) for n in inputs)
     }
+    # SpecCall takes *args: its inputs go positionally, their dynamic shapes as one tuple
+    wrapped = isinstance(module, SpecCall)
     torch.onnx.export(
         module,
-        (),
+        tuple(inputs.values()) if wrapped else (),
         str(path),
-        kwargs=inputs,
+        kwargs=None if wrapped else inputs,
         dynamo=True,
-        dynamic_shapes=dynamic_shapes,
+        dynamic_shapes=(tuple(dynamic_shapes.values()),) if wrapped else dynamic_shapes,
         input_names=list(inputs),
         output_names=spec.output_names,
         opset_version=opset,
@@ -203,10 +242,14 @@ def output_dim_axes(module: torch.nn.Module, spec: ModelSpec, order: list[str]) 
     as the exporter writes them.
     """
     base_point = spec.example_point()
+    inner = module.module if isinstance(module, SpecCall) else module
 
     def shapes(point: Mapping[str, int]) -> list[tuple[int, ...]]:
         feed = spec.sample_feed(point, seed=0)
-        return [tuple(o.shape) for o in torch_outputs(module, {n: feed[n] for n in order})]
+        outputs = torch_outputs(
+            inner, {n: feed[n] for n in order}, names=spec.output_names, call_kwargs=spec.call_kwargs
+        )
+        return [tuple(o.shape) for o in outputs]
 
     base = shapes(base_point)
     follows: dict[tuple[int, int], list[str]] = {}

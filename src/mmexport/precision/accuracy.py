@@ -142,7 +142,8 @@ class _Accumulator:
         self.agree = 0
         self.count = 0
 
-    def update(self, actual: np.ndarray, reference: np.ndarray) -> None:
+    def update(self, actual: np.ndarray, reference: np.ndarray, axis: int | None = 0) -> None:
+        actual, reference = samples_first(actual, axis), samples_first(reference, axis)
         c = compare_arrays(actual, reference, output=self.output, equal_nan=False)
         self.max_abs = max(self.max_abs, c.max_abs)
         self.ref_range = max(self.ref_range, c.reference_amax)
@@ -232,12 +233,14 @@ def _evaluate(
         feed = {k: np.asarray(v) for k, v in batch.feed.items()}
         results = [runner.run(_cast_for(runner, feed)) for runner in runners]
         reference = results[0]
-        nonfinite += _nonfinite_samples(reference, outputs)
         if any(classifier.values()):
             predicted.update(np.asarray(reference[task_output]).argmax(-1).reshape(-1).tolist())
+        sizes = batch_sizes(feed)
+        axes = {name: sample_axis(np.shape(reference[name]), sizes) for name in outputs}
+        nonfinite += _nonfinite_samples(reference, axes)
         for i, result in enumerate(results[1:]):
             for name in outputs:
-                acc[i][name].update(np.asarray(result[name]), np.asarray(reference[name]))
+                acc[i][name].update(np.asarray(result[name]), np.asarray(reference[name]), axes[name])
         if batch.labels is None:
             labelled = False
         else:
@@ -266,13 +269,39 @@ def _evaluate(
     )
 
 
-def _nonfinite_samples(result: Mapping[str, np.ndarray], outputs: list[str]) -> int:
-    """Samples (rows) where any output holds NaN or inf."""
-    bad: np.ndarray | None = None
-    for name in outputs:
+def batch_sizes(feed: Mapping[str, np.ndarray]) -> set[int]:
+    """The feed's batch sizes: the size of axis 0 of every input (one per batch dim, e.g. the
+    number of images and the number of texts of a CLIP batch)."""
+    return {int(v.shape[0]) for v in feed.values() if np.ndim(v)}
+
+
+def sample_axis(shape: tuple[int, ...], sizes: set[int]) -> int | None:
+    """The axis of an output that runs over samples: axis 0 when its size is a batch size, else
+    the one axis whose size is; None (the whole output is one sample) when none or several are.
+
+    Outputs need not share it: CLIP's text embeddings run over texts, its image embeddings over
+    images, and a similarity matrix over both (its axis 0, the images)."""
+    axes = [a for a, n in enumerate(shape) if n in sizes]
+    if not axes:
+        return None
+    return axes[0] if axes[0] == 0 or len(axes) == 1 else None
+
+
+def samples_first(values: np.ndarray, axis: int | None) -> np.ndarray:
+    """``values`` with the samples along axis 0 (a whole-output sample becomes one row)."""
+    return values[np.newaxis] if axis is None else np.moveaxis(values, axis, 0)
+
+
+def _nonfinite_samples(result: Mapping[str, np.ndarray], axes: Mapping[str, int | None]) -> int:
+    """Samples where any output holds NaN or inf; outputs over the same number of samples are
+    combined row by row, and the largest count of such groups is reported."""
+    bad: dict[int, np.ndarray] = {}
+    for name, axis in axes.items():
         values = np.asarray(result[name])
         if not np.issubdtype(values.dtype, np.floating) or values.ndim == 0:
             continue
-        rows = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
-        bad = rows if bad is None else bad | rows
-    return 0 if bad is None else int(bad.sum())
+        rows = samples_first(values, axis)
+        mask = ~np.isfinite(rows.reshape(rows.shape[0], -1)).all(axis=1)
+        count = len(mask)
+        bad[count] = mask if count not in bad else bad[count] | mask
+    return max((int(m.sum()) for m in bad.values()), default=0)
