@@ -29,12 +29,14 @@ def _fp16(source: Path, out: Path):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, args)
 
 
-def test_a_second_writer_is_refused_and_a_killed_holder_never_blocks(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_a_second_writer_is_refused_and_a_killed_holder_never_blocks(
+    tiny_graph_onnx: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "m.fp16.onnx"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, f"{out}.lock"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        refused = _fp16(tiny_onnx, out)
+        refused = _fp16(tiny_graph_onnx, out)
         assert refused.exit_code != 0
         assert "is being written by another mmexport run" in refused.output
         assert not out.exists() and not Path(f"{out}.json").exists()
@@ -42,7 +44,7 @@ def test_a_second_writer_is_refused_and_a_killed_holder_never_blocks(tiny_onnx: 
         holder.kill()
         holder.wait()
     assert Path(f"{out}.lock").exists(), "the killed run's lock file is still there"
-    done = _fp16(tiny_onnx, out)
+    done = _fp16(tiny_graph_onnx, out)
     assert done.exit_code == 0, done.output
     assert out.is_file() and Path(f"{out}.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.fp16.onnx", "m.fp16.onnx.json"]
