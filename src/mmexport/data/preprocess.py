@@ -10,7 +10,7 @@ numpy and Pillow only: the torch-free runtime uses this module.
 from __future__ import annotations
 
 import string
-import wave
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,14 @@ import numpy as np
 from mmexport.core.errors import DataError
 from mmexport.core.spec import FLOAT_DTYPES, INT_DTYPES, InputSpec, ModelSpec
 from mmexport.data.audio import log_mel
+from mmexport.data.wav_files import read_wav
 
 DEFAULT_SCALE = 1.0 / 255.0
 """Pixel scale of ``kind: image`` when the spec gives none: 8-bit pixels to [0, 1]."""
 
-_PCM_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}  # sample width -> full scale
+MAX_TEXT_BYTES = 16 << 20
+"""The most a token file may hold whatever the spec: far beyond any sequence a model reads."""
+_BYTES_PER_TOKEN = 1 << 10  # a word with its spaces and punctuation, generously
 
 
 def load_file(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str | None = None) -> np.ndarray:
@@ -108,11 +111,11 @@ def cast_to(array: np.ndarray, inp: InputSpec, *, sample: str) -> np.ndarray:
 
 
 def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarray:
-    from mmexport.data.npy_headers import npy_size_problem  # the header, before numpy allocates it
+    from mmexport.data.npy_headers import npy_size_problem, spec_max_bytes  # before numpy allocates
 
     try:
         with open(path, "rb") as f:
-            problem = npy_size_problem(f, path.stat().st_size, "the file")
+            problem = npy_size_problem(f, path.stat().st_size, "the file", spec_max_bytes(spec, inp.name))
         array = None if problem else np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"cannot read {path.name!r} as a .npy array: {e}", sample=who, field=inp.name) from e
@@ -148,7 +151,10 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
         )
     channels = inp.shape[1]
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # Pillow only warns below twice its pixel limit: refuse too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             img.load()
             if img.mode in HIGH_DEPTH_MODES:
                 raise DataError(
@@ -158,7 +164,14 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
                     hint="save it as 8-bit RGB or grayscale, or give the array as .npy",
                 )
             image = _to_channels(img, channels, sample, inp.name)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(
+            f"{path.name!r} claims more pixels than Pillow reads safely (a decompression bomb?)",
+            sample=sample,
+            field=inp.name,
+            hint=f"at most {Image.MAX_IMAGE_PIXELS} pixels",
+        ) from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
         raise DataError(f"cannot read {path.name!r} as an image: {e}", sample=sample, field=inp.name) from e
     size = _size_in_range(
         image.height, image.width, dim_range(inp.shape[2], spec), dim_range(inp.shape[3], spec)
@@ -219,8 +232,21 @@ def _size_in_range(h: int, w: int, h_range: tuple[int, int], w_range: tuple[int,
 def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """A text file as token ids [S]: see ``text_to_tokens``."""
     _require_rank(inp, 2, "tokens preprocess needs a shape [batch, seq]", sample)
+    limit = min(MAX_TEXT_BYTES, _BYTES_PER_TOKEN * (dim_range(inp.shape[1], spec)[1] + 64))
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size <= limit:
+            with path.open("rb") as f:
+                raw = f.read(limit + 1)  # bounded: the file may have grown since
+            size = len(raw)
+        if size > limit:
+            raise DataError(
+                f"{path.name!r} is {size} bytes, more than a text of this input's length "
+                f"can be ({limit} bytes)",
+                sample=sample,
+                field=inp.name,
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path.name!r} as UTF-8 text: {e}", sample=sample, field=inp.name) from e
     return text_to_tokens(text, inp, spec, sample=sample, source=repr(path.name))
@@ -298,7 +324,11 @@ def _token_ids(
 
 def load_wav(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """A PCM .wav (8/16/24/32-bit, channels averaged to mono) as a log-mel: see ``wave_to_log_mel``."""
-    signal, rate = read_wav(path, sample=sample, field=inp.name)
+    pre: Mapping[str, Any] = inp.preprocess or {}
+    hop, high = pre["hop_length"], dim_range(inp.shape[-1], spec)[1]
+    keep = max(1, round(float(pre["duration_s"]) * pre["sample_rate"])) if "duration_s" in pre else None
+    # frames = 1 + samples // hop: more samples than this give more frames than the dim's max
+    signal, rate = read_wav(path, sample=sample, field=inp.name, max_frames=high * hop - 1, keep=keep)
     return wave_to_log_mel(signal, rate, inp, spec, sample=sample, source=repr(path.name))
 
 
@@ -335,35 +365,6 @@ def wave_to_log_mel(
         )
     check_array(mel, inp, spec, sample=sample, batched=False)
     return mel.astype(inp.dtype, copy=False)
-
-
-def read_wav(path: Path, *, sample: str, field: str) -> tuple[np.ndarray, int]:
-    """Samples of a PCM wav file as float32 mono in [-1, 1), and its sample rate."""
-    try:
-        with wave.open(str(path), "rb") as f:
-            width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
-            raw = f.readframes(f.getnframes())
-    except (wave.Error, EOFError, OSError) as e:
-        raise DataError(
-            f"cannot read {path.name!r} as a PCM wav file: {e}", sample=sample, field=field
-        ) from e
-    if width not in _PCM_SCALE:
-        raise DataError(
-            f"{path.name!r} has {8 * width}-bit samples, expected 8, 16, 24 or 32", sample=sample, field=field
-        )
-    if width == 1:
-        values = np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0
-    elif width == 3:  # little-endian 24-bit: sign-extend through the top byte of an int32
-        triples = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
-        padded = np.zeros((triples.shape[0], 4), dtype=np.uint8)
-        padded[:, 1:] = triples
-        values = (padded.view("<i4").reshape(-1) >> 8).astype(np.float32)
-    else:
-        values = np.frombuffer(raw, dtype=f"<i{width}").astype(np.float32)
-    if values.size == 0:
-        raise DataError(f"{path.name!r} holds no samples", sample=sample, field=field)
-    mono = values.reshape(-1, channels).mean(axis=1) / np.float32(_PCM_SCALE[width])
-    return mono.astype(np.float32), rate
 
 
 # -- helpers ----------------------------------------------------------------------------------
