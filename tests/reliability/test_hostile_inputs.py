@@ -10,6 +10,7 @@ import wave
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from numpy.lib import format as npy_format
 from data.datafiles import spec_with, tone, write_png, write_wav
 from mmexport.core.errors import DataError
 from mmexport.data.feed_files import read_feeds
+from mmexport.data.feeds import parse_label
 from mmexport.data.folders import read_index
 from mmexport.data.preprocess import load_file
 
@@ -174,3 +176,30 @@ def test_index_line_longer_than_the_limit_is_refused(tmp_path: Path) -> None:
     (tmp_path / "index.jsonl").write_bytes(b'{"image": "' + b"a" * (8 << 20) + b'"}\n')
     with pytest.raises(DataError, match=r"index\.jsonl"):
         read_index(tmp_path, SPEC, None)
+
+
+def _no_vocab(data: dict[str, Any]) -> None:
+    tokens = next(i for i in data["inputs"] if i["name"] == "tokens")
+    del tokens["preprocess"]["vocab"]
+    del tokens["range"]
+    data["outputs"] = ["logits"]
+
+
+@pytest.mark.parametrize("word", ["9" * 5000, "9" * 20, "-" + "9" * 20, "300"])
+def test_token_ids_beyond_the_dtype_are_one_data_error(tmp_path: Path, word: str) -> None:
+    spec = spec_with(_no_vocab)
+    if word == "300":  # fits int64; refused for an int8 input
+        spec = spec_with(lambda d: (_no_vocab(d), d["inputs"][1].update(dtype="int8")))
+    path = tmp_path / "ids.txt"
+    path.write_text(f"1 2 {word}")
+    with pytest.raises(DataError, match=r"ids\.txt"):
+        load_file(path, spec.input("tokens"), spec)
+
+
+@pytest.mark.parametrize("label", ["9" * 30, "-" + "9" * 30, "9" * 5000])
+def test_label_beyond_int64_is_one_data_error(label: str) -> None:
+    spec = spec_with(_no_vocab)
+    with pytest.raises(DataError, match="label"):
+        parse_label(label, spec, sample="s")
+    with pytest.raises(DataError, match="label"):
+        parse_label(int(label[:100]), spec, sample="s")

@@ -270,6 +270,13 @@ def text_to_tokens(
     if not words:
         raise DataError(f"{source} holds no words", sample=sample, field=inp.name)
     ids = _token_ids(words, pre.get("vocab"), source, sample, inp.name, pre.get("unk"))
+    info = np.iinfo(inp.dtype)
+    if not (info.min <= min(ids) and max(ids) <= info.max):
+        raise DataError(
+            f"{source}: token ids [{min(ids)}, {max(ids)}] do not fit {inp.dtype}",
+            sample=sample,
+            field=inp.name,
+        )
     low, high = dim_range(inp.shape[1], spec)
     if len(ids) > high:
         raise DataError(
@@ -296,15 +303,14 @@ def _token_ids(
     words: list[str], vocab: list[str] | None, source: str, sample: str, field: str, unk: str | None = None
 ) -> list[int]:
     if vocab is None:
-        try:
-            return [int(word) for word in words]
-        except ValueError:
-            bad = next(w for w in words if not w.lstrip("-").isdigit())
-            raise DataError(
-                f"{source}: {bad!r} is not a token id and the spec gives no vocab",
-                sample=sample,
-                field=field,
-            ) from None
+        for word in words:
+            if not word.lstrip("-").isdigit() or len(word) > 20:  # 20: no int64 is longer
+                raise DataError(
+                    f"{source}: {word!r:.40} is not a token id and the spec gives no vocab",
+                    sample=sample,
+                    field=field,
+                )
+        return [int(word) for word in words]
     index = {word: i for i, word in enumerate(vocab)}
     if unk is not None:  # the spec names a token for words outside the vocab
         return [index.get(word, index[unk]) for word in words]
