@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
 from data.datafiles import spec_with, tone, write_png, write_wav
-from mmexport.core.errors import DataError
+from mmexport.core.errors import DataError, SpecError
 from mmexport.data.feed_files import read_feeds
 from mmexport.data.feeds import parse_label
 from mmexport.data.folders import read_index
@@ -203,3 +203,54 @@ def test_label_beyond_int64_is_one_data_error(label: str) -> None:
         parse_label(label, spec, sample="s")
     with pytest.raises(DataError, match="label"):
         parse_label(int(label[:100]), spec, sample="s")
+
+
+PREPROCESS_VALUES = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["rgb", "bgr", "x", "", "<pad>", "what"]),
+    st.booleans(),
+    st.lists(st.floats(-10, 10), max_size=4),
+    st.lists(st.text(max_size=3), max_size=4),
+)
+KEYS = {
+    "image": ["mean", "std", "scale", "channel_order"],
+    "log_mel": ["sample_rate", "n_fft", "hop_length", "n_mels", "duration_s"],
+    "tokens": ["vocab", "pad", "lowercase", "unk"],
+}
+DTYPES = ["float32", "int64", "int8", "uint8", "bool", "float16"]
+
+
+@given(
+    kind=st.sampled_from(list(KEYS)),
+    key_index=st.integers(0, 4),
+    value=PREPROCESS_VALUES,
+    dtype=st.sampled_from([None, *DTYPES]),
+)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_spec_that_loads_reads_its_files_or_says_why(
+    tmp_path: Path, kind: str, key_index: int, value: Any, dtype: str | None
+) -> None:
+    """Whatever preprocess value a spec is accepted with, reading a file for it never crashes."""
+    name = {"image": "image", "log_mel": "audio", "tokens": "tokens"}[kind]
+    key = KEYS[kind][key_index % len(KEYS[kind])]
+
+    def change(data: dict[str, Any]) -> None:
+        inp = next(i for i in data["inputs"] if i["name"] == name)
+        inp["preprocess"][key] = value
+        if dtype is not None:
+            inp["dtype"] = dtype
+            inp.pop("range", None)
+
+    try:
+        spec = spec_with(change)
+    except SpecError:
+        return
+    files = {
+        "image": lambda p: write_png(p / "x.png", np.full((40, 40, 3), 128)),
+        "audio": lambda p: write_wav(p / "x.wav", tone(0.2)),
+        "tokens": lambda p: (p / "x.txt").write_text("what is the object 3") and p / "x.txt",
+    }
+    path = files[name](tmp_path)
+    with contextlib.suppress(DataError):
+        load_file(Path(path), spec.input(name), spec)

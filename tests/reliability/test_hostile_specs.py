@@ -167,3 +167,37 @@ def test_the_parity_gate_refuses_before_it_allocates(tmp_path: Path) -> None:
     spec = ModelSpec.from_dict(data)
     with pytest.raises(SpecError, match="the parity gate needs a feed of"):
         run_parity(torch.nn.Identity(), tmp_path / "never-opened.onnx", spec)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside ``value`` (keys and indices), the root included."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:4]):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+FUSION_PATHS = _paths(FUSION_SPEC)
+
+
+@given(path=st.sampled_from(FUSION_PATHS), value=JSON_VALUES)
+@settings(max_examples=300, deadline=None)
+def test_any_value_anywhere_in_a_spec_loads_or_is_a_spec_error(path: tuple[Any, ...], value: Any) -> None:
+    data: Any = copy.deepcopy(FUSION_SPEC)
+    if not path:
+        data = value
+    else:
+        holder = data
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = value
+    try:
+        text = json.dumps(data)
+    except ValueError:
+        return
+    with contextlib.suppress(SpecError):
+        ModelSpec.from_json(text)

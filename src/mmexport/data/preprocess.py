@@ -270,8 +270,8 @@ def text_to_tokens(
     if not words:
         raise DataError(f"{source} holds no words", sample=sample, field=inp.name)
     ids = _token_ids(words, pre.get("vocab"), source, sample, inp.name, pre.get("unk"))
-    info = np.iinfo(inp.dtype)
-    if not (info.min <= min(ids) and max(ids) <= info.max):
+    info = np.iinfo(inp.dtype) if inp.dtype in INT_DTYPES else None
+    if info is not None and not (info.min <= min(ids) and max(ids) <= info.max):
         raise DataError(
             f"{source}: token ids [{min(ids)}, {max(ids)}] do not fit {inp.dtype}",
             sample=sample,
