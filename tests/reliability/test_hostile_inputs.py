@@ -254,3 +254,19 @@ def test_a_spec_that_loads_reads_its_files_or_says_why(
     path = files[name](tmp_path)
     with contextlib.suppress(DataError):
         load_file(Path(path), spec.input(name), spec)
+
+
+@pytest.mark.parametrize("word", ["²", "٣" * 30])
+def test_words_that_look_like_digits_are_one_data_error(tmp_path: Path, word: str) -> None:
+    spec = spec_with(_no_vocab)
+    path = tmp_path / "ids.txt"
+    path.write_text(f"1 {word}")
+    with pytest.raises(DataError, match="not a token id"):
+        load_file(path, spec.input("tokens"), spec)
+
+
+def test_log_mel_input_of_another_rank_is_one_data_error(tmp_path: Path) -> None:
+    spec = spec_with(lambda d: d["inputs"][2].update(shape=["batch", 64, "frames", 1]))
+    path = write_wav(tmp_path / "a.wav", tone(0.2))
+    with pytest.raises(DataError, match="n_mels, frames"):
+        load_file(path, spec.input("audio"), spec)

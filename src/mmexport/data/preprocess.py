@@ -10,7 +10,6 @@ numpy and Pillow only: the torch-free runtime uses this module.
 from __future__ import annotations
 
 import string
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import numpy as np
 from mmexport.core.errors import DataError
 from mmexport.core.spec import FLOAT_DTYPES, INT_DTYPES, InputSpec, ModelSpec
 from mmexport.data.audio import log_mel
+from mmexport.data.image_files import HIGH_DEPTH_MODES as HIGH_DEPTH_MODES
+from mmexport.data.image_files import decode_image, size_in_range
 from mmexport.data.wav_files import read_wav
 
 DEFAULT_SCALE = 1.0 / 255.0
@@ -128,9 +129,6 @@ def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarr
 # -- images -----------------------------------------------------------------------------------
 
 
-HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # Pillow modes beyond 8 bits
-
-
 def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """An image file as float32 [C, H, W]: RGB (or grayscale), scaled, normalized by mean and std.
 
@@ -140,7 +138,7 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
     ranges is resized (bilinear) to the size in range nearest to it, keeping the aspect ratio
     where the ranges allow; a size in range is kept as it is.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if len(inp.shape) != 4 or not isinstance(inp.shape[1], int):
         raise DataError(
@@ -149,31 +147,8 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
             sample=sample,
             field=inp.name,
         )
-    channels = inp.shape[1]
-    try:
-        with warnings.catch_warnings():  # Pillow only warns below twice its pixel limit: refuse too
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-        with img:
-            img.load()
-            if img.mode in HIGH_DEPTH_MODES:
-                raise DataError(
-                    f"{path.name!r} is a {img.mode} (16-bit or float) image; only 8-bit images are read",
-                    sample=sample,
-                    field=inp.name,
-                    hint="save it as 8-bit RGB or grayscale, or give the array as .npy",
-                )
-            image = _to_channels(img, channels, sample, inp.name)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(
-            f"{path.name!r} claims more pixels than Pillow reads safely (a decompression bomb?)",
-            sample=sample,
-            field=inp.name,
-            hint=f"at most {Image.MAX_IMAGE_PIXELS} pixels",
-        ) from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
-        raise DataError(f"cannot read {path.name!r} as an image: {e}", sample=sample, field=inp.name) from e
-    size = _size_in_range(
+    image = decode_image(path, inp.shape[1], sample=sample, field=inp.name)
+    size = size_in_range(
         image.height, image.width, dim_range(inp.shape[2], spec), dim_range(inp.shape[3], spec)
     )
     if size != (image.height, image.width):
@@ -195,35 +170,6 @@ def normalize_image(pixels: np.ndarray, inp: InputSpec) -> np.ndarray:
     mean = np.asarray(pre["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(pre["std"], dtype=np.float32)[:, None, None]
     return np.ascontiguousarray((chw - mean) / std, dtype=inp.dtype)
-
-
-def _to_channels(img: Any, channels: int, sample: str, field: str) -> Any:
-    """The image in mode RGB (3 channels) or L (1 channel), or a DataError naming both counts."""
-    bands = len(img.getbands())
-    if img.mode == "P":
-        bands = 4 if "transparency" in img.info else 3
-    if channels == 3 and bands in (1, 3):
-        return img.convert("RGB")
-    if channels == 1 and bands == 1:
-        return img.convert("L") if img.mode in ("1", "P") else img
-    raise DataError(
-        f"expected {channels} channel{'s' if channels != 1 else ''}, got {bands} ({img.mode} image)",
-        sample=sample,
-        field=field,
-        hint="save the image as RGB" if channels == 3 else "save the image as grayscale (L)",
-    )
-
-
-def _size_in_range(h: int, w: int, h_range: tuple[int, int], w_range: tuple[int, int]) -> tuple[int, int]:
-    """(h, w) if both are in range, else the in-range size nearest to it, aspect kept if possible."""
-    if h_range[0] <= h <= h_range[1] and w_range[0] <= w <= w_range[1]:
-        return h, w
-    grow = max(h_range[0] / h, w_range[0] / w)
-    shrink = min(h_range[1] / h, w_range[1] / w)
-    factor = grow if grow > 1.0 else shrink
-    new_h = min(max(round(h * factor), h_range[0]), h_range[1])
-    new_w = min(max(round(w * factor), w_range[0]), w_range[1])
-    return new_h, new_w
 
 
 # -- text ---------------------------------------------------------------------------------------
@@ -303,14 +249,17 @@ def _token_ids(
     words: list[str], vocab: list[str] | None, source: str, sample: str, field: str, unk: str | None = None
 ) -> list[int]:
     if vocab is None:
+        ids = []
         for word in words:
-            if not word.lstrip("-").isdigit() or len(word) > 20:  # 20: no int64 is longer
+            try:
+                ids.append(int(word) if len(word) <= 21 else int("x"))  # 21: longer is no int64
+            except ValueError:
                 raise DataError(
                     f"{source}: {word!r:.40} is not a token id and the spec gives no vocab",
                     sample=sample,
                     field=field,
-                )
-        return [int(word) for word in words]
+                ) from None
+        return ids
     index = {word: i for i, word in enumerate(vocab)}
     if unk is not None:  # the spec names a token for words outside the vocab
         return [index.get(word, index[unk]) for word in words]
@@ -330,6 +279,7 @@ def _token_ids(
 
 def load_wav(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """A PCM .wav (8/16/24/32-bit, channels averaged to mono) as a log-mel: see ``wave_to_log_mel``."""
+    _require_rank(inp, 3, "log_mel preprocess needs a shape [batch, n_mels, frames]", sample)
     pre: Mapping[str, Any] = inp.preprocess or {}
     hop, high = pre["hop_length"], dim_range(inp.shape[-1], spec)[1]
     keep = max(1, round(float(pre["duration_s"]) * pre["sample_rate"])) if "duration_s" in pre else None
@@ -347,6 +297,7 @@ def wave_to_log_mel(
     ``duration_s`` the wave is cut or zero-padded to that length first; frames outside the dim's
     range are an error, not cropped.
     """
+    _require_rank(inp, 3, "log_mel preprocess needs a shape [batch, n_mels, frames]", sample)
     pre: Mapping[str, Any] = inp.preprocess or {}
     if rate != pre["sample_rate"]:
         raise DataError(
