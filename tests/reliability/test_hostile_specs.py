@@ -201,3 +201,24 @@ def test_any_value_anywhere_in_a_spec_loads_or_is_a_spec_error(path: tuple[Any, 
         return
     with contextlib.suppress(SpecError):
         ModelSpec.from_json(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper than 32 levels"),
+        ('{"inputs": [], "outputs": ["y"], "dims": {"b": {"max": ' + "9" * 5000 + "}}}", "5000 digits"),
+    ],
+)
+def test_cli_prints_one_error_line_for_a_hostile_spec(tmp_path: Path, text: str, message: str) -> None:
+    from click.testing import CliRunner
+
+    from mmexport.cli.app import cli
+
+    (tmp_path / "spec.json").write_text(text)
+    args = ["to-onnx", "fusion", "--spec", str(tmp_path / "spec.json"), "-o", str(tmp_path / "m.onnx")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: spec: spec file") and result.output.count("\n") == 1
+    assert message in result.output
+    assert not (tmp_path / "m.onnx").exists()

@@ -134,7 +134,7 @@ def _bounded_int(text: str) -> int:
     """``json.loads`` hook: integers of at most 20 digits (more cannot fit 64 bits, and Python
     refuses to convert very long ones with an error that speaks of its own settings)."""
     if len(text.lstrip("-")) > 20:
-        raise ValueError(f"integer {text[:20]}... has {len(text)} digits, out of range")
+        raise ValueError(f"holds an integer of {len(text)} digits ({text[:20]}...), beyond 64 bits")
     return int(text)
 
 
