@@ -270,3 +270,52 @@ def test_log_mel_input_of_another_rank_is_one_data_error(tmp_path: Path) -> None
     path = write_wav(tmp_path / "a.wav", tone(0.2))
     with pytest.raises(DataError, match="n_mels, frames"):
         load_file(path, spec.input("audio"), spec)
+
+
+def _valid_npz(tmp_path: Path) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((1, 5), dtype=np.int64))
+    return _npz(tmp_path / "ok.npz", {"tokens.npy": buffer.getvalue()}).read_bytes()
+
+
+@given(data=st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_damaged_npz_is_read_or_one_data_error(tmp_path: Path, data: st.DataObject) -> None:
+    raw = bytearray(_valid_npz(tmp_path))
+    cut = data.draw(st.integers(0, len(raw)))
+    flips = data.draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), max_size=4))
+    for at, value in flips:
+        raw[at] = value
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(bytes(raw[:cut]))
+    with contextlib.suppress(DataError):
+        read_feeds([(None, path)], SPEC)
+
+
+def test_encrypted_npz_member_is_one_data_error(tmp_path: Path) -> None:
+    raw = bytearray(_valid_npz(tmp_path))
+    for signature in (b"PK\x03\x04", b"PK\x01\x02"):  # set the "encrypted" flag in both headers
+        at = raw.index(signature) + (6 if signature == b"PK\x03\x04" else 8)
+        raw[at] |= 1
+    path = tmp_path / "locked.npz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"locked\.npz"):
+        read_feeds([(None, path)], SPEC)
+
+
+@given(data=st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_damaged_npy_is_read_or_one_data_error(tmp_path: Path, data: st.DataObject) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((1, 5), dtype=np.int64))
+    raw = bytearray(buffer.getvalue())
+    cut = data.draw(st.integers(0, len(raw)))
+    flips = data.draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), max_size=4))
+    for at, value in flips:
+        raw[at] = value
+    path = tmp_path / "damaged.npy"
+    path.write_bytes(bytes(raw[:cut]))
+    with contextlib.suppress(DataError):
+        read_feeds([("tokens", path)], SPEC)
+    with contextlib.suppress(DataError):
+        load_file(path, SPEC.input("tokens"), SPEC)

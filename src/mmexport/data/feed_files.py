@@ -8,6 +8,7 @@ which then gets one), ``.npz`` (arrays by input name), or a raw file (image, tex
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def _read_npz_all(path: Path, spec: ModelSpec) -> dict[str, np.ndarray]:
         check_npz_members(path, spec)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"cannot be read as an .npz archive ({e})", sample=str(path)) from e
 
 

@@ -4,7 +4,9 @@ before reading, so a damaged or hostile header can ask for terabytes."""
 from __future__ import annotations
 
 import math
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,19 @@ def check_npz_members(path: Path, spec: ModelSpec | None = None) -> None:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            with archive.open(info) as member:
-                if member.read(len(_MAGIC)) != _MAGIC:
-                    raise DataError(f"member {name!r} is not a .npy array", sample=str(path))
-            with archive.open(info) as member:
-                limit = None if spec is None else spec_max_bytes(spec, name)
-                problem = npy_size_problem(member, info.file_size, "the archive", limit)
+            limit = None if spec is None else spec_max_bytes(spec, name)
+            try:
+                with archive.open(info) as member:
+                    if member.read(len(_MAGIC)) != _MAGIC:
+                        raise DataError(f"member {name!r} is not a .npy array", sample=str(path))
+                with archive.open(info) as member:
+                    problem = npy_size_problem(member, info.file_size, "the archive", limit)
+            except (
+                RuntimeError,
+                NotImplementedError,
+                zlib.error,
+            ) as e:  # encrypted, unknown or bad compression
+                raise DataError(f"member {name!r} cannot be read ({e})", sample=str(path)) from e
             if problem:
                 raise DataError(f"member {name!r}: {problem}", sample=str(path))
 
@@ -42,7 +51,10 @@ def npy_size_problem(f: Any, size: int, holder: str, max_bytes: int | None = Non
 
     version = npy_format.read_magic(f)
     read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-    shape, _, dtype = read_header(f)
+    try:
+        shape, _, dtype = read_header(f)
+    except (SyntaxError, tokenize.TokenError) as e:  # numpy parses the header as a Python literal
+        return f"its .npy header cannot be parsed ({e})"
     if dtype.hasobject:
         return None  # refused by allow_pickle=False with numpy's own message
     expected = math.prod(shape) * dtype.itemsize
