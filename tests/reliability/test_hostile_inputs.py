@@ -319,3 +319,13 @@ def test_damaged_npy_is_read_or_one_data_error(tmp_path: Path, data: st.DataObje
         read_feeds([("tokens", path)], SPEC)
     with contextlib.suppress(DataError):
         load_file(path, SPEC.input("tokens"), SPEC)
+
+
+@given(
+    line=st.binary(max_size=60) | st.from_regex(rb'\{"(image|label|name|tokens)": .{0,20}\}', fullmatch=True)
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_index_line_is_read_or_one_data_error(tmp_path: Path, line: bytes) -> None:
+    (tmp_path / "index.jsonl").write_bytes(line + b"\n")
+    with contextlib.suppress(DataError):
+        read_index(tmp_path, SPEC, None)
