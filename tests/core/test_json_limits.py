@@ -118,3 +118,19 @@ def test_non_finite_figures_are_written_as_null_and_read_back(tmp_path: Path) ->
         "rows": [1.5, None],
         "n": 3,
     }
+
+
+def test_loads_limited_fails_only_with_value_errors_in_words() -> None:
+    from mmexport.core.json_limits import loads_limited, tree_problem
+
+    for text, words in [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 32"),
+        ("9" * 5000, "5000 digits"),
+        ('{"a": 1, "a": 2}', "appears twice"),
+        ("NaN", "not JSON"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            loads_limited(text)
+    assert loads_limited('{"a": [1, -12345678901234567890]}') == {"a": [1, -12345678901234567890]}
+    assert tree_problem(loads_limited("[" * 40 + "]" * 40)) == "is nested deeper than 32 levels"
+    assert tree_problem([2**64]) is not None and tree_problem({"a": [1, "x"]}) is None

@@ -52,18 +52,42 @@ def read_json_limited(path: str | Path, *, what: str, max_bytes: int, where: str
 def check_tree(data: Any, where: str, *, what: str) -> None:
     """Refuse JSON nested deeper than MAX_DEPTH, strings longer than MAX_STRING_CHARS and
     integers beyond 64 bits (walked without recursion)."""
+    problem = tree_problem(data)
+    if problem is not None:
+        raise ArtifactError(where, problem if "nested" not in problem else f"{problem}; not {what}")
+
+
+def tree_problem(data: Any) -> str | None:
+    """What makes parsed JSON unfit for mmexport (see ``check_tree``), or None; shared by the
+    readers that raise their own error class (spec files, ``index.jsonl``)."""
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                raise ArtifactError(where, f"is nested deeper than {MAX_DEPTH} levels; not {what}")
+                return f"is nested deeper than {MAX_DEPTH} levels"
             items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
             stack.extend((item, depth + 1) for item in items)
         elif isinstance(value, str) and len(value) > MAX_STRING_CHARS:
-            raise ArtifactError(where, f"holds a string longer than {MAX_STRING_CHARS} characters")
+            return f"holds a string longer than {MAX_STRING_CHARS} characters"
         elif type(value) is int and abs(value) > MAX_INTEGER:
-            raise ArtifactError(where, f"holds an integer out of range ({str(value)[:20]}...)")
+            return f"holds an integer out of range ({str(value)[:20]}...)"
+    return None
+
+
+def loads_limited(text: str | bytes, *, pairs_hook: Any = None) -> Any:
+    """``json.loads`` whose failures are all ValueError: nesting too deep for the parser and
+    integers too long to convert say so in words (no RecursionError, no Python-internal advice).
+    Keys given twice are refused unless ``pairs_hook`` replaces that check."""
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=pairs_hook or _unique_keys,
+            parse_constant=_no_constant,
+            parse_int=_bounded_int,
+        )
+    except RecursionError:
+        raise ValueError(f"is nested deeper than {MAX_DEPTH} levels") from None
 
 
 def check_format(data: Any, where: str, *, name: str, newest: int, what: str) -> dict[str, Any]:
@@ -104,6 +128,14 @@ def _finite(value: Any) -> Any:
 
 def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def _bounded_int(text: str) -> int:
+    """``json.loads`` hook: integers of at most 20 digits (more cannot fit 64 bits, and Python
+    refuses to convert very long ones with an error that speaks of its own settings)."""
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"holds an integer of {len(text)} digits ({text[:20]}...), beyond 64 bits")
+    return int(text)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

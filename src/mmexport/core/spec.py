@@ -15,7 +15,6 @@ the checks run on construction in ``spec_checks``, the ``preprocess`` schema in 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from mmexport.core.spec_schema import (
     SPEC_KEYS,
     is_int,
     no_unknown_keys,
-    reject_duplicate_keys,
+    parse_spec_json,
 )
 
 Shape = tuple[int, ...]
@@ -163,11 +162,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "spec") -> ModelSpec:
-        try:
-            data = json.loads(text, object_pairs_hook=reject_duplicate_keys)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{source} is not valid JSON: {e}") from e
-        return cls.from_dict(data)
+        return cls.from_dict(parse_spec_json(text, source=source))
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelSpec:

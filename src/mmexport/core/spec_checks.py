@@ -5,14 +5,19 @@ Kept apart from the dataclasses so that ``spec.py`` reads as the data model; err
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mmexport.core.errors import SpecError
+from mmexport.core.memory import MAX_FEED_BYTES
 from mmexport.core.preprocess_spec import validate_preprocess
 from mmexport.core.spec_schema import DTYPES, INT_DTYPES, MODALITIES, is_int
+
+MAX_DIM = 2**63 - 1
+"""The largest size of one axis in ONNX, numpy and TensorRT shapes (int64)."""
 
 if TYPE_CHECKING:
     from mmexport.core.spec import DimSpec, InputSpec, ModelSpec
@@ -27,8 +32,8 @@ def validate_spec(spec: ModelSpec) -> None:
                 f"needs min <= opt <= max, got min={d.min}, opt={d.opt}, max={d.max}",
                 where=f"dim {name!r}",
             )
-    _unique([i.name for i in spec.inputs], "input")
-    _unique([o.name for o in spec.outputs], "output")
+    _names([i.name for i in spec.inputs], "input")
+    _names([o.name for o in spec.outputs], "output")
     clash = sorted(set(spec.input_names) & set(spec.output_names))
     if clash:
         raise SpecError(f"{clash[0]!r} is both an input and an output name")
@@ -36,10 +41,44 @@ def validate_spec(spec: ModelSpec) -> None:
     for inp in spec.inputs:
         _validate_input(inp, spec.dims)
         used.update(inp.dim_names)
+    _check_sizes(spec)
     unused = sorted(set(spec.dims) - used)
     if unused:
         raise SpecError(
             "declared but used by no input", where=f"dim {unused[0]!r}", hint="a typo in a shape?"
+        )
+
+
+def input_bytes(inp: InputSpec, point: Mapping[str, int]) -> int:
+    """Bytes of one sample array of ``inp`` at ``point`` (a value for each named dim)."""
+    return np.dtype(inp.dtype).itemsize * math.prod(d if isinstance(d, int) else point[d] for d in inp.shape)
+
+
+def _check_sizes(spec: ModelSpec) -> None:
+    """Refuse dim values and fixed sizes beyond int64, which ONNX, numpy and TensorRT shapes use:
+    they would fail deep inside with their own errors. (Larger than memory is a check of the
+    stage that allocates: ``check_fits_memory``; specs of bare graphs have unbounded dims.)"""
+    for name, d in spec.dims.items():
+        if d.max > MAX_DIM:
+            raise SpecError(f"max {d.max:.3g} is beyond what a 64-bit shape holds", where=f"dim {name!r}")
+    for inp in spec.inputs:
+        fixed = [d for d in inp.shape if isinstance(d, int) and d > MAX_DIM]
+        if fixed:
+            raise SpecError(
+                f"size {fixed[0]:.3g} is beyond what a 64-bit shape holds", where=f"input {inp.name!r}"
+            )
+
+
+def check_fits_memory(spec: ModelSpec, point: Mapping[str, int], *, what: str) -> None:
+    """Refuse, before anything is allocated, a feed at ``point`` larger than this machine's memory
+    (``what`` names the stage that would allocate it, e.g. "the parity gate")."""
+    total = sum(input_bytes(inp, point) for inp in spec.inputs)
+    if MAX_FEED_BYTES is not None and total > MAX_FEED_BYTES:
+        shown = ", ".join(f"{k}={v}" for k, v in point.items())
+        raise SpecError(
+            f"{what} needs a feed of {total / 2**30:.3g} GiB at {shown}, more than this machine's "
+            f"memory ({MAX_FEED_BYTES / 2**30:.3g} GiB)",
+            hint="lower the dims' max",
         )
 
 
@@ -77,9 +116,13 @@ def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
             raise SpecError(f"range [{low}, {high}) does not fit {inp.dtype}", where=where)
 
 
-def _unique(names: list[str], what: str) -> None:
+def _names(names: list[str], what: str) -> None:
+    """Names that are non-empty strings (ONNX and every stage look inputs and outputs up by
+    name; "" means "no value" to onnxruntime) and each given once."""
     seen: set[str] = set()
     for n in names:
+        if not isinstance(n, str) or not n:
+            raise SpecError(f"{what} name must be a non-empty string, got {n!r}")
         if n in seen:
             raise SpecError(f"{what} name {n!r} appears twice")
         seen.add(n)

@@ -8,6 +8,7 @@ which then gets one), ``.npz`` (arrays by input name), or a raw file (image, tex
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 
 from mmexport.core.errors import DataError
 from mmexport.core.spec import InputSpec, ModelSpec, OutputSpec
-from mmexport.data.npy_headers import check_npz_members, npy_size_problem
+from mmexport.data.npy_headers import check_npz_members, npy_size_problem, spec_max_bytes
 
 
 def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -25,7 +26,7 @@ def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> d
     origin: dict[str, Path] = {}
     for name, path in sources:
         if name is None:
-            arrays = _read_npz_all(path)
+            arrays = _read_npz_all(path, spec)
             for key in arrays:
                 _refuse_twice(key, path, origin)
             feeds.update(arrays)
@@ -67,9 +68,9 @@ def read_input_file(path: Path, inp: InputSpec, spec: ModelSpec) -> np.ndarray:
         raise DataError(_missing(path), sample=str(path), field=inp.name)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        array = _load_array(path, inp.name)
+        array = _load_array(path, inp.name, spec_max_bytes(spec, inp.name))
     elif suffix == ".npz":
-        arrays = _read_npz_all(path)
+        arrays = _read_npz_all(path, spec)
         if inp.name not in arrays and len(arrays) != 1:
             raise DataError(f"holds {', '.join(arrays)}, not {inp.name!r}", sample=str(path), field=inp.name)
         array = arrays.get(inp.name, next(iter(arrays.values())))
@@ -80,10 +81,10 @@ def read_input_file(path: Path, inp: InputSpec, spec: ModelSpec) -> np.ndarray:
     return array[None] if array.ndim == len(inp.shape) - 1 else array
 
 
-def _load_array(path: Path, field: str | None) -> np.ndarray:
+def _load_array(path: Path, field: str | None, max_bytes: int) -> np.ndarray:
     try:
         with open(path, "rb") as f:
-            problem = npy_size_problem(f, path.stat().st_size, "the file")
+            problem = npy_size_problem(f, path.stat().st_size, "the file", max_bytes)
         array = None if problem else np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"cannot be read as a .npy array ({e})", sample=str(path), field=field) from e
@@ -94,16 +95,16 @@ def _load_array(path: Path, field: str | None) -> np.ndarray:
     return array
 
 
-def _read_npz_all(path: Path) -> dict[str, np.ndarray]:
+def _read_npz_all(path: Path, spec: ModelSpec) -> dict[str, np.ndarray]:
     if path.suffix.lower() != ".npz":
         raise DataError("give NAME=FILE, or an .npz file of arrays by input name", sample=str(path))
     if not path.is_file():
         raise DataError(_missing(path), sample=str(path))
     try:
-        check_npz_members(path)
+        check_npz_members(path, spec)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"cannot be read as an .npz archive ({e})", sample=str(path)) from e
 
 

@@ -191,9 +191,12 @@ def parse_label(value: Any, spec: ModelSpec, *, sample: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise DataError(f"expected a label name or an integer id, got {value!r}", sample=sample, field=LABEL)
     count = label_count(spec)
-    if value < 0 or (count is not None and value >= count):
+    if value < 0 or (count is not None and value >= count) or value > _MAX_LABEL:
         raise DataError(_label_range_text(value, count), sample=sample, field=LABEL)
     return value
+
+
+_MAX_LABEL = 2**63 - 1  # labels are stored as int64
 
 
 def label_count(spec: ModelSpec) -> int | None:
@@ -203,7 +206,7 @@ def label_count(spec: ModelSpec) -> int | None:
 
 
 def _label_range_text(value: int, count: int | None) -> str:
-    bound = f"[0, {count - 1}]" if count is not None else ">= 0"
+    bound = f"[0, {count - 1}]" if count is not None else ">= 0" if value < 0 else f"at most {_MAX_LABEL}"
     return f"class id {value} is out of range, expected {bound}"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mmexport.core.errors import DataError
+from mmexport.core.json_limits import loads_limited, tree_problem
 from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import (
     LABEL,
@@ -33,6 +35,8 @@ from mmexport.data.feeds import (
 from mmexport.data.preprocess import load_file
 
 INDEX_FILE = "index.jsonl"
+MAX_INDEX_LINE = 1 << 20
+"""The longest line of ``index.jsonl``: a sample's file names and label, with room to spare."""
 LABEL_FILE = "label.txt"
 _INDEX_KEYS = {"label", "name"}
 
@@ -141,17 +145,14 @@ def read_index(root: Path, spec: ModelSpec, limit: int | None) -> list[SampleFil
     """The samples of ``root/index.jsonl``: one JSON object a line, paths relative to the index."""
     by_name = spec.input_keys()
     out: list[SampleFiles] = []
-    with (root / INDEX_FILE).open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with (root / INDEX_FILE).open("rb") as f:
+        for lineno, raw in enumerate(iter(lambda: f.readline(MAX_INDEX_LINE + 1), b""), start=1):
             if limit is not None and len(out) >= limit:
                 break
-            if not line.strip():
-                continue
             where = f"{root.name}/{INDEX_FILE}:{lineno}"
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"not valid JSON: {e}", sample=where) from None
+            entry = _index_entry(raw, where)
+            if entry is None:
+                continue
             if not isinstance(entry, dict):
                 raise DataError(f"expected a JSON object, got {type(entry).__name__}", sample=where)
             name = str(entry.get("name", where))
@@ -170,9 +171,36 @@ def read_index(root: Path, spec: ModelSpec, limit: int | None) -> list[SampleFil
     return out
 
 
+def _index_entry(raw: bytes, where: str) -> Any:
+    """One line of ``index.jsonl`` parsed as untrusted JSON (see ``core.json_limits``), or None
+    for a blank line; every failure is one DataError naming the line."""
+    if len(raw) > MAX_INDEX_LINE:
+        raise DataError(f"is longer than {MAX_INDEX_LINE} bytes; one sample a line", sample=where)
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"is not UTF-8 text ({e.reason} at byte {e.start})", sample=where) from None
+    if not line.strip():
+        return None
+    try:
+        entry = loads_limited(line)
+    except ValueError as e:  # JSONDecodeError, a key twice, nesting, long integers, NaN
+        raise DataError(f"not valid JSON: {e}", sample=where) from None
+    problem = tree_problem(entry)
+    if problem is not None:
+        raise DataError(problem, sample=where)
+    return entry
+
+
 def _read_label(path: Path, sample: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_INDEX_LINE + 1)
+        if len(raw) > MAX_INDEX_LINE:
+            raise DataError(
+                f"{path.name!r} is longer than {MAX_INDEX_LINE} bytes", sample=sample, field=LABEL
+            )
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path.name!r}: {e}", sample=sample, field=LABEL) from e
 
@@ -217,7 +245,7 @@ class NpzSource:
 
     def _batches(self) -> Iterator[Batch]:
         for path in self.paths:
-            arrays = _read_npz(path)
+            arrays = _read_npz(path, self.spec)
             labels = arrays.pop("labels", None)
             yield validate_batch(arrays, self.spec, batch=path.name, labels=labels)
 
@@ -230,12 +258,12 @@ class NpzSource:
         return digest.hexdigest()
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, spec: ModelSpec) -> dict[str, np.ndarray]:
     from mmexport.data.npy_headers import check_npz_members  # the headers, before numpy allocates them
 
     try:
-        check_npz_members(path)
+        check_npz_members(path, spec)
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"cannot read {path.name!r} as .npz: {e}", sample=path.name) from e

@@ -10,7 +10,6 @@ numpy and Pillow only: the torch-free runtime uses this module.
 from __future__ import annotations
 
 import string
-import wave
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,16 @@ import numpy as np
 from mmexport.core.errors import DataError
 from mmexport.core.spec import FLOAT_DTYPES, INT_DTYPES, InputSpec, ModelSpec
 from mmexport.data.audio import log_mel
+from mmexport.data.image_files import HIGH_DEPTH_MODES as HIGH_DEPTH_MODES
+from mmexport.data.image_files import decode_image, size_in_range
+from mmexport.data.wav_files import read_wav
 
 DEFAULT_SCALE = 1.0 / 255.0
 """Pixel scale of ``kind: image`` when the spec gives none: 8-bit pixels to [0, 1]."""
 
-_PCM_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}  # sample width -> full scale
+MAX_TEXT_BYTES = 16 << 20
+"""The most a token file may hold whatever the spec: far beyond any sequence a model reads."""
+_BYTES_PER_TOKEN = 1 << 10  # a word with its spaces and punctuation, generously
 
 
 def load_file(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str | None = None) -> np.ndarray:
@@ -108,11 +112,11 @@ def cast_to(array: np.ndarray, inp: InputSpec, *, sample: str) -> np.ndarray:
 
 
 def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarray:
-    from mmexport.data.npy_headers import npy_size_problem  # the header, before numpy allocates it
+    from mmexport.data.npy_headers import npy_size_problem, spec_max_bytes  # before numpy allocates
 
     try:
         with open(path, "rb") as f:
-            problem = npy_size_problem(f, path.stat().st_size, "the file")
+            problem = npy_size_problem(f, path.stat().st_size, "the file", spec_max_bytes(spec, inp.name))
         array = None if problem else np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"cannot read {path.name!r} as a .npy array: {e}", sample=who, field=inp.name) from e
@@ -125,9 +129,6 @@ def _load_npy(path: Path, inp: InputSpec, spec: ModelSpec, who: str) -> np.ndarr
 # -- images -----------------------------------------------------------------------------------
 
 
-HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # Pillow modes beyond 8 bits
-
-
 def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """An image file as float32 [C, H, W]: RGB (or grayscale), scaled, normalized by mean and std.
 
@@ -137,7 +138,7 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
     ranges is resized (bilinear) to the size in range nearest to it, keeping the aspect ratio
     where the ranges allow; a size in range is kept as it is.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if len(inp.shape) != 4 or not isinstance(inp.shape[1], int):
         raise DataError(
@@ -146,21 +147,8 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
             sample=sample,
             field=inp.name,
         )
-    channels = inp.shape[1]
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in HIGH_DEPTH_MODES:
-                raise DataError(
-                    f"{path.name!r} is a {img.mode} (16-bit or float) image; only 8-bit images are read",
-                    sample=sample,
-                    field=inp.name,
-                    hint="save it as 8-bit RGB or grayscale, or give the array as .npy",
-                )
-            image = _to_channels(img, channels, sample, inp.name)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"cannot read {path.name!r} as an image: {e}", sample=sample, field=inp.name) from e
-    size = _size_in_range(
+    image = decode_image(path, inp.shape[1], sample=sample, field=inp.name)
+    size = size_in_range(
         image.height, image.width, dim_range(inp.shape[2], spec), dim_range(inp.shape[3], spec)
     )
     if size != (image.height, image.width):
@@ -184,43 +172,27 @@ def normalize_image(pixels: np.ndarray, inp: InputSpec) -> np.ndarray:
     return np.ascontiguousarray((chw - mean) / std, dtype=inp.dtype)
 
 
-def _to_channels(img: Any, channels: int, sample: str, field: str) -> Any:
-    """The image in mode RGB (3 channels) or L (1 channel), or a DataError naming both counts."""
-    bands = len(img.getbands())
-    if img.mode == "P":
-        bands = 4 if "transparency" in img.info else 3
-    if channels == 3 and bands in (1, 3):
-        return img.convert("RGB")
-    if channels == 1 and bands == 1:
-        return img.convert("L") if img.mode in ("1", "P") else img
-    raise DataError(
-        f"expected {channels} channel{'s' if channels != 1 else ''}, got {bands} ({img.mode} image)",
-        sample=sample,
-        field=field,
-        hint="save the image as RGB" if channels == 3 else "save the image as grayscale (L)",
-    )
-
-
-def _size_in_range(h: int, w: int, h_range: tuple[int, int], w_range: tuple[int, int]) -> tuple[int, int]:
-    """(h, w) if both are in range, else the in-range size nearest to it, aspect kept if possible."""
-    if h_range[0] <= h <= h_range[1] and w_range[0] <= w <= w_range[1]:
-        return h, w
-    grow = max(h_range[0] / h, w_range[0] / w)
-    shrink = min(h_range[1] / h, w_range[1] / w)
-    factor = grow if grow > 1.0 else shrink
-    new_h = min(max(round(h * factor), h_range[0]), h_range[1])
-    new_w = min(max(round(w * factor), w_range[0]), w_range[1])
-    return new_h, new_w
-
-
 # -- text ---------------------------------------------------------------------------------------
 
 
 def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """A text file as token ids [S]: see ``text_to_tokens``."""
     _require_rank(inp, 2, "tokens preprocess needs a shape [batch, seq]", sample)
+    limit = min(MAX_TEXT_BYTES, _BYTES_PER_TOKEN * (dim_range(inp.shape[1], spec)[1] + 64))
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size <= limit:
+            with path.open("rb") as f:
+                raw = f.read(limit + 1)  # bounded: the file may have grown since
+            size = len(raw)
+        if size > limit:
+            raise DataError(
+                f"{path.name!r} is {size} bytes, more than a text of this input's length "
+                f"can be ({limit} bytes)",
+                sample=sample,
+                field=inp.name,
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path.name!r} as UTF-8 text: {e}", sample=sample, field=inp.name) from e
     return text_to_tokens(text, inp, spec, sample=sample, source=repr(path.name))
@@ -244,6 +216,13 @@ def text_to_tokens(
     if not words:
         raise DataError(f"{source} holds no words", sample=sample, field=inp.name)
     ids = _token_ids(words, pre.get("vocab"), source, sample, inp.name, pre.get("unk"))
+    info = np.iinfo(inp.dtype) if inp.dtype in INT_DTYPES else None
+    if info is not None and not (info.min <= min(ids) and max(ids) <= info.max):
+        raise DataError(
+            f"{source}: token ids [{min(ids)}, {max(ids)}] do not fit {inp.dtype}",
+            sample=sample,
+            field=inp.name,
+        )
     low, high = dim_range(inp.shape[1], spec)
     if len(ids) > high:
         raise DataError(
@@ -270,15 +249,17 @@ def _token_ids(
     words: list[str], vocab: list[str] | None, source: str, sample: str, field: str, unk: str | None = None
 ) -> list[int]:
     if vocab is None:
-        try:
-            return [int(word) for word in words]
-        except ValueError:
-            bad = next(w for w in words if not w.lstrip("-").isdigit())
-            raise DataError(
-                f"{source}: {bad!r} is not a token id and the spec gives no vocab",
-                sample=sample,
-                field=field,
-            ) from None
+        ids = []
+        for word in words:
+            try:
+                ids.append(int(word) if len(word) <= 21 else int("x"))  # 21: longer is no int64
+            except ValueError:
+                raise DataError(
+                    f"{source}: {word!r:.40} is not a token id and the spec gives no vocab",
+                    sample=sample,
+                    field=field,
+                ) from None
+        return ids
     index = {word: i for i, word in enumerate(vocab)}
     if unk is not None:  # the spec names a token for words outside the vocab
         return [index.get(word, index[unk]) for word in words]
@@ -298,7 +279,12 @@ def _token_ids(
 
 def load_wav(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np.ndarray:
     """A PCM .wav (8/16/24/32-bit, channels averaged to mono) as a log-mel: see ``wave_to_log_mel``."""
-    signal, rate = read_wav(path, sample=sample, field=inp.name)
+    _require_rank(inp, 3, "log_mel preprocess needs a shape [batch, n_mels, frames]", sample)
+    pre: Mapping[str, Any] = inp.preprocess or {}
+    hop, high = pre["hop_length"], dim_range(inp.shape[-1], spec)[1]
+    keep = max(1, round(float(pre["duration_s"]) * pre["sample_rate"])) if "duration_s" in pre else None
+    # frames = 1 + samples // hop: more samples than this give more frames than the dim's max
+    signal, rate = read_wav(path, sample=sample, field=inp.name, max_frames=high * hop - 1, keep=keep)
     return wave_to_log_mel(signal, rate, inp, spec, sample=sample, source=repr(path.name))
 
 
@@ -311,6 +297,7 @@ def wave_to_log_mel(
     ``duration_s`` the wave is cut or zero-padded to that length first; frames outside the dim's
     range are an error, not cropped.
     """
+    _require_rank(inp, 3, "log_mel preprocess needs a shape [batch, n_mels, frames]", sample)
     pre: Mapping[str, Any] = inp.preprocess or {}
     if rate != pre["sample_rate"]:
         raise DataError(
@@ -335,35 +322,6 @@ def wave_to_log_mel(
         )
     check_array(mel, inp, spec, sample=sample, batched=False)
     return mel.astype(inp.dtype, copy=False)
-
-
-def read_wav(path: Path, *, sample: str, field: str) -> tuple[np.ndarray, int]:
-    """Samples of a PCM wav file as float32 mono in [-1, 1), and its sample rate."""
-    try:
-        with wave.open(str(path), "rb") as f:
-            width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
-            raw = f.readframes(f.getnframes())
-    except (wave.Error, EOFError, OSError) as e:
-        raise DataError(
-            f"cannot read {path.name!r} as a PCM wav file: {e}", sample=sample, field=field
-        ) from e
-    if width not in _PCM_SCALE:
-        raise DataError(
-            f"{path.name!r} has {8 * width}-bit samples, expected 8, 16, 24 or 32", sample=sample, field=field
-        )
-    if width == 1:
-        values = np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0
-    elif width == 3:  # little-endian 24-bit: sign-extend through the top byte of an int32
-        triples = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
-        padded = np.zeros((triples.shape[0], 4), dtype=np.uint8)
-        padded[:, 1:] = triples
-        values = (padded.view("<i4").reshape(-1) >> 8).astype(np.float32)
-    else:
-        values = np.frombuffer(raw, dtype=f"<i{width}").astype(np.float32)
-    if values.size == 0:
-        raise DataError(f"{path.name!r} holds no samples", sample=sample, field=field)
-    mono = values.reshape(-1, channels).mean(axis=1) / np.float32(_PCM_SCALE[width])
-    return mono.astype(np.float32), rate
 
 
 # -- helpers ----------------------------------------------------------------------------------

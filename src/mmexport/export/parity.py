@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mmexport.core.spec import ModelSpec, ShapePoint
+from mmexport.core.spec_checks import check_fits_memory
 from mmexport.export.torch_runner import NotTensorsError as NotTensorsError
 from mmexport.export.torch_runner import TorchRunner
 from mmexport.export.torch_runner import flatten_outputs as flatten_outputs
@@ -118,10 +119,13 @@ def run_parity(
 ) -> ParityReport:
     """Compare the ONNX file against ``module`` at every shape point; never raises on mismatch."""
     config = config or ParityConfig()
+    points = shape_points(spec, config)
+    for _, point in points:  # a feed larger than memory is refused before any is allocated
+        check_fits_memory(spec, point, what="the parity gate")
     reference = TorchRunner(module, spec)
     report = ParityReport()
     with OnnxModelRunner(Path(onnx_path), spec) as onnx:
-        for k, (name, point) in enumerate(shape_points(spec, config)):
+        for k, (name, point) in enumerate(points):
             feed = spec.sample_feed(point, seed=config.seed + k)
             shapes = {n: list(v.shape) for n, v in feed.items()}
             log.info(f"parity {name}: {format_shapes(shapes)}")
