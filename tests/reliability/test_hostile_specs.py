@@ -222,3 +222,20 @@ def test_cli_prints_one_error_line_for_a_hostile_spec(tmp_path: Path, text: str,
     assert result.output.startswith("error: spec: spec file") and result.output.count("\n") == 1
     assert message in result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_random_inputs_larger_than_memory_are_refused_before_numpy_allocates() -> None:
+    from mmexport.core.memory import MAX_FEED_BYTES
+
+    assert MAX_FEED_BYTES is not None  # Linux reports its memory
+    side = int((MAX_FEED_BYTES / 4) ** 0.5) + 1024  # one float32 image of side x side exceeds memory
+    spec = ModelSpec.from_dict(
+        {
+            "inputs": [{"name": "image", "modality": "image", "dtype": "float32", "shape": [1, "h", "w"]}],
+            "outputs": ["y"],
+            "dims": {"h": {"min": 1, "opt": 8, "max": side}, "w": {"min": 1, "opt": 8, "max": side}},
+        }
+    )
+    assert spec.sample_feed(spec.example_point())["image"].shape == (1, 8, 8)
+    with pytest.raises(SpecError, match=r"random inputs for the spec needs a feed of .* GiB"):
+        spec.sample_feed({"h": side, "w": side})

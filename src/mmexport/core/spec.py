@@ -24,7 +24,7 @@ import numpy as np
 
 from mmexport.core.errors import SpecError
 from mmexport.core.preprocess_spec import PREPROCESS_KINDS
-from mmexport.core.spec_checks import validate_spec
+from mmexport.core.spec_checks import check_fits_memory, validate_spec
 from mmexport.core.spec_schema import (
     DIM_KEYS,
     DTYPES,
@@ -234,6 +234,7 @@ class ModelSpec:
 
     def sample_feed(self, point: Mapping[str, int], seed: int = 0) -> dict[str, np.ndarray]:
         """Random, valid inputs at ``point``: normal floats, integers inside each input's range."""
+        check_fits_memory(self, point, what="random inputs for the spec")  # before numpy allocates
         rng = np.random.default_rng(seed)
         return {i.name: _sample(i, i.concrete_shape(point), rng) for i in self.inputs}
 
