@@ -64,6 +64,9 @@ def run_suite(full: bool, folder: Path) -> tuple[int, Path, Path, float]:
         "pytest",
         "tests/reliability",
         "-q",
+        # one process: the case counts are gathered in one stats file, which xdist workers would overwrite
+        "-n",
+        "0",
         "-p",
         "no:cacheprovider",
         f"--junitxml={junit}",
