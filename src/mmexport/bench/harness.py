@@ -24,6 +24,7 @@ from mmexport.bench.environment import collect_environment
 from mmexport.bench.gpu_timing import gpu_stats, timings_hook
 from mmexport.bench.report import BenchReport, CaseResult, TargetInfo
 from mmexport.bench.stats import LatencyStats
+from mmexport.core.artifact import LoadedArtifact
 from mmexport.runtime.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ Runnable = Runner
 class BenchTarget:
     """An artifact to open (``path`` with Session options) or a ``runner`` already open."""
 
-    path: str | Path | None = None
+    path: str | Path | LoadedArtifact | None = None  # a LoadedArtifact's manifest is not read again
     label: str | None = None
     backend: str = "auto"
     device: str = "cpu"
@@ -93,13 +94,14 @@ def _open(target: BenchTarget) -> _Open:
                 f"BenchTarget.runner must be a mmexport.runtime.Runner (subclass it and implement _run), "
                 f"got {type(runner).__qualname__}"
             )
-        label = target.label or str(target.path or type(runner).__name__)
+        label = target.label or str(_artifact(target) or type(runner).__name__)
         return _Open(TargetInfo(label, _artifact(target), None, runner.describe()), runner, _ranged(runner))
     if target.path is None:
         raise ValueError("a BenchTarget needs a path or a runner")
     from mmexport.runtime import Session
 
-    log.info(f"loading {target.path}")
+    artifact = str(_artifact(target))
+    log.info(f"loading {artifact}")
     start = time.perf_counter()
     session = Session(
         target.path,
@@ -111,8 +113,8 @@ def _open(target: BenchTarget) -> _Open:
         options=target.options,
     )
     load_s = time.perf_counter() - start
-    label = target.label or Path(target.path).name
-    return _Open(TargetInfo(label, str(target.path), load_s, session.describe()), session, _ranged(session))
+    label = target.label or Path(artifact).name
+    return _Open(TargetInfo(label, artifact, load_s, session.describe()), session, _ranged(session))
 
 
 def _ranged(runner: Runner) -> bool:
@@ -120,6 +122,8 @@ def _ranged(runner: Runner) -> bool:
 
 
 def _artifact(target: BenchTarget) -> str | None:
+    if isinstance(target.path, LoadedArtifact):
+        return str(target.path.path)
     return str(target.path) if target.path is not None else None
 
 

@@ -152,7 +152,9 @@ def split_targets(target: BenchTarget) -> list[BenchTarget]:
     from mmexport.split import SplitSession
     from mmexport.split.parts import PartRunner
 
-    folder = Path(target.path or "")
+    if not isinstance(target.path, (str, Path)):
+        raise TypeError("a split folder target is given by its path")
+    folder = Path(target.path)
     pipe = SplitSession(
         folder,
         target.device,

@@ -107,7 +107,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
         report = accuracy([source, *variants, *engines], data=config.eval_data, samples=config.eval_samples)
     notes["accuracy"] += [f"warning: {w}" for w in report.warnings()]
     with _stage("bench", seconds):
-        bench = run_benchmarks([*paths, *engines], exported.manifest.spec, config)
+        bench = run_benchmarks([source, *variants, *engines], exported.manifest.spec, config)
     notes["bench"] += [f"warning: {w}" for w in bench.warnings]
     calibration = {
         "method": config.method,
@@ -206,13 +206,19 @@ def bench_batches(spec: ModelSpec) -> list[int]:
     return [1] if opt == 1 else [1, opt]
 
 
-def run_benchmarks(paths: list[Path], spec: ModelSpec, config: PipelineConfig) -> BenchReport:
-    """Every variant at the opt shape, batch 1 and the opt batch, measured interleaved."""
+def run_benchmarks(
+    models: Sequence[Path | LoadedArtifact], spec: ModelSpec, config: PipelineConfig
+) -> BenchReport:
+    """Every variant at the opt shape, batch 1 and the opt batch, measured interleaved (loaded
+    artifacts open without their manifests being read again)."""
     from mmexport.bench import BenchConfig, BenchTarget, benchmark, build_cases
+    from mmexport.core.artifact import LoadedArtifact
 
-    targets = [
-        BenchTarget(path=p, label=p.name, device="cuda" if p.suffix == ".engine" else "cpu") for p in paths
-    ]
+    targets = []
+    for model in models:
+        path = model.path if isinstance(model, LoadedArtifact) else model
+        device = "cuda" if path.suffix == ".engine" else "cpu"
+        targets.append(BenchTarget(path=model, label=path.name, device=device))
     bench_config = BenchConfig(warmup_s=config.warmup_s, duration_s=config.duration_s)
     return benchmark(targets, build_cases(batches=bench_batches(spec)), bench_config)
 
