@@ -35,13 +35,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmexport.bench.stats import LatencyStats
+from mmexport.core.files import utc_now
 
 if TYPE_CHECKING:
     from mmexport.bench.config import BenchConfig
@@ -109,7 +109,7 @@ class BenchReport:
     results: list[CaseResult]
     environment: dict[str, Any]
     config: BenchConfig
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_now)
 
     @property
     def warnings(self) -> list[str]:

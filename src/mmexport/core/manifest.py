@@ -16,14 +16,13 @@ from __future__ import annotations
 import platform
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from mmexport.core.errors import ArtifactError, SpecError
-from mmexport.core.files import atomic_write_text, publish, sha256_file, uninterrupted
+from mmexport.core.files import atomic_write_text, publish, sha256_file, uninterrupted, utc_now
 from mmexport.core.json_limits import check_format, dumps_finite, read_json_limited
 from mmexport.core.spec import ModelSpec
 
@@ -269,7 +268,7 @@ class Manifest:
     producer: Producer = field(default_factory=Producer)
     validation: Validation = field(default_factory=Validation)
     source: Source = field(default_factory=Source)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_now)
 
     def to_dict(self) -> dict[str, Any]:
         return {

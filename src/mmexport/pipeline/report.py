@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mmexport.core.errors import MissingDependencyError
-from mmexport.core.files import atomic_write_text
+from mmexport.core.files import atomic_write_text, utc_now
 from mmexport.pipeline.run import PipelineResult
 
 FORMAT = "mmexport.pipeline"
@@ -62,7 +61,7 @@ def to_dict(result: PipelineResult) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "model": result.model,
         "builtin": result.builtin,
         "files": [p.name for p in result.variants]

@@ -32,14 +32,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmexport.core.errors import ArtifactError, SpecError
-from mmexport.core.files import atomic_write_text, sha256_file
+from mmexport.core.files import atomic_write_text, sha256_file, utc_now
 from mmexport.core.json_limits import check_format, dumps_finite, read_json_limited
 from mmexport.core.spec import DTYPES, ModelSpec
 from mmexport.split.composition_wiring import check_wiring, part_levels
@@ -132,7 +131,7 @@ class Composition:
     source: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_now)
 
     def to_dict(self) -> dict[str, Any]:
         return {
