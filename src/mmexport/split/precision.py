@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmexport.core.errors import ArtifactError, InputError
 from mmexport.core.files import sha256_file
 from mmexport.core.manifest import external_data_file, manifest_path, read_manifest
@@ -34,6 +32,7 @@ from mmexport.precision.stages import (
     calibrate,
     to_fp16,
 )
+from mmexport.runtime.compare import sample_cosines
 from mmexport.split.composition import PRECISIONS, Composition, read_composition
 from mmexport.split.files import check_folder, publish_folder, staged_folder
 from mmexport.split.session import SplitSession
@@ -295,7 +294,7 @@ def compare_pipelines(
         ref = reference.run(batch.feed)[task]
         got = variant.run(batch.feed)[task]
         agree += int((ref.argmax(-1) == got.argmax(-1)).sum())
-        worst = min(worst, float(_cosine(ref, got).min()))
+        worst = min(worst, float(sample_cosines(got, ref).min(initial=1.0)))
         if batch.labels is None:
             labelled = False
         else:
@@ -310,9 +309,3 @@ def compare_pipelines(
         "top1_agreement": agree / seen if seen else None,
         "worst_cosine": worst,
     }
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return np.asarray((a * b).sum(axis=1) / norms)
