@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -33,7 +34,12 @@ class Cuda:
     def __init__(self, rt: ModuleType, device_id: int = 0) -> None:
         self.rt = rt
         self.device_id = device_id
-        self.call("cudaSetDevice", device_id)
+        self.use()
+
+    def use(self) -> None:
+        """Make this GPU the calling thread's current device (CUDA keeps one per thread): every
+        entry point calls it, so a runner built on one thread runs on its GPU from any other."""
+        self.call("cudaSetDevice", self.device_id)
 
     def call(self, name: str, *args: Any) -> Any:
         """``rt.<name>(*args)``; its value (one), values (a tuple) or None; raises on an error code."""
@@ -81,6 +87,18 @@ class Cuda:
             return self.call("cudaGraphInstantiate", graph, 0)
         finally:
             self.call("cudaGraphDestroy", graph)
+
+    def abandon_capture(self, stream: Any) -> None:
+        """End a capture that failed, ignoring CUDA's own complaint (the capture is invalidated):
+        the error that stopped it is the one to report."""
+        err, *values = self.rt.cudaStreamEndCapture(stream)
+        if err == self.rt.cudaError_t.cudaSuccess and values and values[0] is not None:
+            self.rt.cudaGraphDestroy(values[0])
+
+    def wait_for(self, stream: Any, other: int, event: Any) -> None:
+        """Queue on ``stream`` a wait for the work already queued on the stream handle ``other``."""
+        self.call("cudaEventRecord", event, other)
+        self.call("cudaStreamWaitEvent", stream, event, 0)
 
 
 class DeviceBuffer:
@@ -152,6 +170,7 @@ class DeviceArray:
         if self.cuda is None:
             raise BackendError("tensorrt", "this DeviceArray has no CUDA handle to copy it with")
         out = np.empty(self.shape, self.dtype)
+        self.cuda.use()
         self.cuda.call(
             "cudaMemcpy",
             out.ctypes.data,
@@ -163,10 +182,52 @@ class DeviceArray:
 
 
 def device_meta(value: Any) -> tuple[tuple[int, ...], np.dtype] | None:
-    """Shape and numpy dtype of a device tensor (DeviceArray, torch CUDA tensor); None otherwise."""
+    """Shape and numpy dtype of a device tensor (DeviceArray, torch CUDA tensor); None otherwise.
+    UnsupportedDtype for a dtype numpy cannot hold (bfloat16 without ml_dtypes)."""
     if isinstance(value, DeviceArray):
         return value.shape, value.dtype
     if getattr(value, "is_cuda", False) and hasattr(value, "data_ptr"):
         dtype = str(value.dtype).removeprefix("torch.")
-        return tuple(int(d) for d in value.shape), np.dtype(dtype)
+        return tuple(int(d) for d in value.shape), numpy_dtype(dtype)
     return None
+
+
+class UnsupportedDtype(TypeError):
+    """A tensor type numpy cannot hold here; the message completes "<tensor> is ..."."""
+
+
+BF16_HINT = "pip install ml_dtypes, or export the model's inputs and outputs as float16/float32"
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """``np.dtype(name)``; ``bfloat16`` through the ``ml_dtypes`` package when it is installed
+    (numpy itself has no bfloat16)."""
+    if name == "bfloat16":
+        try:
+            return np.dtype(importlib.import_module("ml_dtypes").bfloat16)
+        except ImportError:
+            raise UnsupportedDtype(
+                "bfloat16, which numpy cannot hold without the 'ml_dtypes' package"
+            ) from None
+    try:
+        return np.dtype(name)
+    except TypeError:
+        raise UnsupportedDtype(f"{name}, which numpy cannot hold") from None
+
+
+def alignment_problem(ptr: int, alignment: int = 256) -> str | None:
+    """Why TensorRT cannot take this device address for an I/O tensor (it needs 256-byte alignment)."""
+    if ptr % alignment:
+        return f"its device address {ptr:#x} is not {alignment}-byte aligned (TensorRT needs that)"
+    return None
+
+
+def caller_stream(value: Any) -> int | None:
+    """The handle of torch's current CUDA stream on ``value``'s device, for a torch tensor; None
+    for anything else or the legacy default stream. torch is looked up, never imported: a torch
+    tensor means torch is loaded already."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor) or not value.is_cuda:
+        return None
+    handle = int(torch.cuda.current_stream(value.device).cuda_stream)
+    return handle or None

@@ -71,10 +71,10 @@ def mismatches(info: EngineInfo, machine: Machine) -> list[str]:
     problems = []
     built, running = parse_version(info.tensorrt_version), parse_version(machine.tensorrt_version)
     if info.version_compatible:
-        if not built or not running or built[0] != running[0] or running < built:
+        if not version_compatible_runs(built, running):
             problems.append(
-                f"a version-compatible engine runs on TensorRT {built[0] if built else '?'}.x "
-                f"from {info.tensorrt_version} on, not on {machine.tensorrt_version}"
+                f"a version-compatible engine from TensorRT {info.tensorrt_version} runs on "
+                f"{describe_compatible(built)}, not on {machine.tensorrt_version}"
             )
     elif built[:3] != running[:3] or (len(built) > 3 and len(running) > 3 and built != running):
         problems.append(f"TensorRT {info.tensorrt_version} built it, this is {machine.tensorrt_version}")
@@ -84,6 +84,30 @@ def mismatches(info: EngineInfo, machine: Machine) -> list[str]:
     if info.platform != machine.platform:
         problems.append(f"it was built on {info.platform}, this is {machine.platform}")
     return problems
+
+
+# A version-compatible engine built with TensorRT <key>.x also runs on these later majors, from
+# the version given (NVIDIA's TensorRT 11.4 support matrix lists 10.x version-compatible engines).
+LATER_MAJORS: dict[int, tuple[int, ...]] = {10: (11, 4)}
+
+
+def version_compatible_runs(built: tuple[int, ...], running: tuple[int, ...]) -> bool:
+    """Whether a version-compatible engine built by TensorRT ``built`` runs on ``running``: a
+    later (or the same) release of its major, or a later major from the release that allows it."""
+    if not built or not running:
+        return False
+    if built[0] == running[0]:
+        return running >= built
+    since = LATER_MAJORS.get(built[0])
+    return since is not None and running[0] == since[0] and running >= since
+
+
+def describe_compatible(built: tuple[int, ...]) -> str:
+    if not built:
+        return "the TensorRT versions it allows"
+    text = f"TensorRT {built[0]}.x from {'.'.join(map(str, built))} on"
+    since = LATER_MAJORS.get(built[0])
+    return f"{text} and {'.'.join(map(str, since))}+" if since else text
 
 
 def compute_capability_mismatch(info: EngineInfo, machine: Machine) -> str | None:
@@ -146,6 +170,8 @@ def deserialize(trt: ModuleType, path: Path, info: EngineInfo) -> tuple[Any, Any
     runtime = start_runtime(trt, logger)
     if info.version_compatible:
         runtime.engine_host_code_allowed = True
+    if info.dla_core is not None:
+        select_dla_core(runtime, path, info)
     engine = runtime.deserialize_cuda_engine(read_plan(path))
     if engine is None:
         raise BackendError(
@@ -154,6 +180,19 @@ def deserialize(trt: ModuleType, path: Path, info: EngineInfo) -> tuple[Any, Any
             hint=f"rebuild it: {rebuild_command(path, info)}",
         )
     return runtime, engine
+
+
+def select_dla_core(runtime: Any, path: Path, info: EngineInfo) -> None:
+    """An engine runs on the DLA core the runtime has selected when it is deserialized (TensorRT's
+    default is core 0): select the one it was built for, as ``trtexec --useDLACore`` does."""
+    core, cores = int(info.dla_core or 0), int(runtime.num_DLA_cores)
+    if not 0 <= core < cores:
+        raise ArtifactError(
+            str(path),
+            f"was built for DLA core {core}, this machine has {cores} DLA core(s)",
+            hint=f"rebuild it for a core that exists: {rebuild_command(path, info)} --dla-core N",
+        )
+    runtime.DLA_core = core
 
 
 def start_runtime(trt: ModuleType, logger: Any) -> Any:

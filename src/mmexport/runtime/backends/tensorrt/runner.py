@@ -10,7 +10,13 @@ time of the last call, H2D / compute / D2H apart (``timings()``).
 Options (``Session(..., options={...})``): ``cuda_graph`` captures the engine's launch as a CUDA
 graph after one warm-up run at a shape and replays it while shapes and addresses stay the same
 (recaptured on a change); ``pinned`` stages host copies in page-locked memory.
-Calls from several threads are serialized: one context cannot run two shapes at once.
+Calls from several threads are serialized: one context cannot run two shapes at once; each
+call first makes the runner's GPU the thread's current device (CUDA keeps one per thread).
+Device inputs must be 256-byte aligned (a fresh allocation is; a slice such as ``t[1:]`` is not).
+A torch CUDA tensor is read after the work already queued on torch's current stream for its
+device: the runner's stream waits for that stream (an event), so no synchronize is needed.
+Outputs whose size depends on input values (-1 after the input shapes are set) and shape-tensor
+I/O are refused with a message: the runner sizes every output from the input shapes.
 """
 
 from __future__ import annotations
@@ -27,10 +33,14 @@ from mmexport.core.manifest import read_manifest
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
 from mmexport.runtime.backends.tensorrt.cuda import (
+    BF16_HINT,
     Cuda,
     DeviceArray,
     DeviceBuffer,
     PinnedBuffer,
+    UnsupportedDtype,
+    alignment_problem,
+    caller_stream,
     device_meta,
     import_cudart,
 )
@@ -73,6 +83,7 @@ class TrtRunner(Backend):
         self._context = self._engine.create_execution_context()
         self._stream = cuda.call("cudaStreamCreate")
         self._events = [cuda.call("cudaEventCreate") for _ in range(4)]
+        self._wait_event = cuda.call("cudaEventCreate")  # orders our stream after the caller's
         self._buffers = {t.name: DeviceBuffer(cuda) for t in self._tensors}
         self._pinned = {t.name: PinnedBuffer(cuda) for t in self._tensors} if options.get("pinned") else {}
         self._lock = threading.Lock()
@@ -93,6 +104,8 @@ class TrtRunner(Backend):
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         with self._lock:
+            self._check_open()
+            self._cuda.use()
             keep, results = self._execute(feeds)
             host = {}
             for t, shape, ptr in results:
@@ -109,6 +122,8 @@ class TrtRunner(Backend):
         The outputs live in the runner's buffers: valid until its next run or ``close``.
         """
         with self._lock:
+            self._check_open()
+            self._cuda.use()
             keep, results = self._execute(feeds)
             self._finish()
             del keep
@@ -118,7 +133,7 @@ class TrtRunner(Backend):
         """Shape and dtype of a feed for ``Session.run_on_device``'s checks."""
         if isinstance(value, np.ndarray):
             return value.shape, value.dtype
-        meta = device_meta(value)
+        meta = _device_meta(name, value)
         if meta is None:
             accepted = "a numpy.ndarray, a CUDA torch.Tensor or a DeviceArray"
             raise feed_type_error(name, value, accepted)
@@ -152,13 +167,21 @@ class TrtRunner(Backend):
         }
 
     def close(self) -> None:
+        """Free the runner's memory, stream and events; waits for a call in flight; idempotent."""
+        with self._lock:
+            if self._stream is None:
+                return
+            self._cuda.use()
+            self._release()
+
+    def _release(self) -> None:
         cuda = self._cuda
         self._drop_graph()
         for buffer in self._buffers.values():
             buffer.free()
         for pinned in self._pinned.values():
             pinned.free()
-        for event in self._events:
+        for event in [*self._events, self._wait_event]:
             cuda.call("cudaEventDestroy", event)
         self._events = []
         if self._stream is not None:
@@ -172,17 +195,17 @@ class TrtRunner(Backend):
         self, feeds: Mapping[str, Any]
     ) -> tuple[list[Any], list[tuple[EngineTensor, tuple[int, ...], int]]]:
         """Inputs in, engine run queued on the stream; the outputs' shapes and device addresses."""
-        if self._stream is None:
-            raise BackendError("tensorrt", "the runner is closed")
         cuda, stream = self._cuda, self._stream
-        self._set_shapes({t.name: tuple(int(d) for d in _shape(feeds[t.name])) for t in self._inputs})
+        self._set_shapes({t.name: tuple(int(d) for d in _shape(t.name, feeds[t.name])) for t in self._inputs})
+        shapes = {t.name: self._output_shape(t) for t in self._outputs}
+        self._wait_for_callers(feeds)
         cuda.record(self._events[0], stream)
         keep: list[Any] = []
         addresses = {t.name: self._put(t, feeds[t.name], keep) for t in self._inputs}
         cuda.record(self._events[1], stream)
         results = []
         for t in self._outputs:
-            shape = tuple(int(d) for d in self._context.get_tensor_shape(t.name))
+            shape = shapes[t.name]
             addresses[t.name] = self._buffers[t.name].ensure(_nbytes(shape, t.dtype))
             results.append((t, shape, addresses[t.name]))
         for name, ptr in addresses.items():
@@ -193,6 +216,32 @@ class TrtRunner(Backend):
         cuda.record(self._events[2], stream)
         return keep, results
 
+    def _check_open(self) -> None:
+        if self._stream is None:
+            raise BackendError("tensorrt", "the runner is closed")
+
+    def _output_shape(self, t: EngineTensor) -> tuple[int, ...]:
+        """The output's shape at the input shapes set; a -1 left means its size depends on the
+        input values (a data-dependent shape), which TensorRT reports only during the run."""
+        shape = tuple(int(d) for d in self._context.get_tensor_shape(t.name))
+        if any(d < 0 for d in shape):
+            raise BackendError(
+                "tensorrt",
+                f"output {t.name!r} has a data-dependent shape {list(shape)} (-1: its size depends on the "
+                "input values, known only after the run); mmexport's runner sizes outputs from input shapes",
+                hint="export the model with a fixed-size output (padded to a maximum), or use trtexec",
+            )
+        return shape
+
+    def _wait_for_callers(self, feeds: Mapping[str, Any]) -> None:
+        """Queue a wait on our stream for torch's current stream of each torch CUDA feed."""
+        waited: set[int] = set()
+        for t in self._inputs:
+            handle = caller_stream(feeds[t.name])
+            if handle is not None and handle != self._stream_handle and handle not in waited:
+                self._cuda.wait_for(self._stream, handle, self._wait_event)
+                waited.add(handle)
+
     def _finish(self) -> None:
         self._cuda.record(self._events[3], self._stream)
         self._cuda.call("cudaStreamSynchronize", self._stream)
@@ -201,9 +250,14 @@ class TrtRunner(Backend):
     def _set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
         if shapes == self._shapes:
             return
+        self._shapes = {}  # until every shape below is set
         profile = select_profile(self._inputs, shapes)
         if profile != self._profile:
-            if not self._context.set_optimization_profile_async(profile, self._stream_handle):
+            try:  # the bindings raise RuntimeError on failure; older ones returned False
+                selected = self._context.set_optimization_profile_async(profile, self._stream_handle)
+            except RuntimeError as e:
+                raise BackendError("tensorrt", f"cannot select optimization profile {profile}: {e}") from e
+            if selected is False:
                 raise BackendError("tensorrt", f"cannot select optimization profile {profile}")
             self._profile = profile
         for name, shape in shapes.items():
@@ -213,13 +267,21 @@ class TrtRunner(Backend):
 
     def _put(self, t: EngineTensor, value: Any, keep: list[Any]) -> int:
         """The device address holding ``value``: its own for device tensors, else our buffer after H2D."""
-        meta = device_meta(value)
+        meta = _device_meta(t.name, value)
         if meta is not None:
             if meta[1] != t.dtype:
                 raise InputError(t.name, f"device tensor is {meta[1]}, the engine takes {t.dtype}")
             if hasattr(value, "is_contiguous") and not value.is_contiguous():
                 raise InputError(t.name, "device tensor must be contiguous", hint="call .contiguous() first")
-            return int(value.data_ptr())
+            ptr = int(value.data_ptr())
+            problem = alignment_problem(ptr)
+            if problem is not None:
+                raise InputError(
+                    t.name,
+                    f"device tensor cannot be handed to TensorRT: {problem}",
+                    hint="pass a copy (.clone()), not a view that starts inside another tensor (t[1:])",
+                )
+            return ptr
         host = np.ascontiguousarray(value, dtype=t.dtype)
         if self._pinned:
             staged = self._pinned[t.name].view(host.shape, t.dtype)
@@ -243,8 +305,10 @@ class TrtRunner(Backend):
         self._cuda.begin_capture(self._stream)
         try:
             self._enqueue()
-        finally:
-            self._graph = self._cuda.end_capture(self._stream)
+        except BaseException:
+            self._cuda.abandon_capture(self._stream)  # keep the error that stopped the capture
+            raise
+        self._graph = self._cuda.end_capture(self._stream)
         self._graph_key = key
         return None
 
@@ -263,8 +327,15 @@ class TrtRunner(Backend):
         self._graph, self._graph_key = None, None
 
 
-def _shape(value: Any) -> tuple[int, ...]:
-    meta = device_meta(value)
+def _device_meta(name: str, value: Any) -> tuple[tuple[int, ...], np.dtype] | None:
+    try:
+        return device_meta(value)
+    except UnsupportedDtype as e:
+        raise InputError(name, f"device tensor is {e}", hint=BF16_HINT) from None
+
+
+def _shape(name: str, value: Any) -> tuple[int, ...]:
+    meta = _device_meta(name, value)
     return meta[0] if meta is not None else tuple(np.shape(value))
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from mmexport.core.errors import ArtifactError, InputError
+from mmexport.runtime.backends.tensorrt.cuda import BF16_HINT, UnsupportedDtype, numpy_dtype
 
-# TensorRT DataType member name -> numpy dtype name (I/O types numpy can hold).
+# TensorRT DataType member name -> numpy dtype name (BF16 needs the ml_dtypes package).
 NUMPY_TYPES = {
     "FLOAT": "float32",
     "HALF": "float16",
@@ -26,6 +27,7 @@ NUMPY_TYPES = {
     "INT64": "int64",
     "BOOL": "bool",
     "UINT8": "uint8",
+    "BF16": "bfloat16",
 }
 
 Range = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # min, opt, max
@@ -47,22 +49,35 @@ def _enum_name(value: Any) -> str:
 
 
 def read_tensors(trt: ModuleType, engine: Any, path: Path) -> list[EngineTensor]:
-    """Every I/O tensor of ``engine`` in its own order; refuses types numpy cannot hold."""
+    """Every I/O tensor of ``engine`` in its own order; refuses types numpy cannot hold and
+    shape tensors (inputs that hold shapes, read from host memory; outputs computed from them)."""
     tensors = []
     profiles = int(engine.num_optimization_profiles)
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        if engine.is_shape_inference_io(name):
+            role = "input" if is_input else "output"
+            raise ArtifactError(
+                str(path),
+                f"{role} {name!r} is a shape tensor (its values feed shape calculations and live in host "
+                "memory), which mmexport's runner does not feed",
+                hint="export the model with that value folded into a constant, or run it with trtexec",
+            )
         kind = _enum_name(engine.get_tensor_dtype(name))
         if kind not in NUMPY_TYPES:
             raise ArtifactError(
                 str(path), f"tensor {name!r} has TensorRT type {kind}, which mmexport cannot feed"
             )
+        try:
+            dtype = numpy_dtype(NUMPY_TYPES[kind])
+        except UnsupportedDtype as e:
+            raise ArtifactError(str(path), f"tensor {name!r} is {e}", hint=BF16_HINT) from None
         ranges: tuple[Range, ...] = ()
         if is_input:
             ranges = tuple(_range(engine.get_tensor_profile_shape(name, p)) for p in range(profiles))
         shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-        tensors.append(EngineTensor(name, is_input, np.dtype(NUMPY_TYPES[kind]), shape, ranges))
+        tensors.append(EngineTensor(name, is_input, dtype, shape, ranges))
     return tensors
 
 
