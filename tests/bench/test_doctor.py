@@ -83,7 +83,7 @@ def test_jetson_orin_with_l4t_and_power_mode(tmp_path):
     assert "pip install 'mmexport[trt]'" not in trt["install"]  # pip cannot install it on JetPack
     assert any("mmexport[gpu]" in c["install"] for c in d.cannot)
     buffers = next(c for c in d.cannot if "buffers" in c["what"])
-    assert "cuda-python>=12.6.1,<13" in buffers["install"]  # JetPack 6: CUDA 12.6, not cuda-python 13
+    assert "cuda-python==12.6.*" in buffers["install"]  # JetPack 6: CUDA 12.6, not cuda-python 12.9 or 13
 
 
 def test_probe_never_raises_and_is_bounded():

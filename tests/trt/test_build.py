@@ -19,9 +19,11 @@ from mmexport.core.manifest import Manifest, Source, read_manifest
 from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
 from mmexport.runtime.backends.tensorrt.api import generation
-from mmexport.trt.build_options import BuildOptions, parse_size
+from mmexport.trt.build_options import BuildOptions, check_against_target, check_build_machine, parse_size
 from mmexport.trt.build_stage import build_engine
+from mmexport.trt.builder import add_profiles, network_inputs
 from mmexport.trt.calibrator import find_cache, load_cache, make_calibrator
+from mmexport.trt.profiles import Profile
 from mmexport.trt.targets import get_target
 
 from .fakes import is_fake
@@ -186,10 +188,21 @@ def test_timing_cache_is_loaded_and_saved(fake_trt: ModuleType, tiny: Path) -> N
     assert cache_file.read_bytes().count(b"tactics") == 2
 
 
+def on_orin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine becomes a Jetson AGX Orin: platform and the fake GPU's compute capability."""
+    monkeypatch.setattr("mmexport.trt.build_stage.current_platform", lambda: "linux-aarch64-jetson")
+    monkeypatch.setattr("mmexport.trt.build_stage.gpu_identity", lambda: ("Orin (nvgpu)", "8.7"))
+
+
 def test_dla_refuses_dynamic_shapes_and_builds_static(
     fake_trt: ModuleType, tiny: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fake only: DLA cores and the layers DLA cannot run are the fake's controls."""
+    on_orin(monkeypatch)
+    if generation(fake_trt) >= 11:  # 11.4.0 has neither Jetson nor DLA support
+        with pytest.raises(EngineBuildError, match=r"TensorRT 11.4.0.106 does not support Jetson"):
+            build_engine(tiny, tiny.with_name("t.engine"), options("jetson-orin", dla_core=0))
+        return
     fake_trt.fake.builder.dla_cores = 2
     fake_trt.fake.builder.dla_unsupported_ops = {"Cast"}
     out = tiny.with_name("t.engine")
@@ -203,6 +216,90 @@ def test_dla_refuses_dynamic_shapes_and_builds_static(
     assert read_manifest(out).producer.details["engine"]["dla_core"] == 1  # type: ignore[union-attr]
     with pytest.raises(EngineBuildError, match="has no DLA"):
         build_engine(tiny, out, options("gpu", dla_core=0, static_shapes="opt"))
+
+
+@pytest.mark.parametrize(
+    ("version", "target", "allowed"),
+    [
+        ("10.3.0", "jetson-orin", True),
+        ("10.7.0", "jetson-orin", True),
+        ("10.8.0", "jetson-orin", False),  # the last 10.x with DLA on JetPack is 10.7
+        ("11.4.1", "jetson-orin", True),  # AGX Orin with JetPack 7.2.2
+    ],
+)
+def test_dla_is_gated_by_the_tensorrt_release(version: str, target: str, allowed: bool) -> None:
+    chosen = options(target, dla_core=0)
+    if allowed:
+        check_against_target(chosen, int(version.split(".")[0]), version)
+    else:
+        with pytest.raises(EngineBuildError, match=rf"TensorRT {version} has no DLA support"):
+            check_against_target(chosen, int(version.split(".")[0]), version)
+
+
+@pytest.mark.parametrize("version", ["11.0.0", "11.4.0", "11.4.0.106"])
+def test_tensorrt_11_before_11_4_1_has_no_jetson(version: str) -> None:
+    with pytest.raises(EngineBuildError, match=r"does not support Jetson.*11\.4\.1"):
+        check_against_target(options("jetson-orin-nano"), 11, version)
+    check_against_target(options("gpu"), 11, version)
+
+
+def test_a_jetson_target_is_refused_on_a_server(fake_trt: ModuleType, tiny: Path) -> None:
+    """The fake machine is x86_64 with an H100: an engine built here could not run on an Orin."""
+    out = tiny.with_name("t.engine")
+    version = fake_trt.__version__
+    expected = "is a Jetson, this machine is linux-x86_64" if version.startswith("10.") else "support Jetson"
+    with pytest.raises(EngineBuildError, match=expected):
+        build_engine(tiny, out, options("jetson-orin"))
+    assert not out.exists()
+
+
+def test_the_build_machine_must_match_the_target() -> None:
+    with pytest.raises(EngineBuildError, match=r"target gpu is a server GPU, this machine is a Jetson"):
+        check_build_machine(get_target("gpu"), "linux-aarch64-jetson", "Orin (nvgpu)", "8.7")
+    with pytest.raises(EngineBuildError, match=r"jetson-thor has compute capability 11.0.*Orin.*8.7"):
+        check_build_machine(get_target("jetson-thor"), "linux-aarch64-jetson", "Orin (nvgpu)", "8.7")
+    check_build_machine(get_target("jetson-orin"), "linux-aarch64-jetson", "Orin (nvgpu)", "8.7")
+    check_build_machine(get_target("gpu"), "linux-sbsa", "GH200", "9.0")
+
+
+def test_a_profile_tensorrt_refuses_is_a_build_error(fake_trt: ModuleType) -> None:
+    """The bindings raise from IOptimizationProfile.set_shape; they never return False."""
+    builder = fake_trt.Builder(fake_trt.Logger())
+    network = builder.create_network(0)
+    network.inputs.append(fake_trt.ITensor("x", (-1, 3), "float32"))
+    bad = Profile({}, {"x": ((4, 3), (2, 3), (8, 3))})  # opt below min
+    with pytest.raises(
+        EngineBuildError, match=r"refused profile 0 for input 'x': min \[4, 3\], opt \[2, 3\]"
+    ):
+        add_profiles(fake_trt, builder, builder.create_builder_config(), network, [bad])
+
+
+def test_a_shape_tensor_input_is_refused_by_name(fake_trt: ModuleType, tmp_path: Path) -> None:
+    nodes = [helper.make_node("Reshape", ["x", "target_shape"], ["y"], name="reshape")]
+    graph = helper.make_graph(
+        nodes,
+        "reshape",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+            helper.make_tensor_value_info("target_shape", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])],
+    )
+    path = tmp_path / "reshape.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    builder = fake_trt.Builder(fake_trt.Logger())
+    network = builder.create_network(0)
+    fake_trt.OnnxParser(network, fake_trt.Logger()).parse_from_file(str(path))
+    with pytest.raises(EngineBuildError, match=r"input\(s\) 'target_shape' are shape tensors"):
+        network_inputs(network)
+
+
+def test_a_cache_with_short_hex_scales_is_read(tmp_path: Path) -> None:
+    """TAO writes hex(bits)[2:], dropping leading zeros: 7 or fewer digits are left-padded."""
+    path = tmp_path / "tao.calib"
+    path.write_text("TRT-100300-EntropyCalibration2\nx: 3c010a14\ny: 1a2b3c4\n")
+    cache = load_cache(path, "10.3.0")
+    assert cache.tensors == 2 and b"y: 01a2b3c4" in cache.data
 
 
 def test_parser_error_names_node_and_op(fake_trt: ModuleType, tiny: Path) -> None:

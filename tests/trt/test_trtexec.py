@@ -88,3 +88,19 @@ def test_bench_cli_on_an_engine(tmp_path, fake_trt, fake_cuda):
 def test_lines_are_shell_quoted(generation):
     line = trtexec_command("my model.engine", SPEC, SHAPES, generation)
     assert "'--loadEngine=my model.engine'" in line
+
+
+def test_engine_for_a_dla_core_is_measured_on_that_core():
+    """An engine runs on the DLA core trtexec selects (0 unless told): the line must name it."""
+    line = trtexec_command("m.engine", SPEC, SHAPES, 10, dla_core=1)
+    assert "--useDLACore=1" in line and "--allowGPUFallback" not in line
+    onnx_line = trtexec_command("model.onnx", SPEC, SHAPES, 10, dla_core=0)
+    assert "--useDLACore=0" in onnx_line and "--allowGPUFallback" in onnx_line
+    assert "DLA" not in trtexec_command("m.engine", SPEC, SHAPES, 10)
+
+
+def test_bench_of_a_dla_engine_writes_its_core(tmp_path, fake_trt, fake_cuda):
+    fake_trt.fake.dla_cores = 2
+    path = write_engine(tmp_path, fake_trt, dla_core=1)
+    report = benchmark([BenchTarget(path)], config=FAST)
+    assert all("--useDLACore=1" in line for line in report.results[0].trtexec)

@@ -227,9 +227,10 @@ def _tensorrt_capabilities(d: Diagnosis) -> None:
 
 
 def _cuda_python_install(jetson: dict[str, Any] | None) -> str:
-    """JetPack 6 has CUDA 12.6 and cuda-python 13 needs a CUDA 13 driver: pin 12.x there."""
+    """JetPack 6 has CUDA 12.6: cuda-python 13 needs a CUDA 13 driver, and a later 12.x (12.9)
+    may need a newer driver than JetPack's, so pin the 12.6 series there."""
     if jetson is not None and jetson.get("jetpack") == "6.x":
-        return "pip install 'cuda-python>=12.6.1,<13' (JetPack 6 has CUDA 12.6)"
+        return "pip install 'cuda-python==12.6.*' (JetPack 6 has CUDA 12.6)"
     return "pip install 'mmexport[gpu]'"
 
 

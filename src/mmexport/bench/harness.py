@@ -203,9 +203,15 @@ def _trtexec(o: _Open, feeds: Mapping[str, np.ndarray], config: BenchConfig) -> 
             warmup_s=config.warmup_s,
             duration_s=config.duration_s,
             iterations=config.iterations or config.min_iterations,
+            dla_core=_dla_core(o.info.backend),
         )
         for generation in generations_for(o.info.backend, installed)
     ]
+
+
+def _dla_core(backend: Mapping[str, object]) -> int | None:
+    core = backend.get("dla_core")
+    return core if isinstance(core, int) else None
 
 
 def _time_call(runner: Runner, feeds: Mapping[str, np.ndarray]) -> float:

@@ -12,11 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmexport.core.errors import EngineBuildError
+from mmexport.runtime.backends.tensorrt.api import parse_version
 from mmexport.trt.builder import HARDWARE_COMPAT
 from mmexport.trt.profiles import Profile
 from mmexport.trt.targets import Target
 
 PRECISIONS = ("fp16", "int8")  # builder-flag precisions (TensorRT 10 only)
+# TensorRT releases with DLA: 10.x up to 10.7 (JetPack 6), none in 11.0-11.4.0, then 11.4.1 on AGX
+# Orin with JetPack 7.2.2. Jetson itself: TensorRT 10.x, and 11.x only from 11.4.1 (JetPack 7.2.2).
+LAST_10_WITH_DLA = (10, 7)
+FIRST_11_ON_JETSON = (11, 4, 1)
+DLA_WITH_11 = ("jetson-orin",)  # AGX Orin (JetPack 7.2.2)
+DLA_RELEASES = "TensorRT 10.0-10.7 (JetPack 6) or 11.4.1+ on AGX Orin (JetPack 7.2.2)"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -90,6 +97,13 @@ def check_against_target(options: BuildOptions, generation: int, tensorrt_versio
         raise EngineBuildError(f"--opt-level must be 0-5, got {options.opt_level}")
     if options.hardware_compat is not None and options.hardware_compat not in HARDWARE_COMPAT:
         raise EngineBuildError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}")
+    version = parse_version(tensorrt_version)
+    if target.is_jetson and (11,) <= version < FIRST_11_ON_JETSON:
+        raise EngineBuildError(
+            f"target {target.name}: TensorRT {tensorrt_version} does not support Jetson (TensorRT 11 "
+            "does from 11.4.1, with JetPack 7.2.2)",
+            hint="use the TensorRT that JetPack installs on the device",
+        )
     if options.dla_core is not None:
         if target.dla_cores == 0:
             raise EngineBuildError(f"target {target.name} has no DLA", hint="drop --dla-core")
@@ -97,6 +111,43 @@ def check_against_target(options: BuildOptions, generation: int, tensorrt_versio
             raise EngineBuildError(
                 f"--dla-core {options.dla_core}: target {target.name} has DLA cores 0-{target.dla_cores - 1}"
             )
+        if not dla_supported(target, version):
+            raise EngineBuildError(
+                f"--dla-core {options.dla_core}: TensorRT {tensorrt_version} has no DLA support for "
+                f"target {target.name} (DLA needs {DLA_RELEASES})",
+                hint="drop --dla-core to build for the GPU",
+            )
+
+
+def dla_supported(target: Target, version: tuple[int, ...]) -> bool:
+    if version >= (10,) and version[:2] <= LAST_10_WITH_DLA:
+        return True
+    return version >= FIRST_11_ON_JETSON and target.name in DLA_WITH_11
+
+
+def check_build_machine(target: Target, platform: str, gpu_name: str, compute_capability: str) -> None:
+    """An engine runs only on the platform and compute capability it was built on, and TensorRT
+    cannot cross-build for a Jetson (its RuntimePlatform offers only Windows from Linux x86):
+    refuse a target that is not this machine, rather than label an engine with it."""
+    on_jetson = platform.endswith("jetson")
+    if target.is_jetson and not on_jetson:
+        raise EngineBuildError(
+            f"target {target.name} is a Jetson, this machine is {platform}: an engine built here would "
+            "run only here (TensorRT cannot cross-build for Jetson)",
+            hint="build on the Jetson itself; `mmexport bundle` packs the ONNX with a build script for it",
+        )
+    if on_jetson and not target.is_jetson:
+        raise EngineBuildError(
+            f"target {target.name} is a server GPU, this machine is a Jetson ({platform})",
+            hint="use --target jetson-orin, jetson-orin-nano or jetson-thor",
+        )
+    wanted = target.compute_capability
+    if wanted is not None and compute_capability != "unknown" and compute_capability != wanted:
+        raise EngineBuildError(
+            f"target {target.name} has compute capability {wanted}, this GPU ({gpu_name}) has "
+            f"{compute_capability}",
+            hint="choose the target that matches this machine",
+        )
 
 
 def check_hardware_compat(trt_level_names: set[str], options: BuildOptions, tensorrt_version: str) -> None:

@@ -58,6 +58,7 @@ def build_engine(
     gpu = gpu_identity()  # before the slow build: the manifest must name the GPU it is tied to
     gen, version = generation(trt), str(trt.__version__)
     opts.check_against_target(options, gen, version)
+    opts.check_build_machine(options.target, current_platform(), *gpu)
     opts.check_hardware_compat(_member_names(trt.HardwareCompatibilityLevel), options, version)
     precision, flags = opts.builder_precision(options, gen, source.manifest.precision)
     if options.version_compatible:

@@ -95,7 +95,17 @@ def describe_parser_error(error: Any) -> str:
 
 
 def network_inputs(network: Any) -> dict[str, tuple[int, ...]]:
-    return {t.name: tuple(t.shape) for t in (network.get_input(i) for i in range(network.num_inputs))}
+    """Each input's declared shape; a shape-tensor input (its values are a shape, read from host
+    memory and given min/opt/max values by ``set_shape_input``) is refused: the spec gives dims."""
+    tensors = [network.get_input(i) for i in range(network.num_inputs)]
+    shape_inputs = [t.name for t in tensors if t.is_shape_tensor]
+    if shape_inputs:
+        raise EngineBuildError(
+            f"input(s) {', '.join(map(repr, shape_inputs))} are shape tensors (their values set output "
+            "shapes), which mmexport builds and runs do not support",
+            hint="export with those values folded into constants",
+        )
+    return {t.name: tuple(t.shape) for t in tensors}
 
 
 def add_profiles(
@@ -111,7 +121,13 @@ def add_profiles(
         trt_profile = builder.create_optimization_profile()
         for name in inputs:
             lo, opt, hi = profile.shapes[name]
-            trt_profile.set_shape(name, lo, opt, hi)
+            try:  # the bindings raise (ValueError per their doc; RuntimeError seen) rather than return
+                trt_profile.set_shape(name, lo, opt, hi)
+            except (ValueError, RuntimeError) as e:
+                raise EngineBuildError(
+                    f"TensorRT refused profile {number} for input {name!r}: min {list(lo)}, opt "
+                    f"{list(opt)}, max {list(hi)} ({e})"
+                ) from e
         if config.add_optimization_profile(trt_profile) < 0:
             raise EngineBuildError(f"TensorRT refused optimization profile {number}: {profile.to_dict()}")
         added.append(trt_profile)

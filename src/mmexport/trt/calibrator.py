@@ -8,6 +8,7 @@ cache header. TensorRT 11 removed calibrators: there INT8 comes from a Q/DQ ONNX
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +23,8 @@ CALIBRATOR_BASES = {
     "EntropyCalibration2": "IInt8EntropyCalibrator2",
     "MinMaxCalibration": "IInt8MinMaxCalibrator",
 }
+# A scale written without its leading zeros (TAO writes ``hex(bits)[2:]``): 1-7 hex digits.
+_SHORT_HEX = re.compile(r"^(.*:\s*)([0-9a-fA-F]{1,7})\s*$")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def find_cache(onnx_path: Path, given: Path | None) -> Path:
 def load_cache(path: Path, trt_version: str) -> CalibrationCache:
     """Read and check a native cache; retarget its header to the running TensorRT version."""
     try:
-        text = path.read_text(encoding="ascii")
+        text = pad_short_scales(path.read_text(encoding="ascii"))
         header, scales = calib_cache.parse_cache(text)
     except (OSError, UnicodeDecodeError, MmexportError) as e:
         raise ArtifactError(str(path), f"is not a TensorRT calibration cache: {e}") from e
@@ -73,6 +76,14 @@ def load_cache(path: Path, trt_version: str) -> CalibrationCache:
         text = calib_cache.rewrite_version(text, trt_version)
         notes.append(f"calibration cache header {header} retargeted to {wanted} (TensorRT {trt_version})")
     return CalibrationCache(path, text.encode("ascii"), algorithm, len(scales), tuple(notes))
+
+
+def pad_short_scales(text: str) -> str:
+    """Left-pad scales written with fewer than 8 hex digits to 8 (the float32 bit pattern's leading
+    zeros); the header line and well-formed lines are kept as they are."""
+    lines = text.splitlines()
+    padded = [lines[0], *(_SHORT_HEX.sub(lambda m: m.group(1) + m.group(2).zfill(8), x) for x in lines[1:])]
+    return "\n".join(padded) + ("\n" if text.endswith("\n") else "") if lines else text
 
 
 def make_calibrator(trt: ModuleType, cache: CalibrationCache) -> Any:

@@ -10,6 +10,9 @@ ONNX lines on TensorRT 10 add ``--stronglyTyped`` (trtexec's README, "Create a s
 plan file"): the network ``mmexport build`` makes, precision from the ONNX.
 *Unverified*: ``--noSpinWait`` on trtexec 11 (the TensorRT-RTX tool has it); ``--noCudaGraph``
 and ``--includeDataTransfers`` are what TensorRT 11 users pass.
+An engine built for a DLA core runs there only when trtexec is told so (``--useDLACore=N``: the
+engine takes the core its runtime has selected, 0 by default); an ONNX line for DLA adds
+``--allowGPUFallback``, as ``mmexport build --dla-core`` does.
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ def trtexec_command(
     duration_s: float = 3.0,
     iterations: int = 10,
     behaviour: Behaviour = Behaviour(),
+    dla_core: int | None = None,
 ) -> str:
-    """``trtexec --loadEngine=...`` for an engine, ``--onnx=...`` with the spec's profile otherwise."""
+    """``trtexec --loadEngine=...`` for an engine, ``--onnx=...`` with the spec's profile otherwise;
+    ``dla_core``: the DLA core the engine was built for (the manifest's ``dla_core``)."""
     path = Path(artifact)
     args = ["trtexec"]
     if path.suffix.lower() in ENGINE_SUFFIXES:
@@ -89,6 +94,10 @@ def trtexec_command(
             args.append("--stronglyTyped")
         for corner in ("min", "opt", "max"):
             args.append(f"--{corner}Shapes={_shapes(spec.shapes(spec.point(corner)))}")
+        if dla_core is not None:
+            args.append("--allowGPUFallback")
+    if dla_core is not None:
+        args.append(f"--useDLACore={int(dla_core)}")
     args.append(f"--shapes={_shapes(shapes)}")
     args += [f"--warmUp={round(warmup_s * 1000)}", f"--duration={math.ceil(duration_s)}"]
     args.append(f"--iterations={iterations}")

@@ -35,6 +35,17 @@ class BuilderControls:
     builds: list[dict[str, Any]] = field(default_factory=list)  # what each successful build saw
 
 
+# (ONNX op, input position) that TensorRT's parser turns into shape tensors.
+SHAPE_OPERANDS = {
+    ("Reshape", 1),
+    ("Expand", 1),
+    ("ConstantOfShape", 0),
+    ("Tile", 1),
+    ("Range", 0),
+    ("Range", 1),
+}
+
+
 def install(module: ModuleType, version: str) -> None:
     """Add this side's classes and enums to the fake module for version."""
     generation = int(version.split(".")[0])
@@ -102,10 +113,13 @@ def install(module: ModuleType, version: str) -> None:
             return len(self)
 
     class ITensor:
-        def __init__(self, name: str, shape: tuple[int, ...], dtype: str) -> None:
+        def __init__(
+            self, name: str, shape: tuple[int, ...], dtype: str, is_shape_tensor: bool = False
+        ) -> None:
             self.name = name
             self.shape = shape
             self.dtype = dtype
+            self.is_shape_tensor = is_shape_tensor
 
     class ILayer:
         def __init__(self, name: str, op_type: str) -> None:
@@ -179,6 +193,12 @@ def install(module: ModuleType, version: str) -> None:
                     )
                     return False
                 self.network.layers.append(ILayer(node.name, node.op_type))
+            shape_operands = {  # inputs whose values TensorRT reads as shapes (a subset of its rules)
+                name
+                for node in graph.node
+                for position, name in enumerate(node.input)
+                if (node.op_type, position) in SHAPE_OPERANDS
+            }
             for value in graph.input:
                 if value.name in initializers:
                     continue
@@ -186,21 +206,20 @@ def install(module: ModuleType, version: str) -> None:
                     d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim
                 )
                 elem = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-                self.network.inputs.append(ITensor(value.name, dims, str(elem)))
+                self.network.inputs.append(ITensor(value.name, dims, str(elem), value.name in shape_operands))
             return True
 
     class IOptimizationProfile:
         def __init__(self) -> None:
             self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
-            self.valid = True
 
         def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:
+            """Raises as the bindings do (their doc says ValueError) with their message."""
             lo, mid, hi = tuple(min), tuple(opt), tuple(max)
-            if not (len(lo) == len(mid) == len(hi)) or any(
-                not a <= b <= c for a, b, c in zip(lo, mid, hi, strict=True)
-            ):
-                self.valid = False  # TensorRT logs an error and the profile is refused when added
-                return
+            if len(mid) != len(lo) or any(b < a for a, b in zip(lo, mid, strict=False)):
+                raise ValueError("Shape provided for opt is inconsistent with other shapes.")
+            if len(hi) != len(lo) or any(c < b for b, c in zip(mid, hi, strict=False)):
+                raise ValueError("Shape provided for max is inconsistent with other shapes.")
             self.shapes[input] = (lo, mid, hi)
 
         def get_shape(self, input: str) -> list[tuple[int, ...]]:
@@ -253,8 +272,8 @@ def install(module: ModuleType, version: str) -> None:
             return self.pools.get(pool, 1 << 40)
 
         def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
-            if not profile.valid:
-                return -1
+            if not profile.shapes:
+                return -1  # TensorRT refuses a profile without shapes
             record("add_optimization_profile", dict(profile.shapes))
             self.profiles.append(profile)
             return len(self.profiles) - 1

@@ -162,6 +162,7 @@ class TrtRunner(Backend):
             "compute_capability": self.machine.compute_capability,
             "tensorrt_version": self.machine.tensorrt_version,
             "engine_target": self.info.target,
+            "dla_core": self.info.dla_core,
             "cuda_graph": self._graph_mode,
             "pinned": bool(self._pinned),
         }
