@@ -266,7 +266,7 @@ def test_a_profile_tensorrt_refuses_is_a_build_error(fake_trt: ModuleType) -> No
     """The bindings raise from IOptimizationProfile.set_shape; they never return False."""
     builder = fake_trt.Builder(fake_trt.Logger())
     network = builder.create_network(0)
-    network.inputs.append(fake_trt.ITensor("x", (-1, 3), "float32"))
+    network._inputs.append(fake_trt.ITensor("x", (-1, 3), "float32"))
     bad = Profile({}, {"x": ((4, 3), (2, 3), (8, 3))})  # opt below min
     with pytest.raises(
         EngineBuildError, match=r"refused profile 0 for input 'x': min \[4, 3\], opt \[2, 3\]"

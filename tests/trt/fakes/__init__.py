@@ -1,74 +1,125 @@
-"""A fake ``tensorrt`` module per TensorRT version, limited to names the real bindings have.
+"""A fake ``tensorrt`` module per TensorRT version, limited to what the real bindings have, by class.
 
 ``fake_tensorrt(version)`` assembles the builder side (``builder_api``) and the runtime side
-(``runtime_api``) and refuses any public name that the real bindings of that version lack
-(``real_names/<version>.txt``, written by ``../shared/tools/trt-api names <version>``). So a
-test that passes against the fake cannot rely on an API that TensorRT 10.3 or 11.4 does not have.
+(``runtime_api``) and refuses any module attribute or class member that the real bindings of that
+version lack on that class: ``real_names/classes.txt`` says which class owns each name, and a line
+holds for a version when its names are in ``real_names/<version>.txt`` (written by
+``../shared/tools/trt-api names <version>``). Instances of the fake classes refuse attributes their
+real class lacks, as pybind11 objects do (``AttributeError``), so ``runtime.DLA_core = 1`` works
+and a misspelt ``runtime.dla_core = 1`` fails as it would on TensorRT. So a test that passes
+against the fake cannot rely on an API that TensorRT 10.3 or 11.4 does not have.
 """
 
 from __future__ import annotations
 
+import enum
+from collections import defaultdict
 from functools import cache
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 REAL_NAMES = Path(__file__).parent / "real_names"
 VERSIONS = ("10.3.0", "11.4.0.106")
-
-
-# Names the bindings have that `trt-api names` cannot list: the linker stored each one as the tail
-# of a longer string (``Builder`` inside ``IExprBuilder``). Each is accepted only where that longer
-# name is in the version's list; each was also found in the doc text (`trt-api doc NAME VERSION`).
-FOLDED = {
-    "Builder": "IExprBuilder",  # trt.Builder(logger)
-    "Runtime": "IPluginV3OneRuntime",  # trt.Runtime(logger)
-    "Logger": "ILogger",  # trt.Logger(min_severity)
-    "ERROR": "INTERNAL_ERROR",  # ILogger.Severity.ERROR
-    "INT8": "UINT8",  # DataType.INT8 (and BuilderFlag.INT8 in 10.x)
-    "DLA": "can_run_on_DLA",  # DeviceType.DLA
-    "num_errors": "get_num_errors",  # OnnxParser.num_errors
-    "desc": "get_error_desc",  # ParserError.desc()
-    "code": "get_error_code",  # ParserError.code()
-    "name": "get_tensor_name",  # ITensor.name, ILayer.name
-    "shape": "get_shape",  # ITensor.shape
-    "dtype": "get_tensor_dtype",  # ITensor.dtype
-    "type": "default_device_type",  # ILayer.type
-    "serialize": "plugins_to_serialize",  # ITimingCache.serialize(), ICudaEngine.serialize()
-    "num_outputs": "get_num_outputs",  # INetworkDefinition.num_outputs (11.x)
-    # TensorIOMode.INPUT / OUTPUT: no doc text names them; NVIDIA's samples compare
-    # get_tensor_mode(name) == trt.TensorIOMode.INPUT.
-    "INPUT": "CONDITIONAL_INPUT",
-    "OUTPUT": "LOOP_OUTPUT",
-}
+MODULE = "tensorrt"  # the owner written for module attributes in classes.txt
+FAKE_ONLY = {"fake", "calls"}  # test controls on the fake module, not part of the TensorRT API
 
 
 @cache
 def real_names(version: str) -> frozenset[str]:
+    """Every identifier of the real bindings of ``version`` (one flat list)."""
     lines = (REAL_NAMES / f"{version}.txt").read_text().splitlines()
-    listed = frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
-    return listed | {name for name, host in FOLDED.items() if host in listed}
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def public_names(module: ModuleType) -> set[str]:
-    """Every public name a caller can reach: module attributes and their classes' members."""
-    names: set[str] = set()
-    for name, value in vars(module).items():
-        if name.startswith("_") or name in FAKE_ONLY:
+@cache
+def class_entries() -> tuple[tuple[str, str, str | None], ...]:
+    """``(class, member, longer name it is stored in or None)`` per line of classes.txt."""
+    entries = []
+    for line in (REAL_NAMES / "classes.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
             continue
-        names.add(name)
-        if isinstance(value, type):
-            names.update(n for n in vars(value) if not n.startswith("_"))
+        qualified, *host = line.split()
+        owner, member = qualified.split(".", 1)
+        entries.append((owner, member, host[0].removeprefix("~") if host else None))
+    return tuple(entries)
+
+
+def _listed(name: str, host: str | None, names: frozenset[str]) -> bool:
+    if host is not None:
+        return host in names and host.endswith(name)
+    return name in names
+
+
+@cache
+def real_members(version: str) -> dict[str, frozenset[str]]:
+    """Class (``tensorrt`` for the module) -> the members the real bindings of ``version`` have."""
+    names = real_names(version)
+    hosts = {member: host for owner, member, host in class_entries() if owner == MODULE}
+    members: dict[str, set[str]] = defaultdict(set)
+    for owner, member, host in class_entries():
+        owner_listed = owner == MODULE or _listed(owner, hosts.get(owner), names)
+        if owner_listed and _listed(member, host, names):
+            members[owner].add(member)
+    return {owner: frozenset(found) for owner, found in members.items()}
+
+
+def class_members(cls: type) -> set[str]:
+    """The public names a caller reaches on a fake class: enum members, or what the class and its
+    fake bases define (not what ``object`` or ``bytes`` give)."""
+    if issubclass(cls, enum.Enum):
+        return set(cls.__members__)
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass.__module__ in ("builtins", "enum"):
+            continue
+        names.update(n for n in vars(klass) if not n.startswith("_"))
     return names
 
 
-# Test helpers that live on the fake module but are not part of the TensorRT API.
-FAKE_ONLY = {"fake", "calls"}
+def exposed(module: ModuleType) -> dict[str, set[str]]:
+    """Owner -> the public names the fake exposes (module attributes under ``tensorrt``)."""
+    found: dict[str, set[str]] = {MODULE: set()}
+    for name, value in vars(module).items():
+        if name.startswith("_") or name in FAKE_ONLY:
+            continue
+        found[MODULE].add(name)
+        if isinstance(value, type):
+            found[name] = class_members(value)
+    return found
+
+
+def unknown_names(module: ModuleType, version: str) -> list[str]:
+    real = real_members(version)
+    return sorted(
+        f"{owner}.{member}"
+        for owner, members in exposed(module).items()
+        for member in members
+        if member not in real.get(owner, frozenset())
+    )
 
 
 def check_names(module: ModuleType, version: str) -> None:
-    unknown = sorted(public_names(module) - real_names(version))
+    unknown = unknown_names(module, version)
     if unknown:
         raise AssertionError(f"fake tensorrt {version} exposes names the real bindings lack: {unknown}")
+
+
+def _guarded_setattr(self: Any, name: str, value: Any) -> None:
+    """Setting an attribute the real class lacks raises, as on a pybind11 object (subclasses
+    defined by the code under test, like calibrators and loggers, have a ``__dict__`` and accept any)."""
+    allowed = type(self).__dict__.get("_real_members")
+    if allowed is not None and not name.startswith("_") and name not in allowed:
+        raise AttributeError(f"'tensorrt.{type(self).__name__}' object has no attribute '{name}'")
+    object.__setattr__(self, name, value)
+
+
+def guard_instances(module: ModuleType, version: str) -> None:
+    real = real_members(version)
+    for name, value in vars(module).items():
+        if isinstance(value, type) and not issubclass(value, enum.Enum) and name in real:
+            value._real_members = real[name]
+            value.__setattr__ = _guarded_setattr
 
 
 def fake_tensorrt(version: str) -> ModuleType:
@@ -82,6 +133,7 @@ def fake_tensorrt(version: str) -> ModuleType:
     for part in (builder_api, runtime_api):
         part.install(module, version)
     check_names(module, version)
+    guard_instances(module, version)
     return module
 
 

@@ -125,27 +125,27 @@ def install(module: ModuleType, version: str) -> None:
         def __init__(self, name: str, op_type: str) -> None:
             self.name = name
             self.type = getattr(LayerType, op_type.upper(), LayerType.ELEMENTWISE)
-            self.op_type = op_type
+            self._op_type = op_type
 
     class INetworkDefinition:
         def __init__(self, flags: int) -> None:
-            self.flags = flags
-            self.inputs: list[ITensor] = []
-            self.layers: list[ILayer] = []
+            self._flags = flags
+            self._inputs: list[ITensor] = []
+            self._layers: list[ILayer] = []
 
         @property
         def num_inputs(self) -> int:
-            return len(self.inputs)
+            return len(self._inputs)
 
         def get_input(self, index: int) -> ITensor:
-            return self.inputs[index]
+            return self._inputs[index]
 
         @property
         def num_layers(self) -> int:
-            return len(self.layers)
+            return len(self._layers)
 
         def get_layer(self, index: int) -> ILayer:
-            return self.layers[index]
+            return self._layers[index]
 
     class ParserError:
         def __init__(self, code: Any, desc: str, node: int, node_name: str, node_operator: str) -> None:
@@ -168,18 +168,18 @@ def install(module: ModuleType, version: str) -> None:
 
     class OnnxParser:
         def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
-            self.network = network
-            self.errors: list[ParserError] = []
+            self._network = network
+            self._errors: list[ParserError] = []
 
         @property
         def num_errors(self) -> int:
-            return len(self.errors)
+            return len(self._errors)
 
         def get_error(self, index: int) -> ParserError:
-            return self.errors[index]
+            return self._errors[index]
 
         def clear_errors(self) -> None:
-            self.errors.clear()
+            self._errors.clear()
 
         def parse_from_file(self, model: str) -> bool:
             record("parse_from_file", model)
@@ -188,11 +188,11 @@ def install(module: ModuleType, version: str) -> None:
             for index, node in enumerate(graph.node):
                 if node.name == controls.fail_parse_on:
                     desc = f"{node.op_type} is not supported by this fake parser"
-                    self.errors.append(
+                    self._errors.append(
                         ParserError(ErrorCode.UNSUPPORTED_NODE, desc, index, node.name, node.op_type)
                     )
                     return False
-                self.network.layers.append(ILayer(node.name, node.op_type))
+                self._network._layers.append(ILayer(node.name, node.op_type))
             shape_operands = {  # inputs whose values TensorRT reads as shapes (a subset of its rules)
                 name
                 for node in graph.node
@@ -206,12 +206,14 @@ def install(module: ModuleType, version: str) -> None:
                     d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim
                 )
                 elem = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-                self.network.inputs.append(ITensor(value.name, dims, str(elem), value.name in shape_operands))
+                self._network._inputs.append(
+                    ITensor(value.name, dims, str(elem), value.name in shape_operands)
+                )
             return True
 
     class IOptimizationProfile:
         def __init__(self) -> None:
-            self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+            self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
         def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:
             """Raises as the bindings do (their doc says ValueError) with their message."""
@@ -220,67 +222,67 @@ def install(module: ModuleType, version: str) -> None:
                 raise ValueError("Shape provided for opt is inconsistent with other shapes.")
             if len(hi) != len(lo) or any(c < b for b, c in zip(mid, hi, strict=False)):
                 raise ValueError("Shape provided for max is inconsistent with other shapes.")
-            self.shapes[input] = (lo, mid, hi)
+            self._shapes[input] = (lo, mid, hi)
 
         def get_shape(self, input: str) -> list[tuple[int, ...]]:
-            return list(self.shapes.get(input, ()))
+            return list(self._shapes.get(input, ()))
 
     class ITimingCache:
         def __init__(self, entries: list[str]) -> None:
-            self.entries = entries
+            self._entries = entries
 
         def serialize(self) -> IHostMemory:
-            return IHostMemory(("FAKE-TIMING-CACHE\n" + "\n".join(self.entries)).encode())
+            return IHostMemory(("FAKE-TIMING-CACHE\n" + "\n".join(self._entries)).encode())
 
         def combine(self, input_cache: ITimingCache, ignore_mismatch: bool) -> bool:
-            self.entries += [e for e in input_cache.entries if e not in self.entries]
+            self._entries += [e for e in input_cache._entries if e not in self._entries]
             return True
 
         def reset(self) -> bool:
-            self.entries.clear()
+            self._entries.clear()
             return True
 
     class IBuilderConfig:
         def __init__(self) -> None:
-            self.set_flags: set[Any] = set()
-            self.pools: dict[Any, int] = {}
-            self.profiles: list[IOptimizationProfile] = []
-            self.timing_cache: ITimingCache | None = None
+            self._set_flags: set[Any] = set()
+            self._pools: dict[Any, int] = {}
+            self._profiles: list[IOptimizationProfile] = []
+            self._timing_cache: ITimingCache | None = None
             self.builder_optimization_level = 3
             self.hardware_compatibility_level = HardwareCompatibilityLevel.NONE
             self.default_device_type = DeviceType.GPU
             self.DLA_core = -1
             if generation == 10:
                 self.int8_calibrator: Any = None
-                self.calibration_profile: IOptimizationProfile | None = None
+                self._calibration_profile: IOptimizationProfile | None = None
 
         def set_flag(self, flag: Any) -> None:
             record("set_flag", flag.name)
-            self.set_flags.add(flag)
+            self._set_flags.add(flag)
 
         def get_flag(self, flag: Any) -> bool:
-            return flag in self.set_flags
+            return flag in self._set_flags
 
         def clear_flag(self, flag: Any) -> None:
-            self.set_flags.discard(flag)
+            self._set_flags.discard(flag)
 
         def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
             record("set_memory_pool_limit", (pool.name, pool_size))
-            self.pools[pool] = pool_size
+            self._pools[pool] = pool_size
 
         def get_memory_pool_limit(self, pool: Any) -> int:
-            return self.pools.get(pool, 1 << 40)
+            return self._pools.get(pool, 1 << 40)
 
         def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
-            if not profile.shapes:
+            if not profile._shapes:
                 return -1  # TensorRT refuses a profile without shapes
-            record("add_optimization_profile", dict(profile.shapes))
-            self.profiles.append(profile)
-            return len(self.profiles) - 1
+            record("add_optimization_profile", dict(profile._shapes))
+            self._profiles.append(profile)
+            return len(self._profiles) - 1
 
         @property
         def num_optimization_profiles(self) -> int:
-            return len(self.profiles)
+            return len(self._profiles)
 
         def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache | None:
             data = bytes(serialized_timing_cache)
@@ -291,22 +293,22 @@ def install(module: ModuleType, version: str) -> None:
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             record("set_timing_cache", ignore_mismatch)
-            if controls.timing_cache_mismatch and cache.entries and not ignore_mismatch:
+            if controls.timing_cache_mismatch and cache._entries and not ignore_mismatch:
                 return False  # recorded on another device: TensorRT refuses it and keeps none
-            self.timing_cache = cache
+            self._timing_cache = cache
             return True
 
         def get_timing_cache(self) -> ITimingCache | None:
-            return self.timing_cache
+            return self._timing_cache
 
         def can_run_on_DLA(self, layer: ILayer) -> bool:
-            return layer.op_type not in controls.dla_unsupported_ops
+            return layer._op_type not in controls.dla_unsupported_ops
 
         if generation == 10:
 
             def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
-                record("set_calibration_profile", dict(profile.shapes))
-                self.calibration_profile = profile
+                record("set_calibration_profile", dict(profile._shapes))
+                self._calibration_profile = profile
                 return True
 
     class Builder:
@@ -342,26 +344,26 @@ def install(module: ModuleType, version: str) -> None:
                 self.logger.log(_Severity.ERROR, problem)
                 return None
             seen = {
-                "flags": sorted(f.name for f in config.set_flags),
-                "network_flags": network.flags,
-                "profiles": [dict(p.shapes) for p in config.profiles],
+                "flags": sorted(f.name for f in config._set_flags),
+                "network_flags": network._flags,
+                "profiles": [dict(p._shapes) for p in config._profiles],
                 "device": config.default_device_type.name,
             }
             if generation == 10 and config.int8_calibrator is not None:
                 seen["calibration_cache"] = bytes(config.int8_calibrator.read_calibration_cache() or b"")
             controls.builds.append(seen)
-            if config.timing_cache is not None:
-                config.timing_cache.entries.append(f"tactics for {len(network.layers)} layers")
+            if config._timing_cache is not None:
+                config._timing_cache._entries.append(f"tactics for {len(network._layers)} layers")
             summary = json.dumps({k: v for k, v in seen.items() if k in ("flags", "network_flags", "device")})
             return IHostMemory(b"FAKE-PLAN " + summary.encode())
 
     def _build_problem(network: INetworkDefinition, config: IBuilderConfig) -> str | None:
-        strong = bool(network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
-        typed_flags = {"FP16", "INT8"} & {f.name for f in config.set_flags}
+        strong = bool(network._flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+        typed_flags = {"FP16", "INT8"} & {f.name for f in config._set_flags}
         if strong and typed_flags:
             return f"strongly typed networks do not allow builder flags {sorted(typed_flags)}"
-        for tensor in network.inputs:
-            if -1 in tensor.shape and not any(tensor.name in p.shapes for p in config.profiles):
+        for tensor in network._inputs:
+            if -1 in tensor.shape and not any(tensor.name in p._shapes for p in config._profiles):
                 return f"input {tensor.name!r} has dynamic dims and no optimization profile"
         if "INT8" in typed_flags:
             calibrator = config.int8_calibrator
