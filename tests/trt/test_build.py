@@ -260,6 +260,7 @@ def test_the_build_machine_must_match_the_target() -> None:
         check_build_machine(get_target("jetson-thor"), "linux-aarch64-jetson", "Orin (nvgpu)", "8.7")
     check_build_machine(get_target("jetson-orin"), "linux-aarch64-jetson", "Orin (nvgpu)", "8.7")
     check_build_machine(get_target("gpu"), "linux-sbsa", "GH200", "9.0")
+    check_build_machine(get_target("jetson-thor"), "linux-aarch64-jetson", "Thor", "10.1")  # pre-CUDA 13
 
 
 def test_a_profile_tensorrt_refuses_is_a_build_error(fake_trt: ModuleType) -> None:

@@ -24,6 +24,9 @@ LAST_10_WITH_DLA = (10, 7)
 FIRST_11_ON_JETSON = (11, 4, 1)
 DLA_WITH_11 = ("jetson-orin",)  # AGX Orin (JetPack 7.2.2)
 DLA_RELEASES = "TensorRT 10.0-10.7 (JetPack 6) or 11.4.1+ on AGX Orin (JetPack 7.2.2)"
+# Compute capabilities one GPU reports under different CUDA releases: Thor is sm_110 under CUDA 13,
+# sm_101 before (targets.py marks this unverified).
+SAME_GPU = {"11.0": ("10.1",)}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -142,7 +145,8 @@ def check_build_machine(target: Target, platform: str, gpu_name: str, compute_ca
             hint="use --target jetson-orin, jetson-orin-nano or jetson-thor",
         )
     wanted = target.compute_capability
-    if wanted is not None and compute_capability != "unknown" and compute_capability != wanted:
+    same = {wanted, *SAME_GPU.get(wanted or "", ())}
+    if wanted is not None and compute_capability != "unknown" and compute_capability not in same:
         raise EngineBuildError(
             f"target {target.name} has compute capability {wanted}, this GPU ({gpu_name}) has "
             f"{compute_capability}",
