@@ -173,7 +173,7 @@ def test_version_compatible_and_hardware_compat_relax_the_checks():
     assert mismatches(_info(), _here("10.4.0"))
     assert mismatches(_info(version_compatible=True), _here("10.4.0")) == []
     assert mismatches(_info(version_compatible=True), _here("10.2.0"))  # older: no
-    assert mismatches(_info(version_compatible=True), _here("11.3.0"))  # 11.x before 11.4: no
+    assert mismatches(_info(version_compatible=True), _here("11.3.0")) == []  # 10.x on 11.x: yes
     assert mismatches(_info(version_compatible=True), _here("12.0.0"))  # another major: no
     assert mismatches(_info(), _here(cc="9.0"))
     assert mismatches(_info(hardware_compat="ampere+"), _here(cc="9.0")) == []
@@ -181,13 +181,14 @@ def test_version_compatible_and_hardware_compat_relax_the_checks():
     assert mismatches(_info(hardware_compat="same-cc"), _here(cc="9.0"))
 
 
-def test_version_compatible_10x_engine_runs_on_tensorrt_11_4():
-    """TensorRT 11.4 runs version-compatible engines built with 10.x; the reverse never holds."""
+def test_version_compatible_10x_engine_runs_on_tensorrt_11():
+    """TensorRT 11 runs version-compatible engines built with 10.x; the reverse never holds."""
     vc = _info(version_compatible=True)
     assert mismatches(vc, _here("11.4.0")) == []
     assert mismatches(vc, _here("11.4.0.106")) == []
     assert mismatches(vc, _here("11.5.1")) == []
-    assert "TensorRT 10.x from 10.3.0 on and 11.4+" in mismatches(vc, _here("11.3.0"))[0]
+    assert mismatches(vc, _here("11.0.0")) == []
+    assert "TensorRT 10.x from 10.3.0 on and 11.0+" in mismatches(vc, _here("12.0.0"))[0]
     assert mismatches(_info(version_compatible=True, tensorrt_version="11.4.0"), _here("10.3.0"))
     assert mismatches(_info(), _here("11.4.0"))  # not version-compatible: the same release only
 

@@ -87,8 +87,9 @@ def mismatches(info: EngineInfo, machine: Machine) -> list[str]:
 
 
 # A version-compatible engine built with TensorRT <key>.x also runs on these later majors, from
-# the version given (NVIDIA's TensorRT 11.4 support matrix lists 10.x version-compatible engines).
-LATER_MAJORS: dict[int, tuple[int, ...]] = {10: (11, 4)}
+# the version given. NVIDIA's "Engine Compatibility" page (11.1) and support matrix (11.4): "engines
+# built with TensorRT 10 work with TensorRT 11"; no other pair of majors among those mmexport runs.
+LATER_MAJORS: dict[int, tuple[int, ...]] = {10: (11, 0)}
 
 
 def version_compatible_runs(built: tuple[int, ...], running: tuple[int, ...]) -> bool:
