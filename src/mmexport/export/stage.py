@@ -94,7 +94,7 @@ def _spec_notes(spec: ModelSpec) -> list[str]:
         f'input {i.name!r} ({i.dtype}) has no "range": the gate feeds it only 0 and 1; '
         'add "range": [low, high) to the spec to cover its real values'
         for i in spec.inputs
-        if i.dtype in INT_DTYPES and i.range is None
+        if i.dtype in INT_DTYPES and i.range is None and i.mask_of is None
     ]
 
 
