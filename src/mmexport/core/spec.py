@@ -8,7 +8,8 @@ The JSON form (``ModelSpec.from_dict`` / ``to_dict``) is the spec file users wri
      "dims": {"batch": {"min": 1, "opt": 4, "max": 32}, ...}}
 
 Extensions, all optional: ``range`` ([low, high)) on integer inputs, ``preprocess`` on inputs,
-``mask_of`` (this input is the attention mask of that token input), and outputs written as objects (``{"name": "logits", "labels": [...], "atol": 1e-4, "rtol": 1e-3}``).
+``mask_of`` (this input is the attention mask of that token input), and outputs written as
+objects (``{"name": "logits", "labels": [...], "atol": 1e-4, "rtol": 1e-3}``).
 This module needs numpy only. The vocabulary (modalities, dtypes, keys) is in ``spec_schema``,
 the checks run on construction in ``spec_checks``, the ``preprocess`` schema in ``preprocess_spec``.
 """

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -47,7 +49,7 @@ def to_onnx(
     reference: str | torch.nn.Module | None,
     output: str | Path,
     *,
-    spec: ModelSpec | str | Path | None = None,
+    spec: ModelSpec | Mapping[str, Any] | str | Path | None = None,
     export: ExportConfig | None = None,
     parity: ParityConfig | None = None,
     simplify: bool = False,
