@@ -79,6 +79,12 @@ class InputSpec:
     end to random lengths and set this mask to 1 on real tokens, 0 on padding."""
 
     @property
+    def pad_id(self) -> int | None:
+        """The id that pads this token input: ``preprocess.pad``, None when not declared."""
+        pad = (self.preprocess or {}).get("pad")
+        return pad if isinstance(pad, int) else None
+
+    @property
     def dim_names(self) -> list[str]:
         return [d for d in self.shape if isinstance(d, str)]
 
@@ -206,6 +212,16 @@ class ModelSpec:
                 return i
         raise KeyError(name)
 
+    def mask_for(self, name: str) -> InputSpec | None:
+        """The input declared as the mask of input ``name`` (``mask_of``), if any."""
+        return next((i for i in self.inputs if i.mask_of == name), None)
+
+    def padding_id(self, name: str) -> int | None:
+        """The id that pads token input ``name``: its ``preprocess.pad``, else 0 when a mask is
+        declared for it, else None (the input is not padded)."""
+        pad = self.input(name).pad_id
+        return 0 if pad is None and self.mask_for(name) is not None else pad
+
     def input_keys(self) -> dict[str, str]:
         """Names that pick an input in data files and on the command line -> the input's name:
         every input's name, and its modality when no other input has that modality."""
@@ -275,7 +291,7 @@ def _sample(
         return rng.integers(0, 2, shape).astype(bool)
     low, high = spec.range if spec.range is not None else (0, 2)
     values = rng.integers(low, high, shape)
-    pad = (spec.preprocess or {}).get("pad")
+    pad = spec.pad_id
     if pad is None and masked:
         pad = 0
     if pad is not None and len(shape) >= 1:
