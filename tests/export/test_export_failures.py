@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from mmexport.cli.app import cli
-from mmexport.core.errors import ExportError
+from mmexport.core.errors import ExportError, ParityError
 from mmexport.core.spec import ModelSpec
 from mmexport.export import ExportConfig, to_onnx
 
@@ -46,6 +46,22 @@ class Sampler(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         count = (x > 0).sum() + 1  # the line named
         return torch.multinomial(x.abs() + 0.1, count, replacement=True).float()
+
+
+class SignSwitch(torch.nn.Module):
+    """Doubles inputs whose sum is positive: a TorchScript trace keeps the example's branch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # the traced branch
+            return x * 2
+        return x
+
+
+class AlwaysTrue(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.abs().sum() >= 0:  # always taken
+            return x * 2
+        return x
 
 
 def _line(cls: type, marker: str) -> int:
@@ -103,3 +119,25 @@ def test_cli_export_failure_is_short(tmp_path):
     assert "error: export failed" in result.output and "Traceback" not in result.output
     _log_file(result.output).unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["branchy.py", "spec.json"]
+
+
+TORCHSCRIPT = ExportConfig(exporter="torchscript")
+
+
+def test_a_torchscript_trace_that_fixed_a_branch_is_named_when_parity_fails(tmp_path):
+    with pytest.raises(ParityError) as e:
+        to_onnx(SignSwitch().eval(), tmp_path / "m.onnx", spec=SPEC, export=TORCHSCRIPT)
+    line = _line(SignSwitch, "the traced branch")
+    assert (
+        f"TorchScript traced one path at {__file__}:{line} (Converting a tensor to a Python boolean"
+        in str(e.value)
+    )
+    assert "try --exporter dynamo" in str(e.value)
+
+
+def test_a_torchscript_trace_that_fixed_a_branch_is_a_note_when_parity_passes(tmp_path):
+    result = to_onnx(AlwaysTrue().eval(), tmp_path / "m.onnx", spec=SPEC, export=TORCHSCRIPT)
+    line = _line(AlwaysTrue, "always taken")
+    assert any(n.startswith(f"TorchScript traced one path at {__file__}:{line}") for n in result.notes), (
+        result.notes
+    )

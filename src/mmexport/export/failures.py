@@ -18,7 +18,7 @@ import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmexport.core.errors import ExportError
@@ -32,9 +32,25 @@ _IR_LOCATION = re.compile(r"# (\S+\.py):(\d+):\d+")
 
 @dataclass
 class ExportLog:
-    """Where torch's output of one export goes; ``path`` is None when it went to the terminal."""
+    """Where torch's output of one export goes; ``path`` is None when it went to the terminal.
+    ``caught`` holds the warnings raised meanwhile (none are kept with ``--debug``: they print)."""
 
     path: Path | None
+    caught: list[warnings.WarningMessage] = field(default_factory=list)
+
+    def trace_notes(self, limit: int = 3) -> list[str]:
+        """TorchScript's warnings that a trace took one path of the model's code (a tensor used as
+        a Python bool or number): a note per place in the model's code, at most ``limit``."""
+        places: dict[str, str] = {}
+        for w in self.caught:
+            if w.category.__name__ == "TracerWarning" and _is_model_code(w.filename):
+                first = str(w.message).split(". ")[0].strip().rstrip(".")
+                places.setdefault(f"{w.filename}:{w.lineno}", first)
+        return [
+            f"TorchScript traced one path at {place} ({what}); the parity gate checked it at its "
+            "shape points, other values may take another path"
+            for place, what in list(places.items())[:limit]
+        ]
 
     def text(self) -> str:
         if self.path is None:
@@ -61,9 +77,10 @@ def captured_output() -> Iterator[ExportLog]:
         with (
             os.fdopen(fd, "w", encoding="utf-8", errors="replace") as sink,
             _descriptors_to(sink),
-            warnings.catch_warnings(),
+            warnings.catch_warnings(record=True) as caught,
         ):
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("always")
+            log.caught = caught
             yield log
         ok = True
     finally:

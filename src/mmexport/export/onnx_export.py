@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,8 @@ class ExportInfo:
     """Spec inputs the model never reads (absent from the graph, or read by no node)."""
     model: onnx.ModelProto | None = None
     """The graph as written, weights included (None when they went to an external data file)."""
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about the export (e.g. paths a TorchScript trace fixed)."""
 
 
 def check_outputs(module: torch.nn.Module, spec: ModelSpec, feed: dict[str, np.ndarray]) -> None:
@@ -106,7 +108,9 @@ def export_onnx(
         if not path.exists():
             raise ExportError(f"torch.onnx wrote no file; its log: {log.text()[-500:]}")
     unused, model = _normalize(path, spec, external)
-    return ExportInfo(path, external, config.opset, config.exporter, unused, None if external else model)
+    info = ExportInfo(path, external, config.opset, config.exporter, unused, None if external else model)
+    info.notes = log.trace_notes()
+    return info
 
 
 def exported_module(

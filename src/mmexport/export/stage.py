@@ -72,10 +72,11 @@ def to_onnx(
             f"input {name!r} is not used by the model: no node of the graph reads it"
             for name in info.unused_inputs
         ]
+        notes += info.notes
         t0 = time.perf_counter()
         report = run_parity(loaded.module, staged, loaded.spec, parity)
         if not report.passed:
-            raise ParityError(_failure_message(report), report=report)
+            raise ParityError(_failure_message(report, info.notes), report=report)
         simplified = False
         if simplify:
             simplified, note, slim_report = _try_simplify(loaded, staged, parity)
@@ -100,7 +101,7 @@ def _spec_notes(spec: ModelSpec) -> list[str]:
     ]
 
 
-def _failure_message(report: ParityReport) -> str:
+def _failure_message(report: ParityReport, export_notes: list[str] | None = None) -> str:
     bad = report.failures
     in_torch = [r for r in bad if r.failed_in == "pytorch"]
     if in_torch:
@@ -112,9 +113,11 @@ def _failure_message(report: ParityReport) -> str:
         )
     worst = bad[0]
     what = worst.error or f"max abs diff {worst.max_abs:.3g}, max rel diff {worst.max_rel:.3g}"
+    traced = [n for n in export_notes or [] if n.startswith("TorchScript traced one path")]
+    cause = f"; {traced[0].split(';')[0]}: try --exporter dynamo" if traced else ""
     return (
         f"parity gate failed: ONNX differs from PyTorch in {len(bad)} of {len(report.rows)} "
-        f"checks (first: output {worst.output!r} at {worst.point}: {what}); nothing written"
+        f"checks (first: output {worst.output!r} at {worst.point}: {what}){cause}; nothing written"
     )
 
 
