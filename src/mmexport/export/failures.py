@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from mmexport.core.errors import ExportError
 
@@ -37,6 +38,14 @@ class ExportLog:
 
     path: Path | None
     caught: list[warnings.WarningMessage] = field(default_factory=list)
+    sink: TextIO | None = None
+    """The open log file while the export runs (torch's descriptors point at it)."""
+
+    def append(self, text: str) -> None:
+        """Add ``text`` after what torch wrote (through the same file, so nothing overwrites it)."""
+        if self.sink is not None and not self.sink.closed:
+            self.sink.write(text)
+            self.sink.flush()
 
     def trace_notes(self, limit: int = 3) -> list[str]:
         """TorchScript's warnings that a trace took one path of the model's code (a tensor used as
@@ -80,7 +89,7 @@ def captured_output() -> Iterator[ExportLog]:
             warnings.catch_warnings(record=True) as caught,
         ):
             warnings.simplefilter("always")
-            log.caught = caught
+            log.caught, log.sink = caught, sink
             yield log
         ok = True
     finally:
@@ -90,11 +99,11 @@ def captured_output() -> Iterator[ExportLog]:
 
 
 @contextlib.contextmanager
-def _descriptors_to(sink: object) -> Iterator[None]:
+def _descriptors_to(sink: TextIO) -> Iterator[None]:
     """Point descriptors 1 and 2 (and Python's sys.stdout/err) at ``sink`` for the block."""
     sys.stdout.flush()
     sys.stderr.flush()
-    fileno = sink.fileno()  # type: ignore[attr-defined]
+    fileno = sink.fileno()
     saved: list[tuple[int, int]] = []
     try:
         for target in (1, 2):
@@ -103,11 +112,11 @@ def _descriptors_to(sink: object) -> Iterator[None]:
             except OSError:  # no such descriptor (e.g. a daemon): nothing of it to capture
                 continue
             os.dup2(fileno, target)
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):  # type: ignore[type-var]
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
     finally:
         with contextlib.suppress(Exception):
-            sink.flush()  # type: ignore[attr-defined]
+            sink.flush()
         for target, copy in saved:
             os.dup2(copy, target)
             os.close(copy)
@@ -117,9 +126,7 @@ def explain_failure(error: BaseException, *, exporter: str, log: ExportLog) -> E
     """One ExportError for a torch.onnx failure: what torch said (first line), where in the
     model's code, the op called there, the other exporter to try and the log with the rest."""
     chain = _chain(error)
-    if log.path is not None:
-        with log.path.open("a", encoding="utf-8", errors="replace") as f:
-            f.write("\n\n" + "".join(traceback.format_exception(error)))
+    log.append("\n\n" + "".join(traceback.format_exception(error)))
     conflict = _dim_conflict(chain)
     if conflict is not None:
         message = f"a dynamic dim conflicts with the model: {conflict}"
