@@ -212,7 +212,7 @@ def _dim_conflict(chain: list[BaseException]) -> str | None:
 def _first_line(e: BaseException) -> str:
     """The first line of torch's message, without the IR excerpt TorchScript appends to it."""
     text = str(e).strip()
-    line = text.splitlines()[0].split("[Caused by")[0].strip() if text else type(e).__name__
+    line = text.splitlines()[0].split("[Caused by")[0].strip().rstrip(".") if text else type(e).__name__
     return line[:300]
 
 
