@@ -175,3 +175,85 @@ def test_token_inputs_with_a_pad_id_are_padded_at_the_end():
     assert len(set(lengths.tolist())) > 1, "rows of different lengths"
     for row, n in zip(tokens, lengths, strict=True):
         assert (row[:n] != 0).all() and (row[n:] == 0).all(), "padding only at the end"
+
+
+def mask_spec(**mask: object) -> dict:
+    return {
+        "inputs": [
+            {
+                "name": "attention_mask",
+                "modality": "text",
+                "dtype": "int64",
+                "shape": ["batch", "seq"],
+                **mask,
+            },
+            {
+                "name": "input_ids",
+                "modality": "text",
+                "dtype": "int64",
+                "shape": ["batch", "seq"],
+                "range": [5, 50],
+            },
+        ],
+        "outputs": ["y"],
+        "dims": {"batch": {"min": 1, "opt": 4, "max": 16}, "seq": {"min": 1, "opt": 8, "max": 32}},
+    }
+
+
+def test_mask_of_pads_the_ids_and_marks_real_tokens():
+    spec = ModelSpec.from_dict(mask_spec(mask_of="input_ids"))
+    assert spec.to_dict()["inputs"][0]["mask_of"] == "input_ids"
+    lengths_seen: set[int] = set()
+    for k, point in enumerate([spec.point("max"), spec.point("opt"), *spec.random_points(10, seed=1)]):
+        feed = spec.sample_feed(point, seed=k)
+        ids, mask = feed["input_ids"], feed["attention_mask"]
+        assert mask.dtype == np.int64 and mask.shape == ids.shape
+        assert set(np.unique(mask)) <= {0, 1}
+        lengths = mask.sum(axis=1)
+        assert (lengths >= 1).all() and lengths[0] == ids.shape[1]
+        # ones then zeros in every row; padding (id 0) exactly where the mask is 0
+        assert (np.sort(mask, axis=1)[:, ::-1] == mask).all()
+        assert ((ids == 0) == (mask == 0)).all()
+        lengths_seen.update(int(n) for n in lengths)
+    assert len(lengths_seen) > 5  # random lengths, not all full
+
+
+def test_mask_of_uses_the_ids_pad_id_and_bool_masks():
+    data = mask_spec(mask_of="input_ids")
+    data["inputs"][0]["dtype"] = "bool"
+    data["inputs"][1]["preprocess"] = {"kind": "tokens", "pad": 1}
+    spec = ModelSpec.from_dict(data)
+    feed = spec.sample_feed(spec.point("max"), seed=3)
+    assert feed["attention_mask"].dtype == bool
+    assert ((feed["input_ids"] == 1) == ~feed["attention_mask"]).all()
+    assert not feed["attention_mask"].all()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mask_of": "ids"}, "mask_of names 'ids', which is not another input"),
+        ({"mask_of": "attention_mask"}, "which is not another input"),
+        ({"mask_of": 3}, "mask_of must be the name of a token input"),
+        ({"mask_of": "input_ids", "dtype": "float32"}, "a mask needs an integer or bool dtype, got float32"),
+        (
+            {"mask_of": "input_ids", "shape": ["batch", 8]},
+            "'input_ids' is ['batch', 'seq'], this mask is ['batch', 8]",
+        ),
+        ({"mask_of": "input_ids", "range": [1, 2]}, "its range [1, 2) does not"),
+    ],
+)
+def test_mask_of_is_checked(change, message):
+    data = mask_spec()
+    data["inputs"][0].update(change)
+    with pytest.raises(SpecError, match="input 'attention_mask'") as e:
+        ModelSpec.from_dict(data)
+    assert message in str(e.value)
+
+
+def test_mask_of_needs_integer_ids():
+    data = mask_spec(mask_of="input_ids")
+    data["inputs"][1].update(dtype="float32")
+    del data["inputs"][1]["range"]
+    with pytest.raises(SpecError, match="whose dtype is float32"):
+        ModelSpec.from_dict(data)

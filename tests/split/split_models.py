@@ -180,3 +180,25 @@ def renamed(name: str = "imu", flag: str = "imu_present") -> nn.Module:
 
     torch.manual_seed(0)
     return Renamed().eval()
+
+
+class GainSplit(TinySplit):
+    """forward() needs a constant keyword argument (the spec's call_kwargs), which its fusion part
+    takes too; the encoders do not."""
+
+    def forward(self, image: torch.Tensor, imu: torch.Tensor, *, gain: float) -> torch.Tensor:
+        return super().forward(image, imu) * gain
+
+    def split_parts(self) -> SplitParts:
+        image, imu = super().split_parts().encoders
+        return SplitParts((image, imu), _GainFuse(self))
+
+
+class _GainFuse(_Fuse):
+    def forward(self, image_feature, imu_feature, imu_present, *, gain: float):  # type: ignore[override]
+        return super().forward(image_feature, imu_feature, imu_present) * gain
+
+
+def gain() -> nn.Module:
+    torch.manual_seed(0)
+    return GainSplit().eval()

@@ -11,6 +11,7 @@ import torch
 from mmexport.core.errors import ArtifactError, ExportError, SpecError
 from mmexport.core.manifest import read_manifest
 from mmexport.core.spec import ModelSpec
+from mmexport.export import ExportConfig
 from mmexport.export.parity import torch_outputs
 from mmexport.models import get_builtin
 from mmexport.split import SplitSession
@@ -124,3 +125,21 @@ def test_split_parts_names_are_checked_before_export(tmp_path, name, flag, messa
     loaded = load_model(renamed(name, flag), ModelSpec.from_dict(MMEXPORT_SPEC))
     with pytest.raises(SpecError, match=message):
         split_parts_of(loaded)
+
+
+def test_call_kwargs_reach_the_model_and_the_parts_that_take_them(tmp_path):
+    from .split_models import MMEXPORT_SPEC, gain
+
+    spec = ModelSpec.from_dict({**MMEXPORT_SPEC, "call_kwargs": {"gain": 3.0}})
+    result = to_onnx_split(
+        gain(), tmp_path / "out", spec=spec, parity=GATE, export=ExportConfig(exporter="torchscript")
+    )
+    assert result.parity.passed
+    assert result.parts["fuse"].manifest.spec.call_kwargs == {"gain": 3.0}
+    assert result.parts["image"].manifest.spec.call_kwargs == {}
+    assert read_composition(result.folder).spec.call_kwargs == {"gain": 3.0}
+    feed = spec.sample_feed(spec.point("opt"), seed=5)
+    with SplitSession(result.folder) as session:
+        got = session.run(feed)["logits"]
+    (expected,) = torch_outputs(gain(), feed, call_kwargs={"gain": 3.0})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

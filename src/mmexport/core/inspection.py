@@ -35,6 +35,7 @@ def inspect_artifact(path: str | Path | LoadedArtifact) -> dict[str, Any]:
     if manifest is not None:
         info["manifest"] = _manifest_summary(manifest, sha)
         info["inputs"] = [_with_spec(i, manifest) for i in info["inputs"]]
+        info["outputs"] = [_with_labels(o, manifest) for o in info["outputs"]]
     return info
 
 
@@ -93,7 +94,55 @@ def _with_spec(entry: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
     except KeyError:
         return entry
     dims = {d: manifest.spec.dims[d].to_dict() for d in spec_input.dim_names}
-    return {**entry, "modality": spec_input.modality, "dims": dims, "range": spec_input.range}
+    out = {**entry, "modality": spec_input.modality, "dims": dims, "range": spec_input.range}
+    if spec_input.preprocess is not None:
+        out["preprocess"] = dict(spec_input.preprocess)
+    if spec_input.mask_of is not None:
+        out["mask_of"] = spec_input.mask_of
+    return out
+
+
+def _with_labels(entry: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+    labels = next((o.labels for o in manifest.spec.outputs if o.name == entry["name"]), None)
+    return entry if labels is None else {**entry, "labels": list(labels)}
+
+
+SHOWN = 6
+"""How many vocabulary words and labels the table lists before "…"."""
+
+
+def _first(values: list[Any], count: int = SHOWN) -> str:
+    shown = ", ".join(str(v) for v in values[:count])
+    return shown + (", …" if len(values) > count else "")
+
+
+def describe_preprocess(pre: dict[str, Any]) -> str:
+    """One line for an input's ``preprocess``: vocabulary size and first words, mean/std, mel parameters."""
+    kind = pre.get("kind")
+    if kind == "tokens":
+        vocab = pre.get("vocab")
+        parts = [f"vocab {len(vocab)} words ({_first(vocab)})" if vocab else "ids given as they are"]
+        if "pad" in pre:
+            parts.append(f"pad id {pre['pad']}")
+        if "unk" in pre:
+            parts.append(f"unknown words -> {pre['unk']}")
+        if pre.get("lowercase"):
+            parts.append("lowercased")
+        return "tokens: " + ", ".join(parts)
+    if kind == "image":
+        parts = [f"mean {pre['mean']}", f"std {pre['std']}"]
+        if "scale" in pre:
+            parts.append(f"pixels x {pre['scale']}")
+        if "channel_order" in pre:
+            parts.append(pre["channel_order"])
+        return "image: " + ", ".join(parts)
+    if kind == "log_mel":
+        text = (
+            f"log-mel: {pre['sample_rate']} Hz, n_fft {pre['n_fft']}, hop {pre['hop_length']}, "
+            f"{pre['n_mels']} mels"
+        )
+        return text + (f", {pre['duration_s']} s" if "duration_s" in pre else "")
+    return str(kind)
 
 
 def _manifest_summary(manifest: Manifest, sha: str) -> dict[str, Any]:
@@ -153,9 +202,15 @@ def format_inspection(info: dict[str, Any]) -> str:
         dims = ", ".join(f"{n} {d['min']}..{d['max']} (opt {d['opt']})" for n, d in i.get("dims", {}).items())
         rng = f"  values [{i['range'][0]}, {i['range'][1]})" if i.get("range") else ""
         lines.append(f"  {i['name']:<12} {modality:<7} {i['dtype']:<8} [{shape}]  {dims}{rng}".rstrip())
+        if i.get("preprocess"):
+            lines.append(f"  {'':<12} {describe_preprocess(i['preprocess'])}")
+        if i.get("mask_of"):
+            lines.append(f"  {'':<12} mask of {i['mask_of']} (1 on tokens, 0 on padding)")
     lines.append("outputs")
     for o in info["outputs"]:
         lines.append(f"  {o['name']:<12} {o['dtype']:<8} [{', '.join(str(d) for d in o['shape'])}]")
+        if o.get("labels"):
+            lines.append(f"  {'':<12} labels {len(o['labels'])}: {_first(o['labels'])}")
     ops = ", ".join(f"{k} {v}" for k, v in info["ops"].items())
     lines.append(f"graph       {info['nodes']} nodes, {info['parameters']:,} parameters")
     lines.append(f"ops         {ops}")

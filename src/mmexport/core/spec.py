@@ -8,7 +8,8 @@ The JSON form (``ModelSpec.from_dict`` / ``to_dict``) is the spec file users wri
      "dims": {"batch": {"min": 1, "opt": 4, "max": 32}, ...}}
 
 Extensions, all optional: ``range`` ([low, high)) on integer inputs, ``preprocess`` on inputs,
-and outputs written as objects (``{"name": "logits", "labels": [...], "atol": 1e-4, "rtol": 1e-3}``).
+``mask_of`` (this input is the attention mask of that token input), and outputs written as
+objects (``{"name": "logits", "labels": [...], "atol": 1e-4, "rtol": 1e-3}``).
 This module needs numpy only. The vocabulary (modalities, dtypes, keys) is in ``spec_schema``,
 the checks run on construction in ``spec_checks``, the ``preprocess`` schema in ``preprocess_spec``.
 """
@@ -73,6 +74,15 @@ class InputSpec:
     shape: tuple[int | str, ...]
     range: tuple[int, int] | None = None
     preprocess: Mapping[str, Any] | None = None
+    mask_of: str | None = None
+    """The token input this one is the attention mask of: generated feeds pad that input at the
+    end to random lengths and set this mask to 1 on real tokens, 0 on padding."""
+
+    @property
+    def pad_id(self) -> int | None:
+        """The id that pads this token input: ``preprocess.pad``, None when not declared."""
+        pad = (self.preprocess or {}).get("pad")
+        return pad if isinstance(pad, int) else None
 
     @property
     def dim_names(self) -> list[str]:
@@ -93,6 +103,8 @@ class InputSpec:
             out["range"] = list(self.range)
         if self.preprocess is not None:
             out["preprocess"] = dict(self.preprocess)
+        if self.mask_of is not None:
+            out["mask_of"] = self.mask_of
         return out
 
 
@@ -200,6 +212,16 @@ class ModelSpec:
                 return i
         raise KeyError(name)
 
+    def mask_for(self, name: str) -> InputSpec | None:
+        """The input declared as the mask of input ``name`` (``mask_of``), if any."""
+        return next((i for i in self.inputs if i.mask_of == name), None)
+
+    def padding_id(self, name: str) -> int | None:
+        """The id that pads token input ``name``: its ``preprocess.pad``, else 0 when a mask is
+        declared for it, else None (the input is not padded)."""
+        pad = self.input(name).pad_id
+        return 0 if pad is None and self.mask_for(name) is not None else pad
+
     def input_keys(self) -> dict[str, str]:
         """Names that pick an input in data files and on the command line -> the input's name:
         every input's name, and its modality when no other input has that modality."""
@@ -236,23 +258,53 @@ class ModelSpec:
         """Random, valid inputs at ``point``: normal floats, integers inside each input's range."""
         check_fits_memory(self, point, what="random inputs for the spec")  # before numpy allocates
         rng = np.random.default_rng(seed)
-        return {i.name: _sample(i, i.concrete_shape(point), rng) for i in self.inputs}
+        masked = {i.mask_of for i in self.inputs if i.mask_of is not None}
+        feed: dict[str, np.ndarray] = {}
+        lengths: dict[str, np.ndarray] = {}  # token input with a mask -> its rows' real lengths
+        for i in self.inputs:
+            if i.mask_of is None:
+                feed[i.name] = _sample(
+                    i, i.concrete_shape(point), rng, masked=i.name in masked, lengths=lengths
+                )
+        for i in self.inputs:  # masks last: their token input may come after them
+            if i.mask_of is not None:
+                shape = i.concrete_shape(point)
+                row = lengths.get(i.mask_of)
+                real = np.ones(shape, bool) if row is None else np.arange(shape[-1]) < row[..., None]
+                feed[i.name] = real.astype(i.dtype)
+        return {i.name: feed[i.name] for i in self.inputs}
 
 
-def _sample(spec: InputSpec, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+def _sample(
+    spec: InputSpec,
+    shape: Shape,
+    rng: np.random.Generator,
+    *,
+    masked: bool = False,
+    lengths: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Random values of one input; token inputs with a pad id or a mask are padded at the end,
+    their rows' lengths stored in ``lengths`` for the mask."""
     if spec.dtype in FLOAT_DTYPES:
         return rng.standard_normal(shape).astype(spec.dtype)
     if spec.dtype == "bool":
         return rng.integers(0, 2, shape).astype(bool)
     low, high = spec.range if spec.range is not None else (0, 2)
     values = rng.integers(low, high, shape)
-    pad = (spec.preprocess or {}).get("pad")
-    if pad is not None and len(shape) >= 2 and shape[-1] > 1:
-        # Token inputs with a pad id are padded at the end, as real batches are: each row keeps
-        # a random number of tokens (at least one, the first row all of them).
-        lengths = rng.integers(1, shape[-1] + 1, shape[:-1])
-        lengths.flat[0] = shape[-1]
-        values[np.arange(shape[-1]) >= lengths[..., None]] = pad
+    pad = spec.pad_id
+    if pad is None and masked:
+        pad = 0
+    if pad is not None and len(shape) >= 1:
+        # Token inputs with a pad id (or a mask) are padded at the end, as real batches are:
+        # each row keeps a random number of tokens (at least one, the first row all of them).
+        if len(shape) >= 2 and shape[-1] > 1:
+            row = rng.integers(1, shape[-1] + 1, shape[:-1])
+            row.flat[0] = shape[-1]
+            values[np.arange(shape[-1]) >= row[..., None]] = pad
+        else:
+            row = np.full(shape[:-1], shape[-1])
+        if lengths is not None:
+            lengths[spec.name] = row
     return values.astype(spec.dtype)
 
 
@@ -309,6 +361,9 @@ def _parse_input(index: int, item: Any) -> InputSpec:
     pre = item.get("preprocess")
     if pre is not None and not isinstance(pre, Mapping):
         raise SpecError(f"preprocess must be an object, got {pre!r}", where=where)
+    mask_of = item.get("mask_of")
+    if mask_of is not None and not isinstance(mask_of, str):
+        raise SpecError(f"mask_of must be the name of a token input, got {mask_of!r:.60}", where=where)
     return InputSpec(
         name=item["name"],
         modality=item["modality"],
@@ -316,6 +371,7 @@ def _parse_input(index: int, item: Any) -> InputSpec:
         shape=tuple(shape),
         range=rng,
         preprocess=pre,
+        mask_of=mask_of,
     )
 
 

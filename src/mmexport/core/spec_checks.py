@@ -41,6 +41,7 @@ def validate_spec(spec: ModelSpec) -> None:
     for inp in spec.inputs:
         _validate_input(inp, spec.dims)
         used.update(inp.dim_names)
+    _check_masks(spec)
     _check_sizes(spec)
     unused = sorted(set(spec.dims) - used)
     if unused:
@@ -114,6 +115,45 @@ def _validate_input(inp: InputSpec, dims: Mapping[str, DimSpec]) -> None:
         info = np.iinfo(inp.dtype)
         if low < info.min or high - 1 > info.max:
             raise SpecError(f"range [{low}, {high}) does not fit {inp.dtype}", where=where)
+
+
+def _check_masks(spec: ModelSpec) -> None:
+    """``mask_of`` names another input, of integer dtype, that is not a mask itself; the mask has
+    that input's shape (the same ints and dim names) and an integer or bool dtype holding 0 and 1."""
+    inputs = {i.name: i for i in spec.inputs}
+    for inp in spec.inputs:
+        if inp.mask_of is None:
+            continue
+        where = f"input {inp.name!r}"
+        ids = inputs.get(inp.mask_of)
+        if ids is None or ids is inp:
+            others = ", ".join(n for n in inputs if n != inp.name) or "none"
+            raise SpecError(
+                f"mask_of names {inp.mask_of!r}, which is not another input of the spec",
+                where=where,
+                hint=f"inputs: {others}",
+            )
+        if ids.mask_of is not None:
+            raise SpecError(f"mask_of names {ids.name!r}, which is a mask itself", where=where)
+        if ids.dtype not in INT_DTYPES:
+            raise SpecError(
+                f"mask_of names {ids.name!r}, whose dtype is {ids.dtype}; token ids are integers",
+                where=where,
+            )
+        if inp.dtype not in (*INT_DTYPES, "bool"):
+            raise SpecError(f"a mask needs an integer or bool dtype, got {inp.dtype}", where=where)
+        if tuple(inp.shape) != tuple(ids.shape) or not inp.shape:
+            raise SpecError(
+                f"a mask has the shape of its token input: {ids.name!r} is {list(ids.shape)}, "
+                f"this mask is {list(inp.shape)}",
+                where=where,
+            )
+        if inp.range is not None and not (inp.range[0] <= 0 and inp.range[1] >= 2):
+            raise SpecError(
+                f"a mask holds 0 and 1, its range [{inp.range[0]}, {inp.range[1]}) does not",
+                where=where,
+                hint="drop 'range' from the mask",
+            )
 
 
 def _names(names: list[str], what: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from mmexport.core.errors import DataError
 from mmexport.core.spec import InputSpec, ModelSpec, OutputSpec
+from mmexport.data.feeds import with_masks
 from mmexport.data.npy_headers import check_npz_members, npy_size_problem, spec_max_bytes
 
 
@@ -34,7 +35,7 @@ def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> d
         inp = _input_named(name, spec, path)
         _refuse_twice(inp.name, path, origin)
         feeds[inp.name] = read_input_file(path, inp, spec)
-    return feeds
+    return dict(with_masks(feeds, spec))  # a mask not given follows its token input's padding
 
 
 def _input_named(name: str, spec: ModelSpec, path: Path) -> InputSpec:

@@ -81,13 +81,19 @@ def validate_batch(
                 "is not an input of the spec", sample=batch, field=str(key), hint=_inputs_hint(spec)
             )
     out: Feed = {}
+    given = with_masks(feed, spec)
     for inp in spec.inputs:
-        if inp.name not in feed:
+        if inp.name not in given:
             raise DataError("is missing", sample=batch, field=inp.name, hint=_inputs_hint(spec))
-        array = np.asarray(feed[inp.name])
+        array = np.asarray(given[inp.name])
         check_array(array, inp, spec, sample=batch, batched=True)
         out[inp.name] = cast_to(array, inp, sample=batch)
-        check_values(out[inp.name], inp, sample=batch)
+    for inp in spec.inputs:
+        mask = spec.mask_for(inp.name)
+        values = out[inp.name]
+        if mask is not None and out[mask.name].shape == values.shape:
+            values = values[out[mask.name] != 0]  # padding may sit outside the range
+        check_values(values, inp, sample=batch)
     shape_point(out, spec, sample=batch)
     size = next(iter(out.values())).shape[0]
     _check_batch_axis(out, size, batch)
@@ -96,6 +102,32 @@ def validate_batch(
     if len(names) != size:
         raise ValueError(f"{len(names)} names for a batch of {size}")
     return Batch(out, check_labels(labels, spec, tuple(names), batch=batch), tuple(names))
+
+
+def with_masks(feed: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any]:
+    """``feed`` with the masks it lacks (inputs with ``mask_of``) made from their token inputs:
+    1 up to each row's last token that is not the padding id, 0 after it."""
+    missing = [i for i in spec.inputs if i.mask_of is not None and i.name not in feed and i.mask_of in feed]
+    if not missing:
+        return feed
+    out = dict(feed)
+    for inp in missing:
+        source = str(inp.mask_of)
+        ids = np.asarray(feed[source])
+        pad = spec.padding_id(source)
+        out[inp.name] = padding_mask(ids, 0 if pad is None else pad).astype(inp.dtype)
+    return out
+
+
+def padding_mask(ids: np.ndarray, pad: int) -> np.ndarray:
+    """True on each row's tokens, False on the run of ``pad`` ids that ends it."""
+    if ids.ndim == 0:
+        return np.ones((), bool)
+    real = ids != pad
+    width = ids.shape[-1]
+    last = width - np.argmax(real[..., ::-1], axis=-1)  # one past the last real token
+    last = np.where(real.any(axis=-1), last, 0)
+    return np.arange(width) < last[..., None]
 
 
 def check_values(array: np.ndarray, inp: InputSpec, *, sample: str) -> None:

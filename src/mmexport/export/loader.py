@@ -43,7 +43,8 @@ class LoadedModel:
 
 
 def load_model(
-    reference: str | torch.nn.Module | None = None, spec: ModelSpec | str | Path | None = None
+    reference: str | torch.nn.Module | None = None,
+    spec: ModelSpec | Mapping[str, Any] | str | Path | None = None,
 ) -> LoadedModel:
     """Load ``reference`` (default: the default built-in) and check its spec against forward().
 
@@ -52,6 +53,8 @@ def load_model(
     reference = reference or DEFAULT_MODEL
     if isinstance(spec, (str, Path)):
         spec = ModelSpec.from_file(spec)
+    elif isinstance(spec, Mapping):  # the JSON form, as a dict
+        spec = ModelSpec.from_dict(spec)
     if isinstance(reference, torch.nn.Module):
         name = type(reference).__name__
         if spec is None:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import io
-import logging
-import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import torch
 from mmexport.core.errors import ExportError, FrozenDimError, SpecError
 from mmexport.core.onnx_file import read_onnx
 from mmexport.core.spec import ModelSpec
+from mmexport.export.failures import captured_output, explain_failure
 from mmexport.export.loader import forward_order
 from mmexport.export.parity import NotTensorsError, torch_outputs
 from mmexport.export.torch_runner import SpecCall, flatten_outputs, pick_outputs
@@ -60,6 +57,8 @@ class ExportInfo:
     """Spec inputs the model never reads (absent from the graph, or read by no node)."""
     model: onnx.ModelProto | None = None
     """The graph as written, weights included (None when they went to an external data file)."""
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about the export (e.g. paths a TorchScript trace fixed)."""
 
 
 def check_outputs(module: torch.nn.Module, spec: ModelSpec, feed: dict[str, np.ndarray]) -> None:
@@ -96,7 +95,7 @@ def export_onnx(
     inputs = {n: torch.from_numpy(feed[n]) for n in forward_order(module, spec)}
     target = exported_module(module, spec, inputs)
     external = _parameter_bytes(module) > SINGLE_FILE_LIMIT
-    with _quiet() as log:
+    with captured_output() as log:
         try:
             if config.exporter == "dynamo":
                 _export_dynamo(target, spec, inputs, path, config.opset, external)
@@ -105,11 +104,13 @@ def export_onnx(
         except ExportError:
             raise
         except Exception as e:
-            raise ExportError(_explain(e), hint="torch's full message: mmexport --debug to-onnx ...") from e
-    if not path.exists():
-        raise ExportError(f"torch.onnx wrote no file; its log: {log.getvalue()[-500:]}")
+            raise explain_failure(e, exporter=config.exporter, log=log) from e
+        if not path.exists():
+            raise ExportError(f"torch.onnx wrote no file; its log: {log.text()[-500:]}")
     unused, model = _normalize(path, spec, external)
-    return ExportInfo(path, external, config.opset, config.exporter, unused, None if external else model)
+    info = ExportInfo(path, external, config.opset, config.exporter, unused, None if external else model)
+    info.notes = log.trace_notes()
+    return info
 
 
 def exported_module(
@@ -323,48 +324,9 @@ def _parameter_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[io.StringIO]:
-    """Keep torch.onnx's warnings and progress prints off the user's terminal (--debug shows them)."""
-    log = io.StringIO()
-    if logging.getLogger("mmexport").isEnabledFor(logging.DEBUG):
-        yield log
-        return
-    torch_log = logging.getLogger("torch")
-    level = torch_log.level
-    torch_log.setLevel(logging.ERROR)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(log),
-            contextlib.redirect_stderr(log),
-        ):
-            warnings.simplefilter("ignore")
-            yield log
-    finally:
-        torch_log.setLevel(level)
-
-
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:300] if text else type(e).__name__
-
-
-def _explain(e: BaseException) -> str:
-    """The useful part of torch's export error: constraint violations name the dim."""
-    chain: list[BaseException] = []
-    cur: BaseException | None = e
-    while cur is not None and len(chain) < 6:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    for err in chain:
-        text = str(err)
-        for line in text.splitlines():
-            line = line.strip()
-            if "Not all values of" in line or "specialized" in line:
-                return f"a dynamic dim conflicts with the model: {line[:300]}"
-    root = chain[-1]
-    return f"{type(root).__name__}: {_first_line(root)}"
 
 
 def dim_values(path: str | Path) -> dict[str, list[int | str]]:

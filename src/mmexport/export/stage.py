@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -47,7 +49,7 @@ def to_onnx(
     reference: str | torch.nn.Module | None,
     output: str | Path,
     *,
-    spec: ModelSpec | str | Path | None = None,
+    spec: ModelSpec | Mapping[str, Any] | str | Path | None = None,
     export: ExportConfig | None = None,
     parity: ParityConfig | None = None,
     simplify: bool = False,
@@ -70,10 +72,11 @@ def to_onnx(
             f"input {name!r} is not used by the model: no node of the graph reads it"
             for name in info.unused_inputs
         ]
+        notes += info.notes
         t0 = time.perf_counter()
         report = run_parity(loaded.module, staged, loaded.spec, parity)
         if not report.passed:
-            raise ParityError(_failure_message(report), report=report)
+            raise ParityError(_failure_message(report, info.notes), report=report)
         simplified = False
         if simplify:
             simplified, note, slim_report = _try_simplify(loaded, staged, parity)
@@ -94,11 +97,11 @@ def _spec_notes(spec: ModelSpec) -> list[str]:
         f'input {i.name!r} ({i.dtype}) has no "range": the gate feeds it only 0 and 1; '
         'add "range": [low, high) to the spec to cover its real values'
         for i in spec.inputs
-        if i.dtype in INT_DTYPES and i.range is None
+        if i.dtype in INT_DTYPES and i.range is None and i.mask_of is None
     ]
 
 
-def _failure_message(report: ParityReport) -> str:
+def _failure_message(report: ParityReport, export_notes: list[str] | None = None) -> str:
     bad = report.failures
     in_torch = [r for r in bad if r.failed_in == "pytorch"]
     if in_torch:
@@ -110,9 +113,11 @@ def _failure_message(report: ParityReport) -> str:
         )
     worst = bad[0]
     what = worst.error or f"max abs diff {worst.max_abs:.3g}, max rel diff {worst.max_rel:.3g}"
+    traced = [n for n in export_notes or [] if n.startswith("TorchScript traced one path")]
+    cause = f"; {traced[0].split(';')[0]}: try --exporter dynamo" if traced else ""
     return (
         f"parity gate failed: ONNX differs from PyTorch in {len(bad)} of {len(report.rows)} "
-        f"checks (first: output {worst.output!r} at {worst.point}: {what}); nothing written"
+        f"checks (first: output {worst.output!r} at {worst.point}: {what}){cause}; nothing written"
     )
 
 

@@ -10,9 +10,12 @@ place at the end: a failure writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import torch
 from mmexport.core.errors import ExportError, ParityError, SpecError
 from mmexport.core.manifest import Producer, Source, read_manifest
 from mmexport.core.progress import nested
-from mmexport.core.spec import ModelSpec
+from mmexport.core.spec import CallValue, ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig
 from mmexport.export.parity import (
@@ -202,7 +205,7 @@ def _export_parts(
     results: dict[str, ToOnnxResult] = {}
     shapes, new_dims, entries = {}, {}, []
     for e in parts.encoders:
-        part_spec = encoder_spec(loaded.spec, e)
+        part_spec = with_call_kwargs(encoder_spec(loaded.spec, e), e.module, loaded.spec)
         log.info(f"part {e.name!r} ({', '.join(e.inputs)} -> {', '.join(e.outputs)})")
         results[e.name] = export_part(e.module, e.name, part_spec)
         shapes[e.name], dims = output_shapes(e, part_spec, results[e.name].path, points)
@@ -211,6 +214,7 @@ def _export_parts(
         absent = _absence(e, shapes[e.name])
         entries.append(_part_entry(e.name, "encoder", results[e.name], wires, list(e.outputs), absent))
     fuse_spec = fusion_spec(loaded.spec, parts.encoders, shapes, new_dims, _batch_dim(loaded))
+    fuse_spec = with_call_kwargs(fuse_spec, parts.fusion, loaded.spec)
     outputs = ", ".join(fuse_spec.output_names)
     log.info(f"part {parts.fusion_name!r} ({len(fuse_spec.inputs)} inputs -> {outputs})")
     fused = results[parts.fusion_name] = export_part(parts.fusion, parts.fusion_name, fuse_spec)
@@ -229,6 +233,28 @@ def _export_parts(
         producer=_producer(export),
     )
     return results, composition
+
+
+def with_call_kwargs(part_spec: ModelSpec, module: torch.nn.Module, model: ModelSpec) -> ModelSpec:
+    """The part's spec with those of the model's ``call_kwargs`` that the part's forward() takes
+    (a named parameter, or any through ``**kwargs``): a constant such as ``use_cache=False``
+    reaches every part that has it, and no part is given one it would refuse."""
+    taken = part_call_kwargs(module, model.call_kwargs)
+    return dataclasses.replace(part_spec, call_kwargs=taken) if taken else part_spec
+
+
+def part_call_kwargs(module: torch.nn.Module, call_kwargs: Mapping[str, CallValue]) -> dict[str, CallValue]:
+    """The entries of ``call_kwargs`` that ``module.forward`` accepts."""
+    if not call_kwargs:
+        return {}
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(call_kwargs)
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in call_kwargs.items() if k in named}
 
 
 def _absence(encoder: EncoderPart, shapes: list[OutputShape]) -> Absent | None:
@@ -332,7 +358,8 @@ def _torch_absent(
                 shape = stand_in_shape(fuse_spec, e.absent.flag, sizes)
                 kwargs[e.absent.flag] = torch.full(shape, e.name != gone, dtype=torch.bool)
             if e.name != gone:
-                results = _as_list(e.module(**{n: torch.from_numpy(feed[n]) for n in e.inputs}))
+                constants = part_call_kwargs(e.module, model.call_kwargs)
+                results = _as_list(e.module(**{n: torch.from_numpy(feed[n]) for n in e.inputs}, **constants))
                 kwargs.update(dict(zip(e.outputs, results, strict=True)))
             elif isinstance(e.absent, ConstantWhenAbsent):
                 kwargs.update(
@@ -343,7 +370,8 @@ def _torch_absent(
                 )
             else:
                 kwargs.update({n: torch.zeros(stand_in_shape(fuse_spec, n, sizes)) for n in e.outputs})
-        return [t.numpy() for t in _as_list(parts.fusion(**kwargs))]
+        constants = part_call_kwargs(parts.fusion, model.call_kwargs)
+        return [t.numpy() for t in _as_list(parts.fusion(**kwargs, **constants))]
 
 
 def _as_list(result: Any) -> list[torch.Tensor]:

@@ -61,7 +61,8 @@ def output_shapes(
     sizes: dict[str, list[tuple[int, ...]]] = {o: [] for o in encoder.outputs}
     dtypes: dict[str, str] = {}
     for k, (_, point) in enumerate(points):
-        results = torch_outputs(encoder.module, spec.sample_feed(point, seed=k))
+        feed = spec.sample_feed(point, seed=k)
+        results = torch_outputs(encoder.module, feed, call_kwargs=spec.call_kwargs)
         for name, value in zip(encoder.outputs, results, strict=True):
             sizes[name].append(value.shape)
             dtypes[name] = value.dtype.name
