@@ -74,7 +74,8 @@ def image_text_model() -> onnx.ModelProto:
         q, k, v = (b.op("Reshape", [n, heads], f"{n}_heads") for n in (q, k, v))
         scores = b.op("MatMul", [q, b.op("Transpose", [k], f"l{i}_kt", perm=[0, 2, 1])], f"l{i}_scores")
         ctx = b.op("MatMul", [b.op("Softmax", [scores], f"l{i}_softmax", axis=-1), v], f"l{i}_context")
-        t = b.op("Add", [t, b.op("MatMul", [ctx, b.weight(f"l{i}_o_w", D, D)], f"l{i}_out_proj")], f"l{i}_res1")
+        out = b.op("MatMul", [ctx, b.weight(f"l{i}_o_w", D, D)], f"l{i}_out_proj")
+        t = b.op("Add", [t, out], f"l{i}_res1")
         hidden = b.op(
             "Relu", [b.op("MatMul", [t, b.weight(f"l{i}_ff1_w", D, 2 * D)], f"l{i}_ff1")], f"l{i}_act"
         )
