@@ -144,9 +144,10 @@ def test_calibration_cache_holds_exactly_the_quantized_tensors(
     observed: list[list[str] | None] = []
     real = stages.collect_stats
 
-    def spy(model, data, *, tensors=None, progress=None):  # type: ignore[no-untyped-def]
+    def spy(model, data, *, tensors=None, progress=None, histograms=True):  # type: ignore[no-untyped-def]
         observed.append(tensors)
-        return real(model, data, tensors=tensors, progress=progress)
+        assert not histograms  # the default minmax needs none
+        return real(model, data, tensors=tensors, progress=progress, histograms=histograms)
 
     monkeypatch.setattr(stages, "collect_stats", spy)
     config = CalibrationConfig(samples=8, batch_size=2, sensitivity=False, layout=layout)

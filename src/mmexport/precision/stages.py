@@ -245,7 +245,9 @@ def calibrate(
 
     # statistics only for the tensors the Q/DQ model quantizes (all of them are in the cache too)
     tensors = quantized_tensors(source.model, layout=config.layout)
-    stats, seen = collect_stats(source.model, feeds_of(calib, coverage), tensors=tensors, progress=tick)
+    feeds = feeds_of(calib, coverage)
+    histograms = config.method != CalibrationMethod.MINMAX  # min/max need no histogram
+    stats, seen = collect_stats(source.model, feeds, tensors=tensors, progress=tick, histograms=histograms)
     amax = choose_ranges(source.model, stats, config.method, config.percentile)
     seconds["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -31,6 +31,7 @@ class TensorStats:
     nonfinite: int = 0
     width: float = 0.0  # bin width of `hist`; 0 until a non-zero value is seen
     hist: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, dtype=np.float64))
+    histogram: bool = True  # False: min/max only (all that minmax calibration needs)
 
     @property
     def amax(self) -> float:
@@ -44,24 +45,29 @@ class TensorStats:
         if x.size == 0:
             return
         flat = x.reshape(-1)
-        finite = np.isfinite(flat)
-        if not finite.all():
+        low, high = flat.min(), flat.max()  # NaN or inf anywhere shows in one of them
+        if not (np.isfinite(low) and np.isfinite(high)):
+            finite = np.isfinite(flat)
             self.nonfinite += int(flat.size - finite.sum())
             flat = flat[finite]
             if flat.size == 0:
                 return
-        a = np.abs(flat.astype(np.float32, copy=False))
-        self.minimum = min(self.minimum, float(flat.min()))
-        self.maximum = max(self.maximum, float(flat.max()))
+            low, high = flat.min(), flat.max()
+        self.minimum = min(self.minimum, float(low))
+        self.maximum = max(self.maximum, float(high))
         self.count += int(flat.size)
-        batch_amax = float(a.max())
+        if not self.histogram:
+            return
+        batch_amax = max(abs(float(low)), abs(float(high)))
         if batch_amax > 0.0:
             self._grow_to(batch_amax)
         if self.width == 0.0:  # all zeros so far: they belong to the first bin whatever its width
-            self.hist[0] += a.size
+            self.hist[0] += flat.size
             return
-        index = np.minimum((a / np.float32(self.width)).astype(np.int64), NUM_BINS - 1)
-        self.hist += np.bincount(index, minlength=NUM_BINS)
+        a = np.abs(flat, dtype=np.float32)  # a new array: scaled in place below
+        np.divide(a, np.float32(self.width), out=a)
+        np.minimum(a, np.float32(NUM_BINS - 1), out=a)
+        self.hist += np.bincount(a.astype(np.intp), minlength=NUM_BINS)
 
     def _grow_to(self, amax: float) -> None:
         if self.width == 0.0:
@@ -82,6 +88,8 @@ class TensorStats:
         """The clipping threshold ``method`` picks for this tensor (> 0 whenever data was non-zero)."""
         if method == "minmax" or self.width == 0.0:
             return self.amax
+        if not self.histogram:
+            raise ValueError(f"{method} calibration needs a histogram; {self.name!r} kept min/max only")
         if method == "percentile":
             return min(self.amax, percentile_amax(self.hist, self.width, percentile))
         if method == "entropy":
