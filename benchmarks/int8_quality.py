@@ -6,7 +6,8 @@ Every tool calibrates on the same fixed-shape batches of the synthetic calibrati
 whose shapes change). Each calibration runs in its own process, so its peak RSS is its own; the
 figure is the peak above the process's RSS before calibrating. Accuracy is measured on the
 held-out labelled split, all variants in one pass; latency is onnxruntime CPU, one thread, batch 8,
-the median of interleaved rounds, as a ratio to FP32. NVIDIA ModelOpt runs only when
+the median of interleaved rounds, as a ratio to FP32; calibration seconds and RSS are the median
+of three processes. NVIDIA ModelOpt runs only when
 ``modelopt.onnx.quantization`` is importable (it is not a dependency of mmexport).
 
     python benchmarks/int8_quality.py --json benchmarks/results/int8_quality.json
@@ -120,10 +121,16 @@ def modelopt_available() -> bool:
     return True
 
 
-def calibrate_in_child(tool: str, model: str, fp32: Path, samples: int, output: Path) -> dict[str, float]:
+def calibrate_in_child(
+    tool: str, model: str, fp32: Path, samples: int, output: Path, repeat: int
+) -> dict[str, float]:
+    """The median seconds and peak RSS of ``repeat`` calibrations, each in a fresh process."""
     command = [sys.executable, __file__, "--child", tool, model, str(fp32), str(samples), str(output)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(repeat):
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def accuracy(fp32: Path, variants: dict[str, Path], eval_samples: int) -> dict[str, dict[str, Any]]:
@@ -191,7 +198,7 @@ def measure(model: str, folder: Path, args: argparse.Namespace, tools: list[str]
     results: dict[str, Any] = {}
     for samples in args.sizes:
         paths = {tool: folder / f"{model}.{tool}.{samples}.onnx" for tool in tools}
-        cost = {tool: calibrate_in_child(tool, model, fp32, samples, paths[tool]) for tool in tools}
+        cost = {t: calibrate_in_child(t, model, fp32, samples, paths[t], args.repeat) for t in tools}
         quality = accuracy(fp32, paths, args.eval_samples)
         feed = calibration_batches(model, BATCH)[0]
         timed = {"fp32": fp32} | {t: paths[t] for t in LATENCY_TOOLS if t in paths}
@@ -239,7 +246,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), help="calibration samples")
     parser.add_argument("--eval-samples", type=int, default=2000, help="held-out samples")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds")
+    parser.add_argument("--repeat", type=int, default=3, help="calibrations per tool (median)")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved latency rounds")
     parser.add_argument("--runs", type=int, default=5, help="runs per latency round")
     args = parser.parse_args()
     tools = [t for t in TOOLS if t != "modelopt" or modelopt_available()]

@@ -23,12 +23,12 @@ from mmexport.precision.stats import TensorStats
 from precision.precision_data import tiny_feeds
 
 
-def attention_model() -> onnx.ModelProto:
-    """x[N,3,8,8] -Conv-Relu-GAP-Flatten-> f[N,4] -Gemm-> h[N,8] -Reshape-> [N,2,4];
+def attention_model(channels: int = 16) -> onnx.ModelProto:
+    """x[N,C,8,8] -Conv-Relu-GAP-Flatten-> f[N,4] -Gemm-> h[N,8] -Reshape-> [N,2,4];
     scores = h x h^T (activation MatMul) -Softmax-> p; p x h (activation MatMul) -MatMul(w)-> y."""
     rng = np.random.default_rng(0)
     inits = [
-        numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "conv_w"),
+        numpy_helper.from_array(rng.normal(size=(4, channels, 3, 3)).astype(np.float32), "conv_w"),
         numpy_helper.from_array(rng.normal(size=(4,)).astype(np.float32), "conv_b"),
         numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "gemm_w"),
         numpy_helper.from_array(rng.normal(size=(8,)).astype(np.float32), "gemm_b"),
@@ -51,20 +51,22 @@ def attention_model() -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "attention",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 5])],
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-def feeds(count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+def feeds(count: int, seed: int = 0, channels: int = 16) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    return [{"x": rng.normal(size=(4, 3, 8, 8)).astype(np.float32)} for _ in range(count)]
+    return [{"x": rng.normal(size=(4, channels, 8, 8)).astype(np.float32)} for _ in range(count)]
 
 
 def ranges(model: onnx.ModelProto, layout: str = "tensorrt") -> dict[str, float]:
-    stats, _ = collect_stats(model, feeds(4), tensors=quantized_tensors(model, layout=layout))
+    channels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    data = feeds(4, channels=channels)
+    stats, _ = collect_stats(model, data, tensors=quantized_tensors(model, layout=layout))
     return choose_ranges(model, stats, "minmax", 99.99)
 
 
@@ -122,6 +124,15 @@ def test_onnxruntime_layout_fuses_into_qlinear_ops(tmp_path: Path) -> None:
     actual = ort.InferenceSession(onnxrt.model.SerializeToString()).run(None, feed)[0]
     cosine = float((expected * actual).sum() / np.linalg.norm(expected) / np.linalg.norm(actual))
     assert cosine > 0.95 and not np.array_equal(expected, actual)  # softmax sharpens INT8 noise
+
+
+def test_onnxruntime_layout_keeps_an_rgb_stem_conv_float() -> None:
+    model = attention_model(channels=3)
+    assert "x" not in quantized_tensors(model, layout="onnxruntime")
+    result = insert_qdq(model, ranges(model, "onnxruntime"), layout="onnxruntime")
+    assert result.quantized_nodes == ["gemm", "out_proj"]
+    assert "fewer than 16 input channels" in result.skipped["conv"]
+    assert "conv" in insert_qdq(model, ranges(model)).quantized_nodes  # TensorRT's layout: INT8
 
 
 def test_unknown_layout_is_refused() -> None:
