@@ -191,3 +191,13 @@ def test_cli_layout_option(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     assert manifest is not None and manifest.producer.details["layout"] == "onnxruntime"
     bad = runner.invoke(cli, [*args, "--layout", "tflite"])
     assert bad.exit_code == 2 and "'tflite' is not one of 'tensorrt', 'onnxruntime'" in bad.output
+
+
+def test_statistics_of_graph_inputs_only() -> None:
+    """The stem's input alone quantized (nothing computed observed): the model still runs once per
+    batch, and the input's range is its min/max."""
+    model = attention_model()
+    data = feeds(2)
+    stats, seen = collect_stats(model, data, tensors=["x"], histograms=False)
+    assert seen == 8 and set(stats) == {"x"}
+    assert stats["x"].amax == pytest.approx(max(float(np.abs(f["x"]).max()) for f in data))

@@ -39,7 +39,9 @@ def collect_stats(
     observed = with_outputs(proto, fetch).SerializeToString()
     stats = {name: TensorStats(name, histogram=histograms) for name in names}
     seen = 0
-    with OnnxModelRunner(observed, outputs=fetch, optimize=False) as runner:
+    # only graph inputs observed: still run the model (it checks every batch), fetching one output
+    outputs = fetch or [proto.graph.output[0].name]
+    with OnnxModelRunner(observed, outputs=outputs, optimize=False) as runner:
         for feed in feeds:
             inputs = {name: feed[name] for name in graph_inputs}
             values = runner.run(inputs)
