@@ -102,7 +102,7 @@ def eval_options(default: int, data_default: str, *, allow_none: bool) -> Decora
 method_option = click.option(
     "--method",
     type=click.Choice(METHODS),
-    default="entropy",
+    default="minmax",
     show_default=True,
     help="How each tensor's INT8 range is chosen from its histogram.",
 )

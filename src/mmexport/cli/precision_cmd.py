@@ -167,6 +167,14 @@ def fp16_cmd(
     help="Keep the costliest branches in FP32 until the accuracy drop (points) is within this.",
 )
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True, help="Per-branch INT8 cost.")
+@click.option(
+    "--layout",
+    type=click.Choice(["tensorrt", "onnxruntime"]),
+    default="tensorrt",
+    show_default=True,
+    help="Q/DQ pattern for this runtime: tensorrt (Q/DQ on op inputs; TensorRT fuses them) or "
+    "onnxruntime (also on op outputs, INT32 bias: fused into QLinearConv/QLinearMatMul on CPU).",
+)
 @_EVAL
 @_JSON
 @quiet_option
@@ -183,6 +191,7 @@ def calibrate_cmd(
     trt_version: str,
     max_accuracy_drop: float | None,
     sensitivity: bool,
+    layout: str,
     eval_data: str | None,
     eval_samples: int,
     as_json: bool,
@@ -191,15 +200,18 @@ def calibrate_cmd(
     """Calibrate an FP32 ONNX and write an INT8 Q/DQ ONNX plus TensorRT's calibration cache.
 
     The Q/DQ model follows TensorRT's rules (symmetric INT8, per-channel weights, inputs of
-    Conv/MatMul/Gemm only) and runs in onnxruntime too. Beside it, <output stem>.calib is the
-    same ranges in TensorRT's native cache format for TensorRT 10 implicit INT8
-    (trtexec --int8 --calib). Statistics are streamed: memory does not grow with --samples.
+    weighted Conv/MatMul/Gemm only; attention's activation x activation MatMuls stay float) and
+    runs in onnxruntime too; --layout onnxruntime lays it out for onnxruntime's INT8 kernels.
+    Beside it, <output stem>.calib holds the same scales, for exactly the quantized tensors, in
+    TensorRT's native cache format for TensorRT 10 implicit INT8 (trtexec --int8 --calib).
+    Statistics are streamed: memory does not grow with --samples.
 
     \b
     Examples:
       mmexport calibrate model.onnx -o model.int8.onnx
       mmexport calibrate model.onnx --data ./calib_samples/ --method percentile --percentile 99.9
       mmexport calibrate model.onnx --max-accuracy-drop 0.5
+      mmexport calibrate model.onnx --layout onnxruntime   # for onnxruntime on a CPU
       mmexport calibrate fusion/ --parts text=fp16,fuse=fp32   # a split folder: per-part variants
     """
     from mmexport.precision.stages import CalibrationConfig, calibrate
@@ -212,6 +224,7 @@ def calibrate_cmd(
         trt_version=trt_version,
         max_accuracy_drop=max_accuracy_drop,
         sensitivity=sensitivity,
+        layout=layout,
     )
     if is_split_folder(model, parts=parts, spec_path=spec_path):
         split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)

@@ -62,14 +62,24 @@ def node_names(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+# Ops whose output is a tensor's shape, not its values: an exported text encoder reshapes with the
+# batch size read from the image input (one symbolic dim for all inputs), which is no data flow.
+SHAPE_OPS = ("Shape", "Size")
+
+
 def reaching_inputs(model: onnx.ModelProto) -> dict[str, frozenset[str]]:
-    """For each node, the graph inputs whose values reach it (its branch of a multimodal model)."""
+    """For each node, the graph inputs whose values reach it (its branch of a multimodal model).
+
+    Values only: a path through ``Shape``/``Size`` carries no input, so each branch runs from its
+    input until it meets another branch's data."""
     graph_inputs = {i.name for i in model.graph.input} - {init.name for init in model.graph.initializer}
     reach: dict[str, frozenset[str]] = {name: frozenset([name]) for name in graph_inputs}
     out: dict[str, frozenset[str]] = {}
     for node in model.graph.node:  # ONNX nodes are topologically sorted
         found: frozenset[str] = frozenset().union(*(reach.get(i, frozenset()) for i in node.input))
         out[node.name] = found
+        if node.op_type in SHAPE_OPS and node.domain in ("", "ai.onnx"):
+            found = frozenset()
         for o in node.output:
             reach[o] = found
     return out

@@ -35,7 +35,15 @@ from mmexport.precision.common import (
     write_onnx,
 )
 from mmexport.precision.fp16 import convert_fp16, plan_fp16, same_model, spec_for_graph
-from mmexport.precision.qdq import QdqResult, insert_qdq, quantizable_nodes
+from mmexport.precision.qdq import (
+    DEFAULT_LAYOUT,
+    QdqResult,
+    check_layout,
+    choose_ranges,
+    insert_qdq,
+    quantizable_nodes,
+    quantized_tensors,
+)
 from mmexport.precision.sensitivity import BranchCost, BudgetResult, branch_costs, fit_budget
 from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
 
@@ -64,15 +72,17 @@ class Fp16Config:
 
 @dataclass
 class CalibrationConfig:
-    method: str = CalibrationMethod.ENTROPY
+    method: str = CalibrationMethod.MINMAX  # entropy clips ReLU outputs: docs/precision.md
     percentile: float = DEFAULT_PERCENTILE
     samples: int = DEFAULT_CALIBRATION_SAMPLES
     batch_size: int = DEFAULT_BATCH_SIZE
     trt_version: str = calib_cache.DEFAULT_TRT_VERSION
     max_accuracy_drop: float | None = None  # points
     sensitivity: bool = True
+    layout: str = DEFAULT_LAYOUT  # the runtime the Q/DQ pattern is laid out for (qdq.LAYOUTS)
 
     def __post_init__(self) -> None:
+        check_layout(self.layout)
         if self.method not in list(CalibrationMethod):
             raise ConfigError(
                 f"method must be one of {', '.join(METHODS)}, got {self.method!r}", fields=("method",)
@@ -233,11 +243,15 @@ def calibrate(
     def tick(done: int, _total: int | None = None) -> None:
         progress(done, total)
 
-    stats, seen = collect_stats(source.model, feeds_of(calib, coverage), progress=tick)
-    amax = {name: s.range_amax(config.method, config.percentile) for name, s in stats.items()}
+    # statistics only for the tensors the Q/DQ model quantizes (all of them are in the cache too)
+    tensors = quantized_tensors(source.model, layout=config.layout)
+    feeds = feeds_of(calib, coverage)
+    histograms = config.method != CalibrationMethod.MINMAX  # min/max need no histogram
+    stats, seen = collect_stats(source.model, feeds, tensors=tensors, progress=tick, histograms=histograms)
+    amax = choose_ranges(source.model, stats, config.method, config.percentile)
     seconds["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    quantized = insert_qdq(source.model, amax)
+    quantized = insert_qdq(source.model, amax, layout=config.layout)
     costs: list[BranchCost] = []
     kept: list[str] = []
     notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
@@ -271,7 +285,7 @@ def calibrate(
             )
     seconds["evaluate"] = time.perf_counter() - t0
     cache_name = calibration_cache_name(output)
-    scales = {name: a / 127.0 for name, a in amax.items() if a > 0}
+    scales = quantized.activation_scales  # exactly what the written Q/DQ model quantizes
     cache_text = calib_cache.format_cache(scales, config.method, config.trt_version)
     manifest = derived_manifest(
         source,
@@ -279,6 +293,7 @@ def calibrate(
         "calibrate",
         {
             "method": config.method,
+            "layout": config.layout,
             "percentile": config.percentile if config.method == "percentile" else None,
             "samples": seen,
             "batch_size": config.batch_size,
@@ -338,7 +353,7 @@ def _evaluate_int8(
                 f"branch in FP32 the drop is {budget.drop_points}; nothing written"
             )
         kept = budget.kept_fp32
-        quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
+        quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes, layout=config.layout)
         quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
     log.info(f"evaluating on {eval_source.description}")
     accuracy = evaluate(
