@@ -4,7 +4,9 @@
 CPU: ``InferenceSession.run``. CUDA and TensorRT: I/O binding, one binding per call (so calls
 from several threads never share one), outputs allocated on the device; ``run`` copies them to
 host memory, ``run_on_device`` leaves them there and accepts ``OrtValue`` inputs already on the
-device, so data produced on the GPU never travels through the host.
+device, so data produced on the GPU never travels through the host. With
+``options={"cuda_graph": True}`` (CUDA provider): captured CUDA graphs, one per set of input
+shapes, at fixed buffers (``cuda_graph.CudaGraphs``).
 onnxruntime's ``run`` may be called from several threads at once on one session.
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 from mmexport.core.errors import ArtifactError, BackendError, InputError
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
+from mmexport.runtime.backends.onnxrt.cuda_graph import CudaGraphs
 from mmexport.runtime.backends.onnxrt.loader import (
     PROVIDERS,
     first_line,
@@ -46,6 +49,18 @@ class OnnxrtRunner(Backend):
         self._output_names = [o.name for o in self._outputs]
         self._providers = list(self._session.get_providers())
         self._errors = run_errors()
+        self._graphs: CudaGraphs | None = None
+        if self._provider == "cpu":
+            self.run = self._run_cpu  # type: ignore[method-assign]  # every call's path: no branch
+        elif config.options.get("cuda_graph"):
+            self._graphs = CudaGraphs(
+                import_onnxruntime(),
+                self._session,
+                [i.name for i in self._inputs],
+                self._output_names,
+                device_id=config.device_id,
+                errors=self._errors,
+            )
 
     def inputs(self) -> list[TensorInfo]:
         return list(self._inputs)
@@ -54,10 +69,13 @@ class OnnxrtRunner(Backend):
         return list(self._outputs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._provider != "cpu":
-            binding = self._bind(feeds)
-            self._run_binding(binding)
-            return dict(zip(self._output_names, binding.copy_outputs_to_cpu(), strict=True))
+        if self._graphs is not None:
+            return self._graphs.run(feeds)
+        binding = self._bind(feeds)
+        self._run_binding(binding)
+        return dict(zip(self._output_names, binding.copy_outputs_to_cpu(), strict=True))
+
+    def _run_cpu(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             values = self._session.run(self._output_names, feeds)
         except self._errors as e:
@@ -65,9 +83,13 @@ class OnnxrtRunner(Backend):
         return dict(zip(self._output_names, values, strict=True))
 
     def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """Feeds as ``OrtValue`` on the device (or host arrays); outputs as ``OrtValue`` on the device."""
+        """Feeds as ``OrtValue`` on the device (or host arrays); outputs as ``OrtValue`` on the device.
+        With cuda_graph: host arrays only; outputs are the graph's buffers, valid until the next
+        call at the same shapes."""
         if self._provider == "cpu":
             raise BackendError("onnxruntime", "run_on_device needs device='cuda'")
+        if self._graphs is not None:
+            return self._graphs.run_on_device(feeds)
         binding = self._bind(feeds)
         self._run_binding(binding)
         return dict(zip(self._output_names, binding.get_outputs(), strict=True))
@@ -76,6 +98,13 @@ class OnnxrtRunner(Backend):
         """Shape and dtype of a host array or a tensor ``OrtValue``; ``InputError`` for anything else."""
         if isinstance(value, np.ndarray):
             return value.shape, value.dtype
+        if self._graphs is not None:
+            raise feed_type_error(
+                name,
+                value,
+                "a numpy.ndarray (with cuda_graph, feeds are copied into the graph's fixed buffers)",
+                "value.numpy() for an OrtValue, or open the session without cuda_graph to pass device data",
+            )
         if not isinstance(value, import_onnxruntime().OrtValue):
             hint = "torch: tensor.numpy() for a CPU tensor" if hasattr(value, "data_ptr") else None
             raise feed_type_error(name, value, "a numpy.ndarray or an onnxruntime.OrtValue", hint)
@@ -103,6 +132,8 @@ class OnnxrtRunner(Backend):
 
     def close(self) -> None:
         """Drop the onnxruntime session, so that its memory (weights, arenas) is released."""
+        if self._graphs is not None:
+            self._graphs.close()
         self._session = None
 
     def describe(self) -> dict[str, Any]:
@@ -113,6 +144,7 @@ class OnnxrtRunner(Backend):
             "provider": PROVIDERS[self._provider],
             "providers": list(self._providers),
             "device": "cpu" if self._provider == "cpu" else f"cuda:{self._device_id}",
+            "cuda_graph": self._graphs is not None,
         }
 
 
