@@ -144,11 +144,19 @@ class Runner(abc.ABC):
 
     def _call(self, feeds: Mapping[str, Any], impl: Callable[[Mapping[str, np.ndarray]], T]) -> T:
         """Validate ``feeds``, then ``impl(validated)``, as one call in flight (refused once closed)."""
-        self._enter()  # no context manager on this path: it is every call's overhead
+        # every call's path: the lock taken inline (no context manager, no helper call)
+        lock = self._lock
+        with lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            self._running += 1
         try:
-            return impl(self.validate(feeds))
+            return impl(self.validate(feeds))  # subclasses may validate otherwise (split: subsets)
         finally:
-            self._leave()
+            with lock:
+                self._running -= 1
+                if self._closed:
+                    self._idle.notify_all()
 
     @contextmanager
     def _in_flight(self) -> Iterator[None]:
