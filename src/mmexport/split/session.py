@@ -41,9 +41,9 @@ class SplitSession(Runner):
     concurrently each use that many). ``parallel``: run independent parts on a thread pool
     (False: one after the other on the calling thread; None, the default: the pool on the CPU,
     in turn on CUDA, where a part is a short sequence of kernel launches on one GPU and the hop
-    to a pool thread and back costs more than the overlap of their host work gives). ``cache``: remember the last inputs and
-    outputs of every encoder (True) or of the named ones (``"text"`` or ``{"text", "audio"}``;
-    see ``run``).
+    to a pool thread and back costs more than the overlap of their host work gives).
+    ``cache``: remember the last inputs and outputs of every encoder (True) or of the named ones
+    (``"text"`` or ``{"text", "audio"}``; see ``run``).
 
     Thread safety: ``run`` may be called from several threads; the cache is shared and locked.
     """
