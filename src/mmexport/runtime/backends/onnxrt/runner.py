@@ -50,8 +50,10 @@ class OnnxrtRunner(Backend):
         self._providers = list(self._session.get_providers())
         self._errors = run_errors()
         self._graphs: CudaGraphs | None = None
+        self._session_run: Any = None
         if self._provider == "cpu":
             self.run = self._run_cpu  # type: ignore[method-assign]  # every call's path: no branch
+            self._session_run = direct_run(self._session)
         elif config.options.get("cuda_graph"):
             self._graphs = CudaGraphs(
                 import_onnxruntime(),
@@ -77,7 +79,7 @@ class OnnxrtRunner(Backend):
 
     def _run_cpu(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            values = self._session.run(self._output_names, feeds)
+            values = self._session_run(self._output_names, feeds, None)
         except self._errors as e:
             raise BackendError("onnxruntime", f"inference failed: {first_line(e)}") from e
         return dict(zip(self._output_names, values, strict=True))
@@ -134,7 +136,7 @@ class OnnxrtRunner(Backend):
         """Drop the onnxruntime session, so that its memory (weights, arenas) is released."""
         if self._graphs is not None:
             self._graphs.close()
-        self._session = None
+        self._session = self._session_run = None  # the bound run would keep the session alive
 
     def describe(self) -> dict[str, Any]:
         ort = import_onnxruntime()
@@ -205,6 +207,19 @@ class OnnxModelRunner(Runner):
 
     def __repr__(self) -> str:
         return f"OnnxModelRunner(outputs={self._fetch!r})"
+
+
+def direct_run(session: Any) -> Any:
+    """``run(output_names, feeds, run_options)`` of the session's compiled binding, where there is
+    one (``InferenceSession._sess``, what ``InferenceSession.run`` calls), else ``session.run``.
+
+    ``InferenceSession.run``'s Python checks (every input present, OrtValue ownership, WebGPU graph
+    capture) repeat what validation has already made of feeds that are numpy arrays only, and cost
+    a few microseconds per call (benchmarks/session_overhead.py); its other work, a retry on the
+    fallback providers, is off for the CPU provider (``enable_fallback=0``)."""
+    compiled = getattr(session, "_sess", None)
+    run = getattr(compiled, "run", None)
+    return run if callable(run) else session.run
 
 
 _ORT_TYPES = {
