@@ -16,6 +16,7 @@ from typing import Any
 import onnxruntime as real_ort
 
 CAPTURE_REFUSAL = "This session cannot use the graph capture feature as requested by the user"
+CUDA = "CUDAExecutionProvider"
 
 
 class _Binding:
@@ -36,6 +37,10 @@ class FakeCudaSession:
         self.real = real_ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         cuda = dict(next(p[1] for p in providers if isinstance(p, tuple) and p[0] == "CUDAExecutionProvider"))
         self.graphs_enabled = cuda.get("enable_cuda_graph") == "1"
+        if self.graphs_enabled and ort.refuse_at_open:
+            raise RuntimeError(
+                f"{CAPTURE_REFUSAL} as all compute graph nodes have not been partitioned to the {CUDA}"
+            )
         self.captured: dict[str, _Binding] = {}
         self.runs: list[str | None] = []
         ort.sessions.append(self)
@@ -82,10 +87,11 @@ class _OrtValue:
 class FakeOrt:
     """The ``onnxruntime`` module as onnxruntime-gpu on a CUDA machine would show it."""
 
-    def __init__(self, *, fail_capture: bool = False) -> None:
+    def __init__(self, *, fail_capture: bool = False, refuse_at_open: bool = False) -> None:
         self.sessions: list[FakeCudaSession] = []
         self.severities: list[int] = []
-        self.fail_capture = fail_capture
+        self.fail_capture = fail_capture  # at the first run with a graph id (a node on the CPU)
+        self.refuse_at_open = refuse_at_open  # when the session opens, as onnxruntime 1.31 does
         self.OrtValue = _OrtValue
 
     def get_available_providers(self) -> list[str]:

@@ -188,3 +188,13 @@ def test_default_logger_is_quiet_unless_debugging(fake, tiny_path, debug, level)
     finally:
         logger.setLevel(old)
     assert fake.severities[-1] == level
+
+
+def test_refusal_when_the_session_opens_is_one_line(tiny_path, monkeypatch):
+    install(monkeypatch, FakeOrt(refuse_at_open=True))
+    with pytest.raises(
+        BackendError, match=r"cuda_graph cannot capture tiny.onnx: This session cannot"
+    ) as info:
+        graph_session(tiny_path)
+    assert "\n" not in str(info.value) and "CUDA execution provider" in info.value.hint
+    Session(tiny_path, device="cuda").close()  # without graphs it opens
