@@ -311,8 +311,10 @@ def precision_rows(folder: Path, fp32: Path, feed: dict[str, np.ndarray], args: 
 
 
 def log_lines(path: Path) -> dict[str, Any]:
-    """onnxruntime's default-logger lines at CUDA session creation: bare first (its default
-    severity), then through mmexport (which sets it to errors)."""
+    """onnxruntime's default-logger lines at CUDA session creation: bare, at onnxruntime's own
+    default severity (warnings: mmexport's export already set it to errors in this process), then
+    through mmexport (which sets it to errors again)."""
+    ort.set_default_logger_severity(2)
     with captured_stderr() as bare_lines:
         bare_cuda(path)
     with captured_stderr() as ours:
