@@ -72,8 +72,19 @@ class FakeCudaSession:
         return getattr(self.real, name)
 
 
-class _OrtValue:
+class _OrtValueType(type):
+    def __instancecheck__(cls, instance: Any) -> bool:  # the values made are real OrtValues
+        return isinstance(instance, real_ort.OrtValue)
+
+
+class _OrtValue(metaclass=_OrtValueType):
     """``onnxruntime.OrtValue`` with ``"cuda"`` buffers made in host memory."""
+
+    @staticmethod
+    def ortvalue_from_numpy(array: Any, device_type: str = "cpu", device_id: int = 0) -> Any:
+        return real_ort.OrtValue.ortvalue_from_numpy(
+            array, "cpu" if device_type == "cuda" else device_type, device_id
+        )
 
     @staticmethod
     def ortvalue_from_shape_and_type(

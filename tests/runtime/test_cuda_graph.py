@@ -99,8 +99,30 @@ def test_run_on_device_leaves_outputs_in_the_graph_buffers(fake, tiny_path):
         out = s.run_on_device(f)
         assert isinstance(out["logits"], ort.OrtValue)
         np.testing.assert_allclose(out["logits"].numpy(), expected_logits(**f), rtol=1e-5, atol=1e-5)
-        with pytest.raises(InputError, match=r"input 'image': must be a numpy.ndarray \(with cuda_graph"):
+        g = feeds(seed=4)  # OrtValues are copied into the graph's buffers too (device to device on a GPU)
+        values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in g.items()}
+        out = s.run_on_device(values)["logits"]
+        np.testing.assert_allclose(out.numpy(), expected_logits(**g), rtol=1e-5, atol=1e-5)
+        assert s._backend._graphs.count == 1
+
+
+def test_an_onnxruntime_that_cannot_copy_an_ortvalue_in_says_so(fake, tiny_path, monkeypatch):
+    real = ort.OrtValue.update_inplace
+
+    def numpy_only(self, data):  # onnxruntime before 1.32: numpy arrays only
+        if not isinstance(data, np.ndarray):
+            raise TypeError("update_inplace(): incompatible function arguments")
+        return real(self, data)
+
+    monkeypatch.setattr(ort.OrtValue, "update_inplace", numpy_only)
+    with graph_session(tiny_path) as s:
+        f = feeds()
+        check(s.run(f), f)
+        with pytest.raises(
+            BackendError, match="cannot copy input 'image' \\(OrtValue\\) into the CUDA graph"
+        ) as info:
             s.run_on_device({**f, "image": ort.OrtValue.ortvalue_from_numpy(f["image"])})
+        assert "pass host arrays" in info.value.hint
 
 
 def test_cuda_graph_on_the_cpu_is_refused(tiny_path):

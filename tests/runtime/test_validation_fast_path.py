@@ -52,3 +52,16 @@ def test_the_record_of_shapes_is_bounded(monkeypatch):
         assert len(v._accepted) <= 3
     with pytest.raises(InputError, match=r"dim 'batch' \(axis 0\) must be in \[1, 8\], got 9"):
         v(feeds(batch=9))
+
+
+def test_device_data_checks_remember_shapes_but_never_dtypes(validator):
+    shapes = {"image": (2, 3, 8, 8), "tokens": (2, 5)}
+    dtypes = {"image": np.dtype("float32"), "tokens": np.dtype("int64")}
+    validator.check_meta(shapes, dtypes)
+    validator.check_meta(shapes, dtypes)  # remembered
+    with pytest.raises(InputError, match="dtype must be int64, got int32"):
+        validator.check_meta(shapes, {**dtypes, "tokens": np.dtype("int32")})
+    with pytest.raises(InputError, match="inputs sharing a dim must agree"):
+        validator.check_meta({**shapes, "tokens": (3, 5)}, dtypes)
+    with pytest.raises(InputError, match="'tokens': is missing"):
+        validator.check_meta({"image": shapes["image"]}, {"image": dtypes["image"]})

@@ -107,12 +107,23 @@ class Runner(abc.ABC):
             raise BackendError(self.backend_name, "cannot keep outputs on the device")
         if type(feeds) is not dict and not isinstance(feeds, Mapping):
             raise InputError(None, f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
-        with self._in_flight():
+        lock = self._lock  # as in run: the bookkeeping inline, it is every call's path
+        with lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            self._running += 1
+        try:
             shapes, dtypes = {}, {}
+            meta = self._feed_meta
             for name, value in feeds.items():  # InputError for a value the implementation does not take
-                shapes[name], dtypes[name] = self._feed_meta(name, value)
+                shapes[name], dtypes[name] = meta(name, value)
             self._validator().check_meta(shapes, dtypes)
             return self._run_on_device(feeds)
+        finally:
+            with lock:
+                self._running -= 1
+                if self._closed:
+                    self._idle.notify_all()
 
     def timings(self) -> dict[str, float] | None:
         """GPU milliseconds of the last call by phase (``Capability.TIMINGS``); None elsewhere."""

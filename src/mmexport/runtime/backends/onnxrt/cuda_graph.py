@@ -124,9 +124,9 @@ class CudaGraphs:
             self._launch(graph)
             return dict(zip(self._output_names, graph.binding.copy_outputs_to_cpu(), strict=True))
 
-    def run_on_device(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """Like ``run``, outputs left in the graph's own device buffers (``OrtValue``): valid until
-        the next call at the same shapes, which overwrites them."""
+    def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Like ``run`` (feeds: host arrays or ``OrtValue``s), outputs left in the graph's own
+        device buffers (``OrtValue``): valid until the next call at the same shapes."""
         graph = self._graph_for(feeds)
         with graph.lock:
             self._fill(graph, feeds)
@@ -140,8 +140,8 @@ class CudaGraphs:
 
     # -- graphs -------------------------------------------------------------------------------
 
-    def _graph_for(self, feeds: Mapping[str, np.ndarray]) -> _Graph:
-        shapes = tuple(feeds[name].shape for name in self._input_names)
+    def _graph_for(self, feeds: Mapping[str, Any]) -> _Graph:
+        shapes = tuple(_shape(feeds[name]) for name in self._input_names)
         graph = self._graphs.get(shapes)
         if graph is not None:
             return graph
@@ -151,7 +151,7 @@ class CudaGraphs:
                 graph = self._graphs[shapes] = self._new_graph(shapes, feeds)
         return graph
 
-    def _new_graph(self, shapes: tuple[tuple[int, ...], ...], feeds: Mapping[str, np.ndarray]) -> _Graph:
+    def _new_graph(self, shapes: tuple[tuple[int, ...], ...], feeds: Mapping[str, Any]) -> _Graph:
         if len(self._graphs) >= self._limit:
             given = ", ".join(f"{n} {list(s)}" for n, s in zip(self._input_names, shapes, strict=True))
             raise InputError(
@@ -167,7 +167,7 @@ class CudaGraphs:
         graph.binding = self._session.io_binding()
         for name, shape in zip(self._input_names, shapes, strict=True):
             value = ort.OrtValue.ortvalue_from_shape_and_type(
-                shape, feeds[name].dtype, self._device, self._device_id
+                shape, _dtype(feeds[name]), self._device, self._device_id
             )
             graph.binding.bind_ortvalue_input(name, value)
             graph.inputs.append(value)
@@ -178,10 +178,25 @@ class CudaGraphs:
         self._next_id += 1
         return graph
 
-    def _fill(self, graph: _Graph, feeds: Mapping[str, np.ndarray]) -> None:
+    def _fill(self, graph: _Graph, feeds: Mapping[str, Any]) -> None:
+        """Copy each feed into its fixed buffer: a host array (made C-contiguous by onnxruntime),
+        or an ``OrtValue``, copied device to device where onnxruntime can (``update_inplace``
+        takes OrtValues since 1.32)."""
         for name, buffer in zip(self._input_names, graph.inputs, strict=True):
             value = feeds[name]
-            buffer.update_inplace(value if value.flags.c_contiguous else np.ascontiguousarray(value))
+            if type(value) is np.ndarray:
+                buffer.update_inplace(value)
+                continue
+            try:
+                buffer.update_inplace(value)
+            except (TypeError, ValueError) as e:
+                raise BackendError(
+                    "onnxruntime",
+                    f"cannot copy input {name!r} ({type(value).__name__}) into the CUDA graph's buffer: "
+                    f"{_first_line(e)}",
+                    hint="pass host arrays (this onnxruntime's update_inplace takes numpy arrays only), "
+                    "or open the session without cuda_graph to bind device data in place",
+                ) from e
 
     def _launch(self, graph: _Graph) -> None:
         if graph.captured:
@@ -205,6 +220,15 @@ class CudaGraphs:
                 "onnxruntime", f"cannot capture a CUDA graph: {_first_line(e)}", hint=CAPTURE_HINT
             ) from e
         graph.captured = True
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return value.shape if type(value) is np.ndarray else tuple(value.shape())
+
+
+def _dtype(value: Any) -> Any:
+    """A host array's dtype, or an OrtValue's element type (a numpy type)."""
+    return value.dtype if type(value) is np.ndarray else value.element_type()
 
 
 def _first_line(error: BaseException) -> str:

@@ -88,8 +88,8 @@ class OnnxrtRunner(Backend):
 
     def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Feeds as ``OrtValue`` on the device (or host arrays); outputs as ``OrtValue`` on the device.
-        With cuda_graph: host arrays only; outputs are the graph's buffers, valid until the next
-        call at the same shapes."""
+        With cuda_graph, feeds are copied into the graph's buffers, and outputs are the graph's
+        buffers, valid until the next call at the same shapes."""
         if self._provider == "cpu":
             raise BackendError("onnxruntime", "run_on_device needs device='cuda'")
         if self._graphs is not None:
@@ -102,13 +102,6 @@ class OnnxrtRunner(Backend):
         """Shape and dtype of a host array or a tensor ``OrtValue``; ``InputError`` for anything else."""
         if isinstance(value, np.ndarray):
             return value.shape, value.dtype
-        if self._graphs is not None:
-            raise feed_type_error(
-                name,
-                value,
-                "a numpy.ndarray (with cuda_graph, feeds are copied into the graph's fixed buffers)",
-                "value.numpy() for an OrtValue, or open the session without cuda_graph to pass device data",
-            )
         if not isinstance(value, import_onnxruntime().OrtValue):
             hint = "torch: tensor.numpy() for a CPU tensor" if hasattr(value, "data_ptr") else None
             raise feed_type_error(name, value, "a numpy.ndarray or an onnxruntime.OrtValue", hint)
