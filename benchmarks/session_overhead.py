@@ -1,6 +1,6 @@
 """What ``mmexport.runtime.Session.run`` costs over a bare ``onnxruntime.InferenceSession.run``.
 
-    python benchmarks/session_overhead.py                     # built-in fusion model, batch 1
+    python benchmarks/session_overhead.py                     # built-in fusion model, batch 1, 1 thread
     python benchmarks/session_overhead.py --json benchmarks/results/session_overhead.json
 
 Exports the model into a temporary folder, opens the same ONNX three times (a Session and two
@@ -9,6 +9,9 @@ round alternates one call of Session and one of bare, and one of the second bare
 of bare (the control: what the method itself reports for two identical sessions); the order
 flips every round (ABBA), since the position in the call order alone moves a p50 by several
 percent. Reported: the median per-round p50 ratio, its min and max. Goal: median ratio <= 1.03.
+Where the cost is: the backend's own run (no validation, no call bookkeeping) against bare, the
+same way, and the pure Python cost of each layer per call in microseconds, measured over a stub
+session that returns at once (validation, call bookkeeping, backend).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -105,15 +109,18 @@ def measure(path: Path, batch: int, rounds: int, calls: int, warmup_s: float, th
     end = time.perf_counter() + warmup_s
     while time.perf_counter() < end:
         ours(), theirs(), control()
-    main_rounds, control_rounds = [], []
+    backend = partial(session._backend.run, feed)
+    main_rounds, control_rounds, backend_rounds = [], [], []
     for r in range(rounds):
         main_rounds.append(one_round(ours, theirs, calls, a_first=r % 2 == 0))
         control_rounds.append(one_round(control, theirs, calls, a_first=r % 2 == 0))
+        backend_rounds.append(one_round(backend, theirs, calls // 2, a_first=r % 2 == 1))
     validate = []
     for _ in range(2000):
         start = time.perf_counter()
         session.validate(feed)
         validate.append((time.perf_counter() - start) * 1e6)
+    layers = python_cost(path, feed, threads)
     return {
         "shapes": {k: list(v.shape) for k, v in feed.items()},
         "rounds": rounds,
@@ -121,9 +128,48 @@ def measure(path: Path, batch: int, rounds: int, calls: int, warmup_s: float, th
         "spin": False,
         "session_vs_bare": summarize(main_rounds, ("session", "bare")),
         "control_bare_vs_bare": summarize(control_rounds, ("bare 2", "bare")),
+        "backend_vs_bare": summarize(backend_rounds, ("backend", "bare")),
         "validation_p50_us": round(statistics.median(validate), 2),
+        "python_us_per_call": layers,
         "goal": GOAL,
     }
+
+
+def python_cost(path: Path, feed: dict, threads: int | None, calls: int = 20000) -> dict[str, float]:
+    """Microseconds per call of each layer's Python, over a stub onnxruntime session that returns
+    at once: what ``Session.run`` adds, apart from onnxruntime's own time."""
+
+    class Stub:
+        def __init__(self, outputs: list[np.ndarray]) -> None:
+            self.outputs = outputs
+
+        def run(self, names: object, feeds: object, options: object = None) -> list[np.ndarray]:
+            return self.outputs
+
+    session = Session(path, threads=threads, spin=False)
+    backend: Any = session._backend
+    stub = Stub(backend._session.run(None, feed))
+    backend._session = stub
+    if hasattr(backend, "_session_run"):  # the compiled binding's run, taken at load
+        backend._session_run = stub.run
+
+    def per_call(fn: Call) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best = min(best, (time.perf_counter() - start) / calls * 1e6)
+        return round(best, 3)
+
+    out = {
+        "session_run": per_call(partial(session.run, feed)),
+        "validation": per_call(partial(session.validate, feed)),
+        "backend_run": per_call(partial(session._backend.run, feed)),
+        "stub_itself": per_call(partial(stub.run, None, feed)),
+    }
+    out["call_bookkeeping"] = round(out["session_run"] - out["validation"] - out["backend_run"], 3)
+    return out
 
 
 def main() -> None:
@@ -133,14 +179,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="rounds; the call order flips each round")
     parser.add_argument("--calls", type=int, default=500, help="calls of each side per round")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: onnxruntime's)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = export_model(args.model, Path(tmp))
         result = measure(path, args.batch, args.rounds, args.calls, args.warmup, args.threads)
         backends = [Session(path, threads=args.threads, spin=False).describe()]
-    result = {"model": args.model, "batch": args.batch, **result}
+    result = {"model": args.model, "batch": args.batch, "threads": args.threads, **result}
     env = collect_environment(backends)
     main_, control = result["session_vs_bare"], result["control_bare_vs_bare"]
     verdict = "meets" if main_["median_ratio"] <= GOAL else "MISSES"
@@ -151,7 +197,9 @@ def main() -> None:
         f"({verdict} the goal <= {GOAL})\n"
         f"  control, bare vs bare: median ratio {control['median_ratio']:.4f} "
         f"[{control['min_ratio']:.4f}, {control['max_ratio']:.4f}]\n"
-        f"  validation alone p50 {result['validation_p50_us']:.1f} us"
+        f"  backend alone vs bare: median ratio {result['backend_vs_bare']['median_ratio']:.4f}\n"
+        f"  validation alone p50 {result['validation_p50_us']:.1f} us; Python per call (us): "
+        + ", ".join(f"{k} {v}" for k, v in result["python_us_per_call"].items())
     )
     finish(env, result, args.json)
 

@@ -2,6 +2,7 @@
 
     mmexport to-onnx -o model.onnx                         # the built-in default model
     python examples/control_loop.py model.onnx --hz 20 --seconds 5
+    python examples/control_loop.py model.onnx --device cuda --cuda-graph   # on a GPU: replayed CUDA graph
 
 Each tick grabs a camera frame (a new synthetic scene: one coloured shape) and 1/hz seconds (at most 1) of
 microphone audio (a tone), runs preprocess + decide on the newest frame, the command and the
@@ -165,10 +166,14 @@ def _sleep_until(when: float) -> None:
         time.sleep(delay)
 
 
-def open_session(path: str, threads: int | None, spin: bool) -> Session:
-    """The Session, with its load time on stderr."""
+def open_session(
+    path: str, threads: int | None, spin: bool, device: str = "cpu", cuda_graph: bool = False
+) -> Session:
+    """The Session, with its load time on stderr. ``cuda_graph``: the loop's one shape is captured
+    once as a CUDA graph and replayed every tick (``device`` cuda)."""
     t0 = time.perf_counter()
-    session = Session(path, threads=threads, spin=spin)
+    options = {"cuda_graph": True} if cuda_graph else None
+    session = Session(path, device=device, threads=threads, spin=spin, options=options)
     info = session.describe()
     print(
         f"loaded {path} in {(time.perf_counter() - t0) * 1e3:.0f} ms "
@@ -197,6 +202,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)"
     )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="with --device cuda: capture the model once as a CUDA graph and replay it every tick",
+    )
     parser.add_argument(
         "--spin",
         action="store_true",
@@ -219,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = LoopConfig(args.hz, args.seconds, args.command, args.frame_size, args.quiet, args.log_every)
     try:
-        session = open_session(args.model, args.threads, args.spin)
+        session = open_session(args.model, args.threads, args.spin, args.device, args.cuda_graph)
         report = run_loop(session, config)
     except MmexportError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -93,3 +93,20 @@ def test_synthetic_sensors_give_what_the_core_takes():
     mic = SyntheticMicrophone(16000, frequency_hz=1000.0)
     a, b = mic.read(8), mic.read(8)  # continuous phase across chunks
     np.testing.assert_allclose(np.concatenate([a, b]), SyntheticMicrophone(16000, 1000.0).read(16), atol=1e-6)
+
+
+def test_cuda_graph_runs_the_loop_on_a_captured_graph(toy_path, monkeypatch, capsys):
+    """--device cuda --cuda-graph (onnxruntime's CUDA EP faked): one capture, then replays."""
+    import control_loop
+
+    from runtime.fake_cuda_ort import FakeOrt, install
+
+    fake = install(monkeypatch, FakeOrt())
+    code = control_loop.main(
+        [str(toy_path), "--device", "cuda", "--cuda-graph", "--hz", "50", "--seconds", "0.2", "-q"]
+    )
+    assert code == 0, capsys.readouterr().err
+    runs = fake.sessions[-1].runs
+    assert fake.sessions[-1].graphs_enabled and runs[:2] == ["-1", "1"] and set(runs[1:]) == {"1"}
+    assert control_loop.main([str(toy_path), "--cuda-graph", "--seconds", "0.1"]) == 1
+    assert "error: onnxruntime: cuda_graph needs device 'cuda'" in capsys.readouterr().err

@@ -118,7 +118,8 @@ def test_tensorrt_ep_options_come_from_the_spec(session, tiny_path):
 
 
 def test_cuda_runs_with_io_binding(monkeypatch, tiny_path):
-    """The CUDA path binds host inputs, device outputs, and copies back (recorded, no GPU here)."""
+    """On CUDA, run_on_device binds host inputs and device outputs; run is onnxruntime's own run,
+    which copies in and out itself (recorded, no GPU here)."""
     from mmexport.runtime.backends.onnxrt import runner as runner_mod
 
     calls = []
@@ -133,9 +134,16 @@ def test_cuda_runs_with_io_binding(monkeypatch, tiny_path):
         def copy_outputs_to_cpu(self):
             return [np.zeros((2, 4), np.float32)]
 
+        def get_outputs(self):
+            return ["device output"]
+
     class FakeSession:
         def io_binding(self):
             return FakeBinding()
+
+        def run(self, names, feeds, options=None):
+            calls.append(("session.run", list(names), sorted(feeds)))
+            return [np.zeros((2, 4), np.float32)]
 
         def run_with_iobinding(self, binding):
             calls.append(("run",))
@@ -154,9 +162,14 @@ def test_cuda_runs_with_io_binding(monkeypatch, tiny_path):
     monkeypatch.setattr(runner_mod, "open_session", lambda path, spec, config: (FakeSession(), "cuda"))
     backend = runner_mod.OnnxrtRunner(tiny_path, None, BackendConfig(device="cuda", device_id=0))
     f = feeds()
-    out = backend.run({"image": f["image"][:, :, ::2], "tokens": f["tokens"]})
-    assert out["logits"].shape == (2, 4)
+    assert backend.run_on_device({"image": f["image"][:, :, ::2], "tokens": f["tokens"]}) == {
+        "logits": "device output"
+    }
     assert ("in", "image", True) in calls and ("out", "logits", "cuda", 0) in calls and ("run",) in calls
+    calls.clear()
+    out = backend.run(f)
+    assert out["logits"].shape == (2, 4)
+    assert calls == [("session.run", ["logits"], ["image", "tokens"])]
 
 
 def test_onnxruntime_failure_is_one_line(tmp_path):

@@ -51,7 +51,7 @@ class BenchTarget:
     # in the interleaved measurement (measured here: eager PyTorch 12x slower beside onnxruntime).
     spin: bool = False
     runner: Runner | None = None
-    options: dict[str, Any] | None = None  # backend-specific (TensorRT: cuda_graph, pinned)
+    options: dict[str, Any] | None = None  # backend-specific: cuda_graph (onnxruntime, TensorRT), pinned
 
 
 @dataclass

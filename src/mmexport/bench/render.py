@@ -7,6 +7,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mmexport.bench.advice import precision_advice
+
 if TYPE_CHECKING:
     from mmexport.bench.report import BenchReport
 
@@ -81,6 +83,9 @@ def text_table(report: BenchReport, trtexec: bool = False) -> str:
     lines.append("")
     lines.append(_footer(report))
     lines += gpu_lines(report, trtexec)
+    advice = precision_advice(report)
+    if advice:
+        lines += ["", *advice]
     return "\n".join(lines)
 
 

@@ -63,7 +63,8 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter, values: tuple[str
 @click.option(
     "--cuda-graph",
     is_flag=True,
-    help="TensorRT engines: replay the engine as a CUDA graph (captured after one warm-up run per shape).",
+    help="Replay each artifact as a CUDA graph, captured once per shape: TensorRT engines, and ONNX "
+    "files with --device cuda (onnxruntime's CUDA provider; refused on the CPU).",
 )
 @click.option("--json", "json_path", type=FILE, help="Write the report as JSON (schema: docs/benchmarks.md).")
 @click.option("--csv", "csv_path", type=FILE, help="Write one CSV row per artifact and case.")
@@ -124,7 +125,7 @@ def bench_cmd(
             check_writable(path, option)
     targets = []
     for p in artifacts:
-        options = {"cuda_graph": True} if cuda_graph and p.suffix.lower() in (".engine", ".plan") else None
+        options = {"cuda_graph": True} if cuda_graph else None
         target = BenchTarget(path=p, spin=spin, options=options, **asdict(session))
         targets += split_targets(target) if is_split_folder(p) else [target]
     config = BenchConfig(warmup_s=warmup, duration_s=duration, iterations=iterations)

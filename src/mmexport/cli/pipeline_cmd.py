@@ -55,6 +55,11 @@ from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_
     show_default=True,
     help="Seconds of timed calls per variant and batch size.",
 )
+@click.option(
+    "--cuda-graph",
+    is_flag=True,
+    help="Measure the TensorRT engine replayed as a CUDA graph (the ONNX variants run on the CPU).",
+)
 @json_option("Print report.json (or the error) on stdout.")
 @quiet_option
 def pipeline_cmd(
@@ -68,6 +73,7 @@ def pipeline_cmd(
     method: str,
     target: str,
     duration: float,
+    cuda_graph: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -97,6 +103,7 @@ def pipeline_cmd(
         method=method,
         target=target,
         duration_s=duration,
+        cuda_graph=cuda_graph,
     )
     show_notes(quiet, indent="")
     result = run_pipeline(config, progress=counter("calibrating", quiet) or no_progress)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from mmexport.cli.options import FILE, SessionChoice, json_option, output_option, session_options
+
+if TYPE_CHECKING:
+    from mmexport.runtime import Session
 
 
 def _parse_input(value: str) -> tuple[str | None, Path]:
@@ -37,6 +40,11 @@ def _parse_input(value: str) -> tuple[str | None, Path]:
     "-k", "--top-k", type=click.IntRange(1), default=5, show_default=True, help="Labels shown per row."
 )
 @session_options
+@click.option(
+    "--cuda-graph",
+    is_flag=True,
+    help="Run as a captured CUDA graph (--device cuda: onnxruntime's CUDA provider, or TensorRT engines).",
+)
 @json_option("Print the outputs (values and top-k) as JSON.")
 def run_cmd(
     artifact: Path,
@@ -44,6 +52,7 @@ def run_cmd(
     output: Path | None,
     top_k: int,
     session: SessionChoice,
+    cuda_graph: bool,
     as_json: bool,
 ) -> None:
     """Run ARTIFACT on input files and print its outputs (top-k labels where the spec has labels).
@@ -56,7 +65,7 @@ def run_cmd(
     from mmexport.data.feed_files import read_feeds, summarize_outputs
     from mmexport.runtime.validation import non_finite_inputs
 
-    opened = session.open(artifact)
+    opened = _open(artifact, session, cuda_graph)
     feeds = read_feeds([_parse_input(v) for v in inputs], opened.spec)
     bad_inputs = non_finite_inputs(feeds)  # an INT8 model's outputs need not show them
     outputs = opened.run(feeds)
@@ -82,6 +91,22 @@ def run_cmd(
         click.echo(_format_output(name, entry, outputs[name]))
     if output is not None:
         click.echo(f"wrote {output}")
+
+
+def _open(artifact: Path, session: SessionChoice, cuda_graph: bool) -> Session:
+    """The artifact opened as the session options say, with CUDA graphs when asked."""
+    if not cuda_graph:
+        return session.open(artifact)
+    from mmexport.runtime import Session
+
+    return Session(
+        artifact,
+        session.backend,
+        session.device,
+        provider=session.provider,
+        threads=session.threads,
+        options={"cuda_graph": True},
+    )
 
 
 def _input_warning(counts: dict[str, int]) -> str | None:

@@ -31,3 +31,4 @@ class PipelineConfig:
     target: str = "gpu"  # TensorRT target of the check and, where TensorRT is installed, the engines
     duration_s: float = DEFAULT_DURATION_S
     warmup_s: float = 0.2
+    cuda_graph: bool = False  # variants measured on a GPU (the engine) replay as CUDA graphs

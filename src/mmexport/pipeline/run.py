@@ -218,7 +218,8 @@ def run_benchmarks(
     for model in models:
         path = model.path if isinstance(model, LoadedArtifact) else model
         device = "cuda" if path.suffix == ".engine" else "cpu"
-        targets.append(BenchTarget(path=model, label=path.name, device=device))
+        options = {"cuda_graph": True} if config.cuda_graph and device == "cuda" else None
+        targets.append(BenchTarget(path=model, label=path.name, device=device, options=options))
     bench_config = BenchConfig(warmup_s=config.warmup_s, duration_s=config.duration_s)
     return benchmark(targets, build_cases(batches=bench_batches(spec)), bench_config)
 

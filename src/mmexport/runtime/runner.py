@@ -53,12 +53,17 @@ class Runner(abc.ABC):
         self._idle = threading.Condition(self._lock)
         self._running = 0
         self._feed_validator: FeedValidator | None = None
+        # until a spec is set: raises "has no spec yet"
+        self._check: Callable[[Mapping[str, Any]], Mapping[str, np.ndarray]] = self.validate
 
     def _use_spec(self, spec: ModelSpec, source: str = "manifest") -> None:
         """The spec feeds are checked against (set once the implementation knows it)."""
         self.spec = spec
         self.spec_source = source
         self._feed_validator = FeedValidator(spec)
+        # run's check: the validator itself (two calls fewer per run) unless validate is overridden
+        overridden = type(self).validate is not Runner.validate
+        self._check = self.validate if overridden else self._feed_validator
 
     def _validator(self) -> FeedValidator:
         if self._feed_validator is None:
@@ -81,7 +86,20 @@ class Runner(abc.ABC):
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Validate ``feeds`` (raising ``InputError``), run, return every output by name."""
-        return self._call(feeds, self._run)
+        # ``_call`` written out: this is every call's path, and each Python frame on it shows in
+        # the latency of a small model (benchmarks/session_overhead.py)
+        lock = self._lock
+        with lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            self._running += 1
+        try:
+            return self._run(self._check(feeds))
+        finally:
+            with lock:
+                self._running -= 1
+                if self._closed:
+                    self._idle.notify_all()
 
     def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """On CUDA: feeds as device tensors or host arrays, outputs left on the device."""
@@ -89,12 +107,23 @@ class Runner(abc.ABC):
             raise BackendError(self.backend_name, "cannot keep outputs on the device")
         if type(feeds) is not dict and not isinstance(feeds, Mapping):
             raise InputError(None, f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
-        with self._in_flight():
+        lock = self._lock  # as in run: the bookkeeping inline, it is every call's path
+        with lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            self._running += 1
+        try:
             shapes, dtypes = {}, {}
+            meta = self._feed_meta
             for name, value in feeds.items():  # InputError for a value the implementation does not take
-                shapes[name], dtypes[name] = self._feed_meta(name, value)
+                shapes[name], dtypes[name] = meta(name, value)
             self._validator().check_meta(shapes, dtypes)
             return self._run_on_device(feeds)
+        finally:
+            with lock:
+                self._running -= 1
+                if self._closed:
+                    self._idle.notify_all()
 
     def timings(self) -> dict[str, float] | None:
         """GPU milliseconds of the last call by phase (``Capability.TIMINGS``); None elsewhere."""
@@ -144,11 +173,19 @@ class Runner(abc.ABC):
 
     def _call(self, feeds: Mapping[str, Any], impl: Callable[[Mapping[str, np.ndarray]], T]) -> T:
         """Validate ``feeds``, then ``impl(validated)``, as one call in flight (refused once closed)."""
-        self._enter()  # no context manager on this path: it is every call's overhead
+        # every call's path: the lock taken inline (no context manager, no helper call)
+        lock = self._lock
+        with lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            self._running += 1
         try:
-            return impl(self.validate(feeds))
+            return impl(self.validate(feeds))  # subclasses may validate otherwise (split: subsets)
         finally:
-            self._leave()
+            with lock:
+                self._running -= 1
+                if self._closed:
+                    self._idle.notify_all()
 
     @contextmanager
     def _in_flight(self) -> Iterator[None]:

@@ -36,7 +36,8 @@ class Session(Runner):
     ``verify_sha256``: also check the file (and its external data file) against the manifest's
     hashes (reads all of them). Off by default: without it the manifest is trusted, and a file
     modified in place (a flipped bit in a weight) may load and run.
-    ``options``: backend-specific settings (TensorRT engines: ``{"cuda_graph": True, "pinned": True}``).
+    ``options``: backend-specific settings (onnxruntime on CUDA: ``{"cuda_graph": True}``; TensorRT
+    engines: ``{"cuda_graph": True, "pinned": True}``).
 
     ``path`` may be a ``LoadedArtifact`` (``mmexport.core.artifact.load_artifact``): its manifest is
     not read again, and ``verify_sha256`` reuses the hash it holds.
@@ -47,7 +48,8 @@ class Session(Runner):
 
     Thread safety: ``run`` may be called from several threads at once on one Session; validation
     keeps no state between calls and onnxruntime supports concurrent runs on one session (on
-    CUDA, each call binds its own I/O). Outputs are new arrays per call. ``close`` waits for the
+    CUDA, each ``run_on_device`` call binds its own I/O; with ``cuda_graph``, calls at the same
+    shapes take turns). Outputs are new arrays per call. ``close`` waits for the
     calls in flight, then releases the backend; calls that need it raise ``RuntimeError`` afterwards.
     """
 

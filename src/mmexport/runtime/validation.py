@@ -70,17 +70,44 @@ class _CompiledInput:
         )
 
 
+ACCEPTED_SHAPES = 64
+"""Sets of input shapes a validator remembers as passing, for its fast path."""
+
+
 class FeedValidator:
-    """``validator(feeds)`` returns feeds fit for the backend (cast where allowed) or raises."""
+    """``validator(feeds)`` returns feeds fit for the backend (cast where allowed) or raises.
+
+    Fast path: a plain dict of exactly the spec's names, each a plain ``numpy.ndarray`` of the
+    spec's dtype, whose shapes all passed before (the last ``ACCEPTED_SHAPES`` sets) is passed on
+    at once: every check but the array type and dtype depends on the shapes alone.
+    """
 
     def __init__(self, spec: ModelSpec) -> None:
         self._inputs = tuple(_CompiledInput(i, spec) for i in spec.inputs)
+        self._fast = tuple((c.name, c.dtype) for c in self._inputs)
+        self._count = len(self._inputs)
+        self._accepted: dict[tuple[tuple[int, ...], ...], None] = {}
+        self._accepted_meta: dict[tuple[tuple[int, ...], ...], None] = {}  # device data: no size check
         self._names = frozenset(spec.input_names)
         self._order = ", ".join(spec.input_names)
         largest = sum(c.max_bytes for c in self._inputs)  # the dims' max everywhere
         self._limit = MAX_FEED_BYTES if MAX_FEED_BYTES is not None and largest > MAX_FEED_BYTES else None
 
     def __call__(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
+        if type(feeds) is dict and len(feeds) == self._count:
+            shapes = []
+            for name, dtype in self._fast:
+                value = feeds.get(name)
+                if type(value) is not np.ndarray or value.dtype is not dtype:
+                    break
+                shapes.append(value.shape)
+            else:
+                if tuple(shapes) in self._accepted:
+                    return feeds
+        return self._check(feeds)
+
+    def _check(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
+        """Every check, in order; a plain dict that passes uncast has its shapes remembered."""
         if type(feeds) is not dict and not isinstance(feeds, Mapping):  # dict: skip the ABC check
             raise InputError(
                 None, f"feeds must be a dict of input name -> numpy array, got {type(feeds).__name__}"
@@ -109,13 +136,21 @@ class FeedValidator:
                 out = dict(feeds) if out is None else out
             if out is not None:
                 out[c.name] = value
-        return feeds if out is None else out
+        if out is None:
+            self._remember(tuple(feeds[c.name].shape for c in self._inputs))
+            return feeds
+        return out
+
+    def _remember(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+        accepted = self._accepted
+        if len(accepted) >= ACCEPTED_SHAPES:
+            accepted.clear()  # varying shapes: start over rather than keep an unbounded record
+        accepted[shapes] = None
 
     def check_meta(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, np.dtype]) -> None:
         """The same checks for data that is not a host array (device buffers): shape and exact dtype."""
         if shapes.keys() != self._names:
             self._names_error(shapes)
-        seen: dict[str, tuple[int, str]] = {}
         for c in self._inputs:
             if dtypes[c.name] != c.dtype:
                 raise InputError(
@@ -124,7 +159,15 @@ class FeedValidator:
                     expected=str(c.dtype),
                     actual=str(dtypes[c.name]),
                 )
-            check_shape(c, tuple(shapes[c.name]), seen)
+        key = tuple(tuple(shapes[c.name]) for c in self._inputs)
+        if key in self._accepted_meta:  # every shape check depends on the shapes alone
+            return
+        seen: dict[str, tuple[int, str]] = {}
+        for c, shape in zip(self._inputs, key, strict=True):
+            check_shape(c, shape, seen)
+        if len(self._accepted_meta) >= ACCEPTED_SHAPES:
+            self._accepted_meta.clear()
+        self._accepted_meta[key] = None
 
     def _names_error(self, feeds: Mapping[str, Any]) -> None:
         for c in self._inputs:

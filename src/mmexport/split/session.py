@@ -39,9 +39,11 @@ class SplitSession(Runner):
     against its sha256 at load. ``device``, ``backend``, ``provider``, ``threads``, ``spin``,
     ``options``: as for ``Session``, applied to every part (``threads`` per part: parts that run
     concurrently each use that many). ``parallel``: run independent parts on a thread pool
-    (False: one after the other on the calling thread). ``cache``: remember the last inputs and
-    outputs of every encoder (True) or of the named ones (``"text"`` or ``{"text", "audio"}``;
-    see ``run``).
+    (False: one after the other on the calling thread; None, the default: the pool on the CPU,
+    in turn on CUDA, where a part is a short sequence of kernel launches on one GPU and the hop
+    to a pool thread and back costs more than the overlap of their host work gives).
+    ``cache``: remember the last inputs and outputs of every encoder (True) or of the named ones
+    (``"text"`` or ``{"text", "audio"}``; see ``run``).
 
     Thread safety: ``run`` may be called from several threads; the cache is shared and locked.
     """
@@ -57,7 +59,7 @@ class SplitSession(Runner):
         spin: bool | None = None,
         options: Mapping[str, Any] | None = None,
         cache: bool | str | Iterable[str] = False,
-        parallel: bool = True,
+        parallel: bool | None = None,
     ) -> None:
         super().__init__()
         self.folder = Path(folder)
@@ -88,6 +90,8 @@ class SplitSession(Runner):
         # Independent parts run on host threads. For the TensorRT backend, this is where each part
         # would get its own CUDA stream (and an event the fusion part waits on); Session does not
         # expose streams yet, so on a GPU the parts overlap only their host-side work.
+        if parallel is None:
+            parallel = not device.startswith("cuda")
         self._pool = ThreadPoolExecutor(width - 1, "mmexport-part") if parallel and width > 1 else None
         self._cache: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
         self._stats = {p: {"hits": 0, "misses": 0} for p in cached}

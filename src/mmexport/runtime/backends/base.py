@@ -30,8 +30,8 @@ class BackendConfig:
     ``spin``: whether idle CPU worker threads busy-wait for the next call (None: the library's
     default, on in onnxruntime). Spinning saves a little latency for one model called in a tight
     loop, but keeps cores busy that other models, or the robot's own code, need.
-    ``options``: settings only one backend reads (TensorRT: ``cuda_graph``, ``pinned``); a backend
-    refuses options it does not know.
+    ``options``: settings only one backend reads (onnxruntime: ``cuda_graph``; TensorRT:
+    ``cuda_graph``, ``pinned``); a backend refuses options it does not know.
     """
 
     device: str = "cpu"

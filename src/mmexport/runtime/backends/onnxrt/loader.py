@@ -15,6 +15,10 @@ from typing import Any
 from mmexport.core.errors import ArtifactError, BackendError, MissingDependencyError
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import BackendConfig
+from mmexport.runtime.backends.onnxrt.cuda_graph import CAPTURE_HINT, refuse_control_flow
+
+OPTIONS = ("cuda_graph",)
+"""``Session(options=...)`` this backend reads: ``cuda_graph`` (CUDA provider only, see cuda_graph.py)."""
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -58,9 +62,35 @@ def profile_options(spec: ModelSpec) -> dict[str, str]:
     return out
 
 
+def cuda_graph_wanted(config: BackendConfig) -> bool:
+    """Whether the config asks for CUDA graphs; refused (``BackendError``) off the CUDA provider,
+    and for options this backend does not know."""
+    unknown = sorted(set(config.options) - set(OPTIONS))
+    if unknown:
+        raise BackendError(
+            "onnxruntime",
+            f"unknown option {unknown[0]!r} (this backend takes {', '.join(OPTIONS)})",
+            hint="options are backend-specific: cuda_graph here; cuda_graph and pinned for TensorRT engines",
+        )
+    wanted = config.options.get("cuda_graph", False)
+    if not isinstance(wanted, bool):
+        raise BackendError("onnxruntime", f"option cuda_graph must be True or False, got {wanted!r}")
+    if wanted and resolve_provider(config) != "cuda":
+        raise BackendError(
+            "onnxruntime",
+            f"cuda_graph needs device 'cuda' and the CUDA execution provider, got device {config.device!r}"
+            + (f" with provider {config.provider!r}" if config.provider else ""),
+            hint="open the session with device='cuda' (mmexport: --device cuda), or leave cuda_graph off",
+        )
+    return wanted
+
+
 def provider_list(provider: str, path: Path, spec: ModelSpec | None, config: BackendConfig) -> list[Any]:
     """The ``providers=`` argument: the chosen provider first, with its options, then fallbacks."""
-    cuda = ("CUDAExecutionProvider", {"device_id": config.device_id})
+    cuda_options: dict[str, Any] = {"device_id": config.device_id}
+    if provider == "cuda" and config.options.get("cuda_graph"):
+        cuda_options["enable_cuda_graph"] = "1"
+    cuda = ("CUDAExecutionProvider", cuda_options)
     if provider == "cpu":
         return ["CPUExecutionProvider"]
     if provider == "cuda":
@@ -90,12 +120,10 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
             f"{wanted} is not in this onnxruntime build (it has {', '.join(available)})",
             hint="pip install 'mmexport[gpu]' (onnxruntime-gpu, instead of onnxruntime)",
         )
-    if config.options:
-        raise BackendError(
-            "onnxruntime",
-            f"unknown option {sorted(config.options)[0]!r} (this backend takes no options)",
-            hint="options are backend-specific, e.g. cuda_graph for TensorRT engines",
-        )
+    graphs = cuda_graph_wanted(config)
+    if graphs:
+        refuse_control_flow(path)  # before onnxruntime's own, less specific, refusal
+    quiet_default_logger(ort)
     options = ort.SessionOptions()
     options.log_severity_level = log_severity()
     if config.threads is not None:
@@ -112,6 +140,10 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
             enable_fallback=0 if provider == "cpu" else 1,
         )
     except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+        if graphs and "graph capture" in str(e):  # its refusal to capture this model
+            raise BackendError(
+                "onnxruntime", f"cuda_graph cannot capture {path.name}: {first_line(e)}", hint=CAPTURE_HINT
+            ) from e
         raise ArtifactError(str(path), f"onnxruntime cannot load it: {first_line(e)}") from e
     if wanted not in session.get_providers():
         raise BackendError(
@@ -130,6 +162,7 @@ def open_model(model: bytes | str | Path, *, optimize: bool = True, threads: int
     FP32 -> FP16 -> FP32 cast pairs (hiding an FP16 overflow) and fuse away observed tensors.
     """
     ort = import_onnxruntime()
+    quiet_default_logger(ort)
     options = ort.SessionOptions()
     options.log_severity_level = min(log_severity(), 3)  # errors too: the stages report them
     if not optimize:
@@ -153,6 +186,17 @@ def run_errors() -> tuple[type[BaseException], ...]:
         RuntimeError,
         MemoryError,
     )
+
+
+def quiet_default_logger(ort: Any) -> None:
+    """onnxruntime's environment (default) logger at errors only, warnings with ``mmexport --debug``.
+
+    Sessions log through their own logger (``log_severity_level``), but some lines come from the
+    environment's: onnxruntime 1.31 warns ``No registered plugin EP device found for
+    'CUDAExecutionProvider'`` at every CUDA session it opens."""
+    setter = getattr(ort, "set_default_logger_severity", None)  # in onnxruntime since 1.5
+    if setter is not None:
+        setter(2 if logging.getLogger("mmexport").isEnabledFor(logging.DEBUG) else 3)
 
 
 def log_severity() -> int:

@@ -1,10 +1,13 @@
 """``OnnxrtRunner``: runs validated feeds on an onnxruntime session (``Session``'s backend), and
 ``OnnxModelRunner``: the same library as a ``Runner`` over an ONNX model without a manifest.
 
-CPU: ``InferenceSession.run``. CUDA and TensorRT: I/O binding, one binding per call (so calls
-from several threads never share one), outputs allocated on the device; ``run`` copies them to
-host memory, ``run_on_device`` leaves them there and accepts ``OrtValue`` inputs already on the
-device, so data produced on the GPU never travels through the host.
+``run`` (host arrays in and out, every provider): the session's own run, which copies to and
+from the device itself. ``run_on_device`` (CUDA and TensorRT): I/O binding, one binding per call
+(so calls from several threads never share one), outputs allocated on the device and left
+there; it accepts ``OrtValue`` inputs already on the device, so data produced on the GPU never
+travels through the host. With
+``options={"cuda_graph": True}`` (CUDA provider): captured CUDA graphs, one per set of input
+shapes, at fixed buffers (``cuda_graph.CudaGraphs``).
 onnxruntime's ``run`` may be called from several threads at once on one session.
 """
 
@@ -19,6 +22,7 @@ import numpy as np
 from mmexport.core.errors import ArtifactError, BackendError, InputError
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig, TensorInfo, feed_type_error
+from mmexport.runtime.backends.onnxrt.cuda_graph import CudaGraphs
 from mmexport.runtime.backends.onnxrt.loader import (
     PROVIDERS,
     first_line,
@@ -46,6 +50,24 @@ class OnnxrtRunner(Backend):
         self._output_names = [o.name for o in self._outputs]
         self._providers = list(self._session.get_providers())
         self._errors = run_errors()
+        self._graphs: CudaGraphs | None = None
+        self._session_run: Any = None
+        if not config.options.get("cuda_graph"):
+            # host in, host out: onnxruntime's own run, which copies to and from the device itself
+            # (with a binding per call instead, Session.run measured 0.85 ms against bare run's
+            # 0.75 ms, fusion batch 1 on an H200)
+            self.run = self._run_host  # type: ignore[method-assign]  # every call's path: no branch
+            self._session_run = direct_run(self._session)
+        else:
+            self._graphs = CudaGraphs(
+                import_onnxruntime(),
+                self._session,
+                [i.name for i in self._inputs],
+                self._output_names,
+                device_id=config.device_id,
+                errors=self._errors,
+            )
+            self.run = self._graphs.run  # type: ignore[method-assign]
 
     def inputs(self) -> list[TensorInfo]:
         return list(self._inputs)
@@ -54,20 +76,24 @@ class OnnxrtRunner(Backend):
         return list(self._outputs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._provider != "cpu":
-            binding = self._bind(feeds)
-            self._run_binding(binding)
-            return dict(zip(self._output_names, binding.copy_outputs_to_cpu(), strict=True))
+        # replaced at load by _run_host, or by the graphs' run with cuda_graph (one frame less)
+        return self._graphs.run(feeds) if self._graphs is not None else self._run_host(feeds)
+
+    def _run_host(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            values = self._session.run(self._output_names, feeds)
+            values = self._session_run(self._output_names, feeds, None)
         except self._errors as e:
             raise BackendError("onnxruntime", f"inference failed: {first_line(e)}") from e
         return dict(zip(self._output_names, values, strict=True))
 
     def run_on_device(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """Feeds as ``OrtValue`` on the device (or host arrays); outputs as ``OrtValue`` on the device."""
+        """Feeds as ``OrtValue`` on the device (or host arrays); outputs as ``OrtValue`` on the device.
+        With cuda_graph, feeds are copied into the graph's buffers, and outputs are the graph's
+        buffers, valid until the next call at the same shapes."""
         if self._provider == "cpu":
             raise BackendError("onnxruntime", "run_on_device needs device='cuda'")
+        if self._graphs is not None:
+            return self._graphs.run_on_device(feeds)
         binding = self._bind(feeds)
         self._run_binding(binding)
         return dict(zip(self._output_names, binding.get_outputs(), strict=True))
@@ -103,7 +129,9 @@ class OnnxrtRunner(Backend):
 
     def close(self) -> None:
         """Drop the onnxruntime session, so that its memory (weights, arenas) is released."""
-        self._session = None
+        if self._graphs is not None:
+            self._graphs.close()
+        self._session = self._session_run = None  # the bound run would keep the session alive
 
     def describe(self) -> dict[str, Any]:
         ort = import_onnxruntime()
@@ -113,6 +141,7 @@ class OnnxrtRunner(Backend):
             "provider": PROVIDERS[self._provider],
             "providers": list(self._providers),
             "device": "cpu" if self._provider == "cpu" else f"cuda:{self._device_id}",
+            "cuda_graph": self._graphs is not None,
         }
 
 
@@ -173,6 +202,20 @@ class OnnxModelRunner(Runner):
 
     def __repr__(self) -> str:
         return f"OnnxModelRunner(outputs={self._fetch!r})"
+
+
+def direct_run(session: Any) -> Any:
+    """``run(output_names, feeds, run_options)`` of the session's compiled binding, where there is
+    one (``InferenceSession._sess``, what ``InferenceSession.run`` calls), else ``session.run``.
+
+    ``InferenceSession.run``'s Python checks (every input present, OrtValue ownership, WebGPU graph
+    capture) repeat what validation has already made of feeds that are numpy arrays only, and cost
+    a few microseconds per call (benchmarks/session_overhead.py); its other work, a silent retry
+    on the fallback providers (the CPU) when a GPU provider fails, is what mmexport refuses: the
+    failure is raised instead, as one error line."""
+    compiled = getattr(session, "_sess", None)
+    run = getattr(compiled, "run", None)
+    return run if callable(run) else session.run
 
 
 _ORT_TYPES = {
