@@ -338,7 +338,33 @@ def _check_fields(data: dict[str, Any], where: str) -> None:
         raise ArtifactError(where, f"manifest 'created' must be a string, got {data['created']!r}")
     for key in _OBJECT_FIELDS:
         if not isinstance(data.get(key, {}), dict):
-            raise ArtifactError(where, f"manifest {key!r} must be an object")
+            raise ArtifactError(where, f"manifest {key!r} must be an object, got {_shown(data[key])}")
+    _check_parity(data.get("validation", {}).get("parity"), where)
+
+
+def _check_parity(parity: Any, where: str) -> None:
+    """``validation.parity``, which ``inspect`` reads: an object whose ``passed`` is true, false or
+    null and whose ``rows`` are objects naming their ``point``."""
+    if parity is None:
+        return
+    if not isinstance(parity, dict):
+        raise ArtifactError(where, f"manifest 'validation.parity' must be an object, got {_shown(parity)}")
+    if parity.get("passed") is not None and not isinstance(parity["passed"], bool):
+        shown = _shown(parity["passed"])
+        raise ArtifactError(where, f"manifest 'validation.parity.passed' must be true or false, got {shown}")
+    rows = parity.get("rows", [])
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("point", ""), str) for r in rows
+    ):
+        raise ArtifactError(
+            where, "manifest 'validation.parity.rows' must be a list of objects whose 'point' is a string"
+        )
+
+
+def _shown(value: Any, most: int = 60) -> str:
+    """``value`` as a manifest error quotes it: its repr, cut to ``most`` characters."""
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def read_manifest(artifact_path: str | Path) -> Manifest | None:
