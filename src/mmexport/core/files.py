@@ -54,15 +54,15 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, *, output: str | Path | None = None) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), output=output)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, *, output: str | Path | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, flushed to the disk,
     and a rename; a reader sees the old file or the new one, never part of one."""
-    with atomic_writer(path) as f:
+    with atomic_writer(path, output=output) as f:
         f.write(data)
 
 
@@ -96,13 +96,14 @@ def disk_full_refused(path: str | Path) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+def atomic_writer(path: str | Path, *, output: str | Path | None = None) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through (streamed, for outputs too large to hold twice):
     a temporary file in the same folder, flushed to the disk and renamed into place when the body
     succeeds, removed when it fails (a full disk, Ctrl-C), so that an earlier file stays whole.
-    A full disk is an ``ArtifactError`` naming ``path``."""
+    A full disk is an ``ArtifactError`` naming ``output`` (the file the user asked for, when
+    ``path`` is a staged part of it), else ``path``."""
     path = Path(path)
-    with disk_full_refused(path):
+    with disk_full_refused(output if output is not None else path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
