@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -150,9 +151,7 @@ def test_a_huge_unknown_word_is_quoted_short() -> None:
     with pytest.raises(DataError) as caught:
         text_to_tokens("what " + "x" * 5_000_000, TOKENS, FUSION, sample="s", source="the command")
     assert len(str(caught.value)) < 400
-    assert "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' (5000000 characters) is not in the vocab" in str(
-        caught.value
-    )
+    assert re.search(r"word 'x{30,40}\.\.\.' \(5000000 characters\) is not in the vocab", str(caught.value))
 
 
 def test_a_byte_order_mark_does_not_make_the_first_word_unknown(tmp_path: Path) -> None:
