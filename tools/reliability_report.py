@@ -48,6 +48,14 @@ SECTIONS = [
     ("array files", "Array files whose header lies about their size", "faults"),
     ("SIGKILL", "Writing commands killed (SIGKILL)", "faults"),
     ("SIGINT", "Writing commands interrupted (SIGINT, Ctrl-C)", "faults"),
+    ("manifest fields retyped", "Manifest fields given another type, under `inspect` (hypothesis)", "cases"),
+    ("edited spec", "Specs edited in a manifest, loaded by every stage", "faults"),
+    ("full disk", "A full disk (ENOSPC) while writing", "faults"),
+    ("file-size limit", "A file-size limit (RLIMIT_FSIZE, EFBIG) while writing", "faults"),
+    ("deleted working folder", "A deleted working folder", "faults"),
+    ("Ctrl-C while starting", "Ctrl-C while the command line starts", "faults"),
+    ("paths that are not UTF-8", "Paths that are not UTF-8", "faults"),
+    ("token ids", "Token ids in text (hypothesis)", "cases"),
     ("threads", "One Session from 8 threads", "cases"),
     ("soak", "Soak", "cases"),
 ]
@@ -210,7 +218,18 @@ POLICY = """## What is checked, and what mmexport does
   `test_atomic_writes.py`; a real power cut is not simulated).
 - **Ctrl-C**: exit 130 and nothing written while the artifact is made or staged. During the final
   moves (artifact, then manifest: milliseconds) Ctrl-C is held back until both are in place; the
-  command then exits 130 with the new artifact complete.
+  command then exits 130 with the new artifact complete. A Ctrl-C while the command line starts
+  (numpy, click, onnx or torch still importing) is one line and exit 130
+  (`test_environment_failures.py`).
+- **The machine refuses** (`test_environment_failures.py`): a full disk (ENOSPC, injected into
+  `onnx.save`, the fsync before the move and the manifest's write of `fp16` and `calibrate`, and
+  into `bundle`'s archive) and a file-size limit (a real `RLIMIT_FSIZE` in a child process) are one
+  `error:` line naming the output, with the earlier output untouched and no temporary file left;
+  a deleted working folder is one line before torch loads; a `MemoryError` is one line.
+- **Edited manifests** (`test_edited_manifests.py`): every field of a real manifest given another
+  type is read or refused by `inspect` in one line; a spec edited to disagree with the graph is
+  refused by `fp16`, `calibrate`, `accuracy` and `run` with `Session`'s own message, a label list
+  of another length too.
 - **Threads and soak** (`test_concurrency.py`): one `Session` called from 8 threads at once
   (a barrier), with invalid feeds and casts mixed in, gives exactly the serial outputs and
   errors; 10,000 calls after a warm-up must grow RSS by less than the stated bound.
@@ -223,7 +242,8 @@ POLICY = """## What is checked, and what mmexport does
   `tests/deploy/test_archive.py` (`test_malicious_member_is_refused_and_nothing_is_written`,
   `test_accepted_names_stay_inside_the_folder`, `test_huge_header_record_is_refused_unread`,
   `test_data_filter_is_a_second_line_of_defence`).
-- **Not covered**: a real power cut or a full disk; real TensorRT and CUDA (the engine cases use
+- **Not covered**: a real power cut or a real full disk (faults are injected, or a file-size
+  limit set); real TensorRT and CUDA (the engine cases use
   the fake `tensorrt` of `tests/trt/fakes`); `mmexport triton` and split exports.""".splitlines()
 
 

@@ -4,12 +4,20 @@ Importing this package needs numpy only; torch, onnx and onnxruntime are importe
 stages that use them.
 """
 
+from typing import TYPE_CHECKING
+
 from mmexport.core.errors import MmexportError
-from mmexport.core.spec import DimSpec, InputSpec, ModelSpec, OutputSpec
+
+if TYPE_CHECKING:
+    from mmexport.core.spec import DimSpec, InputSpec, ModelSpec, OutputSpec
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "DimSpec": "mmexport.core.spec",
+    "InputSpec": "mmexport.core.spec",
+    "ModelSpec": "mmexport.core.spec",
+    "OutputSpec": "mmexport.core.spec",
     "to_onnx": "mmexport.export",
     "load_model": "mmexport.export",
     "inspect_artifact": "mmexport.core.inspection",
@@ -20,7 +28,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
-    """``mmexport.to_onnx`` etc. import torch/onnx only when first used."""
+    """``mmexport.to_onnx`` etc. import torch/onnx only when first used; the spec classes import
+    numpy when first used (the command line installs its Ctrl-C handler before that)."""
     if name in _LAZY:
         import importlib
 

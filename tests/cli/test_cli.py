@@ -181,26 +181,26 @@ def test_interrupt_held_until_the_manifest_is_written_says_so(runner, tmp_path, 
     import signal
     import threading
 
-    from mmexport.core import files
-    from mmexport.core.manifest import Manifest, read_manifest
+    from mmexport.core import files, manifest
+    from mmexport.core.manifest import read_manifest
     from runtime.onnx_models import write_tiny
 
     monkeypatch.setattr(files, "INTERRUPTED", threading.Event())  # what the SIGINT handlers set
-    model, write = write_tiny(tmp_path), Manifest.write
+    model, place = write_tiny(tmp_path), manifest.place_manifest
 
-    def ctrl_c_then_write(self, artifact_path):
-        signal.raise_signal(signal.SIGINT)  # Ctrl-C between the artifact's move and its manifest
-        return write(self, artifact_path)
+    def ctrl_c_then_place(staged_manifest, final_path):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C between the artifact's move and its manifest's
+        return place(staged_manifest, final_path)
 
-    monkeypatch.setattr(Manifest, "write", ctrl_c_then_write)
+    monkeypatch.setattr(manifest, "place_manifest", ctrl_c_then_place)
     out = tmp_path / "m.fp16.onnx"
     result = runner.invoke(cli, ["fp16", str(model), "-o", str(out)])
     assert result.exit_code == 130 and files.INTERRUPTED.is_set()
     assert result.stderr.strip().splitlines()[-1] == (
         "interrupted after the artifact and its manifest were written; nothing half-written was left"
     )
-    manifest = read_manifest(out)
-    assert manifest is not None and manifest.sha256 == files.sha256_file(out)
+    written = read_manifest(out)
+    assert written is not None and written.sha256 == files.sha256_file(out)
 
 
 @pytest.mark.slow

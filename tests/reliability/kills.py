@@ -71,14 +71,14 @@ if _POINT in ("in-staging", "before-publish", "before-manifest"):
             return _publish_artifact(*args, **kwargs)
 
         mmexport.core.manifest.publish_artifact = publish_artifact
-    else:
-        _write = mmexport.core.manifest.Manifest.write
+    else:  # the manifest is staged; the artifact is in place, its manifest about to be moved
+        _place_manifest = mmexport.core.manifest.place_manifest
 
-        def write(self, path):
+        def place_manifest(*args, **kwargs):
             _pause()
-            return _write(self, path)
+            return _place_manifest(*args, **kwargs)
 
-        mmexport.core.manifest.Manifest.write = write
+        mmexport.core.manifest.place_manifest = place_manifest
 elif _POINT == "bundle-before-publish":  # inside ArchiveWriter.__exit__, just before os.replace
     import types
 

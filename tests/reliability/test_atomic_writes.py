@@ -72,27 +72,28 @@ def test_ctrl_c_during_the_final_moves_completes_them_then_stops(tmp_path: Path)
     """SIGINT between the artifact's move and its manifest's used to leave the new artifact without
     a manifest (and the old one gone). Now the moves finish, then InterruptedAfterWrite (a
     KeyboardInterrupt) is raised."""
-    from mmexport.core.manifest import Manifest, publish_artifact
+    import mmexport.core.manifest
+    from mmexport.core.manifest import publish_artifact
 
     final = write_tiny(tmp_path)  # a previous good artifact
     manifest = read_manifest(final)
     assert manifest is not None
     previous = signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
-    real_write = Manifest.write
+    real_place = mmexport.core.manifest.place_manifest
 
-    def write_after_ctrl_c(self: Manifest, path: str | Path) -> Path:
-        os.kill(os.getpid(), signal.SIGINT)  # arrives while the manifest is being written
-        return real_write(self, path)
+    def place_after_ctrl_c(staged_manifest: Path, final_path: Path) -> Path:
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the manifest is being moved into place
+        return real_place(staged_manifest, final_path)
 
     try:
-        Manifest.write = write_after_ctrl_c  # type: ignore[method-assign]
+        mmexport.core.manifest.place_manifest = place_after_ctrl_c
         with staging_dir(final) as stage, pytest.raises(InterruptedAfterWrite):
             staged = stage / final.name
             staged.write_bytes(b"new onnx")
             manifest.sha256 = hashlib.sha256(b"new onnx").hexdigest()
             publish_artifact(staged, final, manifest)
     finally:
-        Manifest.write = real_write  # type: ignore[method-assign]
+        mmexport.core.manifest.place_manifest = real_place
         signal.signal(signal.SIGINT, previous)
         INTERRUPTED.clear()
     written = read_manifest(final)

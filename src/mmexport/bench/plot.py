@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmexport.core.errors import MissingDependencyError
+from mmexport.core.files import atomic_writer
 
 if TYPE_CHECKING:
     from mmexport.bench.report import BenchReport
@@ -37,7 +38,8 @@ def plot_report(report: BenchReport, path: Path) -> Path:
     host = report.environment.get("host", {})
     fig.suptitle(f"mmexport bench: {host.get('cpu', '')}", fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_writer(path) as f:  # a killed run or a full disk leaves an earlier plot whole
+        fig.savefig(f, dpi=110, format="png")
     return path
 
 

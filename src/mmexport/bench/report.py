@@ -157,13 +157,29 @@ class BenchReport:
         return csv_text(self)
 
     def write_json(self, path: str | Path, samples: bool = False) -> Path:
+        """Write the JSON form atomically (a killed run or a full disk leaves an earlier file whole)."""
         from mmexport.core.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(samples), indent=2) + "\n")
         return Path(path)
 
+    def write_csv(self, path: str | Path) -> Path:
+        """Write ``to_csv()`` atomically."""
+        from mmexport.core.files import atomic_write_text
+
+        atomic_write_text(path, self.to_csv())
+        return Path(path)
+
+    def write_markdown(self, path: str | Path) -> Path:
+        """Write ``to_markdown()`` atomically."""
+        from mmexport.core.files import atomic_write_text
+
+        atomic_write_text(path, self.to_markdown())
+        return Path(path)
+
     def plot(self, path: str | Path) -> Path:
-        """Latency distributions per target and case as a PNG (needs the ``plot`` extra)."""
+        """Latency distributions per target and case as a PNG (needs the ``plot`` extra), written
+        atomically."""
         from mmexport.bench.plot import plot_report
 
         return plot_report(self, Path(path))

@@ -1,5 +1,5 @@
 """``python -m mmexport.cli``: the same as the ``mmexport`` command."""
 
-from mmexport.cli.app import main
+from mmexport.cli import main
 
 main()

@@ -11,12 +11,15 @@ from typing import Any
 import click
 
 from mmexport import __version__
+from mmexport.cli import EXIT_INTERRUPTED
 from mmexport.cli.flags import cli_message
 from mmexport.cli.options import JSON_OUTPUT
 from mmexport.cli.progress import is_note
-from mmexport.core.errors import MmexportError, ParityError, PrecisionError
+from mmexport.core.errors import ArtifactError, MmexportError, ParityError, PrecisionError
+from mmexport.core.files import DISK_FULL, disk_full_error
 
-EXIT_INTERRUPTED = 130
+MAX_ERROR_CHARS = 2000
+"""An error line longer than this is cut (a value it quotes can be megabytes long)."""
 
 
 class MmexportGroup(click.Group):
@@ -24,7 +27,7 @@ class MmexportGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return _invoke_refusing_environment_errors(lambda: super(MmexportGroup, self).invoke(ctx))
         except MmexportError as e:
             if ctx.meta.get("mmexport.debug"):
                 raise
@@ -36,9 +39,9 @@ class MmexportGroup(click.Group):
             precision_report = e.report if isinstance(e, PrecisionError) else None
             if precision_report is not None and hasattr(precision_report, "to_markdown"):
                 click.echo(precision_report.to_markdown(), err=True)
-            click.secho(f"error: {cli_message(e)}", err=True, fg="red")
+            click.secho(f"error: {shortened(cli_message(e))}", err=True, fg="red")
             if ctx.meta.get(JSON_OUTPUT):
-                failure = {"error": cli_message(e), "type": type(e).__name__}
+                failure = {"error": shortened(cli_message(e)), "type": type(e).__name__}
                 if report is not None:
                     failure["parity"] = report.to_dict()
                 if precision_report is not None and hasattr(precision_report, "to_dict"):
@@ -48,6 +51,29 @@ class MmexportGroup(click.Group):
         except KeyboardInterrupt as e:
             click.echo(_interrupted(e), err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _invoke_refusing_environment_errors(invoke: Any) -> Any:
+    """Run the command; what the machine (not the input) refused becomes an MmexportError: a
+    write that found no room (a library writing on its own, outside ``core.files``), and an
+    allocation the memory could not hold."""
+    try:
+        return invoke()
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise disk_full_error(e.filename or "an output file", e) from e
+    except MemoryError as e:
+        raise ArtifactError(
+            "memory", f"this machine ran out of it ({e or 'MemoryError'})", hint="use smaller shapes"
+        ) from e
+
+
+def shortened(text: str, most: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``most`` characters, saying how much was left out."""
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}... ({len(text) - most} more characters)"
 
 
 def _interrupted(error: KeyboardInterrupt) -> str:
@@ -131,5 +157,6 @@ def _on_interrupt(_signum: int, _frame: object) -> None:
 
 
 def main() -> None:
+    """The command line, once ``mmexport.cli.main`` has checked the working folder."""
     signal.signal(signal.SIGINT, _on_interrupt)
     cli(prog_name="mmexport")

@@ -136,8 +136,8 @@ def bench_cmd(
     click.echo(report.to_text(trtexec=show_trtexec))
     writers: list[tuple[Path | None, Callable[[Path], object]]] = [
         (json_path, lambda p: report.write_json(p)),
-        (csv_path, lambda p: p.write_text(report.to_csv())),
-        (markdown_path, lambda p: p.write_text(report.to_markdown())),
+        (csv_path, report.write_csv),
+        (markdown_path, report.write_markdown),
         (plot_path, report.plot),
     ]
     failed = [f for path, write in writers if path is not None and (f := _write(path, write))]
@@ -186,8 +186,13 @@ def check_writable(path: Path, option: str) -> None:
 
 def _write(path: Path, write: Callable[[Path], object]) -> str | None:
     """Write one output; on failure say why on stderr and return the path, so the others still get written."""
+    from mmexport.core.errors import MmexportError
+
     try:
         write(path)
+    except MmexportError as e:  # a full disk, through the atomic writer
+        click.echo(f"error: {e}", err=True)
+        return str(path)
     except OSError as e:
         click.echo(f"error: {path}: cannot be written: {e.strerror or e}", err=True)
         return str(path)

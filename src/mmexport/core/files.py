@@ -11,8 +11,10 @@ killed runs carry their process id, so that the next run removes them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -26,6 +28,23 @@ from typing import BinaryIO
 
 from mmexport.core.errors import ArtifactError
 
+log = logging.getLogger(__name__)
+
+
+def require_utf8_path(path: str | Path) -> None:
+    """Refuse a path that is not valid UTF-8 (a file name in another encoding): onnxruntime and
+    TensorRT take UTF-8 paths only, so an artifact written there could not be loaded again."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise ArtifactError(
+            shown,
+            "path is not UTF-8; onnxruntime and TensorRT cannot open it",
+            hint="rename the file or folder",
+        ) from None
+
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -35,35 +54,67 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, *, output: str | Path | None = None) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), output=output)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, *, output: str | Path | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, flushed to the disk,
     and a rename; a reader sees the old file or the new one, never part of one."""
-    with atomic_writer(path) as f:
+    with atomic_writer(path, output=output) as f:
         f.write(data)
 
 
+DISK_FULL = frozenset(
+    code for code in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None)) if code is not None
+)
+"""The errors of a write that found no room: a full disk, a file-size limit, a full quota."""
+
+
+def disk_full_error(path: str | Path, error: OSError) -> ArtifactError:
+    """The one line a write that found no room ends in, naming the output it was writing."""
+    why = "no space left on device"
+    if error.errno == errno.EFBIG:
+        why = "no space left under the file-size limit"
+    return ArtifactError(
+        str(path),
+        f"cannot be written: {why}; nothing was left half-written",
+        hint="free some space, or write elsewhere",
+    )
+
+
 @contextmanager
-def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+def disk_full_refused(path: str | Path) -> Iterator[None]:
+    """Turn a write in the body that found no room (``DISK_FULL``) into ``disk_full_error``."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise disk_full_error(path, e) from e
+
+
+@contextmanager
+def atomic_writer(path: str | Path, *, output: str | Path | None = None) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through (streamed, for outputs too large to hold twice):
     a temporary file in the same folder, flushed to the disk and renamed into place when the body
-    succeeds, removed when it fails (a full disk, Ctrl-C), so that an earlier file stays whole."""
+    succeeds, removed when it fails (a full disk, Ctrl-C), so that an earlier file stays whole.
+    A full disk is an ``ArtifactError`` naming ``output`` (the file the user asked for, when
+    ``path`` is a staged part of it), else ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with disk_full_refused(output if output is not None else path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     fsync_folder(path.parent)
 
 
@@ -100,6 +151,7 @@ def _umask() -> int:
 def output_folder(path: str | Path) -> Iterator[Path]:
     """Create the folder of ``path`` if needed; remove the folders made here if the body fails."""
     path = Path(path)
+    require_utf8_path(path)
     if path.is_dir():
         raise ArtifactError(str(path), "is a folder; give a file name", hint="e.g. -o model.onnx")
     missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
@@ -149,6 +201,35 @@ def remove_abandoned_staging(final_path: Path) -> list[Path]:
                 continue
             removed.append(entry)
     return removed
+
+
+ASIDE_SUFFIX = ".old"
+Owned = Callable[[str], bool]
+"""Whether a relative POSIX path inside an output folder was written by mmexport."""
+
+
+def recover_abandoned_aside(final_path: Path, owned_in: Callable[[Path], Owned]) -> list[Path]:
+    """Finish the folder swaps that runs for ``final_path`` that no longer run left halfway: the
+    earlier output they moved aside (``.NAME.<pid>.*.old``) moves back if nothing took its place;
+    else its own files (``owned_in(aside)`` says which) are removed and anything else moves back
+    into ``final_path`` (``restore_foreign``). Nothing a user put there is removed. Returns the
+    folders handled."""
+    prefix = f".{final_path.name}."
+    handled = []
+    for aside in final_path.parent.glob(f"{glob.escape(prefix)}*{ASIDE_SUFFIX}"):
+        pid = aside.name[len(prefix) :].split(".", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)) or aside.is_symlink() or not aside.is_dir():
+            continue
+        if not any(aside.iterdir()):
+            aside.rmdir()
+        elif not (final_path.exists() or final_path.is_symlink()):
+            os.replace(aside, final_path)  # stopped between its two moves: the earlier output returns
+        else:
+            kept = restore_foreign(aside, final_path, owned_in(aside))
+            if kept:
+                log.warning(f"{aside} (left by a stopped run) still holds {', '.join(kept)}: not replaced")
+        handled.append(aside)
+    return handled
 
 
 def _process_alive(pid: int) -> bool:
@@ -209,16 +290,22 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 @contextmanager
-def staging_dir(final_path: str | Path) -> Iterator[Path]:
+def staging_dir(final_path: str | Path, *, owned_in: Callable[[Path], Owned] | None = None) -> Iterator[Path]:
     """A temporary folder beside ``final_path``, removed afterwards whatever happens, with the
     output's lock (``output_lock``) held meanwhile.
 
     Its name carries this process's id, so that the folders of runs that were killed (and could
-    not clean up) are recognised and removed by the next run for the same output.
+    not clean up) are recognised and removed by the next run for the same output. A write in the
+    body that finds the disk full is an ``ArtifactError`` naming ``final_path``. ``owned_in``:
+    for outputs that are folders swapped as a whole, what an earlier output in a folder wrote
+    (``recover_abandoned_aside`` finishes the swaps of killed runs with it, under the lock).
     """
     final_path = Path(final_path)
-    with output_lock(final_path), _staging_dir(final_path) as tmp:
-        yield tmp
+    with output_lock(final_path):
+        if owned_in is not None:
+            recover_abandoned_aside(final_path, owned_in)
+        with _staging_dir(final_path) as tmp, disk_full_refused(final_path):
+            yield tmp
 
 
 @contextmanager
@@ -238,7 +325,7 @@ def _staging_dir(final_path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def restore_foreign(aside: Path, folder: Path, owned: Callable[[str], bool]) -> list[str]:
+def restore_foreign(aside: Path, folder: Path, owned: Owned) -> list[str]:
     """After an earlier output was moved to ``aside`` and the new one into ``folder``: remove what
     ``owned`` (a relative POSIX path -> bool) says the earlier output wrote, and move everything else
     back into ``folder``. What cannot go back (the new output has that name) stays in ``aside``;

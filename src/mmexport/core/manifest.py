@@ -13,6 +13,7 @@ failure is one ``ArtifactError`` naming the file.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mmexport.core.errors import ArtifactError, SpecError
-from mmexport.core.files import atomic_write_text, publish, sha256_file, uninterrupted, utc_now
+from mmexport.core.files import atomic_write_text, fsync_folder, publish, sha256_file, uninterrupted, utc_now
 from mmexport.core.json_limits import check_format, dumps_finite, read_json_limited
 from mmexport.core.spec import ModelSpec
 
@@ -55,11 +56,21 @@ def manifest_path(artifact: str | Path) -> Path:
 def publish_artifact(
     staged: Path, final_path: Path, manifest: Manifest, *, companions: tuple[str, ...] = ()
 ) -> Path:
-    """Move a staged artifact (and its companions) into place, then write its manifest, with
-    Ctrl-C held back in between; returns the manifest's path."""
+    """Move a staged artifact (and its companions) into place, then its manifest, with Ctrl-C held
+    back in between; returns the manifest's path. The manifest is written in the staging folder
+    first, so that a full disk fails there, before anything is moved (moves need no space)."""
+    staged_manifest = manifest.write(staged, output=final_path)
     with uninterrupted():
         publish(staged, final_path, companions=companions)
-        return manifest.write(final_path)
+        return place_manifest(staged_manifest, final_path)
+
+
+def place_manifest(staged_manifest: Path, final_path: Path) -> Path:
+    """Move a manifest written beside the staged artifact to its place beside ``final_path``."""
+    path = manifest_path(final_path)
+    os.replace(staged_manifest, path)
+    fsync_folder(path.parent)
+    return path
 
 
 class _Text(str, Enum):
@@ -285,9 +296,11 @@ class Manifest:
             "validation": self.validation.to_dict(),
         }
 
-    def write(self, artifact_path: str | Path) -> Path:
+    def write(self, artifact_path: str | Path, *, output: str | Path | None = None) -> Path:
+        """Write the manifest beside ``artifact_path``; ``output``: the artifact errors name (a
+        staged artifact's final path)."""
         path = manifest_path(artifact_path)
-        atomic_write_text(path, dumps_finite(self.to_dict()))
+        atomic_write_text(path, dumps_finite(self.to_dict()), output=output)
         return path
 
     @classmethod
@@ -338,7 +351,33 @@ def _check_fields(data: dict[str, Any], where: str) -> None:
         raise ArtifactError(where, f"manifest 'created' must be a string, got {data['created']!r}")
     for key in _OBJECT_FIELDS:
         if not isinstance(data.get(key, {}), dict):
-            raise ArtifactError(where, f"manifest {key!r} must be an object")
+            raise ArtifactError(where, f"manifest {key!r} must be an object, got {_shown(data[key])}")
+    _check_parity(data.get("validation", {}).get("parity"), where)
+
+
+def _check_parity(parity: Any, where: str) -> None:
+    """``validation.parity``, which ``inspect`` reads: an object whose ``passed`` is true, false or
+    null and whose ``rows`` are objects naming their ``point``."""
+    if parity is None:
+        return
+    if not isinstance(parity, dict):
+        raise ArtifactError(where, f"manifest 'validation.parity' must be an object, got {_shown(parity)}")
+    if parity.get("passed") is not None and not isinstance(parity["passed"], bool):
+        shown = _shown(parity["passed"])
+        raise ArtifactError(where, f"manifest 'validation.parity.passed' must be true or false, got {shown}")
+    rows = parity.get("rows", [])
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("point", ""), str) for r in rows
+    ):
+        raise ArtifactError(
+            where, "manifest 'validation.parity.rows' must be a list of objects whose 'point' is a string"
+        )
+
+
+def _shown(value: Any, most: int = 60) -> str:
+    """``value`` as a manifest error quotes it: its repr, cut to ``most`` characters."""
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def read_manifest(artifact_path: str | Path) -> Manifest | None:

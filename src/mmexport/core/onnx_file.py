@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmexport.core.errors import ArtifactError, MissingDependencyError
+from mmexport.core.files import require_utf8_path
 
 if TYPE_CHECKING:
     import onnx
@@ -29,8 +30,10 @@ def import_onnx(purpose: str = "reading ONNX files") -> object:
 
 
 def check_file(path: str | Path) -> Path:
-    """``path`` as a Path, refused (ArtifactError) when it is missing or not a file."""
+    """``path`` as a Path, refused (ArtifactError) when it is missing, not a file, or not a
+    UTF-8 path (which the runtimes cannot open)."""
     path = Path(path)
+    require_utf8_path(path)
     if not path.is_file():
         raise ArtifactError(str(path), "does not exist" if not path.exists() else "is not a file")
     return path

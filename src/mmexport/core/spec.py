@@ -16,6 +16,7 @@ the checks run on construction in ``spec_checks``, the ``preprocess`` schema in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,9 +179,19 @@ class ModelSpec:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelSpec:
+        """The spec in a JSON file, read as untrusted input: at most ``MAX_SPEC_FILE_BYTES``
+        (read that far and no further, since the file may grow), UTF-8 with or without a BOM."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as f:
+                raw = f.read(MAX_SPEC_FILE_BYTES + 1)
+            if len(raw) > MAX_SPEC_FILE_BYTES:
+                raise SpecError(
+                    f"spec file {str(path)!r} is larger than {MAX_SPEC_FILE_BYTES >> 20} MiB "
+                    "(a spec is a few KiB)",
+                    hint="is this the right file?",
+                )
+            text = raw.decode("utf-8-sig")
         except FileNotFoundError:
             raise SpecError(f"spec file {str(path)!r} does not exist") from None
         except (OSError, UnicodeDecodeError) as e:
@@ -310,6 +321,9 @@ def _sample(
 
 # -- parsing ----------------------------------------------------------------------------
 
+MAX_SPEC_FILE_BYTES = 16 << 20
+"""A spec file larger than this is refused before it is read (specs are a few KiB)."""
+
 
 def _check_call_kwargs(call_kwargs: Mapping[str, Any]) -> None:
     """``call_kwargs`` are constants written in JSON: names to strings, numbers, booleans or null."""
@@ -388,8 +402,9 @@ def _parse_output(index: int, item: Any) -> OutputSpec:
         raise SpecError(f"labels must be a list of strings, got {labels!r}", where=where)
     for key in ("atol", "rtol"):
         v = item.get(key)
-        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
-            raise SpecError(f"{key} must be a number >= 0, got {v!r}", where=where)
+        finite = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+        if v is not None and not finite:
+            raise SpecError(f"{key} must be a finite number >= 0, got {v!r}", where=where)
     return OutputSpec(
         name=item["name"],
         labels=tuple(labels) if labels is not None else None,

@@ -73,7 +73,11 @@ def _check_sizes(spec: ModelSpec) -> None:
 def check_fits_memory(spec: ModelSpec, point: Mapping[str, int], *, what: str) -> None:
     """Refuse, before anything is allocated, a feed at ``point`` larger than this machine's memory
     (``what`` names the stage that would allocate it, e.g. "the parity gate")."""
-    total = sum(input_bytes(inp, point) for inp in spec.inputs)
+    sizes = [input_bytes(inp, point) for inp in spec.inputs]
+    # Random values are drawn as float64/int64, then cast: one such draw is held beside the feed.
+    items = [np.dtype(i.dtype).itemsize for i in spec.inputs]
+    drawn = max((8 * n // item for n, item in zip(sizes, items, strict=True)), default=0)
+    total = sum(sizes) + drawn
     if MAX_FEED_BYTES is not None and total > MAX_FEED_BYTES:
         shown = ", ".join(f"{k}={v}" for k, v in point.items())
         raise SpecError(

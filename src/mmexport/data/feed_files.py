@@ -17,7 +17,7 @@ import numpy as np
 
 from mmexport.core.errors import DataError
 from mmexport.core.spec import InputSpec, ModelSpec, OutputSpec
-from mmexport.data.feeds import with_masks
+from mmexport.data.feeds import check_int_range, with_masks
 from mmexport.data.npy_headers import check_npz_members, npy_size_problem, spec_max_bytes
 
 
@@ -30,6 +30,8 @@ def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> d
             arrays = _read_npz_all(path, spec)
             for key in arrays:
                 _refuse_twice(key, path, origin)
+                if key in spec.input_names:
+                    check_int_range(arrays[key], spec.input(key), sample=str(path))
             feeds.update(arrays)
             continue
         inp = _input_named(name, spec, path)
@@ -79,6 +81,7 @@ def read_input_file(path: Path, inp: InputSpec, spec: ModelSpec) -> np.ndarray:
         from mmexport.data.preprocess import load_file
 
         return load_file(path, inp, spec)[None]
+    check_int_range(array, inp, sample=str(path))  # token ids: -1 would wrap in Gather, not fail
     return array[None] if array.ndim == len(inp.shape) - 1 else array
 
 

@@ -138,7 +138,13 @@ def check_values(array: np.ndarray, inp: InputSpec, *, sample: str) -> None:
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(array.size - np.isfinite(array).sum())
         raise DataError(f"holds {bad} NaN or infinite value(s)", sample=sample, field=inp.name)
-    if inp.range is not None and np.issubdtype(array.dtype, np.integer):
+    check_int_range(array, inp, sample=sample)
+
+
+def check_int_range(array: np.ndarray, inp: InputSpec, *, sample: str) -> None:
+    """Integers inside the input's ``range`` (padding aside): token ids index an embedding table,
+    where ONNX Gather takes -1 as the last row and an id past it fails or reads garbage."""
+    if array.size and inp.range is not None and np.issubdtype(array.dtype, np.integer):
         low, high = inp.range
         pad = (inp.preprocess or {}).get("pad")
         values = array if pad is None else array[array != pad]  # padding may sit outside the range

@@ -9,6 +9,7 @@ numpy and Pillow only: the torch-free runtime uses this module.
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,23 +154,44 @@ def load_image(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> n
     )
     if size != (image.height, image.width):
         image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return normalize_image(np.asarray(image).reshape(image.height, image.width, -1), inp)
+    return normalize_image(np.asarray(image).reshape(image.height, image.width, -1), inp, sample=sample)
 
 
-def normalize_image(pixels: np.ndarray, inp: InputSpec) -> np.ndarray:
+def normalize_image(pixels: np.ndarray, inp: InputSpec, *, sample: str | None = None) -> np.ndarray:
     """HxWxC pixels (e.g. a decoded uint8 RGB frame) as the input's normalized [C, H, W] array.
 
     The arithmetic of ``load_image`` after decoding: channel order, ``scale``, ``mean``, ``std``.
-    Nothing is resized or checked against the spec's ranges here (``check_array`` does that).
+    Nothing is resized or checked against the spec's ranges here (``check_array`` does that). Values
+    the input's dtype cannot hold (a ``scale`` too large for float16) are a DataError, not inf.
     """
     pre = inp.preprocess or {}
     chw = np.asarray(pixels, dtype=np.float32).transpose(2, 0, 1)
     if pre.get("channel_order", "rgb") == "bgr":
         chw = chw[::-1]
-    chw = chw * np.float32(pre.get("scale", DEFAULT_SCALE))
-    mean = np.asarray(pre["mean"], dtype=np.float32)[:, None, None]
-    std = np.asarray(pre["std"], dtype=np.float32)[:, None, None]
-    return np.ascontiguousarray((chw - mean) / std, dtype=inp.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, by name
+        chw = chw * np.float32(pre.get("scale", DEFAULT_SCALE))
+        mean = np.asarray(pre["mean"], dtype=np.float32)[:, None, None]
+        std = np.asarray(pre["std"], dtype=np.float32)[:, None, None]
+        values = (chw - mean) / std
+    _check_representable(values, inp, sample)
+    return np.ascontiguousarray(values, dtype=inp.dtype)
+
+
+def _check_representable(values: np.ndarray, inp: InputSpec, sample: str | None) -> None:
+    """Normalized pixels must be finite in the input's dtype (float16 ends at 65504)."""
+    if values.size == 0 or inp.dtype == "bool":
+        return
+    finite = bool(np.isfinite(values).all())
+    low, high = (float(values.min()), float(values.max())) if finite else (-math.inf, math.inf)
+    info = np.finfo(inp.dtype) if inp.dtype in FLOAT_DTYPES else np.iinfo(inp.dtype)
+    if low < float(info.min) or high > float(info.max):
+        raise DataError(
+            f"normalized pixels reach {low:.3g}..{high:.3g}, beyond what {inp.dtype} holds "
+            f"({float(info.min):.3g}..{float(info.max):.3g})",
+            sample=sample,
+            field=inp.name,
+            hint="check the input's preprocess scale, mean and std",
+        )
 
 
 # -- text ---------------------------------------------------------------------------------------
@@ -192,7 +214,7 @@ def load_text(path: Path, inp: InputSpec, spec: ModelSpec, *, sample: str) -> np
                 sample=sample,
                 field=inp.name,
             )
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors write one) is no word
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path.name!r} as UTF-8 text: {e}", sample=sample, field=inp.name) from e
     return text_to_tokens(text, inp, spec, sample=sample, source=repr(path.name))
@@ -209,6 +231,7 @@ def text_to_tokens(
     """
     pre = inp.preprocess or {}
     _require_rank(inp, 2, "tokens preprocess needs a shape [batch, seq]", sample)
+    text = text.removeprefix("\ufeff")
     words = (text.lower() if pre.get("lowercase", True) else text).split()
     if pre.get("vocab") is not None:  # "what colour is the object?" -> ... "object"
         words = [w.strip(string.punctuation) for w in words]
@@ -216,6 +239,7 @@ def text_to_tokens(
     if not words:
         raise DataError(f"{source} holds no words", sample=sample, field=inp.name)
     ids = _token_ids(words, pre.get("vocab"), source, sample, inp.name, pre.get("unk"))
+    _check_ids(ids, inp, source, sample)
     info = np.iinfo(inp.dtype) if inp.dtype in INT_DTYPES else None
     if info is not None and not (info.min <= min(ids) and max(ids) <= info.max):
         raise DataError(
@@ -240,6 +264,22 @@ def text_to_tokens(
     return np.asarray(ids, dtype=inp.dtype)
 
 
+def _check_ids(ids: list[int], inp: InputSpec, source: str, sample: str) -> None:
+    """Token ids index an embedding table: a negative one would wrap around (ONNX Gather takes
+    -1 as the last row) and one past the spec's range would read past it, silently."""
+    low, high = inp.range if inp.range is not None else (0, None)
+    pad = (inp.preprocess or {}).get("pad")
+    bad = [i for i in ids if i != pad and (i < low or (high is not None and i >= high))]
+    if bad:
+        allowed = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise DataError(
+            f"{source}: token id {bad[0]} is outside {allowed}"
+            + (" (the spec's range)" if inp.range is not None else " (ids index the vocabulary)"),
+            sample=sample,
+            field=inp.name,
+        )
+
+
 def _require_rank(inp: InputSpec, rank: int, message: str, sample: str) -> None:
     if len(inp.shape) != rank:
         raise DataError(f"{message}, the spec has {_shape_text(inp.shape)}", sample=sample, field=inp.name)
@@ -255,7 +295,7 @@ def _token_ids(
                 ids.append(int(word) if len(word) <= 21 else int("x"))  # 21: longer is no int64
             except ValueError:
                 raise DataError(
-                    f"{source}: {word!r:.40} is not a token id and the spec gives no vocab",
+                    f"{source}: {_quoted(word)} is not a token id and the spec gives no vocab",
                     sample=sample,
                     field=field,
                 ) from None
@@ -266,12 +306,19 @@ def _token_ids(
     for word in words:
         if word not in index:
             raise DataError(
-                f"{source}: word {word!r} is not in the vocab ({len(vocab)} words)",
+                f"{source}: word {_quoted(word)} is not in the vocab ({len(vocab)} words)",
                 sample=sample,
                 field=field,
                 hint='add "unk": "<token>" to the input\'s preprocess to map unknown words to it',
             )
     return [index[word] for word in words]
+
+
+def _quoted(word: str, most: int = 40) -> str:
+    """``word`` as an error quotes it: its repr, cut to ``most`` characters (a text without spaces
+    is one word, and may be megabytes long)."""
+    text = repr(word)
+    return text if len(text) <= most else f"{text[: most - 4]}...' ({len(word)} characters)"
 
 
 # -- audio -------------------------------------------------------------------------------------

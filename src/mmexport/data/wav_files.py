@@ -7,14 +7,44 @@ file costs no memory; a file cut inside its last frame keeps its whole frames.
 
 from __future__ import annotations
 
+import struct
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mmexport.core.errors import DataError
 
 _PCM_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}  # sample width -> full scale
+_PCM, _EXTENSIBLE = 0x0001, 0xFFFE
+_PCM_SUBFORMAT = bytes.fromhex("0100000000001000800000aa00389b71")  # KSDATAFORMAT_SUBTYPE_PCM
+
+
+class _WaveRead(wave.Wave_read):
+    """``wave``'s reader, also taking WAVE_FORMAT_EXTENSIBLE with the PCM subformat (what most
+    recorders write for 24-bit and multi-channel audio), which Python reads only from 3.12."""
+
+    def _read_fmt_chunk(self, chunk: Any) -> None:
+        head = chunk.read(16)
+        if len(head) < 16:
+            raise EOFError
+        tag, channels, rate, _, _, bits = struct.unpack("<HHLLHH", head)
+        if tag == _EXTENSIBLE:
+            extension = chunk.read(24)  # size, valid bits, channel mask, subformat GUID
+            if len(extension) < 24:
+                raise EOFError
+            if extension[8:24] != _PCM_SUBFORMAT:
+                raise wave.Error("WAVE_FORMAT_EXTENSIBLE with a subformat that is not PCM (e.g. float)")
+        elif tag != _PCM:
+            raise wave.Error(f"format tag {tag:#06x} is not PCM (1) or WAVE_FORMAT_EXTENSIBLE PCM")
+        if not channels:
+            raise wave.Error("bad # of channels")
+        self._nchannels, self._framerate, self._sampwidth = channels, rate, (bits + 7) // 8
+        if not self._sampwidth:
+            raise wave.Error("bad sample width")
+        self._framesize = channels * self._sampwidth
+        self._comptype, self._compname = "NONE", "not compressed"
 
 
 def read_wav(
@@ -25,7 +55,7 @@ def read_wav(
     ``max_frames``: more frames than this is a DataError, raised before reading any; ``keep``:
     read at most this many frames (the rest is not needed)."""
     try:
-        with wave.open(str(path), "rb") as f:
+        with _WaveRead(str(path)) as f:
             width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
             frames = min(f.getnframes(), path.stat().st_size // max(1, width * channels))
             if max_frames is not None and frames > max_frames and (keep is None or keep > max_frames):

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from mmexport.core.errors import ArtifactError, MmexportError
-from mmexport.core.files import INTERRUPTED, fsync_folder, staging_dir
+from mmexport.core.files import INTERRUPTED, disk_full_refused, fsync_folder, staging_dir
 
 GIB = 1 << 30
 COMPRESS_LEVEL = 6  # weights hardly compress; level 9 costs much more time for little gain
@@ -166,7 +166,8 @@ class ArchiveWriter:
     def add(self, entry: Entry) -> str:
         if entry.name in self.hashes:
             raise ArtifactError(entry.name, "would be stored twice in the archive")
-        self.hashes[entry.name] = _add(self._tar, entry, self.mtime)
+        with disk_full_refused(self.output):
+            self.hashes[entry.name] = _add(self._tar, entry, self.mtime)
         self.sizes[entry.name] = entry.size
         return self.hashes[entry.name]
 
@@ -258,6 +259,17 @@ class CappedReads:
         return self.raw.tell()
 
 
+OTHER_ARCHIVES = {
+    b"PK\x03\x04": "zip",
+    b"PK\x05\x06": "zip",
+    b"\xfd7zXZ\x00": "xz",
+    b"BZh": "bzip2",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"7z\xbc\xaf\x27\x1c": "7z",
+}
+"""The first bytes of archive formats a bundle is not, and their names."""
+
+
 @contextlib.contextmanager
 def open_archive(archive: Path) -> Iterator[tarfile.TarFile]:
     """``archive`` (a gzip tar or a plain tar) for reading, with every read capped at ``MAX_READ``."""
@@ -265,8 +277,16 @@ def open_archive(archive: Path) -> Iterator[tarfile.TarFile]:
         raise ArtifactError(str(archive), "does not exist" if not archive.exists() else "is not a file")
     with contextlib.ExitStack() as stack:
         raw: BinaryIO | gzip.GzipFile = stack.enter_context(open(archive, "rb"))
-        compressed = raw.read(2) == GZIP_MAGIC
+        head = raw.read(8)
+        compressed = head[:2] == GZIP_MAGIC
         raw.seek(0)
+        other = next((kind for magic, kind in OTHER_ARCHIVES.items() if head.startswith(magic)), None)
+        if other is not None:
+            raise ArtifactError(
+                str(archive),
+                f"is not a tar archive (gzip or plain tar), got {other}",
+                hint="a bundle is the .tar.gz that 'mmexport bundle' writes",
+            )
         if compressed:
             raw = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         capped = CappedReads(raw, MAX_READ, str(archive))

@@ -49,7 +49,7 @@ from mmexport.deploy.archive import (
 from mmexport.deploy.bundle_artifacts import BundledArtifact, ChecksumError, collect_artifact
 from mmexport.deploy.bundle_json import BUNDLE_JSON, FORMAT, FORMAT_VERSION, read_bundle_json
 from mmexport.deploy.bundle_targets import BundleTarget, get_bundle_target
-from mmexport.deploy.unbundle_place import check_destination, publish_unpacked
+from mmexport.deploy.unbundle_place import bundle_owned, check_destination, publish_unpacked
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def unbundle(
             place.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ArtifactError(str(output.parent), f"cannot create the output folder: {e.strerror}") from e
-        with staging_dir(place) as stage:
+        with staging_dir(place, owned_in=bundle_owned) as stage:
             content = stage / "content"
             members = extract(archive, content, limits)
             log.info(f"extracted {len(members)} members; verifying every sha256")

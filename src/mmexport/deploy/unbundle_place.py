@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mmexport.core.errors import ArtifactError
-from mmexport.core.files import INTERRUPTED, restore_foreign
+from mmexport.core.files import ASIDE_SUFFIX, INTERRUPTED, restore_foreign
 from mmexport.deploy import bundle_script
 from mmexport.deploy.bundle_json import BUNDLE_JSON, read_bundle_json
 
@@ -68,9 +68,9 @@ def publish_unpacked(content: Path, output: Path, archive: Path, overwrite: bool
         return
     if output.exists() or output.is_symlink():
         check_destination(archive, output, overwrite, again=True)
-        owned = _bundle_owned(output)
+        owned = bundle_owned(output)
         aside = Path(
-            tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".old", dir=output.parent)
+            tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=ASIDE_SUFFIX, dir=output.parent)
         )
         try:
             os.replace(output, aside)
@@ -91,7 +91,7 @@ def publish_unpacked(content: Path, output: Path, archive: Path, overwrite: bool
         raise ArtifactError(str(output), "appeared while the bundle was unpacked; left as it is") from e
 
 
-def _bundle_owned(folder: Path) -> Callable[[str], bool]:
+def bundle_owned(folder: Path) -> Callable[[str], bool]:
     """Whether a path in an unpacked bundle was written by mmexport: bundle.json, what it lists,
     and what build.sh writes (engines/)."""
     try:

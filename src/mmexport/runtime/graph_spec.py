@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmexport.core.artifact import check_spec_matches as core_check_spec_matches
 from mmexport.core.errors import ArtifactError
 from mmexport.core.spec import DTYPES, DimSpec, InputSpec, ModelSpec, OutputSpec
 from mmexport.runtime.backends.base import TensorInfo
@@ -40,23 +41,5 @@ def spec_from_graph(path: Path, inputs: list[TensorInfo], outputs: list[TensorIn
 
 def check_spec_matches(path: Path, spec: ModelSpec, graph: ModelSpec) -> None:
     """The manifest's spec must describe this graph: same input names, dtypes, ranks and fixed axes."""
-    if sorted(spec.input_names) != sorted(graph.input_names):
-        raise ArtifactError(
-            str(path),
-            f"the manifest's inputs ({', '.join(spec.input_names)}) are not the graph's "
-            f"({', '.join(graph.input_names)})",
-            hint="was the file replaced after its manifest was written?",
-        )
-    for ours in spec.inputs:
-        theirs = graph.input(ours.name)
-        same_axes = len(ours.shape) == len(theirs.shape) and all(
-            not (isinstance(a, int) and isinstance(b, int) and a != b)
-            for a, b in zip(ours.shape, theirs.shape, strict=True)
-        )
-        if ours.dtype != theirs.dtype or not same_axes:
-            raise ArtifactError(
-                str(path),
-                f"input {ours.name!r} is {ours.dtype} {list(ours.shape)} in the manifest but "
-                f"{theirs.dtype} {list(theirs.shape)} in the graph",
-                hint="was the file replaced after its manifest was written?",
-            )
+    inputs = {i.name: (i.dtype, tuple(i.shape)) for i in graph.inputs}
+    core_check_spec_matches(path, spec, inputs)

@@ -17,6 +17,7 @@ from mmexport.core.manifest import (
     read_manifest,
     require_external_data,
 )
+from mmexport.core.onnx_file import check_file
 from mmexport.core.spec import InputSpec, OutputSpec
 from mmexport.runtime.backends.base import Backend, BackendConfig
 from mmexport.runtime.backends.registry import find_backend, load_backend_class
@@ -68,10 +69,7 @@ class Session(Runner):
     ) -> None:
         super().__init__()
         loaded = path if isinstance(path, LoadedArtifact) else None  # its manifest and hash are reused
-        self.path = path.path if isinstance(path, LoadedArtifact) else Path(path)
-        if not self.path.is_file():
-            problem = "does not exist" if not self.path.exists() else "is not a file"
-            raise ArtifactError(str(self.path), problem)
+        self.path = check_file(path.path if isinstance(path, LoadedArtifact) else path)
         self.manifest: Manifest | None = loaded.manifest if loaded is not None else read_manifest(self.path)
         data = _check_files(self.path, self.manifest, verify_sha256, loaded)
         entry = find_backend(backend, self.path, self.manifest.kind if self.manifest else None)

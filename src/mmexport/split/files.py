@@ -11,12 +11,12 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mmexport.core.errors import ArtifactError
-from mmexport.core.files import INTERRUPTED, output_folder, restore_foreign, staging_dir
+from mmexport.core.files import ASIDE_SUFFIX, INTERRUPTED, output_folder, restore_foreign, staging_dir
 from mmexport.core.json_limits import read_json_limited
 from mmexport.split.composition import FILE_NAME, MAX_BYTES, WHAT, is_composition_folder
 
@@ -57,7 +57,14 @@ def foreign_entries(folder: Path) -> list[str]:
 
 
 def check_folder(folder: Path) -> None:
-    """Refuse, before any work: a file, or a folder holding anything an earlier export did not write."""
+    """Refuse, before any work: a symbolic link (the swap would replace the link, not the folder it
+    names), a file, or a folder holding anything an earlier export did not write."""
+    if folder.is_symlink():
+        raise ArtifactError(
+            str(folder),
+            f"is a symbolic link (to {os.readlink(folder)}); a split export replaces its folder as a whole",
+            hint=f"give the folder itself, e.g. -o {os.path.realpath(folder)}",
+        )
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(str(folder), "is a file; a split export is a folder", hint="e.g. -o fusion/")
     foreign = foreign_entries(folder)
@@ -81,8 +88,12 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     """A staging folder beside ``folder`` (``check_folder`` first); the folders created for it
     are removed again if the body fails. The body ends with ``publish_folder``."""
     check_folder(folder)
-    with output_folder(folder / FILE_NAME), staging_dir(folder) as stage:
+    with output_folder(folder / FILE_NAME), staging_dir(folder, owned_in=_owned_in) as stage:
         yield stage
+
+
+def _owned_in(folder: Path) -> Callable[[str], bool]:
+    return owned_names(folder).__contains__
 
 
 def publish_folder(stage: Path, folder: Path) -> None:
@@ -95,7 +106,9 @@ def publish_folder(stage: Path, folder: Path) -> None:
     check_folder(folder)
     owned = owned_names(folder)
     os.chmod(stage, 0o777 & ~_umask())  # the staging folder was private (mkdtemp)
-    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", suffix=".old", dir=folder.parent))
+    aside = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", suffix=ASIDE_SUFFIX, dir=folder.parent)
+    )
     earlier = folder.exists()
     try:
         if earlier:
