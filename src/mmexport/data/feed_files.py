@@ -30,14 +30,27 @@ def read_feeds(sources: Sequence[tuple[str | None, Path]], spec: ModelSpec) -> d
             arrays = _read_npz_all(path, spec)
             for key in arrays:
                 _refuse_twice(key, path, origin)
-                if key in spec.input_names:
-                    check_int_range(arrays[key], spec.input(key), sample=str(path))
             feeds.update(arrays)
             continue
         inp = _input_named(name, spec, path)
         _refuse_twice(inp.name, path, origin)
         feeds[inp.name] = read_input_file(path, inp, spec)
-    return dict(with_masks(feeds, spec))  # a mask not given follows its token input's padding
+    feeds = dict(with_masks(feeds, spec))  # a mask not given follows its token input's padding
+    for key, array in feeds.items():
+        if key in origin and key in spec.input_names:
+            _check_ids(array, spec.input(key), spec, feeds, sample=str(origin[key]))
+    return feeds
+
+
+def _check_ids(
+    array: np.ndarray, inp: InputSpec, spec: ModelSpec, feeds: dict[str, np.ndarray], *, sample: str
+) -> None:
+    """Token ids inside the input's range where its mask (if any) keeps them: -1 would wrap in
+    Gather, not fail; padding the mask leaves out may sit outside the range."""
+    mask = spec.mask_for(inp.name)
+    if mask is not None and mask.name in feeds and np.shape(feeds[mask.name]) == np.shape(array):
+        array = np.asarray(array)[np.asarray(feeds[mask.name]) != 0]
+    check_int_range(np.asarray(array), inp, sample=sample)
 
 
 def _input_named(name: str, spec: ModelSpec, path: Path) -> InputSpec:
@@ -81,7 +94,6 @@ def read_input_file(path: Path, inp: InputSpec, spec: ModelSpec) -> np.ndarray:
         from mmexport.data.preprocess import load_file
 
         return load_file(path, inp, spec)[None]
-    check_int_range(array, inp, sample=str(path))  # token ids: -1 would wrap in Gather, not fail
     return array[None] if array.ndim == len(inp.shape) - 1 else array
 
 
