@@ -26,7 +26,7 @@ import numpy as np
 
 from mmexport.core.errors import SpecError
 from mmexport.core.preprocess_spec import PREPROCESS_KINDS
-from mmexport.core.spec_checks import check_fits_memory, validate_spec
+from mmexport.core.spec_checks import MAX_DIM, check_fits_memory, validate_spec
 from mmexport.core.spec_schema import (
     DIM_KEYS,
     DTYPES,
@@ -117,11 +117,18 @@ class OutputSpec:
     labels: tuple[str, ...] | None = None
     atol: float | None = None
     rtol: float | None = None
+    shape: tuple[int | str | None, ...] | None = None
+    """Optional: its dims, as ints, names from ``dims`` or null (not known before it runs). The
+    first dim named like an input's batch dim is the output's sample axis in accuracy reports
+    (CLIP's ``logits_per_text``: ``["texts", "images"]``); without one, the whole output is one
+    sample. Without ``shape`` the sample axis is found from the batch sizes."""
 
     def to_dict(self) -> str | dict[str, Any]:
-        if self.labels is None and self.atol is None and self.rtol is None:
+        if self.labels is None and self.atol is None and self.rtol is None and self.shape is None:
             return self.name
         out: dict[str, Any] = {"name": self.name}
+        if self.shape is not None:
+            out["shape"] = list(self.shape)
         if self.labels is not None:
             out["labels"] = list(self.labels)
         if self.atol is not None:
@@ -222,6 +229,16 @@ class ModelSpec:
             if i.name == name:
                 return i
         raise KeyError(name)
+
+    def sample_axis_of(self, output: str) -> int | None:
+        """The sample axis the spec declares for ``output``: the first dim of its ``shape`` that
+        is an input's batch dim (the named dim at axis 0 of an input); None when none is. Raises
+        KeyError when the output declares no ``shape``."""
+        spec = next((o for o in self.outputs if o.name == output), None)
+        if spec is None or spec.shape is None:
+            raise KeyError(output)
+        batch = {i.shape[0] for i in self.inputs if i.shape and isinstance(i.shape[0], str)}
+        return next((axis for axis, d in enumerate(spec.shape) if isinstance(d, str) and d in batch), None)
 
     def mask_for(self, name: str) -> InputSpec | None:
         """The input declared as the mask of input ``name`` (``mask_of``), if any."""
@@ -389,6 +406,9 @@ def _parse_input(index: int, item: Any) -> InputSpec:
     )
 
 
+MAX_OUTPUT_RANK = 32
+
+
 def _parse_output(index: int, item: Any) -> OutputSpec:
     where = f"outputs[{index}]"
     if isinstance(item, str):
@@ -405,11 +425,22 @@ def _parse_output(index: int, item: Any) -> OutputSpec:
         finite = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
         if v is not None and not finite:
             raise SpecError(f"{key} must be a finite number >= 0, got {v!r}", where=where)
+    shape = item.get("shape")
+    ok = isinstance(shape, list) and len(shape) <= MAX_OUTPUT_RANK
+    if shape is not None and not (
+        ok and all(x is None or isinstance(x, str) or (type(x) is int and 1 <= x <= MAX_DIM) for x in shape)
+    ):
+        raise SpecError(
+            f"shape must be a list of at most {MAX_OUTPUT_RANK} dims (ints >= 1, dim names or null), "
+            f"got {repr(shape)[:80]}",
+            where=where,
+        )
     return OutputSpec(
         name=item["name"],
         labels=tuple(labels) if labels is not None else None,
         atol=item.get("atol"),
         rtol=item.get("rtol"),
+        shape=tuple(shape) if shape is not None else None,
     )
 
 

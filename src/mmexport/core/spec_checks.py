@@ -41,6 +41,14 @@ def validate_spec(spec: ModelSpec) -> None:
     for inp in spec.inputs:
         _validate_input(inp, spec.dims)
         used.update(inp.dim_names)
+    for out in spec.outputs:
+        unknown = [d for d in out.shape or () if isinstance(d, str) and d not in spec.dims]
+        if unknown:
+            raise SpecError(
+                f"shape names dim {unknown[0]!r}, which 'dims' does not declare",
+                where=f"output {out.name!r}",
+                hint=f"declared: {', '.join(sorted(spec.dims)) or 'none'}",
+            )
     _check_masks(spec)
     _check_sizes(spec)
     unused = sorted(set(spec.dims) - used)

@@ -16,7 +16,7 @@ FLOAT_DTYPES = ("float32", "float16", "float64")
 INT_DTYPES = ("int64", "int32", "int8", "uint8")
 
 INPUT_KEYS = {"name", "modality", "dtype", "shape", "range", "preprocess", "mask_of"}
-OUTPUT_KEYS = {"name", "labels", "atol", "rtol"}
+OUTPUT_KEYS = {"name", "labels", "atol", "rtol", "shape"}
 DIM_KEYS = {"min", "opt", "max"}
 SPEC_KEYS = {"inputs", "outputs", "dims", "call_kwargs"}
 

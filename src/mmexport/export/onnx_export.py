@@ -14,7 +14,7 @@ import torch
 
 from mmexport.core.errors import ExportError, FrozenDimError, SpecError
 from mmexport.core.onnx_file import read_onnx
-from mmexport.core.spec import ModelSpec
+from mmexport.core.spec import ModelSpec, OutputSpec
 from mmexport.export.failures import captured_output, explain_failure
 from mmexport.export.loader import forward_order
 from mmexport.export.parity import NotTensorsError, torch_outputs
@@ -81,6 +81,25 @@ def check_outputs(module: torch.nn.Module, spec: ModelSpec, feed: dict[str, np.n
         raise SpecError(
             f"the model returns {len(outputs)} tensor(s) but the spec names {len(spec.outputs)} "
             f"output(s) ({', '.join(spec.output_names)})"
+        )
+    point = spec.example_point()  # the point ``feed`` was drawn at
+    for out, value in zip(spec.outputs, outputs, strict=True):
+        if out.shape is not None:
+            _check_declared_shape(out, tuple(value.shape), point)
+
+
+def _check_declared_shape(out: OutputSpec, actual: tuple[int, ...], point: Mapping[str, int]) -> None:
+    """An output's declared ``shape`` must be what the model returns at the example point."""
+    expected = [point[d] if isinstance(d, str) else d for d in out.shape or ()]
+    agree = len(expected) == len(actual) and all(
+        e is None or e == a for e, a in zip(expected, actual, strict=True)
+    )
+    if not agree:
+        shown = ", ".join(f"{d}={point[d]}" if isinstance(d, str) else str(d) for d in out.shape or ())
+        raise SpecError(
+            f"the model returns shape {list(actual)} but the spec declares [{shown}]",
+            where=f"output {out.name!r}",
+            hint="null stands for a dim the spec does not name",
         )
 
 
@@ -271,6 +290,10 @@ def output_dim_axes(module: torch.nn.Module, spec: ModelSpec, order: list[str]) 
     for (index, axis), dims in follows.items():
         if len(dims) == 1 and base[index][axis] == base_point[dims[0]]:
             axes.setdefault(spec.output_names[index], {})[axis] = dims[0]
+    dynamic = {d.name for d in spec.dynamic_dims}
+    for out in spec.outputs:  # a declared shape names its axes itself
+        if out.shape is not None:
+            axes[out.name] = {a: d for a, d in enumerate(out.shape) if isinstance(d, str) and d in dynamic}
     return axes
 
 
