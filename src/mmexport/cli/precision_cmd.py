@@ -12,6 +12,7 @@ import click
 
 from mmexport.cli.artifacts import is_split_folder
 from mmexport.cli.options import (
+    BUDGET_HELP,
     data_option,
     echo_notes,
     eval_options,
@@ -39,11 +40,13 @@ _PARTS = click.option(
 )
 _SPEC = spec_option("Spec JSON for an ONNX that mmexport did not export (no manifest beside it).")
 _EVAL = eval_options(
-    500,
+    None,
     "for the accuracy report (default: the built-in task's held-out split, or random feeds from the spec)",
     allow_none=True,
 )
 _JSON = json_option("Print the result (or the error) as JSON on stdout.")
+CALIBRATION_DEFAULT = "512 samples of data; 32 random feeds at the opt shape without data"
+DEFAULT_CALIBRATION_SAMPLES = 512  # precision.stages', without importing numpy and onnx for --help
 
 
 def _default_output(model: Path, suffix: str) -> Path:
@@ -75,7 +78,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
 )
 @click.option("--fp16-io", is_flag=True, help="FP16 inputs and outputs too (default: FP32 at the boundary).")
 @data_option("Sample data for the overflow scan and the check.")
-@samples_option(64, "Samples of --data for the overflow scan and the check.")
+@samples_option(32, "Samples of --data for the overflow scan and the check (one FP32 pass serves both).")
 @click.option(
     "--min-cosine",
     type=click.FloatRange(-1, 1),
@@ -97,7 +100,7 @@ def fp16_cmd(
     samples: int,
     min_cosine: float,
     eval_data: str | None,
-    eval_samples: int,
+    eval_samples: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -118,10 +121,11 @@ def fp16_cmd(
 
     fp16_config = Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples)
     if is_split_folder(model, parts=parts, spec_path=spec_path):
-        split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
+        split = _SplitRun(output, parts, data, eval_data, _split_eval(eval_samples), as_json, quiet)
         split.run(model, "fp16", fp16=fp16_config)
         return
     show_notes(quiet)
+    bar = counter("scanning", quiet)
     result = to_fp16(
         model,
         output or _default_output(model, "fp16"),
@@ -130,7 +134,10 @@ def fp16_cmd(
         eval_data=eval_data,
         eval_samples=eval_samples,
         spec=spec_path,
+        progress=bar or no_progress,
     )
+    if bar is not None:
+        bar.end()
     kept = result.kept_fp32
     _finish(result, as_json, f"{sum(len(v) for v in kept.values())} nodes kept in FP32", {"kept_fp32": kept})
 
@@ -152,7 +159,7 @@ def fp16_cmd(
     show_default=True,
     help="With --method percentile: the share of |values| the range covers.",
 )
-@samples_option(512, "Calibration samples.")
+@samples_option(None, f"Calibration samples. [default: {CALIBRATION_DEFAULT}]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--trt-version",
@@ -166,7 +173,12 @@ def fp16_cmd(
     default=None,
     help="Keep the costliest branches in FP32 until the accuracy drop (points) is within this.",
 )
-@click.option("--sensitivity/--no-sensitivity", default=True, show_default=True, help="Per-branch INT8 cost.")
+@click.option(
+    "--sensitivity/--no-sensitivity",
+    default=None,
+    help="Per-branch INT8 cost (one more pass over the evaluation data). [default: when the "
+    "evaluation data has labels]",
+)
 @_EVAL
 @_JSON
 @quiet_option
@@ -178,13 +190,13 @@ def calibrate_cmd(
     data: str | None,
     method: str,
     percentile: float,
-    samples: int,
+    samples: int | None,
     batch_size: int,
     trt_version: str,
     max_accuracy_drop: float | None,
-    sensitivity: bool,
+    sensitivity: bool | None,
     eval_data: str | None,
-    eval_samples: int,
+    eval_samples: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -214,7 +226,8 @@ def calibrate_cmd(
         sensitivity=sensitivity,
     )
     if is_split_folder(model, parts=parts, spec_path=spec_path):
-        split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
+        config.samples = samples or DEFAULT_CALIBRATION_SAMPLES
+        split = _SplitRun(output, parts, data, eval_data, _split_eval(eval_samples), as_json, quiet)
         split.run(model, "int8", calibration=config)
         return
     show_notes(quiet)
@@ -251,14 +264,14 @@ def calibrate_cmd(
     "Evaluation data (default: the built-in task's held-out split, else random feeds from the "
     "spec, which give agreement but no task accuracy)."
 )
-@samples_option(500, "Evaluation samples.")
+@samples_option(None, f"Evaluation samples. [default: {BUDGET_HELP}]")
 @json_option("Print the report (or the error) as JSON on stdout.")
 @quiet_option
 def accuracy_cmd(
     models: tuple[Path, ...],
     spec_path: Path | None,
     data: str | None,
-    samples: int,
+    samples: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -274,8 +287,18 @@ def accuracy_cmd(
     from mmexport.precision.stages import accuracy
 
     show_notes(quiet)
-    report = accuracy(models, data=data, samples=samples, spec=spec_path)
+    bar = counter("evaluating", quiet)
+    report = accuracy(models, data=data, samples=samples, spec=spec_path, progress=bar or no_progress)
+    if bar is not None:
+        bar.end()
     click.echo(report.to_json() if as_json else report.to_markdown())
+
+
+def _split_eval(eval_samples: int | None) -> int:
+    """A split folder's parts are evaluated on a fixed number of samples."""
+    from mmexport.precision.stages import DEFAULT_EVAL_SAMPLES
+
+    return DEFAULT_EVAL_SAMPLES if eval_samples is None else eval_samples
 
 
 def _split_output(folder: Path, choices: dict[str, str]) -> Path:

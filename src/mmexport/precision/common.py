@@ -18,13 +18,24 @@ from mmexport.core.errors import ArtifactError
 from mmexport.core.files import output_folder, sha256_file, staging_dir
 from mmexport.core.inspection import model_precision
 from mmexport.core.manifest import ArtifactKind, Manifest, Precision, Producer, Source, publish_artifact
+from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import ShapeCoverage
 from mmexport.precision.accuracy import AccuracyReport, evaluate
 
 log = logging.getLogger(__name__)
 
-SPEC_POINTS = 6  # generated feeds when the user gives no data: opt, min and 4 random points
+RANDOM_SAMPLES = 32  # random feeds have no labels and one distribution: tens of samples say as much as 500
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many samples a step takes when the user does not say: ``real`` of real data, ``random``
+    of random feeds from the spec; ``option`` is the flag that changes it (printed with the default)."""
+
+    real: int
+    option: str
+    random: int = RANDOM_SAMPLES
 
 
 @dataclass
@@ -112,18 +123,17 @@ class FeedBatch:
 
 
 class SpecFeeds:
-    """Random valid feeds from the spec (opt, min and random points, in turn, until ``samples``
-    rows): data when the user has none. ``seed`` keeps calibration and evaluation feeds apart."""
+    """Random valid feeds from the spec, all at the opt point (the shapes a deployment mostly
+    sees: statistics and agreement there are what matter; the corners are the parity gate's job),
+    until ``samples`` rows. ``seed`` keeps calibration and evaluation feeds apart."""
 
-    def __init__(
-        self, spec: ModelSpec, samples: int | None = None, seed: int = 0, points: int = SPEC_POINTS
-    ) -> None:
+    def __init__(self, spec: ModelSpec, samples: int | None = None, seed: int = 0) -> None:
         self.spec = spec
-        self.points = [spec.example_point(), spec.point("min"), *spec.random_points(max(points - 2, 0), seed)]
+        self.points = [spec.example_point()]
         self.samples = samples
         self.seed = seed
-        count = "" if samples is None else f"{samples} samples, "
-        self.description = f"random feeds from the spec ({count}{len(self.points)} shape points, seed {seed})"
+        count = "" if samples is None else f"{samples} samples "
+        self.description = f"random feeds from the spec ({count}at the opt shape, seed {seed})"
 
     def batches(self) -> Iterator[FeedBatch]:
         rows, i = 0, 0
@@ -157,11 +167,24 @@ def open_data(
     split: str,
     samples: int | None,
     batch_size: int,
+    budget: Budget | None = None,
+    purpose: str = "",
 ) -> Any:
     """The data source for ``data`` ("synthetic", a folder, .npz, make_feeds, an iterable), or
-    random feeds from the spec when ``data`` is None and the model is not a built-in."""
-    if data is None and model.builtin is None:
-        return SpecFeeds(model.spec, samples, seed=0 if split == "calibration" else 1)
+    random feeds from the spec when ``data`` is None and the model is not a built-in.
+
+    ``samples=None`` takes ``budget``'s default for that kind of data and, with ``purpose``, says
+    so in one note naming the option that changes it."""
+    random = data is None and model.builtin is None
+    count = samples
+    if count is None:
+        budget = budget or Budget(real=RANDOM_SAMPLES, option="--samples")
+        count = budget.random if random else budget.real
+        if purpose:
+            what = "random samples at the opt shape" if random else "samples"
+            log.info(f"{purpose} {count} {what} ({budget.option} N to change)")
+    if random:
+        return SpecFeeds(model.spec, count, seed=0 if split == "calibration" else 1)
     from mmexport.data.sources import open_source
 
     return open_source(
@@ -169,7 +192,7 @@ def open_data(
         model.spec,
         builtin=model.builtin,
         split=split,
-        samples=samples,
+        samples=count,
         batch_size=batch_size,
     )
 
@@ -246,10 +269,49 @@ def evaluation_data(source: SourceModel, data: Any, eval_data: Any, notes: list[
     return data
 
 
+EVAL_BUDGET = Budget(real=500, option="--eval-samples")
+EVAL_BATCH = 50
+
+
 def evaluation(
-    source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]]
+    source: SourceModel,
+    eval_data: Any,
+    samples: int | None,
+    variants: Sequence[tuple[str, str, Any]],
+    *,
+    progress: Progress = no_progress,
+    budget: Budget = EVAL_BUDGET,
 ) -> AccuracyReport:
-    """Compare ``variants`` on ``samples`` evaluation samples of ``eval_data``."""
-    data = open_data(eval_data, source, split="evaluation", samples=samples, batch_size=50)
+    """Compare ``variants`` on ``samples`` evaluation samples of ``eval_data`` (None: the budget's
+    default for that data, said in a note)."""
+    data = open_data(
+        eval_data,
+        source,
+        split="evaluation",
+        samples=samples,
+        batch_size=EVAL_BATCH,
+        budget=budget,
+        purpose="evaluating",
+    )
     log.info(f"evaluating on {data.description}")
-    return evaluate(variants, data.batches(), source.spec, source=data.description)
+    total = getattr(data, "samples", None) or samples
+    return evaluate(
+        variants,
+        data.batches(),
+        source.spec,
+        source=data.description,
+        progress=phase(progress, "evaluating", total),
+    )
+
+
+def phase(progress: Progress, label: str, total: int | None) -> Progress:
+    """``progress`` for one loop of a stage: a printer that shows phases (``phase(label)``, as the
+    CLI's counter has) starts a new line named ``label``; every call carries ``total``."""
+    start = getattr(progress, "phase", None)
+    if callable(start):
+        start(label)
+
+    def tick(done: int, _total: int | None = None, /) -> None:
+        progress(done, total)
+
+    return tick
