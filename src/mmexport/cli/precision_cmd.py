@@ -45,6 +45,12 @@ _EVAL = eval_options(
     allow_none=True,
 )
 _JSON = json_option("Print the result (or the error) as JSON on stdout.")
+_MAX_ABS_DIFF = click.option(
+    "--max-abs-diff",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Refuse the model (nothing written) if any output element differs from FP32 by more.",
+)
 CALIBRATION_DEFAULT = "512 samples of data; 32 random feeds at the opt shape without data"
 DEFAULT_CALIBRATION_SAMPLES = 512  # precision.stages', without importing numpy and onnx for --help
 
@@ -86,6 +92,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
     show_default=True,
     help="Refuse the FP16 model if any sample's output cosine similarity to FP32 is lower.",
 )
+@_MAX_ABS_DIFF
 @_EVAL
 @_JSON
 @quiet_option
@@ -99,6 +106,7 @@ def fp16_cmd(
     data: str | None,
     samples: int,
     min_cosine: float,
+    max_abs_diff: float | None,
     eval_data: str | None,
     eval_samples: int | None,
     as_json: bool,
@@ -119,7 +127,13 @@ def fp16_cmd(
     """
     from mmexport.precision.stages import Fp16Config, to_fp16
 
-    fp16_config = Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples)
+    fp16_config = Fp16Config(
+        keep_fp32=keep_fp32,
+        fp16_io=fp16_io,
+        min_cosine=min_cosine,
+        samples=samples,
+        max_abs_diff=max_abs_diff,
+    )
     if is_split_folder(model, parts=parts, spec_path=spec_path):
         split = _SplitRun(output, parts, data, eval_data, _split_eval(eval_samples), as_json, quiet)
         split.run(model, "fp16", fp16=fp16_config)
@@ -179,6 +193,14 @@ def fp16_cmd(
     help="Per-branch INT8 cost (one more pass over the evaluation data). [default: when the "
     "evaluation data has labels]",
 )
+@click.option(
+    "--min-cosine",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Refuse the INT8 model (nothing written) if any evaluated sample's output cosine similarity "
+    "to FP32 is lower. Without it, a note warns below 0.99.",
+)
+@_MAX_ABS_DIFF
 @_EVAL
 @_JSON
 @quiet_option
@@ -195,6 +217,8 @@ def calibrate_cmd(
     trt_version: str,
     max_accuracy_drop: float | None,
     sensitivity: bool | None,
+    min_cosine: float | None,
+    max_abs_diff: float | None,
     eval_data: str | None,
     eval_samples: int | None,
     as_json: bool,
@@ -224,6 +248,8 @@ def calibrate_cmd(
         trt_version=trt_version,
         max_accuracy_drop=max_accuracy_drop,
         sensitivity=sensitivity,
+        min_cosine=min_cosine,
+        max_abs_diff=max_abs_diff,
     )
     if is_split_folder(model, parts=parts, spec_path=spec_path):
         config.samples = samples or DEFAULT_CALIBRATION_SAMPLES

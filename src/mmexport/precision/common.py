@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from mmexport.core.artifact import LoadedArtifact, load_artifact
-from mmexport.core.errors import ArtifactError
+from mmexport.core.errors import ArtifactError, PrecisionError
 from mmexport.core.files import output_folder, sha256_file, staging_dir
 from mmexport.core.inspection import model_precision
 from mmexport.core.manifest import ArtifactKind, Manifest, Precision, Producer, Source, publish_artifact
@@ -173,28 +173,30 @@ def open_data(
     """The data source for ``data`` ("synthetic", a folder, .npz, make_feeds, an iterable), or
     random feeds from the spec when ``data`` is None and the model is not a built-in.
 
-    ``samples=None`` takes ``budget``'s default for that kind of data and, with ``purpose``, says
-    so in one note naming the option that changes it."""
+    ``samples=None`` takes ``budget``'s default for that kind of data. With ``purpose`` (``"evaluating
+    on"``) one note says what is used and, for a default, the option that changes it."""
     random = data is None and model.builtin is None
-    count = samples
-    if count is None:
-        budget = budget or Budget(real=RANDOM_SAMPLES, option="--samples")
-        count = budget.random if random else budget.real
-        if purpose:
-            what = "random samples at the opt shape" if random else "samples"
-            log.info(f"{purpose} {count} {what} ({budget.option} N to change)")
+    budget = budget or Budget(real=RANDOM_SAMPLES, option="--samples")
+    count = samples if samples is not None else budget.random if random else budget.real
+    source: Any
     if random:
-        return SpecFeeds(model.spec, count, seed=0 if split == "calibration" else 1)
-    from mmexport.data.sources import open_source
+        source = SpecFeeds(model.spec, count, seed=0 if split == "calibration" else 1)
+    else:
+        from mmexport.data.sources import open_source
 
-    return open_source(
-        "synthetic" if data is None else data,
-        model.spec,
-        builtin=model.builtin,
-        split=split,
-        samples=count,
-        batch_size=batch_size,
-    )
+        source = open_source(
+            "synthetic" if data is None else data,
+            model.spec,
+            builtin=model.builtin,
+            split=split,
+            samples=count,
+            batch_size=batch_size,
+        )
+    if purpose:
+        what = f"{count} random samples at the opt shape" if random else source.description
+        hint = f" ({budget.option} N to change)" if samples is None else ""
+        log.info(f"{purpose} {what}{hint}")
+    return source
 
 
 def coverage_summary(coverage: ShapeCoverage) -> str:
@@ -291,9 +293,8 @@ def evaluation(
         samples=samples,
         batch_size=EVAL_BATCH,
         budget=budget,
-        purpose="evaluating",
+        purpose="evaluating on",
     )
-    log.info(f"evaluating on {data.description}")
     total = getattr(data, "samples", None) or samples
     return evaluate(
         variants,
@@ -315,3 +316,39 @@ def phase(progress: Progress, label: str, total: int | None) -> Progress:
         progress(done, total)
 
     return tick
+
+
+POOR_COSINE = 0.99  # below this, a variant's agreement with FP32 is worth a warning
+
+
+def check_agreement(
+    report: AccuracyReport,
+    what: str,
+    *,
+    min_cosine: float | None,
+    max_abs_diff: float | None,
+    hint: str,
+) -> list[str]:
+    """Refuse (``PrecisionError`` with the table; the caller has written nothing) a variant whose
+    agreement with the reference misses a gate; without a failing gate, warnings when the worst
+    sample's cosine is below ``POOR_COSINE``."""
+    variant = report.variants[1]
+    worst = variant.worst_cosine()
+    largest = max((o.max_abs for o in variant.outputs), default=0.0)
+    failed = []
+    if min_cosine is not None and worst < min_cosine:
+        failed.append(f"min cosine similarity {worst:.6f} < {min_cosine:g}")
+    if max_abs_diff is not None and largest > max_abs_diff:
+        failed.append(f"max abs diff {largest:.4g} > {max_abs_diff:g}")
+    if failed:
+        raise PrecisionError(
+            f"{what} model disagrees with FP32: {'; '.join(failed)} on {report.source}; nothing written",
+            report=report,
+            hint=hint,
+        )
+    if worst < POOR_COSINE:
+        return [
+            f"{what} agrees poorly with FP32: min cosine similarity {worst:.4f} < {POOR_COSINE} on "
+            f"{report.source} (--min-cosine / --max-abs-diff refuse such a model)"
+        ]
+    return []

@@ -27,6 +27,7 @@ from mmexport.precision.common import (
     ShapeCoverage,
     SourceModel,
     SpecFeeds,
+    check_agreement,
     check_output,
     coverage_summary,
     derived_manifest,
@@ -63,8 +64,9 @@ log = logging.getLogger(__name__)
 class Fp16Config:
     keep_fp32: tuple[str, ...] = ()
     fp16_io: bool = False
-    min_cosine: float = DEFAULT_MIN_COSINE
+    min_cosine: float | None = DEFAULT_MIN_COSINE
     samples: int = 32  # sample data for the overflow scan and the check
+    max_abs_diff: float | None = None
 
 
 @dataclass
@@ -76,6 +78,8 @@ class CalibrationConfig:
     trt_version: str = calib_cache.DEFAULT_TRT_VERSION
     max_accuracy_drop: float | None = None  # points
     sensitivity: bool | None = None  # None: when the evaluation data has labels
+    min_cosine: float | None = None  # gates on the evaluation: the model is refused below / above
+    max_abs_diff: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in list(CalibrationMethod):
@@ -145,7 +149,7 @@ def to_fp16(
         data, source, split="calibration", samples=config.samples, batch_size=DEFAULT_BATCH_SIZE
     )
     total = getattr(sample, "samples", None) or config.samples
-    log.info(f"scanning activation ranges on {sample.description} (--samples N to change)")
+    log.info(f"scanning activation ranges on {sample.description}; --samples N to change")
     scan = scan_fp16(source.model, feeds_of(sample), progress=phase(progress, "scanning", total))
     plan = plan_fp16(source.model, stats=scan.amax, keep_patterns=config.keep_fp32)
     converted = convert_fp16(source.model, plan, fp16_io=config.fp16_io)
@@ -169,14 +173,13 @@ def to_fp16(
             hint="give real samples with --data, or check the spec's ranges (e.g. a pad id inside an "
             "input's range makes all-padding rows)",
         )
-    worst = check.variants[1].worst_cosine()
-    if worst < config.min_cosine:
-        raise PrecisionError(
-            f"FP16 model disagrees with FP32: min cosine similarity {worst:.6f} < {config.min_cosine:g} "
-            f"on {sample.description}; nothing written",
-            report=check,
-            hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
-        )
+    warnings = check_agreement(
+        check,
+        "FP16",
+        min_cosine=config.min_cosine,
+        max_abs_diff=config.max_abs_diff,
+        hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
+    )
     accuracy = None
     eval_notes: list[str] = []
     t0 = time.perf_counter()
@@ -205,11 +208,14 @@ def to_fp16(
     )
     manifest.spec = spec_for_graph(source.spec, converted)  # float16 inputs with --fp16-io
     manifest.validation = Validation(fp16_check=check.to_dict(), accuracy=_report(accuracy))
+    if warnings:
+        manifest.validation.extra["warnings"] = warnings
     written = write_onnx(converted, output, manifest)
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
     notes += [f"--keep-fp32 {p!r} matched no op type or node name" for p in plan.unmatched]
     notes += eval_notes
     notes += accuracy.warnings() if accuracy is not None else []
+    notes += warnings
     notes.append(f"scan, conversion and check: {scan.samples} samples, {rate:.3g} samples/s")
     return Fp16Result(written.path, accuracy, notes, seconds, written, kept_fp32=kept, check=check)
 
@@ -237,9 +243,11 @@ def calibrate(
     evaluation data has labels, or when ``config.sensitivity`` asks for it.
     """
     config = config or CalibrationConfig()
-    if eval_samples == 0 and config.max_accuracy_drop is not None:
+    gated = config.min_cosine is not None or config.max_abs_diff is not None
+    if eval_samples == 0 and (config.max_accuracy_drop is not None or gated):
+        what = "max_accuracy_drop" if config.max_accuracy_drop is not None else "min_cosine / max_abs_diff"
         raise ConfigError(
-            "max_accuracy_drop needs evaluation samples (eval_samples >= 1)",
+            f"{what} needs evaluation samples (eval_samples >= 1), got eval_samples 0",
             fields=("max_accuracy_drop", "eval_samples"),
         )
     seconds: dict[str, float] = {}
@@ -253,9 +261,8 @@ def calibrate(
         samples=config.samples,
         batch_size=config.batch_size,
         budget=CALIBRATION_BUDGET,
-        purpose="calibrating on",
+        purpose=f"calibrating ({config.method}) on",
     )
-    log.info(f"calibrating ({config.method}) on {calib.description}")
     coverage = ShapeCoverage(source.spec)
     asked = calib.samples if isinstance(calib, SpecFeeds) else config.samples or CALIBRATION_BUDGET.real
     tick = phase(progress, "calibrating", asked)
@@ -278,12 +285,21 @@ def calibrate(
     if eval_samples == 0 and eval_data is not None:
         notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
     accuracy = None
+    warnings: list[str] = []
     if eval_samples != 0:
         eval_data = evaluation_data(source, data, eval_data, notes)
         quantized, accuracy, costs, kept = _evaluate_int8(
             source, amax, quantized, config, eval_data, eval_samples, progress
         )
-        notes += accuracy.warnings()
+        warnings = check_agreement(
+            accuracy,
+            "INT8",
+            min_cosine=config.min_cosine,
+            max_abs_diff=config.max_abs_diff,
+            hint="calibrate on real data (--data), try another --method, or keep branches in FP32 "
+            "with --max-accuracy-drop",
+        )
+        notes += accuracy.warnings() + warnings
         if config.sensitivity is None and not accuracy.labelled and config.max_accuracy_drop is None:
             notes.append(
                 "per-branch sensitivity not measured: the evaluation data has no labels "
@@ -331,6 +347,8 @@ def calibrate(
         },
     )
     manifest.validation = Validation(sensitivity=[asdict(c) for c in costs], accuracy=_report(accuracy))
+    if warnings:
+        manifest.validation.extra["warnings"] = warnings
     written = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
     notes.insert(0, f"shape coverage: {coverage_summary(coverage)}")
     cache = written.path.parent / cache_name
@@ -357,7 +375,7 @@ def _evaluate_int8(
         samples=eval_samples,
         batch_size=EVAL_BATCH,
         budget=EVAL_BUDGET,
-        purpose="evaluating",
+        purpose="evaluating on",
     )
     total = getattr(eval_source, "samples", None) or eval_samples
     costs: list[BranchCost] = []
@@ -382,7 +400,6 @@ def _evaluate_int8(
         kept = budget.kept_fp32
         quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
         quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
-    log.info(f"evaluating on {eval_source.description}")
     accuracy = evaluate(
         [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
         eval_source.batches(),
