@@ -62,6 +62,12 @@ class SourceModel:
         return self.manifest.spec
 
     @property
+    def runnable(self) -> onnx.ModelProto | Path:
+        """What a runner opens: the verified file itself (onnxruntime reads it faster than a proto
+        of hundreds of MB is serialized for it, and holds no second copy), else the proto."""
+        return self.path if self.path.is_file() else self.model
+
+    @property
     def builtin(self) -> str | None:
         """The built-in model's name when this artifact was exported from one."""
         return self.manifest.source.builtin_name

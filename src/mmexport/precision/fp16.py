@@ -18,7 +18,13 @@ import onnx
 
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import FLOAT_DTYPES, ModelSpec
-from mmexport.precision.graph import activation_tensors, node_names, sort_topologically, with_outputs
+from mmexport.precision.graph import (
+    activation_tensors,
+    inferred,
+    node_names,
+    sort_topologically,
+    with_outputs,
+)
 from mmexport.precision.stats import TensorStats
 
 FP16_MAX = 65504.0
@@ -85,8 +91,10 @@ def scan_fp16(
     outputs = [o.name for o in model.graph.output]
     fetch = list(dict.fromkeys([*outputs, *(n for n in names if n not in graph_inputs)]))
     scan = Fp16Scan()
-    observed = with_outputs(model, fetch).SerializeToString()
-    with OnnxModelRunner(observed, outputs=fetch, optimize=False) as run:
+    observed = with_outputs(model, fetch).SerializeToString()  # the copy is gone after this line
+    runner = OnnxModelRunner(observed, outputs=fetch, optimize=False)
+    del observed  # the session holds its own copy of the weights
+    with runner as run:
         for feed in feeds:
             inputs = {name: np.asarray(feed[name]) for name in graph_inputs}
             values = run.run(inputs)
@@ -154,12 +162,14 @@ def convert_fp16(model: onnx.ModelProto, plan: Fp16Plan, *, fp16_io: bool = Fals
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    del copy.graph.value_info[:]  # the converter's own shape inference, without the weights' bytes
+    copy.graph.value_info.extend(inferred(model).graph.value_info)
     converted = float16.convert_float_to_float16(
         copy,
         keep_io_types=not fp16_io,
         op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST),
         node_block_list=sorted(plan.keep),
-        disable_shape_infer=False,
+        disable_shape_infer=True,
     )
     sort_topologically(converted.graph)  # the converter appends its input casts at the end
     _skip_round_trips(converted.graph, set(plan.keep))

@@ -188,7 +188,7 @@ def to_fp16(
         accuracy = check  # random feeds again would say what the check said: it is the report
         eval_notes = ["evaluated by the check (random feeds, no labels); --eval-data for held-out data"]
     elif eval_samples is None or eval_samples > 0:
-        variants = [("fp32", "fp32", source.model), ("fp16", "fp16", converted)]
+        variants = [("fp32", "fp32", source.runnable), ("fp16", "fp16", converted)]
         accuracy = evaluation(source, eval_source, eval_samples, variants, progress=progress)
     seconds["evaluate"] = time.perf_counter() - t0
     kept = plan.by_reason()
@@ -401,7 +401,7 @@ def _evaluate_int8(
         quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes)
         quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
     accuracy = evaluate(
-        [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
+        [("fp32", "fp32", source.runnable), ("int8", "int8", quantized.model)],
         eval_source.batches(),
         source.spec,
         source=eval_source.description,
@@ -455,7 +455,7 @@ def accuracy(
         raise MmexportError("accuracy needs at least one model")
     reference = load_source_model(models[0], require=None, spec=spec)
     loaded: list[tuple[Path, Manifest, onnx.ModelProto | Path]] = [
-        (reference.path, reference.manifest, reference.model)
+        (reference.path, reference.manifest, reference.runnable)
     ]
     loaded += [_load_variant(load_artifact(model), spec) for model in models[1:]]
     for path, manifest, _ in loaded[1:]:
@@ -477,7 +477,7 @@ def _load_variant(
     """An ONNX artifact (parsed) or a TensorRT engine (left to the runtime), with its manifest."""
     if artifact.path.suffix not in ENGINE_SUFFIXES:
         source = load_source_model(artifact, require=None, spec=spec)
-        return source.path, source.manifest, source.model
+        return source.path, source.manifest, source.runnable
     if artifact.manifest is None:
         raise ArtifactError(str(artifact.path), "is not an engine with its manifest (model.engine.json)")
     return artifact.path, artifact.manifest, artifact.path
