@@ -126,7 +126,7 @@ def test_calibrate_gates_refuse_the_model_with_the_table(tiny_fp32_onnx: Path, t
     assert "error: INT8 model disagrees with FP32: max abs diff" in result.stderr
     assert "| int8 | int8 |" in result.output  # the table that failed
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ConfigError, match="min_cosine / max_abs_diff needs evaluation samples"):
+    with pytest.raises(ConfigError, match="min_cosine and max_abs_diff need evaluation samples"):
         calibrate(tiny_fp32_onnx, out, config=CalibrationConfig(min_cosine=0.9), eval_samples=0)
 
 

@@ -245,10 +245,12 @@ def calibrate(
     config = config or CalibrationConfig()
     gated = config.min_cosine is not None or config.max_abs_diff is not None
     if eval_samples == 0 and (config.max_accuracy_drop is not None or gated):
-        what = "max_accuracy_drop" if config.max_accuracy_drop is not None else "min_cosine / max_abs_diff"
+        fields = (
+            ("max_accuracy_drop",) if config.max_accuracy_drop is not None else ("min_cosine", "max_abs_diff")
+        )
         raise ConfigError(
-            f"{what} needs evaluation samples (eval_samples >= 1), got eval_samples 0",
-            fields=("max_accuracy_drop", "eval_samples"),
+            f"{' and '.join(fields)} need{'s' if len(fields) == 1 else ''} evaluation samples (eval_samples >= 1)",
+            fields=(*fields, "eval_samples"),
         )
     seconds: dict[str, float] = {}
     source = load_source_model(model, spec=spec)
