@@ -245,11 +245,11 @@ def calibrate(
     config = config or CalibrationConfig()
     gated = config.min_cosine is not None or config.max_abs_diff is not None
     if eval_samples == 0 and (config.max_accuracy_drop is not None or gated):
-        fields = (
-            ("max_accuracy_drop",) if config.max_accuracy_drop is not None else ("min_cosine", "max_abs_diff")
-        )
+        budget = config.max_accuracy_drop is not None
+        fields = ("max_accuracy_drop",) if budget else ("min_cosine", "max_abs_diff")
+        verb = "needs" if budget else "need"
         raise ConfigError(
-            f"{' and '.join(fields)} need{'s' if len(fields) == 1 else ''} evaluation samples (eval_samples >= 1)",
+            f"{' and '.join(fields)} {verb} evaluation samples (eval_samples >= 1)",
             fields=(*fields, "eval_samples"),
         )
     seconds: dict[str, float] = {}
