@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -198,7 +199,26 @@ class RecordedOutputs:
 Model = onnx.ModelProto | str | Path | RecordedOutputs
 
 
-def _runner(model: Model, outputs: list[str]) -> Runner | RecordedOutputs:
+@contextmanager
+def model_file(model: onnx.ModelProto) -> Iterator[Path]:
+    """``model`` saved for onnxruntime in a temporary folder, its weights as external data: serializing
+    a proto of hundreds of MB into one bytes object took seconds and held three copies of the
+    weights at once; this writes them tensor by tensor, and onnxruntime maps them from the file.
+    ``model``'s weights move to the file (pass a copy that is not needed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="mmexport-") as folder:
+        path = Path(folder) / "model.onnx"
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location="model.onnx.data",
+            size_threshold=1024,
+        )
+        yield path
+
+
+def _runner(model: Model, outputs: list[str], stack: ExitStack) -> Runner | RecordedOutputs:
     """onnxruntime (CPU, the graph as written) for ONNX, the runtime's TensorRT backend for an
     engine file (``.engine`` / ``.plan``, on the GPU; it checks the engine's manifest first).
     Either checks feeds against what the model takes (its graph's inputs, or the engine's spec)."""
@@ -208,8 +228,12 @@ def _runner(model: Model, outputs: list[str]) -> Runner | RecordedOutputs:
         from mmexport.runtime import Session
 
         return Session(model, device="cuda")
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else Path(model)
-    return OnnxModelRunner(source, outputs=outputs, optimize=False)
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)  # the caller's proto keeps its weights
+        model = stack.enter_context(model_file(copy))
+        del copy
+    return OnnxModelRunner(Path(model), outputs=outputs, optimize=False)
 
 
 def _cast_for(runner: Runner | RecordedOutputs, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -238,7 +262,7 @@ def evaluate(
     with ExitStack() as stack:
         runners: list[Runner | RecordedOutputs] = []
         for _, _, m in models:
-            runner = _runner(m, outputs)
+            runner = _runner(m, outputs, stack)
             stack.enter_context(runner)
             runners.append(runner)
         return _evaluate(models, runners, batches, spec, source, progress)

@@ -84,6 +84,7 @@ def scan_fp16(
     """Run ``model`` (as written, CPU) over ``feeds`` with every float activation as an output; keep
     only each tensor's running max |value| (no histograms: FP16 needs the range, not a distribution)
     and the model's outputs."""
+    from mmexport.precision.accuracy import model_file
     from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
 
     names = activation_tensors(model)
@@ -91,10 +92,10 @@ def scan_fp16(
     outputs = [o.name for o in model.graph.output]
     fetch = list(dict.fromkeys([*outputs, *(n for n in names if n not in graph_inputs)]))
     scan = Fp16Scan()
-    observed = with_outputs(model, fetch).SerializeToString()  # the copy is gone after this line
-    runner = OnnxModelRunner(observed, outputs=fetch, optimize=False)
-    del observed  # the session holds its own copy of the weights
-    with runner as run:
+    with (
+        model_file(with_outputs(model, fetch)) as path,
+        OnnxModelRunner(path, outputs=fetch, optimize=False) as run,
+    ):
         for feed in feeds:
             inputs = {name: np.asarray(feed[name]) for name in graph_inputs}
             values = run.run(inputs)
