@@ -425,6 +425,7 @@ def _sensitivity(
         eval_source.batches,
         source=eval_source.description,
         progress=phase(progress, "sensitivity", total),
+        reference=source.runnable,
     )
     return costs
 
