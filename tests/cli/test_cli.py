@@ -228,3 +228,17 @@ def test_a_data_function_that_exits_is_an_error_not_a_silent_success(runner, tmp
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: data: make_feeds {data!r} called sys.exit(0)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["feeds.py", "tiny.onnx", "tiny.onnx.json"]
+
+
+def test_to_onnx_parity_points_choose_the_gate_points(tmp_path):
+    from conftest import TINY_FILE
+
+    out = tmp_path / "t.onnx"
+    args = ["to-onnx", f"{TINY_FILE}:tiny", "-o", str(out), "--exporter", "torchscript"]
+    result = CliRunner().invoke(cli, [*args, "--parity-points", "opt,1"])
+    assert result.exit_code == 0, result.output
+    assert "parity gate at 2 shape points: opt, random-1 (--parity-points to change)" in result.stderr
+    assert "parity passed at 2 shape points" in result.stdout
+    bad = CliRunner().invoke(cli, [*args, "--parity-points", "middle"])
+    assert bad.exit_code == 1
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --parity-points takes opt, min, max")

@@ -72,3 +72,20 @@ def test_notes_print_indented_under_the_command_and_nothing_with_quiet() -> None
     assert quiet.exit_code == 0 and quiet.stderr == ""
     logger = logging.getLogger("mmexport")
     assert logger.handlers == [] or all(type(h).__name__ != "NotePrinter" for h in logger.handlers)
+
+
+def test_counter_phases_start_a_line_of_their_own_with_a_fresh_rate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bar = Counter("scanning", tty=False, clock=_clock([1.0, 2.0, 10.0, 11.0]))
+    bar(4, 8)
+    bar(8, 8)
+    bar.phase("checking")
+    bar(4, 8)
+    bar(8, 8)
+    assert capsys.readouterr().err.splitlines() == [
+        "  scanning: 4/8 samples",
+        "  scanning: 8/8 samples, 4/s",
+        "  checking: 4/8 samples",  # the rate does not count the time between the phases
+        "  checking: 8/8 samples, 4/s",
+    ]

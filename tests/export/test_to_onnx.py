@@ -74,13 +74,52 @@ def test_every_dynamic_dim_is_symbolic_and_named(exported):
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
 
 
-def test_parity_covers_corners_and_random_points(exported):
-    result, _ = exported
+def test_parity_checks_each_corner_once_by_default(exported):
+    result, messages = exported
     rows = result.parity.rows
     points = {r.point: r.shapes for r in rows}
-    assert {"opt", "min", "max", "random-1", "random-2", "random-3"} == set(points)
+    assert result.parity.points == ["opt", "min", "max"]  # no random points unless asked
     assert points["min"]["image"] == [1, 3, 8, 8] and points["max"]["imu"] == [4, 20, 6]
     assert all(r.passed and r.max_abs < 1e-4 for r in rows)
+    assert "parity gate at 3 shape points: opt, min, max (--parity-points to change)" in messages
+
+
+def test_parity_points_name_corners_and_random_points():
+    from mmexport.core.errors import ConfigError
+    from mmexport.core.spec import ModelSpec
+    from mmexport.export.parity import parse_points, shape_points
+
+    assert parse_points("opt,min,max") == (("opt", "min", "max"), 0)
+    assert parse_points("opt, 2") == (("opt",), 2)
+    assert parse_points("4") == ((), 4)
+    spec = ModelSpec.from_dict(TINY_SPEC)
+    corners, random = parse_points("max,opt,3")
+    names = [n for n, _ in shape_points(spec, ParityConfig(random_points=random, corners=corners))]
+    assert names == ["max", "opt", "random-1", "random-2", "random-3"]
+    for bad in ("opt,middle", "0", ""):
+        with pytest.raises(ConfigError, match="parity"):
+            parse_points(bad)
+
+
+def test_parity_progress_counts_points_and_estimates_the_rest(tmp_path, caplog):
+    from conftest import TINY_FILE
+    from mmexport.export.parity import _estimate, feed_elements
+
+    calls: list[tuple[int, int | None]] = []
+    config = ParityConfig(corners=("min", "opt"))
+    with caplog.at_level(logging.INFO, logger="mmexport"):
+        result = to_onnx(
+            f"{TINY_FILE}:tiny",
+            tmp_path / "t.onnx",
+            export=ExportConfig(exporter="torchscript"),
+            parity=config,
+            progress=lambda done, total=None: calls.append((done, total)),
+        )
+    assert result.parity.points == ["min", "opt"]
+    assert calls == [(0, 2), (1, 2), (2, 2)]
+    assert feed_elements({"a": [2, 3], "b": [4]}) == 10
+    assert _estimate((2.0, 10), 50) == " (about 10 s or more)"  # scaled by feed size
+    assert _estimate(None, 50) == ""
 
 
 @pytest.mark.slow

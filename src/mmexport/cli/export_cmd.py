@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mmexport.cli.options import echo_notes, json_option, output_option, quiet_option, spec_option
-from mmexport.cli.progress import show_notes
+from mmexport.cli.progress import Counter, show_notes
+from mmexport.core.progress import no_progress
 from mmexport.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -56,11 +57,19 @@ if TYPE_CHECKING:
     help="Relative tolerance for every output (default per dtype).",
 )
 @click.option(
+    "--parity-points",
+    default="opt,min,max",
+    show_default=True,
+    metavar="POINTS",
+    help="Shape points of the parity gate: any of opt, min, max (each run once) and/or a number of "
+    "random points inside the ranges, comma-separated (e.g. opt,min or opt,3). Fewer points on a big "
+    "model trade coverage for time.",
+)
+@click.option(
     "--random-points",
     type=click.IntRange(0, 100),
-    default=3,
-    show_default=True,
-    help="Random shape points checked besides opt, min and max.",
+    default=None,
+    help="Random shape points checked besides the corners (same as a number in --parity-points).",
 )
 @click.option(
     "--seed",
@@ -86,7 +95,8 @@ def to_onnx_cmd(
     simplify: bool,
     atol: float | None,
     rtol: float | None,
-    random_points: int,
+    parity_points: str,
+    random_points: int | None,
     seed: int,
     split: bool,
     as_json: bool,
@@ -100,9 +110,9 @@ def to_onnx_cmd(
     path/to/file.py:factory, where factory() returns a torch.nn.Module. Loading a factory runs
     its code. A user model needs --spec, or MMEXPORT_SPEC / mmexport_spec() in its module.
 
-    The parity gate runs onnxruntime (CPU) against PyTorch at the opt point, the min and max
-    corners of every dynamic dim and a few random points; any mismatch fails the command, prints
-    the table of differences and writes nothing.
+    The parity gate runs onnxruntime (CPU) against PyTorch at the opt point and the min and max
+    corners of every dynamic dim, once each (--parity-points for fewer, or random points besides);
+    any mismatch fails the command, prints the table of differences and writes nothing.
 
     With --split, each part (one encoder per modality, then the fusion part) is exported and
     gated on its own, and the parts run together must equal the whole model at the same points.
@@ -115,13 +125,15 @@ def to_onnx_cmd(
       mmexport to-onnx fusion --split -o fusion/
     """
     from mmexport.export import DEFAULT_OPSET, ExportConfig, ParityConfig, to_onnx
-    from mmexport.export.parity import format_report
+    from mmexport.export.parity import format_report, parse_points
 
     name = model or DEFAULT_MODEL
     stem = name.rpartition(":")[2] if ":" in name else name
     show_notes(quiet)
     export = ExportConfig(exporter=exporter, opset=DEFAULT_OPSET if opset is None else opset)
-    parity = ParityConfig(random_points=random_points, seed=seed, atol=atol, rtol=rtol)
+    corners, random = parse_points(parity_points)
+    random = random if random_points is None else random_points
+    parity = ParityConfig(random_points=random, seed=seed, atol=atol, rtol=rtol, corners=corners)
     if split:
         from mmexport.split.export import to_onnx_split
 
@@ -135,6 +147,7 @@ def to_onnx_cmd(
         return
     if output is not None and output.is_dir():  # -o accepts folders for --split only
         raise click.BadParameter(f"File {str(output)!r} is a directory.", param_hint="'-o' / '--output'")
+    bar = None if quiet else Counter("parity", unit="points")
     result = to_onnx(
         model,
         output or Path(f"{stem}.onnx"),
@@ -142,7 +155,10 @@ def to_onnx_cmd(
         export=export,
         parity=parity,
         simplify=simplify,
+        progress=bar or no_progress,
     )
+    if bar is not None:
+        bar.end()
     echo_notes(result.notes)
     if as_json:
         click.echo(json.dumps(_result_json(result), indent=2))

@@ -76,24 +76,33 @@ def data_option(purpose: str) -> Decorator:
     return click.option("--data", default=None, help=f"{purpose} {DATA_HELP}")
 
 
-def samples_option(default: int, help_text: str | None = None) -> Decorator:
-    """``--samples``: how many samples of ``--data`` to use."""
+BUDGET_HELP = "500 samples of real data; 32 random feeds at the opt shape without data"
+
+
+def samples_option(default: int | None, help_text: str | None = None) -> Decorator:
+    """``--samples``: how many samples of ``--data`` to use (``None``: the stage sizes it by the data)."""
     return click.option(
-        "--samples", type=click.IntRange(min=1), default=default, show_default=True, help=help_text
+        "--samples",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=default is not None,
+        help=help_text,
     )
 
 
-def eval_options(default: int, data_default: str, *, allow_none: bool) -> Decorator:
+def eval_options(default: int | None, data_default: str, *, allow_none: bool) -> Decorator:
     """``--eval-data`` and ``--eval-samples``: what the accuracy report evaluates on; ``allow_none``:
-    ``--eval-samples 0`` asks for no evaluation."""
+    ``--eval-samples 0`` asks for no evaluation. A ``None`` default lets the stage size it by the data."""
     samples_help = "Evaluation samples (0: no evaluation)." if allow_none else "Evaluation samples."
+    if default is None:
+        samples_help += f" [default: {BUDGET_HELP}]"
     return stack(
         click.option("--eval-data", default=None, help=f"Evaluation data {data_default}. {DATA_HELP}"),
         click.option(
             "--eval-samples",
             type=click.IntRange(min=0 if allow_none else 1),
             default=default,
-            show_default=True,
+            show_default=default is not None,
             help=samples_help,
         ),
     )

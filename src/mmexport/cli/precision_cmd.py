@@ -12,6 +12,7 @@ import click
 
 from mmexport.cli.artifacts import is_split_folder
 from mmexport.cli.options import (
+    BUDGET_HELP,
     data_option,
     echo_notes,
     eval_options,
@@ -39,11 +40,19 @@ _PARTS = click.option(
 )
 _SPEC = spec_option("Spec JSON for an ONNX that mmexport did not export (no manifest beside it).")
 _EVAL = eval_options(
-    500,
+    None,
     "for the accuracy report (default: the built-in task's held-out split, or random feeds from the spec)",
     allow_none=True,
 )
 _JSON = json_option("Print the result (or the error) as JSON on stdout.")
+_MAX_ABS_DIFF = click.option(
+    "--max-abs-diff",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Refuse the model (nothing written) if any output element differs from FP32 by more.",
+)
+CALIBRATION_DEFAULT = "512 samples of data; 32 random feeds at the opt shape without data"
+DEFAULT_CALIBRATION_SAMPLES = 512  # precision.stages', without importing numpy and onnx for --help
 
 
 def _default_output(model: Path, suffix: str) -> Path:
@@ -75,7 +84,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
 )
 @click.option("--fp16-io", is_flag=True, help="FP16 inputs and outputs too (default: FP32 at the boundary).")
 @data_option("Sample data for the overflow scan and the check.")
-@samples_option(64, "Samples of --data for the overflow scan and the check.")
+@samples_option(32, "Samples of --data for the overflow scan and the check (one FP32 pass serves both).")
 @click.option(
     "--min-cosine",
     type=click.FloatRange(-1, 1),
@@ -83,6 +92,7 @@ def _finish(result: StageResult, as_json: bool, what: str, extra: dict[str, Any]
     show_default=True,
     help="Refuse the FP16 model if any sample's output cosine similarity to FP32 is lower.",
 )
+@_MAX_ABS_DIFF
 @_EVAL
 @_JSON
 @quiet_option
@@ -96,8 +106,9 @@ def fp16_cmd(
     data: str | None,
     samples: int,
     min_cosine: float,
+    max_abs_diff: float | None,
     eval_data: str | None,
-    eval_samples: int,
+    eval_samples: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -116,12 +127,19 @@ def fp16_cmd(
     """
     from mmexport.precision.stages import Fp16Config, to_fp16
 
-    fp16_config = Fp16Config(keep_fp32=keep_fp32, fp16_io=fp16_io, min_cosine=min_cosine, samples=samples)
+    fp16_config = Fp16Config(
+        keep_fp32=keep_fp32,
+        fp16_io=fp16_io,
+        min_cosine=min_cosine,
+        samples=samples,
+        max_abs_diff=max_abs_diff,
+    )
     if is_split_folder(model, parts=parts, spec_path=spec_path):
-        split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
+        split = _SplitRun(output, parts, data, eval_data, _split_eval(eval_samples), as_json, quiet)
         split.run(model, "fp16", fp16=fp16_config)
         return
     show_notes(quiet)
+    bar = counter("scanning", quiet)
     result = to_fp16(
         model,
         output or _default_output(model, "fp16"),
@@ -130,7 +148,10 @@ def fp16_cmd(
         eval_data=eval_data,
         eval_samples=eval_samples,
         spec=spec_path,
+        progress=bar or no_progress,
     )
+    if bar is not None:
+        bar.end()
     kept = result.kept_fp32
     _finish(result, as_json, f"{sum(len(v) for v in kept.values())} nodes kept in FP32", {"kept_fp32": kept})
 
@@ -152,7 +173,7 @@ def fp16_cmd(
     show_default=True,
     help="With --method percentile: the share of |values| the range covers.",
 )
-@samples_option(512, "Calibration samples.")
+@samples_option(None, f"Calibration samples. [default: {CALIBRATION_DEFAULT}]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--trt-version",
@@ -166,7 +187,6 @@ def fp16_cmd(
     default=None,
     help="Keep the costliest branches in FP32 until the accuracy drop (points) is within this.",
 )
-@click.option("--sensitivity/--no-sensitivity", default=True, show_default=True, help="Per-branch INT8 cost.")
 @click.option(
     "--layout",
     type=click.Choice(["tensorrt", "onnxruntime"]),
@@ -175,6 +195,20 @@ def fp16_cmd(
     help="Q/DQ pattern for this runtime: tensorrt (Q/DQ on op inputs; TensorRT fuses them) or "
     "onnxruntime (also on op outputs, INT32 bias: fused into QLinearConv/QLinearMatMul on CPU).",
 )
+@click.option(
+    "--sensitivity/--no-sensitivity",
+    default=None,
+    help="Per-branch INT8 cost (one more pass over the evaluation data). [default: when the "
+    "evaluation data has labels]",
+)
+@click.option(
+    "--min-cosine",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Refuse the INT8 model (nothing written) if any evaluated sample's output cosine similarity "
+    "to FP32 is lower. Without it, a note warns below 0.99.",
+)
+@_MAX_ABS_DIFF
 @_EVAL
 @_JSON
 @quiet_option
@@ -186,14 +220,16 @@ def calibrate_cmd(
     data: str | None,
     method: str,
     percentile: float,
-    samples: int,
+    samples: int | None,
     batch_size: int,
     trt_version: str,
     max_accuracy_drop: float | None,
-    sensitivity: bool,
+    sensitivity: bool | None,
     layout: str,
+    min_cosine: float | None,
+    max_abs_diff: float | None,
     eval_data: str | None,
-    eval_samples: int,
+    eval_samples: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -225,9 +261,12 @@ def calibrate_cmd(
         max_accuracy_drop=max_accuracy_drop,
         sensitivity=sensitivity,
         layout=layout,
+        min_cosine=min_cosine,
+        max_abs_diff=max_abs_diff,
     )
     if is_split_folder(model, parts=parts, spec_path=spec_path):
-        split = _SplitRun(output, parts, data, eval_data, eval_samples, as_json, quiet)
+        config.samples = samples or DEFAULT_CALIBRATION_SAMPLES
+        split = _SplitRun(output, parts, data, eval_data, _split_eval(eval_samples), as_json, quiet)
         split.run(model, "int8", calibration=config)
         return
     show_notes(quiet)
@@ -264,14 +303,14 @@ def calibrate_cmd(
     "Evaluation data (default: the built-in task's held-out split, else random feeds from the "
     "spec, which give agreement but no task accuracy)."
 )
-@samples_option(500, "Evaluation samples.")
+@samples_option(None, f"Evaluation samples. [default: {BUDGET_HELP}]")
 @json_option("Print the report (or the error) as JSON on stdout.")
 @quiet_option
 def accuracy_cmd(
     models: tuple[Path, ...],
     spec_path: Path | None,
     data: str | None,
-    samples: int,
+    samples: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -287,8 +326,18 @@ def accuracy_cmd(
     from mmexport.precision.stages import accuracy
 
     show_notes(quiet)
-    report = accuracy(models, data=data, samples=samples, spec=spec_path)
+    bar = counter("evaluating", quiet)
+    report = accuracy(models, data=data, samples=samples, spec=spec_path, progress=bar or no_progress)
+    if bar is not None:
+        bar.end()
     click.echo(report.to_json() if as_json else report.to_markdown())
+
+
+def _split_eval(eval_samples: int | None) -> int:
+    """A split folder's parts are evaluated on a fixed number of samples."""
+    from mmexport.precision.stages import DEFAULT_EVAL_SAMPLES
+
+    return DEFAULT_EVAL_SAMPLES if eval_samples is None else eval_samples
 
 
 def _split_output(folder: Path, choices: dict[str, str]) -> Path:

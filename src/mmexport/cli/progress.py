@@ -87,6 +87,12 @@ class Counter:
             click.echo(self.line(done, total, now), err=True)
         self.last_tenth = tenth
 
+    def phase(self, label: str) -> None:
+        """A new loop of the same command starts (scanning, then checking...): a line of its own,
+        named ``label``, its rate counted afresh."""
+        self.end()
+        self.label, self.first, self.last_tenth = label, None, -1
+
     def line(self, done: int, total: int | None, now: float) -> str:
         """``  calibrating: 128/512 samples, 410/s, about 1 s left``."""
         text = f"{self.indent}{self.label}: {done}/{total or '?'} {self.unit}"

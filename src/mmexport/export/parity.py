@@ -1,15 +1,18 @@
 """The parity gate: onnxruntime (CPU) against eager PyTorch over the spec's shape range.
 
-Points: the opt point, the all-min and all-max corners (so every dynamic dim is tried at its
-min and max), and a few random points inside the ranges. Both sides are runners (``TorchRunner``,
-the runtime's ``OnnxModelRunner``); every output is compared elementwise by the runtime's
-``compare()``: ``|onnx - torch| <= atol + rtol * |torch|``. One failing element fails the gate.
+Points: by default the opt point and the all-min and all-max corners (so every dynamic dim is
+tried at its min and max), each once; ``ParityConfig`` can name fewer corners or add random points
+inside the ranges. The opt point runs first: its time, scaled by feed size, estimates the rest.
+Both sides are runners (``TorchRunner``, the runtime's ``OnnxModelRunner``); every output is
+compared elementwise by the runtime's ``compare()``: ``|onnx - torch| <= atol + rtol * |torch|``.
+One failing element fails the gate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmexport.core.errors import ConfigError
+from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec, ShapePoint
 from mmexport.core.spec_checks import check_fits_memory
 from mmexport.export.torch_runner import NotTensorsError as NotTensorsError
@@ -39,14 +44,50 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
 EXACT = (0.0, 0.0)
 
 
+CORNERS = ("opt", "min", "max")
+
+
 @dataclass(frozen=True)
 class ParityConfig:
-    """How the gate samples shapes and how strict it is."""
+    """How the gate samples shapes (``corners`` of the spec, each once, then ``random_points``
+    inside the ranges) and how strict it is."""
 
-    random_points: int = 3
+    random_points: int = 0
     seed: int = 0
     atol: float | None = None
     rtol: float | None = None
+    corners: tuple[str, ...] = CORNERS
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.corners if c not in CORNERS]
+        if unknown or self.random_points < 0:
+            raise ConfigError(
+                f"parity points must be corners ({', '.join(CORNERS)}) and a count of random points >= 0, "
+                f"got corners {list(self.corners)} and {self.random_points} random",
+                fields=("parity_points",),
+            )
+        if not self.corners and not self.random_points:
+            raise ConfigError("the parity gate needs at least one point", fields=("parity_points",))
+
+
+def parse_points(text: str) -> tuple[tuple[str, ...], int]:
+    """``--parity-points``: ``opt,min,max`` (any of the corners), an integer (that many random
+    points), or both (``opt,2``) -> (corners, random points)."""
+    corners: list[str] = []
+    random = 0
+    for item in (t.strip().lower() for t in text.split(",")):
+        if item.isdigit():
+            random = int(item)
+        elif item in CORNERS and item not in corners:
+            corners.append(item)
+        else:
+            raise ConfigError(
+                f"--parity-points takes {', '.join(CORNERS)} and/or a number of random points, "
+                f"comma-separated; got {item!r} in {text!r}",
+                fields=("parity_points",),
+            )
+    ParityConfig(random_points=random, corners=tuple(corners))  # at least one point
+    return tuple(corners), random
 
 
 @dataclass
@@ -87,7 +128,7 @@ class ParityReport:
 
 def shape_points(spec: ModelSpec, config: ParityConfig) -> list[tuple[str, ShapePoint]]:
     """The named points the gate checks, duplicates removed (a fully static spec has one)."""
-    named = [("opt", spec.point("opt")), ("min", spec.point("min")), ("max", spec.point("max"))]
+    named = [(corner, spec.point(corner)) for corner in config.corners]
     named += [
         (f"random-{k + 1}", p) for k, p in enumerate(spec.random_points(config.random_points, config.seed))
     ]
@@ -116,19 +157,29 @@ def run_parity(
     onnx_path: str | Path,
     spec: ModelSpec,
     config: ParityConfig | None = None,
+    *,
+    progress: Progress = no_progress,
 ) -> ParityReport:
-    """Compare the ONNX file against ``module`` at every shape point; never raises on mismatch."""
+    """Compare the ONNX file against ``module`` at every shape point; never raises on mismatch.
+
+    ``progress`` counts points done; after the first point a note estimates the others' time."""
     config = config or ParityConfig()
     points = shape_points(spec, config)
     for _, point in points:  # a feed larger than memory is refused before any is allocated
         check_fits_memory(spec, point, what="the parity gate")
+    names = ", ".join(n for n, _ in points)
+    log.info(f"parity gate at {len(points)} shape points: {names} (--parity-points to change)")
     reference = TorchRunner(module, spec)
     report = ParityReport()
+    first: tuple[float, int] | None = None  # seconds and feed elements of the first point
     with OnnxModelRunner(Path(onnx_path), spec) as onnx:
         for k, (name, point) in enumerate(points):
             feed = spec.sample_feed(point, seed=config.seed + k)
             shapes = {n: list(v.shape) for n, v in feed.items()}
-            log.info(f"parity {name}: {format_shapes(shapes)}")
+            size = feed_elements(shapes)
+            log.info(f"parity {name}: {format_shapes(shapes)}{_estimate(first, size)}")
+            started = time.perf_counter()
+            progress(k, len(points))
             try:
                 expected = reference.run(feed)
             except Exception as e:  # the eager model itself cannot run at this point of the spec
@@ -142,7 +193,34 @@ def run_parity(
                 report.rows.extend(_error_rows(name, shapes, spec, message, "onnxruntime"))
                 continue
             report.rows.extend(parity_rows(name, shapes, expected, actual, spec, config))
+            if first is None:
+                first = (time.perf_counter() - started, size)
+                rest = [feed_elements(_shapes(spec, p)) for _, p in points[1:]]
+                if rest and first[0] * sum(rest) / max(size, 1) >= ESTIMATE_NOTE_S:
+                    log.info(f"the other {len(rest)} points: {_estimate(first, sum(rest)).strip(' ,()')}")
+    progress(len(points), len(points))
     return report
+
+
+ESTIMATE_NOTE_S = 5.0  # an estimate of the remaining points is noted when they may take longer
+
+
+def feed_elements(shapes: Mapping[str, Sequence[int]]) -> int:
+    """Elements in a feed: what a point's time grows with (convolutions and attention grow faster,
+    so an estimate from a smaller point is a lower bound)."""
+    return sum(int(np.prod(s)) for s in shapes.values())
+
+
+def _shapes(spec: ModelSpec, point: ShapePoint) -> dict[str, list[int]]:
+    return {i.name: [point[d] if isinstance(d, str) else int(d) for d in i.shape] for i in spec.inputs}
+
+
+def _estimate(first: tuple[float, int] | None, size: int) -> str:
+    """`` (about 40 s, at least)`` from the first point's time scaled by feed size."""
+    if first is None:
+        return ""
+    seconds = first[0] * size / max(first[1], 1)
+    return f" (about {seconds:.0f} s or more)" if seconds >= 1 else ""
 
 
 def parity_rows(

@@ -25,6 +25,7 @@ from mmexport.core.manifest import (
     publish_artifact,
 )
 from mmexport.core.onnx_file import read_onnx
+from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import INT_DTYPES, ModelSpec
 from mmexport.export.loader import LoadedModel, load_model
 from mmexport.export.onnx_export import ExportConfig, ExportInfo, export_onnx, normalize_dims
@@ -53,8 +54,11 @@ def to_onnx(
     export: ExportConfig | None = None,
     parity: ParityConfig | None = None,
     simplify: bool = False,
+    progress: Progress = no_progress,
 ) -> ToOnnxResult:
-    """Export a model to ``output``; raise ParityError (writing nothing) if ONNX != PyTorch."""
+    """Export a model to ``output``; raise ParityError (writing nothing) if ONNX != PyTorch.
+
+    ``progress`` counts the parity gate's shape points; notes go through ``logging``."""
     export = export or ExportConfig()
     parity = parity or ParityConfig()
     seconds: dict[str, float] = {}
@@ -74,12 +78,12 @@ def to_onnx(
         ]
         notes += info.notes
         t0 = time.perf_counter()
-        report = run_parity(loaded.module, staged, loaded.spec, parity)
+        report = run_parity(loaded.module, staged, loaded.spec, parity, progress=progress)
         if not report.passed:
             raise ParityError(_failure_message(report, info.notes), report=report)
         simplified = False
         if simplify:
-            simplified, note, slim_report = _try_simplify(loaded, staged, parity)
+            simplified, note, slim_report = _try_simplify(loaded, staged, parity, progress)
             notes.append(note)
             report = slim_report or report
         seconds["parity"] = time.perf_counter() - t0
@@ -122,7 +126,7 @@ def _failure_message(report: ParityReport, export_notes: list[str] | None = None
 
 
 def _try_simplify(
-    loaded: LoadedModel, staged: Path, parity: ParityConfig
+    loaded: LoadedModel, staged: Path, parity: ParityConfig, progress: Progress
 ) -> tuple[bool, str, ParityReport | None]:
     """Replace the staged graph by onnxslim's, only if that one keeps the dims and passes the gate."""
     import onnxslim
@@ -137,7 +141,7 @@ def _try_simplify(
         return False, f"simplification discarded: {e}", None
     except Exception as e:  # onnxslim raises plain exceptions on graphs it cannot handle
         return False, f"simplification skipped: onnxslim failed ({type(e).__name__}: {e})", None
-    report = run_parity(loaded.module, candidate, loaded.spec, parity)
+    report = run_parity(loaded.module, candidate, loaded.spec, parity, progress=progress)
     if not report.passed:
         candidate.unlink()
         return False, "simplification discarded: the simplified graph failed the parity gate", None

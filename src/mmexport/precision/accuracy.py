@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -174,19 +175,68 @@ def _ratio(diff: float, scale: float) -> float:
 ENGINE_SUFFIXES = (".engine", ".plan")
 
 
-def _runner(model: onnx.ModelProto | str | Path, outputs: list[str]) -> Runner:
+class RecordedOutputs:
+    """A reference whose outputs were computed already (the FP16 scan's FP32 pass): ``run`` gives
+    them back batch by batch, in the order the batches come."""
+
+    def __init__(self, outputs: Iterable[Mapping[str, np.ndarray]], spec: ModelSpec) -> None:
+        self._outputs = iter(outputs)
+        self.spec = spec
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        try:
+            return next(self._outputs)
+        except StopIteration:
+            raise RuntimeError("more batches than recorded outputs") from None
+
+    def __enter__(self) -> RecordedOutputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+Model = onnx.ModelProto | str | Path | RecordedOutputs
+
+
+@contextmanager
+def model_file(model: onnx.ModelProto) -> Iterator[Path]:
+    """``model`` saved for onnxruntime in a temporary folder, its weights as external data: serializing
+    a proto of hundreds of MB into one bytes object took seconds and held three copies of the
+    weights at once; this writes them tensor by tensor, and onnxruntime maps them from the file.
+    ``model``'s weights move to the file (pass a copy that is not needed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="mmexport-") as folder:
+        path = Path(folder) / "model.onnx"
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location="model.onnx.data",
+            size_threshold=1024,
+        )
+        yield path
+
+
+def _runner(model: Model, outputs: list[str], stack: ExitStack) -> Runner | RecordedOutputs:
     """onnxruntime (CPU, the graph as written) for ONNX, the runtime's TensorRT backend for an
     engine file (``.engine`` / ``.plan``, on the GPU; it checks the engine's manifest first).
     Either checks feeds against what the model takes (its graph's inputs, or the engine's spec)."""
+    if isinstance(model, RecordedOutputs):
+        return model
     if not isinstance(model, onnx.ModelProto) and Path(model).suffix in ENGINE_SUFFIXES:
         from mmexport.runtime import Session
 
         return Session(model, device="cuda")
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else Path(model)
-    return OnnxModelRunner(source, outputs=outputs, optimize=False)
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)  # the caller's proto keeps its weights
+        model = stack.enter_context(model_file(copy))
+        del copy
+    return OnnxModelRunner(Path(model), outputs=outputs, optimize=False)
 
 
-def _cast_for(runner: Runner, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _cast_for(runner: Runner | RecordedOutputs, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The feed in the float types the model's inputs take (an --fp16-io model takes float16)."""
     out = dict(feed)
     for spec in runner.spec.inputs:
@@ -197,7 +247,7 @@ def _cast_for(runner: Runner, feed: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def evaluate(
-    models: Sequence[tuple[str, str, onnx.ModelProto | str | Path]],
+    models: Sequence[tuple[str, str, Model]],
     batches: Iterable[LabelledBatch],
     spec: ModelSpec,
     *,
@@ -206,16 +256,21 @@ def evaluate(
 ) -> AccuracyReport:
     """Run ``models`` ((name, precision, model); the first is the reference) over ``batches``.
 
-    A model is an ONNX proto or file (onnxruntime, CPU) or a TensorRT engine file."""
+    A model is an ONNX proto or file (onnxruntime, CPU), a TensorRT engine file, or (as the
+    reference) outputs recorded already."""
     outputs = [o.name for o in spec.outputs]
     with ExitStack() as stack:
-        runners = [stack.enter_context(_runner(m, outputs)) for _, _, m in models]
+        runners: list[Runner | RecordedOutputs] = []
+        for _, _, m in models:
+            runner = _runner(m, outputs, stack)
+            stack.enter_context(runner)
+            runners.append(runner)
         return _evaluate(models, runners, batches, spec, source, progress)
 
 
 def _evaluate(
-    models: Sequence[tuple[str, str, onnx.ModelProto | str | Path]],
-    runners: list[Runner],
+    models: Sequence[tuple[str, str, Model]],
+    runners: list[Runner | RecordedOutputs],
     batches: Iterable[LabelledBatch],
     spec: ModelSpec,
     source: str,

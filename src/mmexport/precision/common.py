@@ -14,17 +14,28 @@ import numpy as np
 import onnx
 
 from mmexport.core.artifact import LoadedArtifact, load_artifact
-from mmexport.core.errors import ArtifactError
+from mmexport.core.errors import ArtifactError, PrecisionError
 from mmexport.core.files import output_folder, sha256_file, staging_dir
 from mmexport.core.inspection import model_precision
 from mmexport.core.manifest import ArtifactKind, Manifest, Precision, Producer, Source, publish_artifact
+from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import ShapeCoverage
 from mmexport.precision.accuracy import AccuracyReport, evaluate
 
 log = logging.getLogger(__name__)
 
-SPEC_POINTS = 6  # generated feeds when the user gives no data: opt, min and 4 random points
+RANDOM_SAMPLES = 32  # random feeds have no labels and one distribution: tens of samples say as much as 500
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many samples a step takes when the user does not say: ``real`` of real data, ``random``
+    of random feeds from the spec; ``option`` is the flag that changes it (printed with the default)."""
+
+    real: int
+    option: str
+    random: int = RANDOM_SAMPLES
 
 
 @dataclass
@@ -49,6 +60,12 @@ class SourceModel:
     @property
     def spec(self) -> ModelSpec:
         return self.manifest.spec
+
+    @property
+    def runnable(self) -> onnx.ModelProto | Path:
+        """What a runner opens: the verified file itself (onnxruntime reads it faster than a proto
+        of hundreds of MB is serialized for it, and holds no second copy), else the proto."""
+        return self.path if self.path.is_file() else self.model
 
     @property
     def builtin(self) -> str | None:
@@ -112,18 +129,17 @@ class FeedBatch:
 
 
 class SpecFeeds:
-    """Random valid feeds from the spec (opt, min and random points, in turn, until ``samples``
-    rows): data when the user has none. ``seed`` keeps calibration and evaluation feeds apart."""
+    """Random valid feeds from the spec, all at the opt point (the shapes a deployment mostly
+    sees: statistics and agreement there are what matter; the corners are the parity gate's job),
+    until ``samples`` rows. ``seed`` keeps calibration and evaluation feeds apart."""
 
-    def __init__(
-        self, spec: ModelSpec, samples: int | None = None, seed: int = 0, points: int = SPEC_POINTS
-    ) -> None:
+    def __init__(self, spec: ModelSpec, samples: int | None = None, seed: int = 0) -> None:
         self.spec = spec
-        self.points = [spec.example_point(), spec.point("min"), *spec.random_points(max(points - 2, 0), seed)]
+        self.points = [spec.example_point()]
         self.samples = samples
         self.seed = seed
-        count = "" if samples is None else f"{samples} samples, "
-        self.description = f"random feeds from the spec ({count}{len(self.points)} shape points, seed {seed})"
+        count = "" if samples is None else f"{samples} samples "
+        self.description = f"random feeds from the spec ({count}at the opt shape, seed {seed})"
 
     def batches(self) -> Iterator[FeedBatch]:
         rows, i = 0, 0
@@ -157,21 +173,36 @@ def open_data(
     split: str,
     samples: int | None,
     batch_size: int,
+    budget: Budget | None = None,
+    purpose: str = "",
 ) -> Any:
     """The data source for ``data`` ("synthetic", a folder, .npz, make_feeds, an iterable), or
-    random feeds from the spec when ``data`` is None and the model is not a built-in."""
-    if data is None and model.builtin is None:
-        return SpecFeeds(model.spec, samples, seed=0 if split == "calibration" else 1)
-    from mmexport.data.sources import open_source
+    random feeds from the spec when ``data`` is None and the model is not a built-in.
 
-    return open_source(
-        "synthetic" if data is None else data,
-        model.spec,
-        builtin=model.builtin,
-        split=split,
-        samples=samples,
-        batch_size=batch_size,
-    )
+    ``samples=None`` takes ``budget``'s default for that kind of data. With ``purpose`` (``"evaluating
+    on"``) one note says what is used and, for a default, the option that changes it."""
+    random = data is None and model.builtin is None
+    budget = budget or Budget(real=RANDOM_SAMPLES, option="--samples")
+    count = samples if samples is not None else budget.random if random else budget.real
+    source: Any
+    if random:
+        source = SpecFeeds(model.spec, count, seed=0 if split == "calibration" else 1)
+    else:
+        from mmexport.data.sources import open_source
+
+        source = open_source(
+            "synthetic" if data is None else data,
+            model.spec,
+            builtin=model.builtin,
+            split=split,
+            samples=count,
+            batch_size=batch_size,
+        )
+    if purpose:
+        what = f"{count} random samples at the opt shape" if random else source.description
+        hint = f" ({budget.option} N to change)" if samples is None else ""
+        log.info(f"{purpose} {what}{hint}")
+    return source
 
 
 def coverage_summary(coverage: ShapeCoverage) -> str:
@@ -246,10 +277,84 @@ def evaluation_data(source: SourceModel, data: Any, eval_data: Any, notes: list[
     return data
 
 
+EVAL_BUDGET = Budget(real=500, option="--eval-samples")
+EVAL_BATCH = 50
+
+
 def evaluation(
-    source: SourceModel, eval_data: Any, samples: int, variants: Sequence[tuple[str, str, Any]]
+    source: SourceModel,
+    eval_data: Any,
+    samples: int | None,
+    variants: Sequence[tuple[str, str, Any]],
+    *,
+    progress: Progress = no_progress,
+    budget: Budget = EVAL_BUDGET,
 ) -> AccuracyReport:
-    """Compare ``variants`` on ``samples`` evaluation samples of ``eval_data``."""
-    data = open_data(eval_data, source, split="evaluation", samples=samples, batch_size=50)
-    log.info(f"evaluating on {data.description}")
-    return evaluate(variants, data.batches(), source.spec, source=data.description)
+    """Compare ``variants`` on ``samples`` evaluation samples of ``eval_data`` (None: the budget's
+    default for that data, said in a note)."""
+    data = open_data(
+        eval_data,
+        source,
+        split="evaluation",
+        samples=samples,
+        batch_size=EVAL_BATCH,
+        budget=budget,
+        purpose="evaluating on",
+    )
+    total = getattr(data, "samples", None) or samples
+    return evaluate(
+        variants,
+        data.batches(),
+        source.spec,
+        source=data.description,
+        progress=phase(progress, "evaluating", total),
+    )
+
+
+def phase(progress: Progress, label: str, total: int | None) -> Progress:
+    """``progress`` for one loop of a stage: a printer that shows phases (``phase(label)``, as the
+    CLI's counter has) starts a new line named ``label``; every call carries ``total``."""
+    start = getattr(progress, "phase", None)
+    if callable(start):
+        start(label)
+
+    def tick(done: int, _total: int | None = None, /) -> None:
+        progress(done, total)
+
+    return tick
+
+
+POOR_COSINE = 0.99  # below this, a variant's agreement with FP32 is worth a warning
+
+
+def check_agreement(
+    report: AccuracyReport,
+    what: str,
+    *,
+    min_cosine: float | None,
+    max_abs_diff: float | None,
+    hint: str,
+) -> list[str]:
+    """Refuse (``PrecisionError`` with the table; the caller has written nothing) a variant whose
+    agreement with the reference misses a gate; without a failing gate, warnings when the worst
+    sample's cosine is below ``POOR_COSINE``."""
+    variant = report.variants[1]
+    worst = variant.worst_cosine()
+    largest = max((o.max_abs for o in variant.outputs), default=0.0)
+    failed = []
+    if min_cosine is not None and worst < min_cosine:
+        failed.append(f"min cosine similarity {worst:.6f} < {min_cosine:g}")
+    if max_abs_diff is not None and largest > max_abs_diff:
+        failed.append(f"max abs diff {largest:.4g} > {max_abs_diff:g}")
+    if failed:
+        raise PrecisionError(
+            f"{what} model disagrees with FP32: {'; '.join(failed)} on {report.source}; nothing written",
+            report=report,
+            hint=hint,
+        )
+    if worst < POOR_COSINE:
+        return [
+            f"{what} agrees poorly with FP32: min cosine similarity {worst:.4f} < {POOR_COSINE} on "
+            f"{report.source} (--min-cosine / --max-abs-diff refuse such a model)"
+        ]
+    return []

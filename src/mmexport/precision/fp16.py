@@ -16,8 +16,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
+from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import FLOAT_DTYPES, ModelSpec
-from mmexport.precision.graph import node_names, sort_topologically
+from mmexport.precision.graph import (
+    activation_tensors,
+    inferred,
+    node_names,
+    sort_topologically,
+    with_outputs,
+)
 from mmexport.precision.stats import TensorStats
 
 FP16_MAX = 65504.0
@@ -60,13 +67,67 @@ class Fp16Plan:
         return out
 
 
+@dataclass
+class Fp16Scan:
+    """What one FP32 pass over sample data tells the FP16 conversion: the largest finite |value| of
+    every float activation, and the model's own outputs per batch (the reference of the check, so
+    the FP32 model is not run a second time)."""
+
+    amax: dict[str, float] = field(default_factory=dict)
+    outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
+    samples: int = 0
+
+
+def scan_fp16(
+    model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]], *, progress: Progress = no_progress
+) -> Fp16Scan:
+    """Run ``model`` (as written, CPU) over ``feeds`` with every float activation as an output; keep
+    only each tensor's running max |value| (no histograms: FP16 needs the range, not a distribution)
+    and the model's outputs."""
+    from mmexport.precision.accuracy import model_file
+    from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
+
+    names = activation_tensors(model)
+    graph_inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    fetch = list(dict.fromkeys([*outputs, *(n for n in names if n not in graph_inputs)]))
+    scan = Fp16Scan()
+    with (
+        model_file(with_outputs(model, fetch)) as path,
+        OnnxModelRunner(path, outputs=fetch, optimize=False) as run,
+    ):
+        for feed in feeds:
+            inputs = {name: np.asarray(feed[name]) for name in graph_inputs}
+            values = run.run(inputs)
+            for name in names:
+                value = inputs[name] if name in inputs else values[name]
+                scan.amax[name] = max(scan.amax.get(name, 0.0), _finite_amax(value))
+            scan.outputs.append({name: values[name] for name in outputs})
+            del values
+            scan.samples += int(next(iter(inputs.values())).shape[0]) if inputs else 1
+            progress(scan.samples)
+    return scan
+
+
+def _finite_amax(values: np.ndarray) -> float:
+    """Largest finite |x| (0 when there is none): an inf already in FP32 is not an FP16 range."""
+    if values.size == 0 or values.dtype.kind != "f":
+        return 0.0
+    top = float(max(values.max(), -values.min()))
+    if np.isfinite(top):
+        return top
+    finite = values[np.isfinite(values)]
+    return float(np.abs(finite).max()) if finite.size else 0.0
+
+
 def plan_fp16(
     model: onnx.ModelProto,
     *,
-    stats: Mapping[str, TensorStats] | None = None,
+    stats: Mapping[str, TensorStats | float] | None = None,
     keep_patterns: Iterable[str] = (),
 ) -> Fp16Plan:
-    """Decide which nodes of ``model`` stay FP32 (names unnamed nodes in place).
+    """Decide which nodes of ``model`` stay FP32 (names unnamed nodes in place); ``stats`` gives
+    each tensor's largest |value| (a number, or the calibration statistics).
 
     A node producing or reading a value beyond ``OVERFLOW_LIMIT`` stays FP32, so an out-of-range
     value is never cast to FP16 on its way from one node to the next.
@@ -88,9 +149,10 @@ def plan_fp16(
             plan.add(node.name, f"{node.op_type}: onnxruntime's converter has no FP16 form of it")
         for name in [*node.output, *node.input]:
             seen = stats.get(name) if stats else None
-            if seen is not None and seen.amax > OVERFLOW_LIMIT:
+            amax = seen.amax if isinstance(seen, TensorStats) else seen
+            if amax is not None and amax > OVERFLOW_LIMIT:
                 plan.add(node.name, OVERFLOW_REASON)
-                plan.values[node.name] = max(plan.values.get(node.name, 0.0), seen.amax)
+                plan.values[node.name] = max(plan.values.get(node.name, 0.0), amax)
     plan.unmatched = [p for p in patterns if p not in plan.matched]
     return plan
 
@@ -101,12 +163,14 @@ def convert_fp16(model: onnx.ModelProto, plan: Fp16Plan, *, fp16_io: bool = Fals
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    del copy.graph.value_info[:]  # the converter's own shape inference, without the weights' bytes
+    copy.graph.value_info.extend(inferred(model).graph.value_info)
     converted = float16.convert_float_to_float16(
         copy,
         keep_io_types=not fp16_io,
         op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST),
         node_block_list=sorted(plan.keep),
-        disable_shape_infer=False,
+        disable_shape_infer=True,
     )
     sort_topologically(converted.graph)  # the converter appends its input casts at the end
     _skip_round_trips(converted.graph, set(plan.keep))

@@ -14,13 +14,41 @@ FLOAT_TYPES = {
 }
 
 
+SHAPE_DATA_LIMIT = 4096  # initializers up to this many elements keep their values for inference
+
+
+def inferred(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model``'s graph with the value infos shape inference finds, run on a copy without the
+    values of its large initializers: inference needs their types and dims only (values only of
+    small ones, such as Reshape's shape), and serializing every weight for it took seconds per call
+    on a model of hundreds of MB. Best effort: the graph as declared when inference fails."""
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version = model.ir_version
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    graph, source = skeleton.graph, model.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    for init in source.initializer:
+        size = 1
+        for d in init.dims:
+            size *= d
+        if size <= SHAPE_DATA_LIMIT and init.data_location != onnx.TensorProto.EXTERNAL:
+            graph.initializer.append(init)
+        else:
+            graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
+    try:
+        return onnx.shape_inference.infer_shapes(skeleton)
+    except Exception:  # inference is best effort: fall back to what the file declares
+        return skeleton
+
+
 def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every named tensor that shape inference can type (inputs, outputs, values)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # inference is best effort: fall back to what the file declares
-        inferred = model
-    graph = inferred.graph
+    graph = inferred(model).graph
     types: dict[str, int] = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
         if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:

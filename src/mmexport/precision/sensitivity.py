@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import onnx
 
 from mmexport.core.errors import MmexportError
+from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
-from mmexport.precision.accuracy import AccuracyReport, LabelledBatch, evaluate
+from mmexport.precision.accuracy import AccuracyReport, LabelledBatch, Model, evaluate
 from mmexport.precision.graph import node_names, reaching_inputs
 from mmexport.precision.qdq import insert_qdq, quantizable_nodes
 
@@ -50,13 +51,16 @@ def branch_costs(
     batches: BatchFactory,
     *,
     source: str,
+    progress: Progress | None = None,
+    reference: Model | None = None,
 ) -> tuple[list[BranchCost], AccuracyReport]:
-    """Quantize one branch at a time (all variants evaluated in one pass over the data)."""
+    """Quantize one branch at a time (all variants evaluated in one pass over the data); the FP32
+    reference runs ``reference`` (e.g. the model's verified file) when given, else ``model``."""
     groups = branches(model, spec)
-    variants: list[tuple[str, str, onnx.ModelProto | str]] = [("fp32", "fp32", model)]
+    variants: list[tuple[str, str, Model]] = [("fp32", "fp32", model if reference is None else reference)]
     for branch, nodes in groups.items():
         variants.append((f"int8 {branch} only", "int8", insert_qdq(model, amax, nodes=nodes).model))
-    report = evaluate(variants, batches(), spec, source=source)
+    report = evaluate(variants, batches(), spec, source=source, progress=progress)
     costs = [
         BranchCost(branch, len(nodes), report.drop(variant))
         for (branch, nodes), variant in zip(groups.items(), report.variants[1:], strict=True)

@@ -18,12 +18,16 @@ from mmexport.core.manifest import CalibrationMethod, Manifest, Precision, Valid
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
-from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, evaluate
+from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, RecordedOutputs, evaluate
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.common import (
+    EVAL_BATCH,
+    EVAL_BUDGET,
+    Budget,
     ShapeCoverage,
     SourceModel,
     SpecFeeds,
+    check_agreement,
     check_output,
     coverage_summary,
     derived_manifest,
@@ -32,9 +36,10 @@ from mmexport.precision.common import (
     feeds_of,
     load_source_model,
     open_data,
+    phase,
     write_onnx,
 )
-from mmexport.precision.fp16 import convert_fp16, plan_fp16, same_model, spec_for_graph
+from mmexport.precision.fp16 import convert_fp16, plan_fp16, same_model, scan_fp16, spec_for_graph
 from mmexport.precision.qdq import (
     DEFAULT_LAYOUT,
     QdqResult,
@@ -48,7 +53,8 @@ from mmexport.precision.sensitivity import BranchCost, BudgetResult, branch_cost
 from mmexport.precision.stats import DEFAULT_PERCENTILE, METHODS
 
 DEFAULT_CALIBRATION_SAMPLES = 512
-DEFAULT_EVAL_SAMPLES = 500
+DEFAULT_EVAL_SAMPLES = EVAL_BUDGET.real
+CALIBRATION_BUDGET = Budget(real=DEFAULT_CALIBRATION_SAMPLES, option="--samples")
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_MIN_COSINE = 0.99
 RECOMMENDED_SAMPLES = 500  # TensorRT's guidance for calibration sets
@@ -66,20 +72,23 @@ log = logging.getLogger(__name__)
 class Fp16Config:
     keep_fp32: tuple[str, ...] = ()
     fp16_io: bool = False
-    min_cosine: float = DEFAULT_MIN_COSINE
-    samples: int = 64  # sample data for the overflow scan and the check
+    min_cosine: float | None = DEFAULT_MIN_COSINE
+    samples: int = 32  # sample data for the overflow scan and the check
+    max_abs_diff: float | None = None
 
 
 @dataclass
 class CalibrationConfig:
     method: str = CalibrationMethod.MINMAX  # entropy clips ReLU outputs: docs/precision.md
     percentile: float = DEFAULT_PERCENTILE
-    samples: int = DEFAULT_CALIBRATION_SAMPLES
+    samples: int | None = None  # None: 512 of real data, 32 random feeds (said in a note)
     batch_size: int = DEFAULT_BATCH_SIZE
     trt_version: str = calib_cache.DEFAULT_TRT_VERSION
     max_accuracy_drop: float | None = None  # points
-    sensitivity: bool = True
+    sensitivity: bool | None = None  # None: when the evaluation data has labels
     layout: str = DEFAULT_LAYOUT  # the runtime the Q/DQ pattern is laid out for (qdq.LAYOUTS)
+    min_cosine: float | None = None  # gates on the evaluation: the model is refused below / above
+    max_abs_diff: float | None = None
 
     def __post_init__(self) -> None:
         check_layout(self.layout)
@@ -92,7 +101,7 @@ class CalibrationConfig:
                 f"percentile must be in (0, 100], got {self.percentile}", fields=("percentile",)
             )
         calib_cache.trt_version_number(self.trt_version)  # refuse a bad --trt-version before any work
-        if self.samples < 1 or self.batch_size < 1:
+        if (self.samples is not None and self.samples < 1) or self.batch_size < 1:
             raise ConfigError(
                 f"samples and batch_size must be >= 1, got {self.samples}, {self.batch_size}",
                 fields=("samples", "batch_size"),
@@ -132,10 +141,15 @@ def to_fp16(
     config: Fp16Config | None = None,
     data: Any = None,
     eval_data: Any = None,
-    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    eval_samples: int | None = None,
     spec: ModelSpec | str | Path | None = None,
+    progress: Progress = no_progress,
 ) -> Fp16Result:
-    """FP16 variant of an FP32 artifact; refuses (writing nothing) if it disagrees with FP32."""
+    """FP16 variant of an FP32 artifact; refuses (writing nothing) if it disagrees with FP32.
+
+    One FP32 pass over the sample data gives both the activation ranges and the reference outputs
+    of the check; ``eval_samples`` (None: 500 of real data; with neither data nor eval data, the
+    check on random feeds is the report) adds an evaluation on held-out data."""
     config = config or Fp16Config()
     seconds: dict[str, float] = {}
     source = load_source_model(model, spec=spec)
@@ -144,18 +158,23 @@ def to_fp16(
     sample = open_data(
         data, source, split="calibration", samples=config.samples, batch_size=DEFAULT_BATCH_SIZE
     )
-    log.info(f"scanning activation ranges on {sample.description}")
-    stats, seen = collect_stats(source.model, feeds_of(sample))
-    plan = plan_fp16(source.model, stats=stats, keep_patterns=config.keep_fp32)
+    total = getattr(sample, "samples", None) or config.samples
+    log.info(f"scanning activation ranges on {sample.description}; --samples N to change")
+    scan = scan_fp16(source.model, feeds_of(sample), progress=phase(progress, "scanning", total))
+    plan = plan_fp16(source.model, stats=scan.amax, keep_patterns=config.keep_fp32)
     converted = convert_fp16(source.model, plan, fp16_io=config.fp16_io)
     seconds["convert"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    log.info(f"checking FP16 against FP32 on the same {scan.samples} samples")
     check = evaluate(
-        [("fp32", "fp32", source.model), ("fp16", "fp16", converted)],
+        [("fp32", "fp32", RecordedOutputs(scan.outputs, source.spec)), ("fp16", "fp16", converted)],
         sample.batches(),
         source.spec,
         source=sample.description,
+        progress=phase(progress, "checking", scan.samples),
     )
+    seconds["check"] = time.perf_counter() - t0
+    rate = scan.samples / max(seconds["convert"] + seconds["check"], 1e-9)
     if check.reference_nonfinite:
         raise PrecisionError(
             f"the FP32 model itself gives NaN or inf on {check.reference_nonfinite} of {check.samples} "
@@ -164,22 +183,24 @@ def to_fp16(
             hint="give real samples with --data, or check the spec's ranges (e.g. a pad id inside an "
             "input's range makes all-padding rows)",
         )
-    worst = check.variants[1].worst_cosine()
-    if worst < config.min_cosine:
-        raise PrecisionError(
-            f"FP16 model disagrees with FP32: min cosine similarity {worst:.6f} < {config.min_cosine:g} "
-            f"on {sample.description}; nothing written",
-            report=check,
-            hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
-        )
+    warnings = check_agreement(
+        check,
+        "FP16",
+        min_cosine=config.min_cosine,
+        max_abs_diff=config.max_abs_diff,
+        hint="keep more of the graph in FP32 with --keep-fp32 OP_OR_NODE",
+    )
     accuracy = None
     eval_notes: list[str] = []
-    if eval_samples > 0:
-        variants = [("fp32", "fp32", source.model), ("fp16", "fp16", converted)]
-        accuracy = evaluation(
-            source, evaluation_data(source, data, eval_data, eval_notes), eval_samples, variants
-        )
-    seconds["check"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    eval_source = evaluation_data(source, data, eval_data, eval_notes)
+    if eval_samples is None and eval_source is None and source.builtin is None:
+        accuracy = check  # random feeds again would say what the check said: it is the report
+        eval_notes = ["evaluated by the check (random feeds, no labels); --eval-data for held-out data"]
+    elif eval_samples is None or eval_samples > 0:
+        variants = [("fp32", "fp32", source.runnable), ("fp16", "fp16", converted)]
+        accuracy = evaluation(source, eval_source, eval_samples, variants, progress=progress)
+    seconds["evaluate"] = time.perf_counter() - t0
     kept = plan.by_reason()
     manifest = derived_manifest(
         source,
@@ -192,16 +213,20 @@ def to_fp16(
             "keep_patterns": list(config.keep_fp32),
             "data": sample.description,
             "data_sha256": sample.fingerprint(),
-            "samples": seen,
+            "samples": scan.samples,
         },
     )
     manifest.spec = spec_for_graph(source.spec, converted)  # float16 inputs with --fp16-io
     manifest.validation = Validation(fp16_check=check.to_dict(), accuracy=_report(accuracy))
+    if warnings:
+        manifest.validation.extra["warnings"] = warnings
     written = write_onnx(converted, output, manifest)
     notes = [f"kept in FP32 ({len(nodes)} nodes): {reason}" for reason, nodes in kept.items()]
     notes += [f"--keep-fp32 {p!r} matched no op type or node name" for p in plan.unmatched]
     notes += eval_notes
     notes += accuracy.warnings() if accuracy is not None else []
+    notes += warnings
+    notes.append(f"scan, conversion and check: {scan.samples} samples, {rate:.3g} samples/s")
     return Fp16Result(written.path, accuracy, notes, seconds, written, kept_fp32=kept, check=check)
 
 
@@ -217,37 +242,48 @@ def calibrate(
     data: Any = None,
     config: CalibrationConfig | None = None,
     eval_data: Any = None,
-    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    eval_samples: int | None = None,
     spec: ModelSpec | str | Path | None = None,
     progress: Progress = no_progress,
 ) -> CalibrationResult:
     """INT8 Q/DQ variant of an FP32 artifact plus TensorRT's native calibration cache beside it.
 
-    ``eval_samples=0`` skips the evaluation (then neither sensitivity nor a budget can be asked).
+    ``eval_samples=0`` skips the evaluation (then neither sensitivity nor a budget can be asked);
+    None evaluates 500 samples of real data, 32 random feeds. Per-branch sensitivity runs when the
+    evaluation data has labels, or when ``config.sensitivity`` asks for it.
     """
     config = config or CalibrationConfig()
-    if eval_samples < 1 and config.max_accuracy_drop is not None:
+    gated = config.min_cosine is not None or config.max_abs_diff is not None
+    if eval_samples == 0 and (config.max_accuracy_drop is not None or gated):
+        budget = config.max_accuracy_drop is not None
+        fields = ("max_accuracy_drop",) if budget else ("min_cosine", "max_abs_diff")
+        verb = "needs" if budget else "need"
         raise ConfigError(
-            "max_accuracy_drop needs evaluation samples (eval_samples >= 1)",
-            fields=("max_accuracy_drop", "eval_samples"),
+            f"{' and '.join(fields)} {verb} evaluation samples (eval_samples >= 1)",
+            fields=(*fields, "eval_samples"),
         )
     seconds: dict[str, float] = {}
     source = load_source_model(model, spec=spec)
     check_output(source, output)
     t0 = time.perf_counter()
-    calib = open_data(data, source, split="calibration", samples=config.samples, batch_size=config.batch_size)
-    log.info(f"calibrating ({config.method}) on {calib.description}")
+    calib = open_data(
+        data,
+        source,
+        split="calibration",
+        samples=config.samples,
+        batch_size=config.batch_size,
+        budget=CALIBRATION_BUDGET,
+        purpose=f"calibrating ({config.method}) on",
+    )
     coverage = ShapeCoverage(source.spec)
-    total = config.samples
-
-    def tick(done: int, _total: int | None = None) -> None:
-        progress(done, total)
-
+    asked = calib.samples if isinstance(calib, SpecFeeds) else config.samples or CALIBRATION_BUDGET.real
+    tick = phase(progress, "calibrating", asked)
     # statistics only for the tensors the Q/DQ model quantizes (all of them are in the cache too)
     tensors = quantized_tensors(source.model, layout=config.layout)
-    feeds = feeds_of(calib, coverage)
     histograms = config.method != CalibrationMethod.MINMAX  # min/max need no histogram
-    stats, seen = collect_stats(source.model, feeds, tensors=tensors, progress=tick, histograms=histograms)
+    stats, seen = collect_stats(
+        source.model, feeds_of(calib, coverage), tensors=tensors, progress=tick, histograms=histograms
+    )
     amax = choose_ranges(source.model, stats, config.method, config.percentile)
     seconds["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -257,21 +293,35 @@ def calibrate(
     notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
     if isinstance(calib, SpecFeeds):
         notes.append(RANDOM_DATA_NOTE)
-    if seen < config.samples:
+    if config.samples is not None and seen < config.samples:
         notes.append(f"calibrated on {seen} samples: the data holds fewer than --samples {config.samples}")
-    if seen < RECOMMENDED_SAMPLES:
+    if seen < RECOMMENDED_SAMPLES and not isinstance(calib, SpecFeeds):
         notes.append(f"{seen} calibration samples; TensorRT recommends about {RECOMMENDED_SAMPLES}")
     if config.method != "percentile" and config.percentile != DEFAULT_PERCENTILE:
         notes.append(f"--percentile applies to --method percentile only; ignored with {config.method}")
     if eval_samples == 0 and eval_data is not None:
         notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
     accuracy = None
-    if eval_samples > 0:
+    warnings: list[str] = []
+    if eval_samples != 0:
         eval_data = evaluation_data(source, data, eval_data, notes)
         quantized, accuracy, costs, kept = _evaluate_int8(
-            source, amax, quantized, config, eval_data, eval_samples
+            source, amax, quantized, config, eval_data, eval_samples, progress
         )
-        notes += accuracy.warnings()
+        warnings = check_agreement(
+            accuracy,
+            "INT8",
+            min_cosine=config.min_cosine,
+            max_abs_diff=config.max_abs_diff,
+            hint="calibrate on real data (--data), try another --method, or keep branches in FP32 "
+            "with --max-accuracy-drop",
+        )
+        notes += accuracy.warnings() + warnings
+        if config.sensitivity is None and not accuracy.labelled and config.max_accuracy_drop is None:
+            notes.append(
+                "per-branch sensitivity not measured: the evaluation data has no labels "
+                "(--sensitivity measures it as top-1 agreement)"
+            )
         if config.max_accuracy_drop is not None and not accuracy.labelled:
             notes.append(
                 "--max-accuracy-drop measured as top-1 disagreement with FP32: the evaluation data "
@@ -284,6 +334,9 @@ def calibrate(
                 f"({len(budget_kept)} node(s) of them stay FP32, the rest is INT8 again)"
             )
     seconds["evaluate"] = time.perf_counter() - t0
+    notes.append(_rate("calibration", seen, seconds["calibrate"]))
+    if accuracy is not None:
+        notes.append(_rate("evaluation", accuracy.samples, seconds["evaluate"]))
     cache_name = calibration_cache_name(output)
     scales = quantized.activation_scales  # exactly what the written Q/DQ model quantizes
     cache_text = calib_cache.format_cache(scales, config.method, config.trt_version)
@@ -312,6 +365,8 @@ def calibrate(
         },
     )
     manifest.validation = Validation(sensitivity=[asdict(c) for c in costs], accuracy=_report(accuracy))
+    if warnings:
+        manifest.validation.extra["warnings"] = warnings
     written = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
     notes.insert(0, f"shape coverage: {coverage_summary(coverage)}")
     cache = written.path.parent / cache_name
@@ -326,17 +381,25 @@ def _evaluate_int8(
     quantized: QdqResult,
     config: CalibrationConfig,
     eval_data: Any,
-    eval_samples: int,
+    eval_samples: int | None,
+    progress: Progress,
 ) -> tuple[QdqResult, AccuracyReport, list[BranchCost], list[str]]:
-    """Sensitivity per branch, the accuracy budget, and the final FP32 vs INT8 report."""
-    eval_source = open_data(eval_data, source, split="evaluation", samples=eval_samples, batch_size=50)
+    """The FP32 vs INT8 report, the accuracy budget, and sensitivity per branch when asked for (or
+    when the data has labels: without them a branch's cost is only its top-1 disagreement)."""
+    eval_source = open_data(
+        eval_data,
+        source,
+        split="evaluation",
+        samples=eval_samples,
+        batch_size=EVAL_BATCH,
+        budget=EVAL_BUDGET,
+        purpose="evaluating on",
+    )
+    total = getattr(eval_source, "samples", None) or eval_samples
     costs: list[BranchCost] = []
     kept: list[str] = []
     if config.sensitivity or config.max_accuracy_drop is not None:
-        log.info("measuring per-branch sensitivity")
-        costs, _ = branch_costs(
-            source.model, amax, source.spec, eval_source.batches, source=eval_source.description
-        )
+        costs = _sensitivity(source, amax, eval_source, total, progress)
     if config.max_accuracy_drop is not None:
         budget = fit_budget(
             source.model,
@@ -355,14 +418,37 @@ def _evaluate_int8(
         kept = budget.kept_fp32
         quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes, layout=config.layout)
         quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
-    log.info(f"evaluating on {eval_source.description}")
     accuracy = evaluate(
-        [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
+        [("fp32", "fp32", source.runnable), ("int8", "int8", quantized.model)],
         eval_source.batches(),
         source.spec,
         source=eval_source.description,
+        progress=phase(progress, "evaluating", total),
     )
+    if config.sensitivity is None and accuracy.labelled and not costs:
+        costs = _sensitivity(source, amax, eval_source, total, progress)
     return quantized, accuracy, costs, kept
+
+
+def _sensitivity(
+    source: SourceModel, amax: dict[str, float], eval_source: Any, total: int | None, progress: Progress
+) -> list[BranchCost]:
+    log.info("measuring per-branch sensitivity (--no-sensitivity to skip)")
+    costs, _ = branch_costs(
+        source.model,
+        amax,
+        source.spec,
+        eval_source.batches,
+        source=eval_source.description,
+        progress=phase(progress, "sensitivity", total),
+        reference=source.runnable,
+    )
+    return costs
+
+
+def _rate(what: str, samples: int, seconds: float) -> str:
+    """``evaluation: 32 samples in 1.2 s, 27 samples/s`` for a stage's summary."""
+    return f"{what}: {samples} samples in {seconds:.1f} s, {samples / max(seconds, 1e-9):.3g} samples/s"
 
 
 def _fp32_nodes(source: SourceModel, budget: BudgetResult) -> list[str]:
@@ -375,10 +461,12 @@ def accuracy(
     models: Sequence[str | Path | LoadedArtifact],
     *,
     data: Any = None,
-    samples: int = DEFAULT_EVAL_SAMPLES,
+    samples: int | None = None,
     spec: ModelSpec | str | Path | None = None,
+    progress: Progress = no_progress,
 ) -> AccuracyReport:
-    """Compare artifacts (the first, an ONNX file, is the reference) on one evaluation source.
+    """Compare artifacts (the first, an ONNX file, is the reference) on one evaluation source
+    (``samples`` None: 500 of real data, 32 random feeds at the opt shape).
 
     The others may be ONNX files or TensorRT engines (run on the GPU by the runtime); each is
     loaded once (a LoadedArtifact from an earlier stage is not read again)."""
@@ -386,7 +474,7 @@ def accuracy(
         raise MmexportError("accuracy needs at least one model")
     reference = load_source_model(models[0], require=None, spec=spec)
     loaded: list[tuple[Path, Manifest, onnx.ModelProto | Path]] = [
-        (reference.path, reference.manifest, reference.model)
+        (reference.path, reference.manifest, reference.runnable)
     ]
     loaded += [_load_variant(load_artifact(model), spec) for model in models[1:]]
     for path, manifest, _ in loaded[1:]:
@@ -398,7 +486,8 @@ def accuracy(
     if len(set(names)) < len(names):  # a/model.onnx and b/model.onnx: tell them apart
         names = [str(path) for path, _, _ in loaded]
     variants = [(n, m.precision, model) for n, (_, m, model) in zip(names, loaded, strict=True)]
-    return evaluation(reference, data, samples, variants)
+    budget = Budget(real=DEFAULT_EVAL_SAMPLES, option="--samples")
+    return evaluation(reference, data, samples, variants, progress=progress, budget=budget)
 
 
 def _load_variant(
@@ -407,7 +496,7 @@ def _load_variant(
     """An ONNX artifact (parsed) or a TensorRT engine (left to the runtime), with its manifest."""
     if artifact.path.suffix not in ENGINE_SUFFIXES:
         source = load_source_model(artifact, require=None, spec=spec)
-        return source.path, source.manifest, source.model
+        return source.path, source.manifest, source.runnable
     if artifact.manifest is None:
         raise ArtifactError(str(artifact.path), "is not an engine with its manifest (model.engine.json)")
     return artifact.path, artifact.manifest, artifact.path

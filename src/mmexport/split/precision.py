@@ -25,6 +25,7 @@ from mmexport.core.manifest import external_data_file, manifest_path, read_manif
 from mmexport.core.progress import Progress, nested, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision.stages import (
+    DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_EVAL_SAMPLES,
     CalibrationConfig,
     Fp16Config,
@@ -106,7 +107,11 @@ def split_precision(
     composition = copy.deepcopy(source)
     with staged_folder(output) as stage, SplitSession(folder, parallel=False, spin=False) as reference:
         calib = _PartData(
-            reference, data, "calibration", configs.calibration.samples, configs.calibration.batch_size
+            reference,
+            data,
+            "calibration",
+            configs.calibration.samples or DEFAULT_CALIBRATION_SAMPLES,
+            configs.calibration.batch_size,
         )
         evaluation = _PartData(reference, eval_data, "evaluation", eval_samples, 50) if eval_samples else None
         results, seconds = _make_parts(composition, choices, folder, stage, calib, evaluation, configs)
