@@ -55,7 +55,7 @@ def test_calibrate_on_random_feeds_takes_a_small_budget_and_skips_sensitivity(
     assert any("per-branch sensitivity not measured" in n for n in result.notes)
     assert any(n.startswith("evaluation: 32 samples in") and "samples/s" in n for n in result.notes)
     messages = [r.getMessage() for r in caplog.records]
-    assert "calibrating (entropy) on 32 random samples at the opt shape (--samples N to change)" in messages
+    assert "calibrating (minmax) on 32 random samples at the opt shape (--samples N to change)" in messages
     assert "evaluating on 32 random samples at the opt shape (--eval-samples N to change)" in messages
     assert progress.phases() == ["calibrating", "evaluating"]
     assert progress.calls[-1] == ("evaluating", RANDOM_SAMPLES, RANDOM_SAMPLES)
