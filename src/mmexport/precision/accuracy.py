@@ -291,7 +291,7 @@ def _evaluate(
         if any(classifier.values()):
             predicted.update(np.asarray(reference[task_output]).argmax(-1).reshape(-1).tolist())
         sizes = batch_sizes(feed)
-        axes = {name: sample_axis(np.shape(reference[name]), sizes) for name in outputs}
+        axes = {name: output_axis(spec, name, np.shape(reference[name]), sizes) for name in outputs}
         nonfinite += _nonfinite_samples(reference, axes)
         for i, result in enumerate(results[1:]):
             for name in outputs:
@@ -328,6 +328,16 @@ def batch_sizes(feed: Mapping[str, np.ndarray]) -> set[int]:
     """The feed's batch sizes: the size of axis 0 of every input (one per batch dim, e.g. the
     number of images and the number of texts of a CLIP batch)."""
     return {int(v.shape[0]) for v in feed.values() if np.ndim(v)}
+
+
+def output_axis(spec: ModelSpec, output: str, shape: tuple[int, ...], sizes: set[int]) -> int | None:
+    """The sample axis of ``output``: the one its declared ``shape`` gives (``OutputSpec.shape``),
+    else the one found from the batch sizes (``sample_axis``)."""
+    try:
+        axis = spec.sample_axis_of(output)
+    except KeyError:
+        return sample_axis(shape, sizes)
+    return axis if axis is not None and axis < len(shape) else None
 
 
 def sample_axis(shape: tuple[int, ...], sizes: set[int]) -> int | None:
