@@ -55,7 +55,7 @@ def test_report_folder_has_the_variants_and_the_report(run: tuple[Result, Path])
     assert "p50 / p90 ms (opt batch 1)" in report and "samples/s (opt batch 2)" in report
     for name, precision in [("model.onnx", "fp32"), ("model.fp16.onnx", "fp16"), ("model.int8.onnx", "int8")]:
         assert f"| {name} | {precision} |" in report
-    assert "Environment:" in report and "method entropy; TensorRT calibration cache" in report
+    assert "Environment:" in report and "method minmax; TensorRT calibration cache" in report
 
 
 @pytest.mark.slow

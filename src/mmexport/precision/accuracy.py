@@ -8,6 +8,7 @@ which stays meaningful for outputs that cross zero, unlike an elementwise ratio.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import tempfile
@@ -20,6 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
+from mmexport.core.errors import ArtifactError
+from mmexport.core.files import DISK_FULL
 from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
@@ -207,14 +210,24 @@ def model_file(model: onnx.ModelProto) -> Iterator[Path]:
     ``model``'s weights move to the file (pass a copy that is not needed afterwards)."""
     with tempfile.TemporaryDirectory(prefix="mmexport-") as folder:
         path = Path(folder) / "model.onnx"
-        onnx.save_model(
-            model,
-            str(path),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location="model.onnx.data",
-            size_threshold=1024,
-        )
+        try:
+            onnx.save_model(
+                model,
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location="model.onnx.data",
+                size_threshold=1024,
+            )
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            why = "the file-size limit" if e.errno == errno.EFBIG else "no space left on device"
+            raise ArtifactError(
+                str(path),
+                f"the temporary copy onnxruntime reads cannot be written: {why}",
+                hint="free some space in the temporary folder, or set TMPDIR to one with room",
+            ) from e
         yield path
 
 
