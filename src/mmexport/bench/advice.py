@@ -10,12 +10,18 @@ into INT8 kernels and fuses the casts away; larger batches give FP16 kernels wor
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mmexport.bench.report import BenchReport
 
 CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+
+DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+"""/proc/cpuinfo flags of 8-bit dot-product instructions, which onnxruntime's INT8 CPU kernels
+use (docs/precision.md, "When INT8 is faster than FP32 on a CPU")."""
 
 WHY = {
     "int8": (
@@ -29,6 +35,63 @@ WHY = {
         "mmexport build) fuses the casts away",
     ),
 }
+
+
+WHY_CPU = {
+    "int8": (
+        "the CPU execution provider runs Q/DQ INT8 with float fallbacks (ops without an INT8 kernel stay "
+        "float between QuantizeLinear/DequantizeLinear pairs), and {cpu}, so each INT8 multiply-add goes "
+        "through 16-bit intermediates and the quantize/dequantize steps cost more than they save",
+        "on this CPU keep FP32; INT8 pays off as a TensorRT engine on the GPU (mmexport build), or on a CPU "
+        "with VNNI/AMX/Arm dot-product and mmexport calibrate --layout onnxruntime",
+    ),
+    "fp16": (
+        "the CPU execution provider has no FP16 kernel for most ops and runs them in FP32 behind casts "
+        "(FP16 -> FP32 -> FP16 around each)",
+        "on the CPU keep FP32; FP16 pays off on the GPU (TensorRT, or a larger batch on the CUDA provider)",
+    ),
+}
+
+
+def dot_product_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str] | None:
+    """Which of ``DOT_PRODUCT_FLAGS`` this CPU has (None: unknown, no /proc/cpuinfo)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, Arm
+            flags.update(value.split())
+    return [f for f in DOT_PRODUCT_FLAGS if f in flags]
+
+
+def slower_reason(kind: str | None, provider: str | None, cpu_flags: list[str] | None = None) -> str | None:
+    """Why an FP16 / INT8 variant on ``provider`` measured slower than FP32, and what would be
+    faster (one sentence; None for other precisions and providers). ``cpu_flags``: the CPU's
+    dot-product flags (``dot_product_flags()``), which the INT8 reason on the CPU names."""
+    if kind not in WHY:
+        return None
+    if provider == CUDA_EP:
+        why, faster = WHY[kind]
+    elif provider == CPU_EP:
+        if cpu_flags is None:
+            cpu = "unless the CPU has VNNI, AMX or Arm dot-product instructions the INT8 kernels are slow"
+        elif cpu_flags:
+            cpu = (
+                f"although this CPU has {', '.join(cpu_flags)}, a model this small leaves little "
+                "arithmetic to save"
+            )
+        else:
+            cpu = "this CPU has no VNNI, AMX or Arm dot-product instructions (8-bit dot products)"
+        why, faster = WHY_CPU[kind]
+        why = why.format(cpu=cpu)
+        if kind == "int8" and cpu_flags:
+            why = why.split(", so each")[0]
+    else:
+        return None
+    return f"{why}. Faster: {faster}."
 
 
 def precision_of(backend: dict[str, Any]) -> str | None:

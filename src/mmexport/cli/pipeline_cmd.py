@@ -21,6 +21,7 @@ from mmexport.cli.options import (
 from mmexport.cli.progress import counter, show_notes
 from mmexport.core.progress import no_progress
 from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_SAMPLES
+from mmexport.pipeline.config import DEFAULT_MAX_ACCURACY_DROP
 
 
 @click.command("pipeline")
@@ -60,6 +61,19 @@ from mmexport.pipeline import DEFAULT_DURATION_S, DEFAULT_EVAL_SAMPLES, DEFAULT_
     is_flag=True,
     help="Measure the TensorRT engine replayed as a CUDA graph (the ONNX variants run on the CPU).",
 )
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_MAX_ACCURACY_DROP,
+    show_default=True,
+    help="Recommendation gate: points of task accuracy (or top-1 agreement) a variant may lose.",
+)
+@click.option(
+    "--min-cosine",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Recommendation gate: lowest per-sample cosine similarity to FP32 a variant may have.",
+)
 @json_option("Print report.json (or the error) on stdout.")
 @quiet_option
 def pipeline_cmd(
@@ -74,6 +88,8 @@ def pipeline_cmd(
     target: str,
     duration: float,
     cuda_graph: bool,
+    max_accuracy_drop: float,
+    min_cosine: float | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -91,6 +107,7 @@ def pipeline_cmd(
       mmexport pipeline my_model.py:build --spec spec.json --data ./samples/ -o report/
     """
     from mmexport.pipeline import PipelineConfig, run_pipeline, table, write_report
+    from mmexport.pipeline.report import recommendation_lines
 
     config = PipelineConfig(
         model=model,
@@ -104,6 +121,8 @@ def pipeline_cmd(
         target=target,
         duration_s=duration,
         cuda_graph=cuda_graph,
+        max_accuracy_drop=max_accuracy_drop,
+        min_cosine=min_cosine,
     )
     show_notes(quiet, indent="")
     result = run_pipeline(config, progress=counter("calibrating", quiet) or no_progress)
@@ -112,6 +131,8 @@ def pipeline_cmd(
         click.echo(json.dumps(payload, indent=2, default=str))
         return
     click.echo(table(result))
+    for line in recommendation_lines(payload["recommendation"]):
+        click.echo(line)
     click.echo(f"\n{result.engine['reason']}")
     click.echo(f"wrote {output / 'report.md'}, report.json and the models ({result.seconds['total']:.0f} s)")
 

@@ -304,6 +304,18 @@ def calibrate_cmd(
     "spec, which give agreement but no task accuracy)."
 )
 @samples_option(None, f"Evaluation samples. [default: {BUDGET_HELP}]")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Where the variants run: cpu (onnxruntime, the graph as written), or cuda / cuda:N (the "
+    "runtime on onnxruntime's CUDA provider, as deployed; engines on that GPU).",
+)
+@click.option(
+    "--reference-device",
+    default=None,
+    help="Where the first model (the reference) runs. [default: --device]",
+)
 @json_option("Print the report (or the error) as JSON on stdout.")
 @quiet_option
 def accuracy_cmd(
@@ -311,6 +323,8 @@ def accuracy_cmd(
     spec_path: Path | None,
     data: str | None,
     samples: int | None,
+    device: str,
+    reference_device: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -322,12 +336,21 @@ def accuracy_cmd(
     \b
     Example:
       mmexport accuracy model.onnx model.fp16.onnx model.int8.onnx --data ./eval_samples/
+      mmexport accuracy model.onnx model.int8.onnx model.int8.engine --device cuda
     """
     from mmexport.precision.stages import accuracy
 
     show_notes(quiet)
     bar = counter("evaluating", quiet)
-    report = accuracy(models, data=data, samples=samples, spec=spec_path, progress=bar or no_progress)
+    report = accuracy(
+        models,
+        data=data,
+        samples=samples,
+        spec=spec_path,
+        progress=bar or no_progress,
+        device=device,
+        reference_device=reference_device,
+    )
     if bar is not None:
         bar.end()
     click.echo(report.to_json() if as_json else report.to_markdown())

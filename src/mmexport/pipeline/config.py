@@ -14,6 +14,7 @@ STAGES = ("export", "fp16", "int8", "engine", "accuracy", "bench")
 DEFAULT_SAMPLES = 128
 DEFAULT_EVAL_SAMPLES = 200
 DEFAULT_DURATION_S = 2.0
+DEFAULT_MAX_ACCURACY_DROP = 1.0  # points: the recommendation's accuracy gate
 
 
 @dataclass
@@ -32,3 +33,9 @@ class PipelineConfig:
     duration_s: float = DEFAULT_DURATION_S
     warmup_s: float = 0.2
     cuda_graph: bool = False  # variants measured on a GPU (the engine) replay as CUDA graphs
+    # the recommendation's gates: a variant within them may be recommended (None: no such gate)
+    max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP
+    min_cosine: float | None = None
+
+    def gates(self) -> dict[str, float | None]:
+        return {"max_accuracy_drop": self.max_accuracy_drop, "min_cosine": self.min_cosine}

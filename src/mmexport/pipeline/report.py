@@ -42,18 +42,127 @@ def variant_rows(result: PipelineResult) -> list[dict[str, Any]]:
                 "drop_points": result.accuracy.drop(variant),
                 # worst per-sample cosine to the reference over every output (None: the reference)
                 "min_cosine": variant.worst_cosine() if variant.outputs else None,
+                "provider": _provider(result, path),
                 "latency": _latency(result, path),
             }
         )
     return rows
 
 
+def _provider(result: PipelineResult, path: Path) -> str | None:
+    """Where the variant was measured: onnxruntime's execution provider, or ``tensorrt``."""
+    for target in result.bench.targets:
+        if target.label == path.name:
+            return target.backend.get("provider") or target.backend.get("backend")
+    return None
+
+
 def _latency(result: PipelineResult, path: Path) -> dict[str, dict[str, float]]:
     latency = {}
     for case in result.bench.cases:
         r = result.bench.result(path.name, case)
-        latency[case] = {"p50_ms": r.stats.p50, "p90_ms": r.stats.p90, "samples_per_s": r.samples_per_s}
+        latency[case] = {
+            "batch": r.batch,
+            "p50_ms": r.stats.p50,
+            "p90_ms": r.stats.p90,
+            "samples_per_s": r.samples_per_s,
+        }
     return latency
+
+
+UNMEASURED_DROP_MIN_COSINE = 0.99
+"""Where no drop is measured (no labels, no classifier output), the drop gate is this cosine."""
+
+
+def gate_failures(row: dict[str, Any], gates: dict[str, float | None]) -> list[str]:
+    """The accuracy gates ``row`` misses (``max_accuracy_drop`` points, ``min_cosine``)."""
+    failed = []
+    drop, cosine = row.get("drop_points"), row.get("min_cosine")
+    limit = gates.get("max_accuracy_drop")
+    if limit is not None and drop is not None and drop > limit:
+        failed.append(f"drop {drop:.2f} > {limit:g} points")
+    floor = gates.get("min_cosine")
+    if floor is None and drop is None and limit is not None:
+        floor = UNMEASURED_DROP_MIN_COSINE  # no labels and no classifier output: agreement gates it
+    if floor is not None and cosine is not None and cosine < floor:
+        failed.append(f"min cosine {cosine:.5f} < {floor:g}")
+    return failed
+
+
+def recommend(
+    rows: list[dict[str, Any]], case: str, gates: dict[str, float | None], cpu_flags: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The fastest variant (lowest p50 at ``case``) among those within ``gates``, why, which were
+    excluded, and why each FP16 / INT8 variant slower than FP32 on the same provider is slower
+    (``bench.advice``). None without rows measured at ``case``."""
+    from mmexport.bench.advice import slower_reason
+
+    measured = [{**r, "kind": _kind(r["precision"])} for r in rows if case in r["latency"]]
+    excluded = {r["variant"]: gate_failures(r, gates) for r in measured}
+    within = [r for r in measured if not excluded[r["variant"]]]
+    if not within:
+        return None
+    best = min(within, key=lambda r: r["latency"][case]["p50_ms"])
+    batch = best["latency"][case]["batch"]
+    limits = (
+        [f"drop <= {gates['max_accuracy_drop']:g} points"]
+        if gates.get("max_accuracy_drop") is not None
+        else []
+    )
+    if gates.get("min_cosine") is not None:
+        limits.append(f"min cosine >= {gates['min_cosine']:g}")
+    why = (
+        f"fastest p50 at batch {batch} ({case}, {best['latency'][case]['p50_ms']:.3f} ms) among variants "
+        f"within the gates ({', '.join(limits) or 'none'})"
+    )
+    slower = {}
+    for fp32 in (r for r in measured if r["kind"] == "fp32"):
+        base = fp32["latency"][case]["p50_ms"]
+        for r in measured:
+            if r["provider"] != fp32["provider"] or r["latency"][case]["p50_ms"] <= base:
+                continue
+            reason = slower_reason(r["kind"], r["provider"], cpu_flags)
+            if reason is not None:
+                ratio = r["latency"][case]["p50_ms"] / base
+                slower[r["variant"]] = (
+                    f"{ratio:.2f}x slower than {fp32['variant']} at batch {batch}: {reason}"
+                )
+    return {
+        "variant": best["variant"],
+        "case": case,
+        "batch": batch,
+        "why": why,
+        "excluded": {name: failed for name, failed in excluded.items() if failed},
+        "slower_than_fp32": slower,
+    }
+
+
+def _kind(precision: str) -> str:
+    """``fp32``, ``fp16`` or ``int8`` (``int8-qdq`` counts as int8; an engine's is ``TensorRT ...``)."""
+    text = precision.lower()
+    return "int8" if text.startswith("int8") else text
+
+
+def recommendation(result: PipelineResult) -> dict[str, Any] | None:
+    """``recommend`` at the largest benchmarked batch (the spec's opt shape), on this machine."""
+    from mmexport.bench.advice import dot_product_flags
+
+    if not result.bench.cases:
+        return None
+    gates = result.gates or {"max_accuracy_drop": None, "min_cosine": None}
+    return recommend(variant_rows(result), result.bench.cases[-1], gates, dot_product_flags())
+
+
+def recommendation_lines(rec: dict[str, Any] | None) -> list[str]:
+    """report.md's lines: the recommended variant and why, excluded variants, slower ones and why."""
+    if rec is None:
+        return []
+    lines = [f"Recommended: {rec['variant']} (why: {rec['why']})."]
+    for name, failed in rec["excluded"].items():
+        lines.append(f"- {name}: outside the gates ({'; '.join(failed)}).")
+    for name, reason in rec["slower_than_fp32"].items():
+        lines.append(f"- {name}: {reason}")
+    return lines
 
 
 def to_dict(result: PipelineResult) -> dict[str, Any]:
@@ -68,6 +177,8 @@ def to_dict(result: PipelineResult) -> dict[str, Any]:
         + [result.calibration["cache"]]
         + [Path(e).name for e in result.engine.get("engines", [])],
         "variants": variant_rows(result),
+        "gates": result.gates,
+        "recommendation": recommendation(result),
         "calibration": result.calibration,
         "engine": result.engine,
         "accuracy": result.accuracy.to_dict(),
@@ -124,11 +235,14 @@ def notes(result: PipelineResult) -> list[str]:
 def to_markdown(result: PipelineResult) -> str:
     """report.md: title, table, environment, notes, stage timings."""
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    advice = recommendation_lines(recommendation(result))
     lines = [
         f"# mmexport pipeline: {result.model}",
         "",
         table(result),
         "",
+        *advice,
+        *([""] if advice else []),
         f"Environment: {environment_line(result)}.",
         "",
         "Notes:",

@@ -49,6 +49,7 @@ class PipelineResult:
     calibration: dict[str, Any]
     notes: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    gates: dict[str, float | None] = field(default_factory=dict)  # the recommendation's (config.gates())
 
 
 def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) -> PipelineResult:
@@ -127,6 +128,7 @@ def run_pipeline(config: PipelineConfig, *, progress: Progress = no_progress) ->
         calibration,
         notes,
         seconds,
+        config.gates(),
     )
 
 

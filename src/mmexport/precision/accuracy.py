@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
-from mmexport.core.errors import ArtifactError
+from mmexport.core.errors import ArtifactError, ConfigError
 from mmexport.core.files import DISK_FULL
 from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
@@ -199,7 +200,27 @@ class RecordedOutputs:
         return None
 
 
-Model = onnx.ModelProto | str | Path | RecordedOutputs
+DEVICES = "cpu, cuda or cuda:N"
+
+
+def check_device(device: str, option: str = "device") -> str:
+    """``device`` if it is ``cpu``, ``cuda`` or ``cuda:N``; else one ``ConfigError`` naming ``option``."""
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:[0-9]+)?", device):
+        raise ConfigError(f"{option} must be {DEVICES}, got {device!r}", fields=(option,))
+    return device
+
+
+@dataclass(frozen=True)
+class OnDevice:
+    """A model to evaluate through the runtime's ``Session`` on ``device`` (``cuda``, ``cuda:N``):
+    onnxruntime's CUDA provider for ONNX, the TensorRT backend on that GPU for an engine, as the
+    model deploys (onnxruntime's graph optimizations on). ``device="cpu"`` is the plain model."""
+
+    model: onnx.ModelProto | str | Path
+    device: str = "cpu"
+
+
+Model = onnx.ModelProto | str | Path | RecordedOutputs | OnDevice
 
 
 @contextmanager
@@ -233,19 +254,27 @@ def model_file(model: onnx.ModelProto) -> Iterator[Path]:
 
 def _runner(model: Model, outputs: list[str], stack: ExitStack) -> Runner | RecordedOutputs:
     """onnxruntime (CPU, the graph as written) for ONNX, the runtime's TensorRT backend for an
-    engine file (``.engine`` / ``.plan``, on the GPU; it checks the engine's manifest first).
-    Either checks feeds against what the model takes (its graph's inputs, or the engine's spec)."""
+    engine file (``.engine`` / ``.plan``, on the GPU; it checks the engine's manifest first), and a
+    ``Session`` on the GPU for an ``OnDevice`` model. Each checks feeds against what the model
+    takes (its graph's inputs, or the artifact's spec)."""
     if isinstance(model, RecordedOutputs):
         return model
-    if not isinstance(model, onnx.ModelProto) and Path(model).suffix in ENGINE_SUFFIXES:
-        from mmexport.runtime import Session
-
-        return Session(model, device="cuda")
+    device = "cpu"
+    if isinstance(model, OnDevice):
+        device = check_device(model.device)
+        model = model.model
+    engine = not isinstance(model, onnx.ModelProto) and Path(model).suffix in ENGINE_SUFFIXES
+    if engine and device == "cpu":
+        device = "cuda"  # engines run on the GPU whatever the evaluation's device
     if isinstance(model, onnx.ModelProto):
         copy = onnx.ModelProto()
         copy.CopyFrom(model)  # the caller's proto keeps its weights
         model = stack.enter_context(model_file(copy))
         del copy
+    if device != "cpu":
+        from mmexport.runtime import Session
+
+        return Session(model, device=device)  # onnxruntime's CUDA provider, or the TensorRT backend
     return OnnxModelRunner(Path(model), outputs=outputs, optimize=False)
 
 

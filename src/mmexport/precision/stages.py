@@ -18,7 +18,14 @@ from mmexport.core.manifest import CalibrationMethod, Manifest, Precision, Valid
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision import calib_cache
-from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, RecordedOutputs, evaluate
+from mmexport.precision.accuracy import (
+    ENGINE_SUFFIXES,
+    AccuracyReport,
+    OnDevice,
+    RecordedOutputs,
+    check_device,
+    evaluate,
+)
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.common import (
     EVAL_BATCH,
@@ -464,14 +471,22 @@ def accuracy(
     samples: int | None = None,
     spec: ModelSpec | str | Path | None = None,
     progress: Progress = no_progress,
+    device: str = "cpu",
+    reference_device: str | None = None,
 ) -> AccuracyReport:
     """Compare artifacts (the first, an ONNX file, is the reference) on one evaluation source
     (``samples`` None: 500 of real data, 32 random feeds at the opt shape).
 
     The others may be ONNX files or TensorRT engines (run on the GPU by the runtime); each is
-    loaded once (a LoadedArtifact from an earlier stage is not read again)."""
+    loaded once (a LoadedArtifact from an earlier stage is not read again).
+
+    ``device``: where the ONNX variants run: ``cpu`` (onnxruntime, the graph as written) or
+    ``cuda`` / ``cuda:N`` (the runtime's ``Session`` on onnxruntime's CUDA provider, as they
+    deploy; engines on that GPU). ``reference_device``: the reference's (default: ``device``)."""
     if not models:
         raise MmexportError("accuracy needs at least one model")
+    device = check_device(device)
+    reference_device = check_device(reference_device or device, "reference_device")
     reference = load_source_model(models[0], require=None, spec=spec)
     loaded: list[tuple[Path, Manifest, onnx.ModelProto | Path]] = [
         (reference.path, reference.manifest, reference.runnable)
@@ -482,12 +497,28 @@ def accuracy(
             raise MmexportError(
                 f"{path} has a different spec than {reference.path}; compare variants of one model"
             )
+    engines = [path.suffix in ENGINE_SUFFIXES for path, _, _ in loaded]
+    on_gpu = [reference_device != "cpu"] + [device != "cpu"] * (len(loaded) - 1)
+    if any(gpu and not engine for gpu, engine in zip(on_gpu, engines, strict=True)):
+        require_cuda_provider()  # before the data is read: one error line, nothing run
     names = [path.name for path, _, _ in loaded]
     if len(set(names)) < len(names):  # a/model.onnx and b/model.onnx: tell them apart
         names = [str(path) for path, _, _ in loaded]
-    variants = [(n, m.precision, model) for n, (_, m, model) in zip(names, loaded, strict=True)]
+    devices = [reference_device] + [device] * (len(loaded) - 1)
+    variants = [
+        (n, m.precision, model if d == "cpu" else OnDevice(model, d))
+        for n, (_, m, model), d in zip(names, loaded, devices, strict=True)
+    ]
     budget = Budget(real=DEFAULT_EVAL_SAMPLES, option="--samples")
     return evaluation(reference, data, samples, variants, progress=progress, budget=budget)
+
+
+def require_cuda_provider() -> None:
+    """onnxruntime's CUDA provider must be there: the runtime's own refusal (``BackendError``,
+    one line naming what this onnxruntime has and what to install)."""
+    from mmexport.runtime.backends.onnxrt.loader import PROVIDERS, import_onnxruntime, require_provider
+
+    require_provider(import_onnxruntime(), PROVIDERS["cuda"])
 
 
 def _load_variant(

@@ -108,11 +108,8 @@ def provider_list(provider: str, path: Path, spec: ModelSpec | None, config: Bac
     return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
 
 
-def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> tuple[Any, str]:
-    """The session and the provider key it runs on; errors name what to install or fix."""
-    ort = import_onnxruntime()
-    provider = resolve_provider(config)
-    wanted = PROVIDERS[provider]
+def require_provider(ort: Any, wanted: str) -> None:
+    """Refuse (``BackendError``) an onnxruntime build without the execution provider ``wanted``."""
     available = ort.get_available_providers()
     if wanted not in available:
         raise BackendError(
@@ -120,6 +117,14 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
             f"{wanted} is not in this onnxruntime build (it has {', '.join(available)})",
             hint="pip install 'mmexport[gpu]' (onnxruntime-gpu, instead of onnxruntime)",
         )
+
+
+def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> tuple[Any, str]:
+    """The session and the provider key it runs on; errors name what to install or fix."""
+    ort = import_onnxruntime()
+    provider = resolve_provider(config)
+    wanted = PROVIDERS[provider]
+    require_provider(ort, wanted)
     graphs = cuda_graph_wanted(config)
     if graphs:
         refuse_control_flow(path)  # before onnxruntime's own, less specific, refusal
