@@ -151,6 +151,14 @@ def export(folder: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        help="work here, keeping the exported model (reused when there), not in a temporary folder",
+    )
+    parser.add_argument(
+        "--stages", nargs="+", choices=list(GOALS), default=list(GOALS), help="run only these stages"
+    )
     parser.add_argument("--child", nargs=2, metavar=("STAGE", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -158,14 +166,18 @@ def main() -> None:
         print(json.dumps({**result, "peak_rss_mb": _peak_mb()}))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        exported = export(folder)
+        folder = args.folder or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        reused = (folder / "model.onnx").exists()
+        exported = {"seconds": float("nan")} if reused else export(folder)
         size_mb = (folder / "model.onnx").stat().st_size / 1e6
         params = sum(p.numel() for p in build().parameters())
         took = exported["seconds"]
         print(f"model: {params / 1e6:.1f}M parameters, {size_mb:.0f} MB ONNX, to-onnx {took:.0f} s")
         rows = []
-        for stage in GOALS:
+        for stage in args.stages:
+            if stage == "accuracy" and not (folder / "model.fp16.onnx").exists():
+                run_child("fp16", folder)  # accuracy compares FP32 with the FP16 variant
             print(f"{stage}:", flush=True)
             result = run_child(stage, folder)
             count = {"STAGE_COST_SAMPLES": str(result["samples"])}

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mmexport.core.errors import ArtifactError
-from mmexport.core.onnx_file import NO_GRAPH, graph_tensors, read_onnx
+from mmexport.core.onnx_file import NO_GRAPH, graph_tensors, read_onnx, save_with_external_data
 from runtime.onnx_models import tiny_graph, write_tiny
 
 
@@ -83,3 +83,48 @@ def test_missing_external_data_is_named(tmp_path: Path) -> None:
     ):
         read_onnx(path)
     read_onnx(path, external_data=False)  # the graph alone needs no weights
+
+
+def _weighted_model() -> onnx.ModelProto:
+    """y = x @ W + b, with W large enough for the data file (raw data) and b given as float_data."""
+    weight = np.arange(64 * 32, dtype=np.float32).reshape(64, 32) / 100
+    w = numpy_helper.from_array(weight, "W")
+    b = helper.make_tensor("b", TensorProto.FLOAT, [32], [float(i) for i in range(32)] * 1)
+    big_b = helper.make_tensor("c", TensorProto.FLOAT, [32, 16], np.ones(512).tolist())  # float_data
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"]),
+        helper.make_node("Add", ["h", "b"], ["y"]),
+        helper.make_node("MatMul", ["y", "c"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 16])],
+        [w, b, big_b],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_external_data_copy_leaves_the_model_and_runs_the_same(tmp_path: Path) -> None:
+    """The written copy keeps every value (raw and typed data), adds the extra outputs, and the
+    caller's proto is not emptied (onnx's own external-data save moves the weights out of it)."""
+    import onnxruntime as ort
+
+    model = _weighted_model()
+    before = model.SerializeToString()
+    extra = [helper.make_tensor_value_info("h", TensorProto.FLOAT, None)]
+    data = save_with_external_data(model, tmp_path / "m.onnx", extra_outputs=extra)
+    assert model.SerializeToString() == before
+    written = onnx.load(str(tmp_path / "m.onnx"), load_external_data=False)
+    external = {t.name for t in written.graph.initializer if t.data_location == TensorProto.EXTERNAL}
+    assert external == {"W", "c"}  # b is under the threshold and stays inline
+    offsets = [int(e.value) for t in written.graph.initializer for e in t.external_data if e.key == "offset"]
+    assert all(o % 4096 == 0 for o in offsets) and data.is_file()
+    assert [o.name for o in written.graph.output] == ["z", "h"]
+    x = np.linspace(-1, 1, 128, dtype=np.float32).reshape(2, 64)
+    ours = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(before, providers=["CPUExecutionProvider"])
+    z, h = ours.run(["z", "h"], {"x": x})
+    np.testing.assert_array_equal(z, reference.run(["z"], {"x": x})[0])
+    np.testing.assert_allclose(h, x @ numpy_helper.to_array(model.graph.initializer[0]), rtol=1e-5)

@@ -8,8 +8,9 @@ Faults and what they say (each an ``ArtifactError`` naming the file):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmexport.core.errors import ArtifactError, MissingDependencyError
 from mmexport.core.files import require_utf8_path
@@ -92,3 +93,77 @@ def _describe(error: BaseException) -> str:
     text = str(error).strip()
     first = text.splitlines()[0][:300] if text else ""
     return f"{type(error).__name__}{': ' + first if first else ''}"
+
+
+EXTERNAL_THRESHOLD = 1024  # tensors of at least this many bytes go to the data file
+DATA_ALIGNMENT = 4096  # each tensor starts on a page boundary, where onnxruntime can map it
+
+
+def save_with_external_data(
+    model: onnx.ModelProto,
+    path: Path,
+    *,
+    extra_outputs: Iterable[onnx.ValueInfoProto] = (),
+    threshold: int = EXTERNAL_THRESHOLD,
+) -> Path:
+    """Write ``model`` at ``path`` with its initializers of ``threshold`` bytes or more in
+    ``<name>.data`` beside it, one tensor at a time; ``extra_outputs`` are appended to the written
+    graph's outputs. Returns the data file's path.
+
+    ``model`` is left as it is and never copied whole: onnx's ``save_model(save_as_external_data=
+    True)`` moves the weights out of the proto it is given, so keeping the caller's proto took a
+    copy of every weight first (and a graph with extra outputs, another). A model whose tensors
+    already live in external files is written by onnx, on a copy (their locations are relative to
+    a folder this function does not know)."""
+    import onnx
+    from onnx import numpy_helper
+
+    data = path.with_name(path.name + ".data")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph_tensors(model.graph)):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        copy.graph.output.extend(extra_outputs)
+        onnx.save_model(
+            copy, str(path), save_as_external_data=True, location=data.name, size_threshold=threshold
+        )
+        return data
+    skeleton = onnx.ModelProto()
+    copy_fields(model, skeleton, skip="graph")
+    copy_fields(model.graph, skeleton.graph, skip="initializer")
+    skeleton.graph.output.extend(extra_outputs)
+    with open(data, "wb") as out:
+        for tensor in model.graph.initializer:
+            written = skeleton.graph.initializer.add()
+            raw = tensor.HasField("raw_data")
+            size = len(tensor.raw_data) if raw else tensor.ByteSize()
+            if size < threshold or tensor.data_type == onnx.TensorProto.STRING:
+                written.CopyFrom(tensor)
+                continue
+            copy_fields(tensor, written, skip=_TENSOR_DATA)
+            out.write(b"\0" * (-out.tell() % DATA_ALIGNMENT))
+            offset = out.tell()
+            out.write(tensor.raw_data if raw else numpy_helper.to_array(tensor).tobytes())
+            written.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", data.name), ("offset", offset), ("length", out.tell() - offset)):
+                written.external_data.add(key=key, value=str(value))
+    onnx.save_model(skeleton, str(path))
+    return data
+
+
+_TENSOR_DATA = (
+    "raw_data float_data int32_data int64_data double_data uint64_data string_data "
+    "external_data data_location"
+)
+
+
+def copy_fields(source: Any, target: Any, *, skip: str) -> None:
+    """Copy every set field of proto message ``source`` into ``target`` but those named in ``skip``."""
+    for field, value in source.ListFields():
+        if field.name in skip.split():
+            continue
+        if field.label == field.LABEL_REPEATED:
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)

@@ -24,6 +24,7 @@ import onnx
 
 from mmexport.core.errors import ArtifactError, ConfigError
 from mmexport.core.files import DISK_FULL
+from mmexport.core.onnx_file import save_with_external_data
 from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
 from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
@@ -224,22 +225,15 @@ Model = onnx.ModelProto | str | Path | RecordedOutputs | OnDevice
 
 
 @contextmanager
-def model_file(model: onnx.ModelProto) -> Iterator[Path]:
-    """``model`` saved for onnxruntime in a temporary folder, its weights as external data: serializing
-    a proto of hundreds of MB into one bytes object took seconds and held three copies of the
-    weights at once; this writes them tensor by tensor, and onnxruntime maps them from the file.
-    ``model``'s weights move to the file (pass a copy that is not needed afterwards)."""
+def model_file(model: onnx.ModelProto, outputs: Iterable[onnx.ValueInfoProto] = ()) -> Iterator[Path]:
+    """``model`` (with ``outputs`` added to its graph's) saved for onnxruntime in a temporary folder,
+    its weights as external data: serializing a proto of hundreds of MB into one bytes object took
+    seconds and held three copies of the weights at once; this writes them tensor by tensor from
+    ``model`` (which is left as it is, with no copy made), and onnxruntime maps them from the file."""
     with tempfile.TemporaryDirectory(prefix="mmexport-") as folder:
         path = Path(folder) / "model.onnx"
         try:
-            onnx.save_model(
-                model,
-                str(path),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location="model.onnx.data",
-                size_threshold=1024,
-            )
+            save_with_external_data(model, path, extra_outputs=outputs)
         except OSError as e:
             if e.errno not in DISK_FULL:
                 raise

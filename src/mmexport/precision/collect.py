@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 
 from mmexport.core.progress import Progress
-from mmexport.precision.graph import activation_tensors, with_outputs
+from mmexport.precision.accuracy import model_file
+from mmexport.precision.graph import activation_tensors, output_infos
 from mmexport.precision.stats import TensorStats
 from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
 
@@ -36,12 +37,14 @@ def collect_stats(
     names = activation_tensors(proto) if tensors is None else list(tensors)
     graph_inputs = [i.name for i in proto.graph.input]
     fetch = [n for n in names if n not in graph_inputs]
-    observed = with_outputs(proto, fetch).SerializeToString()
     stats = {name: TensorStats(name, histogram=histograms) for name in names}
     seen = 0
     # only graph inputs observed: still run the model (it checks every batch), fetching one output
     outputs = fetch or [proto.graph.output[0].name]
-    with OnnxModelRunner(observed, outputs=outputs, optimize=False) as runner:
+    with (
+        model_file(proto, outputs=output_infos(proto, fetch)) as path,
+        OnnxModelRunner(path, outputs=outputs, optimize=False) as runner,
+    ):
         for feed in feeds:
             inputs = {name: feed[name] for name in graph_inputs}
             values = runner.run(inputs)

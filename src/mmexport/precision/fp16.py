@@ -22,8 +22,9 @@ from mmexport.precision.graph import (
     activation_tensors,
     inferred,
     node_names,
+    output_infos,
     sort_topologically,
-    with_outputs,
+    weightless,
 )
 from mmexport.precision.stats import TensorStats
 
@@ -93,7 +94,7 @@ def scan_fp16(
     fetch = list(dict.fromkeys([*outputs, *(n for n in names if n not in graph_inputs)]))
     scan = Fp16Scan()
     with (
-        model_file(with_outputs(model, fetch)) as path,
+        model_file(model, outputs=output_infos(model, fetch)) as path,
         OnnxModelRunner(path, outputs=fetch, optimize=False) as run,
     ):
         for feed in feeds:
@@ -161,20 +162,50 @@ def convert_fp16(model: onnx.ModelProto, plan: Fp16Plan, *, fp16_io: bool = Fals
     """An FP16 copy of ``model`` with ``plan.keep`` nodes in FP32; FP32 inputs/outputs unless ``fp16_io``."""
     from onnxruntime.transformers import float16
 
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
+    copy = weightless(model, keep=0)  # the converter sees types and dims; weights are filled in below
     del copy.graph.value_info[:]  # the converter's own shape inference, without the weights' bytes
     copy.graph.value_info.extend(inferred(model).graph.value_info)
-    converted = float16.convert_float_to_float16(
-        copy,
-        keep_io_types=not fp16_io,
-        op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST),
-        node_block_list=sorted(plan.keep),
-        disable_shape_infer=True,
-    )
+    # the converter reads a weight's shape from its values; the copy has dims only
+    original = float16.make_value_info_from_tensor
+    float16.make_value_info_from_tensor = _value_info_from_dims
+    try:
+        converted = float16.convert_float_to_float16(
+            copy,
+            keep_io_types=not fp16_io,
+            op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST),
+            node_block_list=sorted(plan.keep),
+            disable_shape_infer=True,
+        )
+    finally:
+        float16.make_value_info_from_tensor = original
+    _fill_weights(converted.graph, model.graph)
     sort_topologically(converted.graph)  # the converter appends its input casts at the end
     _skip_round_trips(converted.graph, set(plan.keep))
     return converted
+
+
+def _value_info_from_dims(tensor: onnx.TensorProto) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+
+
+def _fill_weights(converted: onnx.GraphProto, source: onnx.GraphProto) -> None:
+    """Give ``converted``'s initializers their values from ``source``, one tensor at a time (the
+    converter ran on a copy without them, so the FP32 weights were never copied whole): FP16 where
+    the converter made the tensor FP16 (clipped to FP16's range as its converter does), else as
+    they are."""
+    from onnx import numpy_helper
+    from onnxruntime.transformers import float16
+
+    weights = {init.name: init for init in source.initializer}
+    for init in converted.initializer:
+        original = weights.get(init.name)
+        if original is None:
+            continue
+        if init.data_type == original.data_type:
+            init.CopyFrom(original)
+        else:  # FLOAT made FLOAT16
+            values = float16.convert_np_to_float16(numpy_helper.to_array(original).reshape(-1))
+            init.raw_data = np.asarray(values, dtype=np.float16).tobytes()
 
 
 def spec_for_graph(spec: ModelSpec, model: onnx.ModelProto) -> ModelSpec:

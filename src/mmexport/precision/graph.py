@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import onnx
 
+from mmexport.core.onnx_file import copy_fields
+
 FLOAT_TYPES = {
     onnx.TensorProto.FLOAT,
     onnx.TensorProto.FLOAT16,
@@ -22,28 +24,29 @@ def inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     values of its large initializers: inference needs their types and dims only (values only of
     small ones, such as Reshape's shape), and serializing every weight for it took seconds per call
     on a model of hundreds of MB. Best effort: the graph as declared when inference fails."""
-    skeleton = onnx.ModelProto()
-    skeleton.ir_version = model.ir_version
-    skeleton.opset_import.extend(model.opset_import)
-    skeleton.functions.extend(model.functions)
-    graph, source = skeleton.graph, model.graph
-    graph.name = source.name
-    graph.node.extend(source.node)
-    graph.input.extend(source.input)
-    graph.output.extend(source.output)
-    graph.value_info.extend(source.value_info)
-    for init in source.initializer:
-        size = 1
-        for d in init.dims:
-            size *= d
-        if size <= SHAPE_DATA_LIMIT and init.data_location != onnx.TensorProto.EXTERNAL:
-            graph.initializer.append(init)
-        else:
-            graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
+    skeleton = weightless(model)
     try:
         return onnx.shape_inference.infer_shapes(skeleton)
     except Exception:  # inference is best effort: fall back to what the file declares
         return skeleton
+
+
+def weightless(model: onnx.ModelProto, keep: int = SHAPE_DATA_LIMIT) -> onnx.ModelProto:
+    """A copy of ``model`` whose initializers of more than ``keep`` elements (and external ones)
+    have their name, type and dims but no values: what passes that look at the graph need, without
+    copying hundreds of MB of weights."""
+    skeleton = onnx.ModelProto()
+    copy_fields(model, skeleton, skip="graph")
+    copy_fields(model.graph, skeleton.graph, skip="initializer")
+    for init in model.graph.initializer:
+        size = 1
+        for d in init.dims:
+            size *= d
+        if size <= keep and init.data_location != onnx.TensorProto.EXTERNAL:
+            skeleton.graph.initializer.append(init)
+        else:
+            skeleton.graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
+    return skeleton
 
 
 def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
@@ -113,18 +116,13 @@ def reaching_inputs(model: onnx.ModelProto) -> dict[str, frozenset[str]]:
     return out
 
 
-def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
-    """A copy of ``model`` that also returns ``names`` (so a run can observe them)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
+def output_infos(model: onnx.ModelProto, names: Iterable[str]) -> list[onnx.ValueInfoProto]:
+    """Graph outputs for those of ``names`` that are not outputs of ``model`` already, typed by shape
+    inference (``model_file(model, outputs=...)`` adds them to a written copy, so a run can observe them)."""
     types = tensor_types(model)
-    existing = {o.name for o in copy.graph.output}
-    for name in names:
-        if name in existing:
-            continue
-        info = onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None)
-        copy.graph.output.append(info)
-    return copy
+    existing = {o.name for o in model.graph.output}
+    names = [n for n in dict.fromkeys(names) if n not in existing]
+    return [onnx.helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None) for n in names]
 
 
 def sort_topologically(graph: onnx.GraphProto) -> None:
