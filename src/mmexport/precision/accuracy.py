@@ -261,10 +261,7 @@ def _runner(model: Model, outputs: list[str], stack: ExitStack) -> Runner | Reco
     if engine and device == "cpu":
         device = "cuda"  # engines run on the GPU whatever the evaluation's device
     if isinstance(model, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)  # the caller's proto keeps its weights
-        model = stack.enter_context(model_file(copy))
-        del copy
+        model = stack.enter_context(model_file(model))  # written as is: the proto keeps its weights
     if device != "cpu":
         from mmexport.runtime import Session
 
