@@ -14,7 +14,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from mmexport.precision.stages import CalibrationConfig
+
 MODELS = ("fusion", "seed")
+DEFAULT_METHOD = str(CalibrationConfig().method)  # what `mmexport calibrate` uses without --method
 
 
 def mmexport(*args: str) -> str:
@@ -22,11 +25,13 @@ def mmexport(*args: str) -> str:
     return done.stdout
 
 
-def evaluate(model: str, folder: Path, method: str, samples: int, eval_samples: int) -> dict:
+def evaluate(model: str, folder: Path, method: str | None, samples: int, eval_samples: int) -> dict:
     fp32 = folder / f"{model}.onnx"
     mmexport("to-onnx", model, "-o", str(fp32), "-q")
     mmexport("fp16", str(fp32), "-q", "--eval-samples", "50")
-    calibrate = ["calibrate", str(fp32), "-q", "--method", method, "--samples", str(samples)]
+    calibrate = ["calibrate", str(fp32), "-q", "--samples", str(samples)]
+    if method is not None:  # else calibrate's own default, as a user gets it
+        calibrate += ["--method", method]
     mmexport(*calibrate, "--eval-samples", "50", "--no-sensitivity")
     variants = [str(fp32), str(folder / f"{model}.fp16.onnx"), str(folder / f"{model}.int8.onnx")]
     return json.loads(mmexport("accuracy", *variants, "--samples", str(eval_samples), "--json", "-q"))
@@ -35,17 +40,18 @@ def evaluate(model: str, folder: Path, method: str, samples: int, eval_samples: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the reports here")
-    parser.add_argument("--method", default="entropy")
+    parser.add_argument("--method", help=f"calibration method (default: calibrate's own, {DEFAULT_METHOD})")
     parser.add_argument("--samples", type=int, default=512, help="calibration samples")
     parser.add_argument("--eval-samples", type=int, default=2000)
     args = parser.parse_args()
+    method = args.method or DEFAULT_METHOD
     reports = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model in MODELS:
             reports[model] = evaluate(model, Path(tmp), args.method, args.samples, args.eval_samples)
     print(
         f"Held-out synthetic split, {args.eval_samples} samples; "
-        f"INT8: {args.method}, {args.samples} calibration samples\n"
+        f"INT8: {method}, {args.samples} calibration samples\n"
     )
     print("| model | FP32 | FP16 | INT8 | INT8 drop (points) | INT8 top-1 agreement with FP32 |")
     print("|---|---|---|---|---|---|")
@@ -57,9 +63,8 @@ def main() -> None:
             f"| {100 * int8['accuracy']:.2f}% | {int8['drop_points']:.2f} | {100 * agreement:.2f}% |"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps({"args": vars(args) | {"json": str(args.json)}, "reports": reports}, indent=2) + "\n"
-        )
+        recorded = vars(args) | {"json": str(args.json), "method": method}
+        args.json.write_text(json.dumps({"args": recorded, "reports": reports}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
