@@ -128,3 +128,37 @@ def test_external_data_copy_leaves_the_model_and_runs_the_same(tmp_path: Path) -
     z, h = ours.run(["z", "h"], {"x": x})
     np.testing.assert_array_equal(z, reference.run(["z"], {"x": x})[0])
     np.testing.assert_allclose(h, x @ numpy_helper.to_array(model.graph.initializer[0]), rtol=1e-5)
+
+
+def test_streamed_save_writes_the_bytes_onnx_save_writes(tmp_path: Path) -> None:
+    from mmexport.core.onnx_file import save_model_streamed
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(
+            rng.normal(size=(300, 200)).astype(np.float32), "w"
+        ),  # > 127 bytes: 2+ byte lengths
+        helper.make_tensor("b", TensorProto.FLOAT, [2], [0.5, -1.0]),  # float_data, not raw bytes
+        numpy_helper.from_array(np.zeros(0, dtype=np.float32), "empty"),
+    ]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 300])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 200])],
+        inits,
+        doc_string="after the initializers",
+        value_info=[helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 200])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], doc_string="d")
+    model.metadata_props.add(key="k", value="v")  # a field after the graph
+    before = model.SerializeToString()
+    save_model_streamed(model, tmp_path / "streamed.onnx")
+    onnx.save(model, str(tmp_path / "saved.onnx"))
+    assert (tmp_path / "streamed.onnx").read_bytes() == (tmp_path / "saved.onnx").read_bytes()
+    assert model.SerializeToString() == before
+    empty = helper.make_model(helper.make_graph([], "e", [], []))  # no initializers at all
+    save_model_streamed(empty, tmp_path / "e1.onnx")
+    onnx.save(empty, str(tmp_path / "e2.onnx"))
+    assert (tmp_path / "e1.onnx").read_bytes() == (tmp_path / "e2.onnx").read_bytes()

@@ -165,3 +165,20 @@ def test_cache_headers_and_versions() -> None:
         calib_cache.parse_cache("TRT-100300-EntropyCalibration2\nx 3f800000\n")
     with pytest.raises(MmexportError, match=r"10\.3\.0"):
         calib_cache.trt_version_number("ten")
+
+
+def test_weights_left_float_keep_their_values_and_the_source_is_untouched() -> None:
+    model = small_model()
+    # a weight stored as float_data rather than raw bytes is carried over too
+    model.graph.initializer.append(helper.make_tensor("extra", TensorProto.FLOAT, [2], [1.5, -2.0]))
+    before = model.SerializeToString()
+    result = insert_qdq(model, {"q": 1.0, "x": 1.0, "f": 1.0, "g": 1.0}, nodes=["matmul"])
+    assert model.SerializeToString() == before
+    assert result.quantized_nodes == ["matmul"]
+    made = {init.name: init for init in result.model.graph.initializer}
+    source = {init.name: init for init in model.graph.initializer}
+    for name in ("conv_w", "conv_b", "gemm_w"):  # nodes left float: their weights as they were
+        assert made[name] == source[name]
+    assert "mm_w" not in made and "extra" not in made  # quantized, and unused: neither kept
+    assert numpy_helper.to_array(made["mm_w_quantized"]).dtype == np.int8
+    onnx.checker.check_model(result.model)

@@ -150,6 +150,72 @@ def save_with_external_data(
     return data
 
 
+PROTO_LIMIT = 2**31 - 1  # protobuf's limit on one message: onnx refuses to save a bigger model
+_GRAPH_FIELD = 7  # ModelProto.graph
+_INITIALIZER_FIELD = 5  # GraphProto.initializer
+
+
+def save_model_streamed(model: onnx.ModelProto, path: Path) -> None:
+    """Write ``model`` at ``path`` as ``onnx.save`` does, the same bytes, one initializer at a time.
+
+    ``onnx.save`` serializes the whole proto into one bytes object first (two copies of every
+    weight while it is copied out of protobuf: +470 MiB writing a 193 MB model); this writes the
+    fields before and after the graph's initializers as they are, and each initializer as its own
+    field (protobuf's encoding of a repeated message field is the fields one after another), so
+    that at most one tensor is serialized at a time. A model with external tensors, or one over
+    protobuf's 2 GB limit, is left to ``onnx.save`` (which writes the former's data files and
+    refuses the latter)."""
+    import onnx
+
+    graph = model.graph
+    inits = list(graph.initializer)
+    sizes = [init.ByteSize() for init in inits]
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph_tensors(graph))
+    graph_head = _fields(graph, lambda n: n < _INITIALIZER_FIELD)
+    graph_tail = _fields(graph, lambda n: n > _INITIALIZER_FIELD)
+    graph_size = len(graph_head) + len(graph_tail)
+    graph_size += sum(1 + len(_varint(n)) + n for n in sizes)
+    model_head = _fields(model, lambda n: n < _GRAPH_FIELD)
+    model_tail = _fields(model, lambda n: n > _GRAPH_FIELD)
+    total = len(model_head) + len(model_tail) + 1 + len(_varint(graph_size)) + graph_size
+    if external or total > PROTO_LIMIT or not model.HasField("graph"):
+        onnx.save(model, str(path))
+        return
+    with open(path, "wb") as out:
+        out.write(model_head)
+        out.write(_tag(_GRAPH_FIELD) + _varint(graph_size))
+        out.write(graph_head)
+        for init, size in zip(inits, sizes, strict=True):
+            out.write(_tag(_INITIALIZER_FIELD) + _varint(size))
+            out.write(init.SerializeToString())
+        out.write(graph_tail)
+        out.write(model_tail)
+
+
+def _fields(message: Any, keep: Any) -> bytes:
+    """``message`` serialized with only its fields whose number ``keep`` accepts."""
+    part = type(message)()
+    skip = " ".join(f.name for f, _ in message.ListFields() if not keep(f.number))
+    copy_fields(message, part, skip=skip)
+    return bytes(part.SerializeToString())
+
+
+def _tag(number: int) -> bytes:
+    return _varint(number << 3 | 2)  # wire type 2: length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
 _TENSOR_DATA = (
     "raw_data float_data int32_data int64_data double_data uint64_data string_data "
     "external_data data_location"

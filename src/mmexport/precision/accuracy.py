@@ -1,6 +1,7 @@
 """FP32 vs FP16 vs INT8 on one evaluation source: agreement per output and task accuracy.
 
-Everything is accumulated batch by batch (no outputs are kept), so any number of samples fits.
+The models run one after another (one session open at a time); the reference's outputs and the
+feeds are kept for the variants' runs, and figures are accumulated batch by batch.
 Each model is a runtime ``Runner``; each batch's outputs are compared by the runtime's ``compare``.
 Relative error is reported against the reference output's range (max |diff| / max |reference|),
 which stays meaningful for outputs that cross zero, unlike an elementwise ratio.
@@ -266,7 +267,8 @@ def _runner(model: Model, outputs: list[str], stack: ExitStack) -> Runner | Reco
         from mmexport.runtime import Session
 
         return Session(model, device=device)  # onnxruntime's CUDA provider, or the TensorRT backend
-    return OnnxModelRunner(Path(model), outputs=outputs, optimize=False)
+    # each model runs the evaluation's batches once: no activation buffers planned and kept
+    return OnnxModelRunner(Path(model), outputs=outputs, optimize=False, mem_pattern=False)
 
 
 def _cast_for(runner: Runner | RecordedOutputs, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -290,71 +292,91 @@ def evaluate(
     """Run ``models`` ((name, precision, model); the first is the reference) over ``batches``.
 
     A model is an ONNX proto or file (onnxruntime, CPU), a TensorRT engine file, or (as the
-    reference) outputs recorded already."""
-    outputs = [o.name for o in spec.outputs]
-    with ExitStack() as stack:
-        runners: list[Runner | RecordedOutputs] = []
-        for _, _, m in models:
-            runner = _runner(m, outputs, stack)
-            stack.enter_context(runner)
-            runners.append(runner)
-        return _evaluate(models, runners, batches, spec, source, progress)
+    reference) outputs recorded already.
 
-
-def _evaluate(
-    models: Sequence[tuple[str, str, Model]],
-    runners: list[Runner | RecordedOutputs],
-    batches: Iterable[LabelledBatch],
-    spec: ModelSpec,
-    source: str,
-    progress: Progress | None,
-) -> AccuracyReport:
+    The models run one after another, each with only its own session open (and, for a proto, its
+    temporary file on disk): the reference first, over ``batches`` (iterated once), keeping each
+    batch's feed, labels and reference outputs; then each variant over those kept batches. What is
+    kept is the evaluation's feeds and outputs (tens to hundreds of samples), far less than a second
+    session over a big model (hundreds of MB: onnxruntime's CPU provider holds an FP16 model's
+    weights in FP32 too)."""
     outputs = [o.name for o in spec.outputs]
     classifier = {o.name: bool(o.labels) for o in spec.outputs}
     task_output = next((o.name for o in spec.outputs if o.labels), outputs[0])
-    acc = [{o: _Accumulator(o, classifier[o]) for o in outputs} for _ in models[1:]]
+    kept: list[_Batch] = []
     correct = [0] * len(models)
-    seen = nonfinite = 0
+    nonfinite = 0
     predicted: set[int] = set()
     labelled = True
-    for batch in batches:
-        feed = {k: np.asarray(v) for k, v in batch.feed.items()}
-        results = [runner.run(_cast_for(runner, feed)) for runner in runners]
-        reference = results[0]
-        if any(classifier.values()):
-            predicted.update(np.asarray(reference[task_output]).argmax(-1).reshape(-1).tolist())
-        sizes = batch_sizes(feed)
-        axes = {name: output_axis(spec, name, np.shape(reference[name]), sizes) for name in outputs}
-        nonfinite += _nonfinite_samples(reference, axes)
-        for i, result in enumerate(results[1:]):
-            for name in outputs:
-                acc[i][name].update(np.asarray(result[name]), np.asarray(reference[name]), axes[name])
-        if batch.labels is None:
-            labelled = False
-        else:
-            for i, result in enumerate(results):
-                correct[i] += int((np.asarray(result[task_output]).argmax(-1) == batch.labels).sum())
-        seen += int(next(iter(feed.values())).shape[0])
-        if progress is not None:
-            progress(seen)
+    passes = len(models)
+    with ExitStack() as stack:
+        runner: Runner | RecordedOutputs = _runner(models[0][2], outputs, stack)
+        stack.enter_context(runner)
+        seen = 0
+        for batch in batches:
+            feed = {k: np.asarray(v) for k, v in batch.feed.items()}
+            reference = dict(runner.run(_cast_for(runner, feed)))
+            sizes = batch_sizes(feed)
+            axes = {name: output_axis(spec, name, np.shape(reference[name]), sizes) for name in outputs}
+            nonfinite += _nonfinite_samples(reference, axes)
+            if any(classifier.values()):
+                predicted.update(np.asarray(reference[task_output]).argmax(-1).reshape(-1).tolist())
+            if batch.labels is None:
+                labelled = False
+            else:
+                correct[0] += int((np.asarray(reference[task_output]).argmax(-1) == batch.labels).sum())
+            rows = int(next(iter(feed.values())).shape[0])
+            kept.append(_Batch(feed, batch.labels, reference, axes, rows))
+            seen += rows
+            if progress is not None:
+                progress(seen // passes)  # a share of the samples the runs of all models make
+    total = seen
+    acc = [{o: _Accumulator(o, classifier[o]) for o in outputs} for _ in models[1:]]
+    for i, (_, _, model) in enumerate(models[1:], start=1):
+        with ExitStack() as stack:
+            runner = _runner(model, outputs, stack)
+            stack.enter_context(runner)
+            for kept_batch in kept:
+                result = runner.run(_cast_for(runner, kept_batch.feed))
+                reference = kept_batch.reference
+                for name in outputs:
+                    actual = np.asarray(result[name])
+                    acc[i - 1][name].update(actual, np.asarray(reference[name]), kept_batch.axes[name])
+                if kept_batch.labels is not None:
+                    hits = np.asarray(result[task_output]).argmax(-1) == kept_batch.labels
+                    correct[i] += int(hits.sum())
+                seen += kept_batch.rows
+                if progress is not None:
+                    progress(seen // passes)
     variants = []
     for i, (name, precision, _) in enumerate(models):
         variants.append(
             VariantAccuracy(
                 name=name,
                 precision=precision,
-                accuracy=correct[i] / seen if labelled and seen else None,
+                accuracy=correct[i] / total if labelled and total else None,
                 outputs=[a.result() for a in acc[i - 1].values()] if i else [],
             )
         )
     return AccuracyReport(
         source=source,
-        samples=seen,
-        labelled=labelled and seen > 0,
+        samples=total,
+        labelled=labelled and total > 0,
         variants=variants,
         reference_nonfinite=nonfinite,
         reference_classes=len(predicted) if any(classifier.values()) else None,
     )
+
+
+@dataclass
+class _Batch:
+    """One evaluation batch as the reference saw it, kept for the variants' runs."""
+
+    feed: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    reference: dict[str, np.ndarray]
+    axes: dict[str, int | None]
+    rows: int
 
 
 def batch_sizes(feed: Mapping[str, np.ndarray]) -> set[int]:

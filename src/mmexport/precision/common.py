@@ -18,6 +18,7 @@ from mmexport.core.errors import ArtifactError, PrecisionError
 from mmexport.core.files import output_folder, sha256_file, staging_dir
 from mmexport.core.inspection import model_precision
 from mmexport.core.manifest import ArtifactKind, Manifest, Precision, Producer, Source, publish_artifact
+from mmexport.core.onnx_file import save_model_streamed
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import ShapeCoverage
@@ -241,7 +242,7 @@ def write_onnx(
     the written artifact comes back loaded (its proto and hash are the ones just made)."""
     with output_folder(output) as out, staging_dir(out) as stage:
         staged = stage / out.name
-        onnx.save(model, str(staged))
+        save_model_streamed(model, staged)  # onnx.save's bytes, without serializing it whole
         for name, text in (companions or {}).items():
             (stage / name).write_text(text, encoding="utf-8")
         manifest.sha256 = sha256_file(staged)

@@ -26,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mmexport.core.errors import ConfigError, MmexportError
+from mmexport.precision.graph import weightless
 from mmexport.precision.stats import QUANT_LEVELS, TensorStats
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -160,10 +161,11 @@ def insert_qdq(
             f"INT8 Q/DQ needs opset >= {MIN_OPSET} (per-channel scales); this model has opset {opset}",
             hint="re-export with mmexport to-onnx --opset 18",
         )
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    # a copy without the weights' values (the graph, names, types and dims): the weights are read
+    # from ``model``, and only those still used as they are once Q/DQ is in are copied, at the end
+    out = weightless(model, keep=0)
     graph = out.graph
-    inits = {init.name: init for init in graph.initializer}
+    inits = {init.name: init for init in model.graph.initializer}  # read only: the values
     chosen = _chosen_nodes(model, nodes, constant_names(model))
     graph_outputs = {o.name for o in graph.output}
     result = QdqResult(model=out)
@@ -198,7 +200,29 @@ def insert_qdq(
     del graph.node[:]
     graph.node.extend(new_nodes)
     _drop_unused_initializers(graph)
+    _fill_weights(graph, model.graph)
     return result
+
+
+def _fill_weights(graph: onnx.GraphProto, source: onnx.GraphProto) -> None:
+    """Give the initializers ``graph`` has of ``source``'s (the weights left float: norms, biases,
+    embeddings, ops not quantized) their values, one tensor at a time; those made here keep theirs."""
+    skeletons = {init.name: init for init in graph.initializer if not _has_values(init)}
+    for init in source.initializer:
+        target = skeletons.pop(init.name, None)
+        if target is not None:
+            target.CopyFrom(init)
+
+
+def _has_values(tensor: onnx.TensorProto) -> bool:
+    return bool(
+        tensor.raw_data
+        or tensor.data_location == onnx.TensorProto.EXTERNAL
+        or any(
+            len(getattr(tensor, f))
+            for f in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+        )
+    )
 
 
 def _quantize_node(

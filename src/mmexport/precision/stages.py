@@ -425,8 +425,11 @@ def _evaluate_int8(
         kept = budget.kept_fp32
         quantized = insert_qdq(source.model, amax, nodes=budget.quantized_nodes, layout=config.layout)
         quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
+    # the reference as the proto calibration parsed: written with its weights as page-aligned
+    # external data, which onnxruntime maps (+224 MiB for a 385 MB model, against +440 MiB
+    # opening the file itself, in about the same time)
     accuracy = evaluate(
-        [("fp32", "fp32", source.runnable), ("int8", "int8", quantized.model)],
+        [("fp32", "fp32", source.model), ("int8", "int8", quantized.model)],
         eval_source.batches(),
         source.spec,
         source=eval_source.description,
@@ -448,7 +451,7 @@ def _sensitivity(
         eval_source.batches,
         source=eval_source.description,
         progress=phase(progress, "sensitivity", total),
-        reference=source.runnable,
+        reference=source.model,  # as the evaluation above: mapped by onnxruntime
     )
     return costs
 

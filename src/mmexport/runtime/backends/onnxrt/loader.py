@@ -159,12 +159,22 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
     return session, provider
 
 
-def open_model(model: bytes | str | Path, *, optimize: bool = True, threads: int | None = None) -> Any:
+def open_model(
+    model: bytes | str | Path,
+    *,
+    optimize: bool = True,
+    threads: int | None = None,
+    mem_pattern: bool = True,
+) -> Any:
     """A CPU session over an ONNX model given as bytes (a serialized proto) or a path, for the
     stages that check a model rather than deploy it (parity, calibration, accuracy).
 
     ``optimize=False`` computes the graph as written: onnxruntime's optimizations would fold
     FP32 -> FP16 -> FP32 cast pairs (hiding an FP16 overflow) and fuse away observed tensors.
+    ``mem_pattern=False`` turns off onnxruntime's memory pattern (activation buffers planned
+    for the shapes seen and held between runs): less resident memory for a session that runs a
+    few batches once (135 MiB less on a 96M-parameter FP16 model), at the cost of allocating
+    per run.
     """
     ort = import_onnxruntime()
     quiet_default_logger(ort)
@@ -174,6 +184,8 @@ def open_model(model: bytes | str | Path, *, optimize: bool = True, threads: int
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not mem_pattern:
+        options.enable_mem_pattern = False
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

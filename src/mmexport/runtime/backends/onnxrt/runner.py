@@ -152,7 +152,8 @@ class OnnxModelRunner(Runner):
     ``spec``: what feeds are checked against (None: the graph's own inputs); the graph then gets
     the inputs it has (an exporter drops inputs the graph does not use). ``outputs``: the tensors
     to fetch, intermediate ones included (default: the spec's outputs, or the graph's).
-    ``optimize=False`` runs the graph as written (see ``open_model``).
+    ``optimize=False`` runs the graph as written, ``mem_pattern=False`` holds no planned activation
+    buffers between runs (see ``open_model``).
     """
 
     backend_name = "onnxrt"
@@ -165,9 +166,10 @@ class OnnxModelRunner(Runner):
         outputs: list[str] | None = None,
         optimize: bool = True,
         threads: int | None = None,
+        mem_pattern: bool = True,
     ) -> None:
         super().__init__()
-        self._session = open_model(model, optimize=optimize, threads=threads)
+        self._session = open_model(model, optimize=optimize, threads=threads, mem_pattern=mem_pattern)
         where = Path(model) if not isinstance(model, bytes) else Path("ONNX model (in memory)")
         inputs = [_info(i) for i in self._session.get_inputs()]
         graph_outputs = [_info(o) for o in self._session.get_outputs()]
