@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import mmexport.core.files
+import mmexport.precision.common
 from mmexport.cli.app import cli
 from mmexport.core.files import sha256_file
 from reliability import budget
@@ -55,6 +56,7 @@ def _disk_full_at(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
             _no_space()
 
         monkeypatch.setattr(onnx, "save", save)
+        monkeypatch.setattr(mmexport.precision.common, "save_model_streamed", save)  # variants' writer
     elif where == "fsync":
         monkeypatch.setattr(mmexport.core.files, "fsync_file", _no_space)
     else:
