@@ -124,7 +124,9 @@ def register() -> None:
 
     cli.add_command(precision_cmd.fp16_cmd)
     cli.add_command(precision_cmd.calibrate_cmd)
-    cli.add_command(precision_cmd.accuracy_cmd)
+    from mmexport.cli import accuracy_cmd
+
+    cli.add_command(accuracy_cmd.accuracy_cmd)
     from mmexport.cli import pipeline_cmd
 
     cli.add_command(pipeline_cmd.pipeline_cmd)
