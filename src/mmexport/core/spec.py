@@ -26,7 +26,8 @@ import numpy as np
 
 from mmexport.core.errors import SpecError
 from mmexport.core.preprocess_spec import PREPROCESS_KINDS
-from mmexport.core.spec_checks import MAX_DIM, check_fits_memory, validate_spec
+from mmexport.core.spec_checks import MAX_DIM, check_call_kwargs, validate_spec
+from mmexport.core.spec_feeds import random_feed
 from mmexport.core.spec_schema import (
     DIM_KEYS,
     DTYPES,
@@ -150,7 +151,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         validate_spec(self)
-        _check_call_kwargs(self.call_kwargs)
+        check_call_kwargs(self.call_kwargs)
 
     # -- reading and writing -------------------------------------------------------------
 
@@ -284,74 +285,13 @@ class ModelSpec:
 
     def sample_feed(self, point: Mapping[str, int], seed: int = 0) -> dict[str, np.ndarray]:
         """Random, valid inputs at ``point``: normal floats, integers inside each input's range."""
-        check_fits_memory(self, point, what="random inputs for the spec")  # before numpy allocates
-        rng = np.random.default_rng(seed)
-        masked = {i.mask_of for i in self.inputs if i.mask_of is not None}
-        feed: dict[str, np.ndarray] = {}
-        lengths: dict[str, np.ndarray] = {}  # token input with a mask -> its rows' real lengths
-        for i in self.inputs:
-            if i.mask_of is None:
-                feed[i.name] = _sample(
-                    i, i.concrete_shape(point), rng, masked=i.name in masked, lengths=lengths
-                )
-        for i in self.inputs:  # masks last: their token input may come after them
-            if i.mask_of is not None:
-                shape = i.concrete_shape(point)
-                row = lengths.get(i.mask_of)
-                real = np.ones(shape, bool) if row is None else np.arange(shape[-1]) < row[..., None]
-                feed[i.name] = real.astype(i.dtype)
-        return {i.name: feed[i.name] for i in self.inputs}
-
-
-def _sample(
-    spec: InputSpec,
-    shape: Shape,
-    rng: np.random.Generator,
-    *,
-    masked: bool = False,
-    lengths: dict[str, np.ndarray] | None = None,
-) -> np.ndarray:
-    """Random values of one input; token inputs with a pad id or a mask are padded at the end,
-    their rows' lengths stored in ``lengths`` for the mask."""
-    if spec.dtype in FLOAT_DTYPES:
-        return rng.standard_normal(shape).astype(spec.dtype)
-    if spec.dtype == "bool":
-        return rng.integers(0, 2, shape).astype(bool)
-    low, high = spec.range if spec.range is not None else (0, 2)
-    values = rng.integers(low, high, shape)
-    pad = spec.pad_id
-    if pad is None and masked:
-        pad = 0
-    if pad is not None and len(shape) >= 1:
-        # Token inputs with a pad id (or a mask) are padded at the end, as real batches are:
-        # each row keeps a random number of tokens (at least one, the first row all of them).
-        if len(shape) >= 2 and shape[-1] > 1:
-            row = rng.integers(1, shape[-1] + 1, shape[:-1])
-            row.flat[0] = shape[-1]
-            values[np.arange(shape[-1]) >= row[..., None]] = pad
-        else:
-            row = np.full(shape[:-1], shape[-1])
-        if lengths is not None:
-            lengths[spec.name] = row
-    return values.astype(spec.dtype)
+        return random_feed(self, point, seed)
 
 
 # -- parsing ----------------------------------------------------------------------------
 
 MAX_SPEC_FILE_BYTES = 16 << 20
 """A spec file larger than this is refused before it is read (specs are a few KiB)."""
-
-
-def _check_call_kwargs(call_kwargs: Mapping[str, Any]) -> None:
-    """``call_kwargs`` are constants written in JSON: names to strings, numbers, booleans or null."""
-    for name, value in call_kwargs.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise SpecError(f"{name!r} is not a parameter name", where="call_kwargs")
-        if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise SpecError(
-                f"{name!r} must be a string, number, boolean or null, got {type(value).__name__}",
-                where="call_kwargs",
-            )
 
 
 def _parse_dim(name: str, value: Any) -> DimSpec:

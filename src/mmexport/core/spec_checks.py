@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -178,3 +178,15 @@ def _names(names: list[str], what: str) -> None:
         if n in seen:
             raise SpecError(f"{what} name {n!r} appears twice")
         seen.add(n)
+
+
+def check_call_kwargs(call_kwargs: Mapping[str, Any]) -> None:
+    """``call_kwargs`` are constants written in JSON: names to strings, numbers, booleans or null."""
+    for name, value in call_kwargs.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"{name!r} is not a parameter name", where="call_kwargs")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise SpecError(
+                f"{name!r} must be a string, number, boolean or null, got {type(value).__name__}",
+                where="call_kwargs",
+            )
