@@ -15,8 +15,8 @@ from mmexport.cli import EXIT_INTERRUPTED
 from mmexport.cli.flags import cli_message
 from mmexport.cli.options import JSON_OUTPUT
 from mmexport.cli.progress import is_note
+from mmexport.core.disk_full import DISK_FULL, disk_full_error
 from mmexport.core.errors import ArtifactError, MmexportError, ParityError, PrecisionError
-from mmexport.core.files import DISK_FULL, disk_full_error
 
 MAX_ERROR_CHARS = 2000
 """An error line longer than this is cut (a value it quotes can be megabytes long)."""

@@ -11,7 +11,6 @@ killed runs carry their process id, so that the next run removes them.
 from __future__ import annotations
 
 import contextlib
-import errno
 import glob
 import hashlib
 import logging
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from mmexport.core.disk_full import disk_full_refused
 from mmexport.core.errors import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -64,35 +64,6 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, output: str | Path | No
     and a rename; a reader sees the old file or the new one, never part of one."""
     with atomic_writer(path, output=output) as f:
         f.write(data)
-
-
-DISK_FULL = frozenset(
-    code for code in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None)) if code is not None
-)
-"""The errors of a write that found no room: a full disk, a file-size limit, a full quota."""
-
-
-def disk_full_error(path: str | Path, error: OSError) -> ArtifactError:
-    """The one line a write that found no room ends in, naming the output it was writing."""
-    why = "no space left on device"
-    if error.errno == errno.EFBIG:
-        why = "no space left under the file-size limit"
-    return ArtifactError(
-        str(path),
-        f"cannot be written: {why}; nothing was left half-written",
-        hint="free some space, or write elsewhere",
-    )
-
-
-@contextmanager
-def disk_full_refused(path: str | Path) -> Iterator[None]:
-    """Turn a write in the body that found no room (``DISK_FULL``) into ``disk_full_error``."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in DISK_FULL:
-            raise
-        raise disk_full_error(path, e) from e
 
 
 @contextmanager

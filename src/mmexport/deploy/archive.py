@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from mmexport.core.disk_full import disk_full_refused
 from mmexport.core.errors import ArtifactError, MmexportError
-from mmexport.core.files import INTERRUPTED, disk_full_refused, fsync_folder, staging_dir
+from mmexport.core.files import INTERRUPTED, fsync_folder, staging_dir
 
 GIB = 1 << 30
 COMPRESS_LEVEL = 6  # weights hardly compress; level 9 costs much more time for little gain

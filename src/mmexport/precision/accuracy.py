@@ -22,8 +22,8 @@ from typing import Protocol
 import numpy as np
 import onnx
 
+from mmexport.core.disk_full import DISK_FULL
 from mmexport.core.errors import ArtifactError, ConfigError
-from mmexport.core.files import DISK_FULL
 from mmexport.core.onnx_file import save_with_external_data
 from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
