@@ -293,6 +293,21 @@ def evaluation(
 ) -> AccuracyReport:
     """Compare ``variants`` on ``samples`` evaluation samples of ``eval_data`` (None: the budget's
     default for that data, said in a note)."""
+    data, total = open_evaluation(source, eval_data, samples, budget)
+    return evaluate(
+        variants,
+        data.batches(),
+        source.spec,
+        source=data.description,
+        progress=phase(progress, "evaluating", total),
+    )
+
+
+def open_evaluation(
+    source: SourceModel, eval_data: Any, samples: int | None, budget: Budget = EVAL_BUDGET
+) -> tuple[Any, int | None]:
+    """The evaluation source (``samples`` None: the budget's default for that data, said in a note)
+    and the number of samples it will give, for progress."""
     data = open_data(
         eval_data,
         source,
@@ -302,14 +317,7 @@ def evaluation(
         budget=budget,
         purpose="evaluating on",
     )
-    total = getattr(data, "samples", None) or samples
-    return evaluate(
-        variants,
-        data.batches(),
-        source.spec,
-        source=data.description,
-        progress=phase(progress, "evaluating", total),
-    )
+    return data, getattr(data, "samples", None) or samples
 
 
 def phase(progress: Progress, label: str, total: int | None) -> Progress:

@@ -25,8 +25,6 @@ from mmexport.precision.accuracy import (
 from mmexport.precision.accuracy_stage import DEFAULT_EVAL_SAMPLES, accuracy, require_cuda_provider
 from mmexport.precision.collect import collect_stats
 from mmexport.precision.common import (
-    EVAL_BATCH,
-    EVAL_BUDGET,
     Budget,
     ShapeCoverage,
     SourceModel,
@@ -39,6 +37,7 @@ from mmexport.precision.common import (
     feeds_of,
     load_source_model,
     open_data,
+    open_evaluation,
     phase,
     write_onnx,
 )
@@ -269,16 +268,7 @@ def _evaluate_int8(
 ) -> tuple[QdqResult, AccuracyReport, list[BranchCost], list[str]]:
     """The FP32 vs INT8 report, the accuracy budget, and sensitivity per branch when asked for (or
     when the data has labels: without them a branch's cost is only its top-1 disagreement)."""
-    eval_source = open_data(
-        eval_data,
-        source,
-        split="evaluation",
-        samples=eval_samples,
-        batch_size=EVAL_BATCH,
-        budget=EVAL_BUDGET,
-        purpose="evaluating on",
-    )
-    total = getattr(eval_source, "samples", None) or eval_samples
+    eval_source, total = open_evaluation(source, eval_data, eval_samples)
     costs: list[BranchCost] = []
     kept: list[str] = []
     if config.sensitivity or config.max_accuracy_drop is not None:
