@@ -121,6 +121,6 @@ def test_an_engine_opens_on_the_gpu_asked_for(monkeypatch: pytest.MonkeyPatch, t
     from contextlib import ExitStack
 
     with ExitStack() as stack:
-        _runner(OnDevice(tmp_path / "m.engine", "cuda:3"), ["y"], stack)
-        _runner(tmp_path / "m.engine", ["y"], stack)
+        _runner(OnDevice(tmp_path / "m.engine", "cuda:3"), "fp16", ["y"], stack)
+        _runner(tmp_path / "m.engine", "fp16", ["y"], stack)
     assert opened == [(tmp_path / "m.engine", "cuda:3"), (tmp_path / "m.engine", "cuda")]

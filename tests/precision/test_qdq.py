@@ -182,3 +182,21 @@ def test_weights_left_float_keep_their_values_and_the_source_is_untouched() -> N
     assert "mm_w" not in made and "extra" not in made  # quantized, and unused: neither kept
     assert numpy_helper.to_array(made["mm_w_quantized"]).dtype == np.int8
     onnx.checker.check_model(result.model)
+
+
+@pytest.mark.parametrize("layout", ["tensorrt", "onnxruntime"])
+def test_a_mapped_source_gives_the_same_qdq_model(fusion_export, layout: str) -> None:  # type: ignore[no-untyped-def]
+    """Q/DQ inserted on the graph with its weights left in the file (``read_mapped``: weights read
+    one at a time from the file) is the model inserted on the parsed proto, byte for byte."""
+    from mmexport.core.onnx_file import read_onnx
+    from mmexport.core.onnx_mapped import read_mapped
+    from mmexport.precision.graph import activation_tensors
+
+    mapped = read_mapped(fusion_export.path)
+    parsed = read_onnx(fusion_export.path)
+    amax = {name: 2.0 for name in activation_tensors(parsed)}
+    ours = insert_qdq(mapped, amax, layout=layout)
+    theirs = insert_qdq(parsed, amax, layout=layout)
+    assert ours.quantized_nodes == theirs.quantized_nodes and ours.quantized_nodes
+    assert ours.model.SerializeToString() == theirs.model.SerializeToString()
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in ours.model.graph.initializer)

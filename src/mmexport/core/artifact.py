@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from mmexport.core.errors import ArtifactError
 from mmexport.core.files import sha256_file
 from mmexport.core.manifest import Manifest, check_files, read_manifest
-from mmexport.core.onnx_file import check_file, read_onnx
+from mmexport.core.onnx_file import NO_GRAPH, check_file, read_onnx
+from mmexport.core.onnx_mapped import MappedModel, read_mapped
 from mmexport.core.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class LoadedArtifact:
     manifest: Manifest | None
     _sha256: str | None = field(default=None, repr=False)
     _model: onnx.ModelProto | None = field(default=None, repr=False)
+    _graph: MappedModel | None = field(default=None, repr=False)
     _verified: bool = field(default=False, repr=False)
 
     @property
@@ -48,6 +50,23 @@ class LoadedArtifact:
                 check_labels_match(self.path, self.manifest.spec, model)
             self._model = model
         return self._model
+
+    @property
+    def graph(self) -> MappedModel:
+        """The model with its large weights left in the file (read in milliseconds, checked as
+        ``model`` is): what a stage needs that looks at the graph and lets onnxruntime read the
+        weights. Read once."""
+        if self._graph is None:
+            if self._model is not None and not self.path.is_file():
+                return MappedModel(self._model, self.path)
+            mapped = read_mapped(self.path)
+            if not mapped.proto.graph.node:
+                raise ArtifactError(str(self.path), NO_GRAPH)
+            if self.manifest is not None:
+                check_spec_matches(self.path, self.manifest.spec, graph_inputs(mapped.proto))
+                check_labels_match(self.path, self.manifest.spec, mapped.proto)
+            self._graph = mapped
+        return self._graph
 
     @property
     def parsed(self) -> bool:

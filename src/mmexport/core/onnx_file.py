@@ -60,13 +60,9 @@ def read_onnx(path: str | Path, *, external_data: bool = True, nodes: bool = Fal
 
 def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     """Read the weights an ONNX keeps beside it into ``model``; a missing or damaged file is named."""
-    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model
 
-    tensors = [t for t in graph_tensors(model.graph) if uses_external_data(t)]
-    for tensor in tensors:
-        location = ExternalDataInfo(tensor).location
-        if not (path.parent / location).is_file():
-            raise ArtifactError(str(path), f"refers to external data {location!r}, which does not exist")
+    tensors = check_external_files(model, path)
     if not tensors:
         return
     try:
@@ -76,6 +72,18 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         raise ArtifactError(
             str(path.parent / location), f"cannot be read as {path.name}'s external data ({_describe(e)})"
         ) from e
+
+
+def check_external_files(model: onnx.ModelProto, path: Path) -> list[onnx.TensorProto]:
+    """``model``'s tensors kept in external files (relative to ``path``'s folder), refusing
+    (ArtifactError naming ``path``) a model whose data file is not there."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    tensors = [t for t in graph_tensors(model.graph) if uses_external_data(t)]
+    for location in {ExternalDataInfo(t).location for t in tensors}:
+        if not (path.parent / location).is_file():
+            raise ArtifactError(str(path), f"refers to external data {location!r}, which does not exist")
+    return tensors
 
 
 def graph_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError, MmexportError
 from mmexport.core.manifest import Manifest
+from mmexport.core.onnx_mapped import MappedModel
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision.accuracy import ENGINE_SUFFIXES, AccuracyReport, OnDevice, check_device
@@ -44,8 +43,8 @@ def accuracy(
     device = check_device(device)
     reference_device = check_device(reference_device or device, "reference_device")
     reference = load_source_model(models[0], require=None, spec=spec)
-    loaded: list[tuple[Path, Manifest, onnx.ModelProto | Path]] = [
-        (reference.path, reference.manifest, reference.runnable)
+    loaded: list[tuple[Path, Manifest, MappedModel | Path]] = [
+        (reference.path, reference.manifest, reference.graph)
     ]
     loaded += [_load_variant(load_artifact(model), spec) for model in models[1:]]
     for path, manifest, _ in loaded[1:]:
@@ -79,11 +78,12 @@ def require_cuda_provider() -> None:
 
 def _load_variant(
     artifact: LoadedArtifact, spec: ModelSpec | str | Path | None
-) -> tuple[Path, Manifest, onnx.ModelProto | Path]:
-    """An ONNX artifact (parsed) or a TensorRT engine (left to the runtime), with its manifest."""
+) -> tuple[Path, Manifest, MappedModel | Path]:
+    """An ONNX artifact (its graph; onnxruntime reads the weights from the file) or a TensorRT
+    engine (left to the runtime), with its manifest."""
     if artifact.path.suffix not in ENGINE_SUFFIXES:
         source = load_source_model(artifact, require=None, spec=spec)
-        return source.path, source.manifest, source.runnable
+        return source.path, source.manifest, source.graph
     if artifact.manifest is None:
         raise ArtifactError(str(artifact.path), "is not an engine with its manifest (model.engine.json)")
     return artifact.path, artifact.manifest, artifact.path

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from mmexport.core.onnx_mapped import MappedModel, read_mapped
 from mmexport.core.progress import Progress
-from mmexport.precision.accuracy import model_file
+from mmexport.precision.accuracy import graph_runner
 from mmexport.precision.graph import activation_tensors, output_infos
 from mmexport.precision.stats import TensorStats
-from mmexport.runtime.backends.onnxrt.runner import OnnxModelRunner
 
 Feed = Mapping[str, np.ndarray]
 
 
 def collect_stats(
-    model: onnx.ModelProto | str | Path,
+    model: onnx.ModelProto | MappedModel | str | Path,
     feeds: Iterable[Feed],
     *,
     tensors: list[str] | None = None,
@@ -33,7 +33,9 @@ def collect_stats(
     written (no onnxruntime optimizations: they would fold FP32 -> FP16 -> FP32 cast pairs, hiding
     an FP16 overflow, and fuse away observed tensors), with every observed tensor as an output.
     """
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    if isinstance(model, str | Path):
+        model = read_mapped(model)
+    proto = model.proto if isinstance(model, MappedModel) else model
     names = activation_tensors(proto) if tensors is None else list(tensors)
     graph_inputs = [i.name for i in proto.graph.input]
     fetch = [n for n in names if n not in graph_inputs]
@@ -41,10 +43,7 @@ def collect_stats(
     seen = 0
     # only graph inputs observed: still run the model (it checks every batch), fetching one output
     outputs = fetch or [proto.graph.output[0].name]
-    with (
-        model_file(proto, outputs=output_infos(proto, fetch)) as path,
-        OnnxModelRunner(path, outputs=outputs, optimize=False) as runner,
-    ):
+    with graph_runner(model, outputs=output_infos(proto, fetch), fetch=outputs) as runner:
         for feed in feeds:
             inputs = {name: feed[name] for name in graph_inputs}
             values = runner.run(inputs)

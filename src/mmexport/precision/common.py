@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mmexport.core.files import output_folder, sha256_file, staging_dir
 from mmexport.core.inspection import model_precision
 from mmexport.core.manifest import ArtifactKind, Manifest, Precision, Producer, Source, publish_artifact
 from mmexport.core.onnx_file import save_model_streamed
+from mmexport.core.onnx_mapped import MappedModel
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import ModelSpec
 from mmexport.data.feeds import ShapeCoverage
@@ -55,18 +57,17 @@ class SourceModel:
         return self.artifact.model
 
     @property
+    def graph(self) -> MappedModel:
+        """The model with its weights left in the file (what runs on onnxruntime and graph passes use)."""
+        return self.artifact.graph
+
+    @property
     def sha256(self) -> str:
         return self.artifact.sha256
 
     @property
     def spec(self) -> ModelSpec:
         return self.manifest.spec
-
-    @property
-    def runnable(self) -> onnx.ModelProto | Path:
-        """What a runner opens: the verified file itself (onnxruntime reads it faster than a proto
-        of hundreds of MB is serialized for it, and holds no second copy), else the proto."""
-        return self.path if self.path.is_file() else self.model
 
     @property
     def builtin(self) -> str | None:
@@ -89,7 +90,7 @@ def load_source_model(
     if artifact.manifest is None and spec is None:
         artifact.require_manifest("export it with mmexport to-onnx, or give its spec with --spec")
     artifact.verify()  # hashed anyway for the derived manifests: a modified source is refused
-    model = artifact.model
+    model = artifact.graph.proto  # the graph is what is checked; weights are parsed where needed
     manifest = artifact.manifest or _foreign_manifest(artifact, spec)
     found = model_precision(model)
     if require is not None and found != require:
@@ -105,7 +106,7 @@ def _foreign_manifest(artifact: LoadedArtifact, spec: ModelSpec | str | Path | N
     """A manifest for an ONNX that mmexport did not export, from the user's spec."""
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_file(spec)  # type: ignore[arg-type]
-    model, path = artifact.model, artifact.path
+    model, path = artifact.graph.proto, artifact.path
     constants = {init.name for init in model.graph.initializer}
     graph_inputs = [i.name for i in model.graph.input if i.name not in constants]
     if sorted(graph_inputs) != sorted(spec.input_names):
@@ -231,6 +232,36 @@ def check_output(source: SourceModel, output: str | Path) -> Path:
     return out
 
 
+class StagedOnnx:
+    """A variant written in its output's staging folder (``path``), not yet in place: a stage
+    checks it there (onnxruntime reads the file; the proto it was written from can go), then
+    ``publish`` moves it and its manifest into place. Leaving the ``staged_onnx`` block any
+    other way removes it."""
+
+    def __init__(self, output: Path, stage: Path) -> None:
+        self.output = output
+        self.path = stage / output.name
+
+    def publish(self, manifest: Manifest, *, companions: Mapping[str, str] | None = None) -> LoadedArtifact:
+        """Move the variant (and text ``companions`` beside it) into place, then the manifest;
+        the written artifact comes back loaded (its hash is the one just made)."""
+        for name, text in (companions or {}).items():
+            (self.path.parent / name).write_text(text, encoding="utf-8")
+        manifest.sha256 = sha256_file(self.path)
+        manifest.artifact = self.output.name
+        publish_artifact(self.path, self.output, manifest, companions=tuple(companions or ()))
+        return load_artifact(self.output, manifest=manifest, sha256=manifest.sha256)
+
+
+@contextmanager
+def staged_onnx(model: onnx.ModelProto, output: str | Path) -> Iterator[StagedOnnx]:
+    """``model`` written beside ``output`` in a staging folder (with the output's lock held)."""
+    with output_folder(output) as out, staging_dir(out) as stage:
+        staged = StagedOnnx(out, stage)
+        save_model_streamed(model, staged.path)  # onnx.save's bytes, without serializing it whole
+        yield staged
+
+
 def write_onnx(
     model: onnx.ModelProto,
     output: str | Path,
@@ -240,15 +271,9 @@ def write_onnx(
 ) -> LoadedArtifact:
     """Stage ``model`` (and text ``companions`` beside it), move them into place, then the manifest;
     the written artifact comes back loaded (its proto and hash are the ones just made)."""
-    with output_folder(output) as out, staging_dir(out) as stage:
-        staged = stage / out.name
-        save_model_streamed(model, staged)  # onnx.save's bytes, without serializing it whole
-        for name, text in (companions or {}).items():
-            (stage / name).write_text(text, encoding="utf-8")
-        manifest.sha256 = sha256_file(staged)
-        manifest.artifact = out.name
-        publish_artifact(staged, out, manifest, companions=tuple(companions or ()))
-    return load_artifact(out, manifest=manifest, sha256=manifest.sha256, model=model)
+    with staged_onnx(model, output) as staged:
+        written = staged.publish(manifest, companions=companions)
+    return load_artifact(written.path, manifest=manifest, sha256=manifest.sha256, model=model)
 
 
 def derived_manifest(source: SourceModel, precision: str, stage: str, details: dict[str, Any]) -> Manifest:

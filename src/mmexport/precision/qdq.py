@@ -18,7 +18,7 @@ standard-domain ops only (opset >= 13 for per-axis scales).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mmexport.core.errors import ConfigError, MmexportError
+from mmexport.core.onnx_mapped import MappedModel, inline_tensor
 from mmexport.precision.graph import weightless
 from mmexport.precision.stats import QUANT_LEVELS, TensorStats
 
@@ -141,8 +142,20 @@ def weight_axis(node: onnx.NodeProto, weight: np.ndarray) -> int:
     return weight.ndim - 1  # MatMul: [..., K, N]
 
 
+class _Weights(dict[str, onnx.TensorProto]):
+    """A model's initializers by name; ``array`` reads one's values (from the model's file when
+    the tensor is a reference into it: a ``MappedModel``'s weights)."""
+
+    def __init__(self, tensors: Iterable[onnx.TensorProto], base_dir: str = "") -> None:
+        super().__init__((t.name, t) for t in tensors)
+        self.base_dir = base_dir
+
+    def array(self, name: str) -> np.ndarray:
+        return numpy_helper.to_array(self[name], base_dir=self.base_dir)
+
+
 def insert_qdq(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | MappedModel,
     amax: Mapping[str, float],
     *,
     nodes: Collection[str] | None = None,
@@ -155,6 +168,9 @@ def insert_qdq(
     (or a zero range) stays float and is listed in ``skipped`` with the reason.
     """
     check_layout(layout)
+    mapped = model if isinstance(model, MappedModel) else None
+    if isinstance(model, MappedModel):
+        model = model.proto
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise MmexportError(
@@ -165,7 +181,8 @@ def insert_qdq(
     # from ``model``, and only those still used as they are once Q/DQ is in are copied, at the end
     out = weightless(model, keep=0)
     graph = out.graph
-    inits = {init.name: init for init in model.graph.initializer}  # read only: the values
+    # read only: the values (a mapped model's from its file)
+    inits = _Weights(model.graph.initializer, str(mapped.folder) if mapped else "")
     chosen = _chosen_nodes(model, nodes, constant_names(model))
     graph_outputs = {o.name for o in graph.output}
     result = QdqResult(model=out)
@@ -200,18 +217,20 @@ def insert_qdq(
     del graph.node[:]
     graph.node.extend(new_nodes)
     _drop_unused_initializers(graph)
-    _fill_weights(graph, model.graph)
+    _fill_weights(graph, inits)
     return result
 
 
-def _fill_weights(graph: onnx.GraphProto, source: onnx.GraphProto) -> None:
+def _fill_weights(graph: onnx.GraphProto, source: _Weights) -> None:
     """Give the initializers ``graph`` has of ``source``'s (the weights left float: norms, biases,
-    embeddings, ops not quantized) their values, one tensor at a time; those made here keep theirs."""
+    embeddings, ops not quantized) their values, one tensor at a time (read from the file where
+    they lie there); those made here keep theirs."""
     skeletons = {init.name: init for init in graph.initializer if not _has_values(init)}
-    for init in source.initializer:
-        target = skeletons.pop(init.name, None)
-        if target is not None:
-            target.CopyFrom(init)
+    for name, init in source.items():
+        target = skeletons.pop(name, None)
+        if target is None:
+            continue
+        target.CopyFrom(inline_tensor(init, source.base_dir) if source.base_dir else init)
 
 
 def _has_values(tensor: onnx.TensorProto) -> bool:
@@ -227,7 +246,7 @@ def _has_values(tensor: onnx.TensorProto) -> bool:
 
 def _quantize_node(
     node: onnx.NodeProto,
-    inits: dict[str, onnx.TensorProto],
+    inits: _Weights,
     amax: Mapping[str, float],
     dequantized: dict[str, str],
     new_nodes: list[onnx.NodeProto],
@@ -258,7 +277,7 @@ def _quantize_node(
     for index, kind in plan.items():
         name = node.input[index]
         if kind == "weight":
-            weight = numpy_helper.to_array(inits[name]).astype(np.float32)
+            weight = inits.array(name).astype(np.float32)
             axis = _weight_axis(node, index, weight)
             if name not in dequantized:
                 dequantized[name] = _add_weight_dq(name, weight, axis, graph, new_nodes)
@@ -284,7 +303,7 @@ def _weight_axis(node: onnx.NodeProto, index: int, weight: np.ndarray) -> int:
 
 def _quantize_bias(
     node: onnx.NodeProto,
-    inits: dict[str, onnx.TensorProto],
+    inits: _Weights,
     input_scale: float,
     weight_scale: np.ndarray,
     graph: onnx.GraphProto,
@@ -293,7 +312,7 @@ def _quantize_bias(
     """INT32 bias with scale = input scale x weight scale (onnxruntime's QLinearConv / QGemm need it)."""
     if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or node.input[2] not in inits:
         return
-    bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
+    bias = inits.array(node.input[2]).astype(np.float64)
     if bias.ndim != 1 or bias.shape[0] != weight_scale.shape[0]:
         return
     scale = (input_scale * weight_scale.astype(np.float64)).astype(np.float32)

@@ -159,15 +159,23 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
     return session, provider
 
 
+EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+
+
 def open_model(
     model: bytes | str | Path,
     *,
     optimize: bool = True,
     threads: int | None = None,
     mem_pattern: bool = True,
+    weights_folder: Path | None = None,
 ) -> Any:
     """A CPU session over an ONNX model given as bytes (a serialized proto) or a path, for the
     stages that check a model rather than deploy it (parity, calibration, accuracy).
+
+    ``weights_folder``: where the external data of a model given as bytes lies (its locations
+    are relative to it): a graph read without its weights (``core.onnx_mapped``) runs on the
+    weights in its file, which onnxruntime reads itself.
 
     ``optimize=False`` computes the graph as written: onnxruntime's optimizations would fold
     FP32 -> FP16 -> FP32 cast pairs (hiding an FP16 overflow) and fuse away observed tensors.
@@ -186,6 +194,8 @@ def open_model(
         options.intra_op_num_threads = threads
     if not mem_pattern:
         options.enable_mem_pattern = False
+    if weights_folder is not None:
+        options.add_session_config_entry(EXTERNAL_FOLDER_KEY, str(weights_folder))
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -153,7 +153,8 @@ class OnnxModelRunner(Runner):
     the inputs it has (an exporter drops inputs the graph does not use). ``outputs``: the tensors
     to fetch, intermediate ones included (default: the spec's outputs, or the graph's).
     ``optimize=False`` runs the graph as written, ``mem_pattern=False`` holds no planned activation
-    buffers between runs (see ``open_model``).
+    buffers between runs, ``weights_folder`` is where a serialized model's external weights lie
+    (see ``open_model``).
     """
 
     backend_name = "onnxrt"
@@ -167,9 +168,12 @@ class OnnxModelRunner(Runner):
         optimize: bool = True,
         threads: int | None = None,
         mem_pattern: bool = True,
+        weights_folder: Path | None = None,
     ) -> None:
         super().__init__()
-        self._session = open_model(model, optimize=optimize, threads=threads, mem_pattern=mem_pattern)
+        self._session = open_model(
+            model, optimize=optimize, threads=threads, mem_pattern=mem_pattern, weights_folder=weights_folder
+        )
         where = Path(model) if not isinstance(model, bytes) else Path("ONNX model (in memory)")
         inputs = [_info(i) for i in self._session.get_inputs()]
         graph_outputs = [_info(o) for o in self._session.get_outputs()]
