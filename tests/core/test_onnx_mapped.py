@@ -125,3 +125,14 @@ def test_a_damaged_file_gets_the_readers_error(tmp_path: Path, damage) -> None: 
         return
     mapped = read_mapped(path)
     assert _without_initializers(mapped.proto) == _without_initializers(expected)
+
+
+def test_a_file_gone_before_onnxruntime_reads_its_weights_is_named(tmp_path: Path) -> None:
+    from mmexport.precision.accuracy import graph_runner
+
+    path = _model(tmp_path / "m.onnx")
+    mapped = read_mapped(path)
+    path.unlink()
+    gone = rf"^{tmp_path}/m\.onnx: onnxruntime cannot load it"
+    with pytest.raises(ArtifactError, match=gone), graph_runner(mapped):
+        pass

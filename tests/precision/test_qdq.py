@@ -200,3 +200,42 @@ def test_a_mapped_source_gives_the_same_qdq_model(fusion_export, layout: str) ->
     assert ours.quantized_nodes == theirs.quantized_nodes and ours.quantized_nodes
     assert ours.model.SerializeToString() == theirs.model.SerializeToString()
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in ours.model.graph.initializer)
+
+
+def test_an_int8_evaluation_dequantizes_weights_once_and_quantizes_activations_as_written(
+    fusion_export, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """``fold_dequantize``: onnxruntime folds each weight's DequantizeLinear into a float constant
+    at load, and leaves every activation Q/DQ pair and op as written (no integer kernels, which
+    saturate on CPUs without VNNI); onnxruntime's own optimized graph is read back to check."""
+    from mmexport.core.onnx_file import read_onnx
+    from mmexport.precision.graph import activation_tensors
+    from mmexport.runtime.backends.onnxrt.loader import open_model
+
+    parsed = read_onnx(fusion_export.path)
+    qdq = insert_qdq(parsed, {name: 2.0 for name in activation_tensors(parsed)}).model
+    path = tmp_path / "q.onnx"
+    onnx.save(qdq, str(path))
+    real = ort.InferenceSession
+
+    def keeping_the_optimized_graph(source, options, **kwargs):  # type: ignore[no-untyped-def]
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        return real(source, options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", keeping_the_optimized_graph)
+    open_model(path, optimize=False, fold_dequantize=True)
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+    constants = {init.name for init in optimized.graph.initializer}
+
+    def ops(model: onnx.ModelProto) -> list[str]:
+        return sorted(n.op_type for n in model.graph.node)
+
+    weight_dq = [
+        n for n in optimized.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in constants
+    ]
+    assert weight_dq == []
+    qdq_ops = ("QuantizeLinear", "DequantizeLinear")
+    assert [n for n in ops(optimized) if n not in qdq_ops] == [n for n in ops(qdq) if n not in qdq_ops]
+    # every activation still quantized (onnxruntime may carry a pair past a Reshape or Transpose,
+    # which changes no value: the same scale on both sides)
+    assert ops(optimized).count("QuantizeLinear") >= ops(qdq).count("QuantizeLinear") > 0

@@ -155,27 +155,33 @@ def graph_runner(
     outputs: Sequence[onnx.ValueInfoProto] = (),
     fetch: list[str] | None = None,
     mem_pattern: bool = True,
-    optimize: bool = False,
+    fold_dequantize: bool = False,
 ) -> Iterator[OnnxModelRunner]:
-    """``model`` on onnxruntime's CPU provider (the graph as written unless ``optimize``), with
-    ``outputs`` added to its graph's and ``fetch`` fetched (default: the graph's outputs). A
-    ``MappedModel`` runs on the weights in its file (nothing written); a proto is written to a
-    temporary file first."""
+    """``model`` on onnxruntime's CPU provider, the graph as written (``fold_dequantize``: its
+    constant weights dequantized once, see ``open_model``), with ``outputs`` added to its graph's
+    and ``fetch`` fetched (default: the graph's outputs). A ``MappedModel`` runs on the weights
+    in its file (nothing written); a proto is written to a temporary file first."""
     with ExitStack() as stack:
         if isinstance(model, MappedModel):
             source: bytes | Path = model.with_outputs(list(outputs))
         else:
             source = stack.enter_context(model_file(model, outputs))
-        folder = model.folder if isinstance(model, MappedModel) else None
+        mapped = model if isinstance(model, MappedModel) else None
         runner = OnnxModelRunner(
-            source, outputs=fetch, optimize=optimize, mem_pattern=mem_pattern, weights_folder=folder
+            source,
+            outputs=fetch,
+            optimize=False,
+            mem_pattern=mem_pattern,
+            fold_dequantize=fold_dequantize,
+            weights_folder=mapped.folder if mapped else None,
+            name=str(mapped.path) if mapped else None,
         )
         with runner:
             yield runner
 
 
 def _runner(model: Model, precision: str, outputs: list[str], stack: ExitStack) -> Runner | RecordedOutputs:
-    """onnxruntime (CPU; the graph as written, INT8 as deployed: ``as_deployed``) for ONNX, the
+    """onnxruntime (CPU; the graph as written, INT8 weights dequantized once) for ONNX, the
     runtime's TensorRT backend for an engine file (``.engine`` / ``.plan``, on the GPU; it checks
     the engine's manifest first), and a ``Session`` on the GPU for an ``OnDevice`` model. Each
     checks feeds against what the model takes (its graph's inputs, or the artifact's spec)."""
@@ -185,10 +191,12 @@ def _runner(model: Model, precision: str, outputs: list[str], stack: ExitStack) 
     if isinstance(model, OnDevice):
         device = check_device(model.device)
         model = model.model
+    fold = precision.startswith("int8")  # its weights dequantized once, not on every batch
     if device == "cpu" and isinstance(model, onnx.ModelProto | MappedModel):
         # each model runs the evaluation's batches once: no activation buffers planned and kept
-        optimize = as_deployed(precision)
-        return stack.enter_context(graph_runner(model, fetch=outputs, mem_pattern=False, optimize=optimize))
+        return stack.enter_context(
+            graph_runner(model, fetch=outputs, mem_pattern=False, fold_dequantize=fold)
+        )
     if isinstance(model, MappedModel):
         model = model.path
     if isinstance(model, onnx.ModelProto):
@@ -198,15 +206,9 @@ def _runner(model: Model, precision: str, outputs: list[str], stack: ExitStack) 
 
         # engines run on the GPU whatever the evaluation's device; ONNX on onnxruntime's CUDA provider
         return Session(model, device="cuda" if device == "cpu" else device)
-    return OnnxModelRunner(Path(model), outputs=outputs, optimize=as_deployed(precision), mem_pattern=False)
-
-
-def as_deployed(precision: str) -> bool:
-    """Whether a variant is evaluated with onnxruntime's graph optimizations on: INT8 Q/DQ is, as
-    it deploys (onnxruntime fuses Q/DQ pairs into integer kernels, as TensorRT does; 2.8x faster
-    than dequantizing every weight on every run); FP32 and FP16 run as written (the optimizer
-    would fold FP16 casts, hiding an overflow)."""
-    return precision.startswith("int8")
+    return OnnxModelRunner(
+        Path(model), outputs=outputs, optimize=False, mem_pattern=False, fold_dequantize=fold
+    )
 
 
 def _cast_for(runner: Runner | RecordedOutputs, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ from mmexport.precision.common import (
     open_data,
     open_evaluation,
     phase,
-    write_onnx,
+    staged_onnx,
 )
 from mmexport.precision.fp16_stage import (
     DEFAULT_BATCH_SIZE,
@@ -183,73 +183,57 @@ def calibrate(
         notes.append(f"--percentile applies to --method percentile only; ignored with {config.method}")
     if eval_samples == 0 and eval_data is not None:
         notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
-    accuracy = None
-    warnings: list[str] = []
+    eval_source: Any = None
+    total: int | None = None
     if eval_samples != 0:
-        eval_data = evaluation_data(source, data, eval_data, notes)
-        quantized, accuracy, costs, kept = _evaluate_int8(
-            source, amax, quantized, config, eval_data, eval_samples, progress
+        eval_source, total = open_evaluation(
+            source, evaluation_data(source, data, eval_data, notes), eval_samples
         )
-        warnings = check_agreement(
-            accuracy,
-            "INT8",
-            min_cosine=config.min_cosine,
-            max_abs_diff=config.max_abs_diff,
-            hint="calibrate on real data (--data), try another --method, or keep branches in FP32 "
-            "with --max-accuracy-drop",
-        )
-        notes += accuracy.warnings() + warnings
-        if config.sensitivity is None and not accuracy.labelled and config.max_accuracy_drop is None:
-            notes.append(
-                "per-branch sensitivity not measured: the evaluation data has no labels "
-                "(--sensitivity measures it as top-1 agreement)"
-            )
-        if config.max_accuracy_drop is not None and not accuracy.labelled:
-            notes.append(
-                "--max-accuracy-drop measured as top-1 disagreement with FP32: the evaluation data "
-                "has no labels"
-            )
-        budget_kept = [n for n, why in quantized.skipped.items() if why == BUDGET_REASON]
-        if kept:
-            notes.append(
-                f"kept in FP32 for --max-accuracy-drop: branch(es) {', '.join(kept)} "
-                f"({len(budget_kept)} node(s) of them stay FP32, the rest is INT8 again)"
-            )
-    seconds["evaluate"] = time.perf_counter() - t0
-    notes.append(rate_note("calibration", seen, seconds["calibrate"]))
-    if accuracy is not None:
-        notes.append(rate_note("evaluation", accuracy.samples, seconds["evaluate"]))
-    cache_name = calibration_cache_name(output)
-    scales = quantized.activation_scales  # exactly what the written Q/DQ model quantizes
-    cache_text = calib_cache.format_cache(scales, config.method, config.trt_version)
-    manifest = derived_manifest(
-        source,
-        Precision.INT8,
-        "calibrate",
-        {
-            "method": config.method,
-            "layout": config.layout,
-            "percentile": config.percentile if config.method == "percentile" else None,
-            "samples": seen,
-            "batch_size": config.batch_size,
-            "data": calib.description,
-            "data_sha256": calib.fingerprint(),
-            "shape_coverage": coverage.as_dict(),
-            "quantized_nodes": len(quantized.quantized_nodes),
-            "kept_fp32_branches": kept,
-            "fp32_nodes": dict(quantized.skipped),  # quantizable nodes left in FP32, with the reason
-            "max_accuracy_drop": config.max_accuracy_drop,
-            "calibration_cache": {
-                "file": cache_name,
-                "trt_version": config.trt_version,
-                "sha256": hashlib.sha256(cache_text.encode("utf-8")).hexdigest(),  # written as UTF-8
+        quantized, costs, kept = _fit_budget(source, amax, quantized, config, eval_source, total, progress)
+    with staged_onnx(quantized.model, output) as staged:  # evaluated from the file it will be
+        accuracy = None
+        if eval_source is not None:
+            accuracy = _evaluate_int8(source, staged.path, eval_source, total, progress)
+            if config.sensitivity is None and accuracy.labelled and not costs:
+                costs = _sensitivity(source, amax, eval_source, total, progress)
+        warnings = _int8_notes(accuracy, quantized, config, kept, notes)
+        seconds["evaluate"] = time.perf_counter() - t0
+        notes.append(rate_note("calibration", seen, seconds["calibrate"]))
+        if accuracy is not None:
+            notes.append(rate_note("evaluation", accuracy.samples, seconds["evaluate"]))
+        cache_name = calibration_cache_name(output)
+        scales = quantized.activation_scales  # exactly what the written Q/DQ model quantizes
+        cache_text = calib_cache.format_cache(scales, config.method, config.trt_version)
+        manifest = derived_manifest(
+            source,
+            Precision.INT8,
+            "calibrate",
+            {
+                "method": config.method,
+                "layout": config.layout,
+                "percentile": config.percentile if config.method == "percentile" else None,
+                "samples": seen,
+                "batch_size": config.batch_size,
+                "data": calib.description,
+                "data_sha256": calib.fingerprint(),
+                "shape_coverage": coverage.as_dict(),
+                "quantized_nodes": len(quantized.quantized_nodes),
+                "kept_fp32_branches": kept,
+                "fp32_nodes": dict(quantized.skipped),  # quantizable nodes left in FP32, with the reason
+                "max_accuracy_drop": config.max_accuracy_drop,
+                "calibration_cache": {
+                    "file": cache_name,
+                    "trt_version": config.trt_version,
+                    "sha256": hashlib.sha256(cache_text.encode("utf-8")).hexdigest(),  # written as UTF-8
+                },
             },
-        },
-    )
-    manifest.validation = Validation(sensitivity=[asdict(c) for c in costs], accuracy=report_dict(accuracy))
-    if warnings:
-        manifest.validation.extra["warnings"] = warnings
-    written = write_onnx(quantized.model, output, manifest, companions={cache_name: cache_text})
+        )
+        manifest.validation = Validation(
+            sensitivity=[asdict(c) for c in costs], accuracy=report_dict(accuracy)
+        )
+        if warnings:
+            manifest.validation.extra["warnings"] = warnings
+        written = staged.publish(manifest, companions={cache_name: cache_text})
     notes.insert(0, f"shape coverage: {coverage_summary(coverage)}")
     cache = written.path.parent / cache_name
     return CalibrationResult(
@@ -257,18 +241,55 @@ def calibrate(
     )
 
 
-def _evaluate_int8(
+def _int8_notes(
+    accuracy: AccuracyReport | None,
+    quantized: QdqResult,
+    config: CalibrationConfig,
+    kept: list[str],
+    notes: list[str],
+) -> list[str]:
+    """Check the evaluation against the gates (a PrecisionError when it fails them), add what it
+    says to ``notes`` and return its warnings."""
+    if accuracy is None:
+        return []
+    warnings = check_agreement(
+        accuracy,
+        "INT8",
+        min_cosine=config.min_cosine,
+        max_abs_diff=config.max_abs_diff,
+        hint="calibrate on real data (--data), try another --method, or keep branches in FP32 "
+        "with --max-accuracy-drop",
+    )
+    notes += accuracy.warnings() + warnings
+    if config.sensitivity is None and not accuracy.labelled and config.max_accuracy_drop is None:
+        notes.append(
+            "per-branch sensitivity not measured: the evaluation data has no labels "
+            "(--sensitivity measures it as top-1 agreement)"
+        )
+    if config.max_accuracy_drop is not None and not accuracy.labelled:
+        notes.append(
+            "--max-accuracy-drop measured as top-1 disagreement with FP32: the evaluation data has no labels"
+        )
+    budget_kept = [n for n, why in quantized.skipped.items() if why == BUDGET_REASON]
+    if kept:
+        notes.append(
+            f"kept in FP32 for --max-accuracy-drop: branch(es) {', '.join(kept)} "
+            f"({len(budget_kept)} node(s) of them stay FP32, the rest is INT8 again)"
+        )
+    return warnings
+
+
+def _fit_budget(
     source: SourceModel,
     amax: dict[str, float],
     quantized: QdqResult,
     config: CalibrationConfig,
-    eval_data: Any,
-    eval_samples: int | None,
+    eval_source: Any,
+    total: int | None,
     progress: Progress,
-) -> tuple[QdqResult, AccuracyReport, list[BranchCost], list[str]]:
-    """The FP32 vs INT8 report, the accuracy budget, and sensitivity per branch when asked for (or
-    when the data has labels: without them a branch's cost is only its top-1 disagreement)."""
-    eval_source, total = open_evaluation(source, eval_data, eval_samples)
+) -> tuple[QdqResult, list[BranchCost], list[str]]:
+    """Per-branch sensitivity when asked for, and the Q/DQ model that meets
+    ``--max-accuracy-drop`` (the branches it keeps in FP32)."""
     costs: list[BranchCost] = []
     kept: list[str] = []
     if config.sensitivity or config.max_accuracy_drop is not None:
@@ -291,17 +312,21 @@ def _evaluate_int8(
         kept = budget.kept_fp32
         quantized = insert_qdq(source.graph, amax, nodes=budget.quantized_nodes, layout=config.layout)
         quantized.skipped.update({n: BUDGET_REASON for n in _fp32_nodes(source, budget)})
-    # the reference's graph from memory, its weights read by onnxruntime from the file (nothing written)
-    accuracy = evaluate(
-        [("fp32", "fp32", source.graph), ("int8", "int8", quantized.model)],
+    return quantized, costs, kept
+
+
+def _evaluate_int8(
+    source: SourceModel, staged: Path, eval_source: Any, total: int | None, progress: Progress
+) -> AccuracyReport:
+    """FP32 against the staged INT8 file. The reference runs from its graph in memory, its weights
+    read by onnxruntime from the file; the INT8 file's weights are dequantized once, at load."""
+    return evaluate(
+        [("fp32", "fp32", source.graph), ("int8", "int8", staged)],
         eval_source.batches(),
         source.spec,
         source=eval_source.description,
         progress=phase(progress, "evaluating", total),
     )
-    if config.sensitivity is None and accuracy.labelled and not costs:
-        costs = _sensitivity(source, amax, eval_source, total, progress)
-    return quantized, accuracy, costs, kept
 
 
 def _sensitivity(

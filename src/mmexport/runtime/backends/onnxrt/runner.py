@@ -153,8 +153,9 @@ class OnnxModelRunner(Runner):
     the inputs it has (an exporter drops inputs the graph does not use). ``outputs``: the tensors
     to fetch, intermediate ones included (default: the spec's outputs, or the graph's).
     ``optimize=False`` runs the graph as written, ``mem_pattern=False`` holds no planned activation
-    buffers between runs, ``weights_folder`` is where a serialized model's external weights lie
-    (see ``open_model``).
+    buffers between runs, ``weights_folder`` is where a serialized model's external weights lie,
+    ``name`` what errors call a serialized model, ``fold_dequantize`` dequantizes constant weights
+    once at load (see ``open_model``).
     """
 
     backend_name = "onnxrt"
@@ -169,12 +170,20 @@ class OnnxModelRunner(Runner):
         threads: int | None = None,
         mem_pattern: bool = True,
         weights_folder: Path | None = None,
+        name: str | None = None,
+        fold_dequantize: bool = False,
     ) -> None:
         super().__init__()
         self._session = open_model(
-            model, optimize=optimize, threads=threads, mem_pattern=mem_pattern, weights_folder=weights_folder
+            model,
+            optimize=optimize,
+            threads=threads,
+            mem_pattern=mem_pattern,
+            weights_folder=weights_folder,
+            name=name,
+            fold_dequantize=fold_dequantize,
         )
-        where = Path(model) if not isinstance(model, bytes) else Path("ONNX model (in memory)")
+        where = Path(model) if not isinstance(model, bytes) else Path(name or "ONNX model (in memory)")
         inputs = [_info(i) for i in self._session.get_inputs()]
         graph_outputs = [_info(o) for o in self._session.get_outputs()]
         graph = spec_from_graph(where, inputs, graph_outputs)
