@@ -136,3 +136,41 @@ def test_a_file_gone_before_onnxruntime_reads_its_weights_is_named(tmp_path: Pat
     gone = rf"^{tmp_path}/m\.onnx: onnxruntime cannot load it"
     with pytest.raises(ArtifactError, match=gone), graph_runner(mapped):
         pass
+
+
+def test_a_tensor_with_raw_data_and_external_entries_is_left_to_the_full_parser(tmp_path: Path) -> None:
+    """Raw bytes beside stray external-data entries: the model is parsed whole (nothing of the
+    file is pointed at), as ``read_onnx`` gives it."""
+    model = onnx.load(str(_model(tmp_path / "m.onnx")))
+    model.graph.initializer[0].external_data.add(key="location", value="elsewhere.bin")
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, str(path))
+    mapped = read_mapped(path)
+    assert mapped.proto == read_onnx(path, external_data=False)
+
+
+@pytest.mark.parametrize("how", ["in place", "replaced"])
+def test_a_file_written_over_after_reading_is_refused(tmp_path: Path, how: str) -> None:
+    """onnxruntime reads a mapped model's weights from the file: a file changed after its graph
+    (and sha256) were read is refused by name instead of giving figures for other weights."""
+    import os
+
+    from mmexport.precision.accuracy import graph_runner
+
+    path = _model(tmp_path / "m.onnx")
+    mapped = read_mapped(path)
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0xFF  # a weight byte
+    if how == "in place":
+        with open(path, "r+b") as f:
+            f.write(data)
+        os.utime(path, ns=(0, 1))  # whatever the clock's resolution
+    else:
+        other = tmp_path / "new.onnx"
+        other.write_bytes(bytes(data))
+        other.replace(path)
+    with (
+        pytest.raises(ArtifactError, match=r"m\.onnx: changed while it was being read"),
+        graph_runner(mapped),
+    ):
+        pass

@@ -12,6 +12,7 @@ for the code that needs its values.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,25 @@ class MappedModel:
 
     proto: onnx.ModelProto
     path: Path
+    stamp: tuple[int, ...] = ()  # the file's identity when it was read (see ``check_unchanged``)
 
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    def check_unchanged(self) -> None:
+        """Refuse (ArtifactError) a file written over since it was read: its weights, which
+        onnxruntime reads from the file, would no longer be those of the graph read (or of the
+        sha256 recorded for it). A file replaced by a rename keeps the old weights where they are
+        mapped already, but is refused as well."""
+        if self.stamp and _stamp(self.path) != self.stamp:
+            from mmexport.core.errors import ArtifactError
+
+            raise ArtifactError(
+                str(self.path),
+                "changed while it was being read (written over by another program?)",
+                hint="run again once it is complete",
+            )
 
     def array(self, tensor: onnx.TensorProto) -> np.ndarray:
         """The values of one of ``proto``'s tensors, read from the file when they are there."""
@@ -85,6 +101,7 @@ def read_mapped(path: str | Path) -> MappedModel:
     with ``read_onnx``'s errors)."""
     path = check_file(path)
     import_onnx()
+    stamp = _stamp(path)
     try:
         proto = _skeleton(path)
     except Exception:  # not a protobuf this walk follows: the full parser says what is wrong
@@ -96,7 +113,16 @@ def read_mapped(path: str | Path) -> MappedModel:
 
         raise ArtifactError(str(path), NO_GRAPH)
     check_external_files(proto, path)
-    return MappedModel(proto, path)
+    return MappedModel(proto, path, stamp)
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    """What changes when a file is written over or replaced: inode, size, modification time."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return ()
+    return (status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 def _skeleton(path: Path) -> onnx.ModelProto | None:
@@ -141,9 +167,9 @@ def _tensor(data: mmap.mmap | bytes, start: int, end: int, location: str) -> onn
         else:
             fields += data[head:stop]
     tensor = onnx.TensorProto.FromString(bytes(fields))
+    if raw is not None and (tensor.external_data or tensor.data_location == onnx.TensorProto.EXTERNAL):
+        raise ValueError("a tensor with both raw data and external data")  # parsed whole instead
     if raw is not None:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise ValueError("a tensor with both raw data and external data")
         tensor.data_location = onnx.TensorProto.EXTERNAL
         for key, value in (("location", location), ("offset", raw[0]), ("length", raw[1])):
             tensor.external_data.add(key=key, value=str(value))

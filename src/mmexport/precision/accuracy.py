@@ -177,7 +177,11 @@ def graph_runner(
             name=str(mapped.path) if mapped else None,
         )
         with runner:
+            if mapped:
+                mapped.check_unchanged()  # the weights onnxruntime read are the graph's
             yield runner
+            if mapped:
+                mapped.check_unchanged()  # and stayed so while it ran (a mapped file can change)
 
 
 def _runner(model: Model, precision: str, outputs: list[str], stack: ExitStack) -> Runner | RecordedOutputs:

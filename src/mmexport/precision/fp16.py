@@ -184,6 +184,8 @@ def convert_fp16(
     finally:
         float16.make_value_info_from_tensor = original
     _fill_weights(converted.graph, model)
+    if isinstance(model, MappedModel):
+        model.check_unchanged()  # the weights read from the file are the graph's
     sort_topologically(converted.graph)  # the converter appends its input casts at the end
     _skip_round_trips(converted.graph, set(plan.keep))
     return converted

@@ -218,6 +218,8 @@ def insert_qdq(
     graph.node.extend(new_nodes)
     _drop_unused_initializers(graph)
     _fill_weights(graph, inits)
+    if mapped:
+        mapped.check_unchanged()  # the weights read from the file are the graph's
     return result
 
 
