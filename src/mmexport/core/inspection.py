@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from mmexport.core.artifact import LoadedArtifact, load_artifact
 from mmexport.core.errors import ArtifactError
 from mmexport.core.manifest import ArtifactKind, Manifest
-from mmexport.core.onnx_file import import_onnx, read_onnx
+from mmexport.core.onnx_file import import_onnx
+from mmexport.core.onnx_mapped import read_mapped
 
 if TYPE_CHECKING:
     import onnx
@@ -41,7 +42,7 @@ def inspect_artifact(path: str | Path | LoadedArtifact) -> dict[str, Any]:
 
 def _read_graph(loaded: LoadedArtifact) -> dict[str, Any]:
     import_onnx("inspecting ONNX files")
-    model = loaded.model if loaded.parsed else read_onnx(loaded.path, external_data=False)
+    model = loaded.model if loaded.parsed else read_mapped(loaded.path, external_data=False).proto
     graph = model.graph
     inits = {t.name for t in graph.initializer}
     ops = Counter(n.op_type for n in graph.node)

@@ -7,6 +7,9 @@ the file's protobuf encoding instead (a few milliseconds): every initializer of 
 offset where its bytes lie. onnxruntime then loads the graph from memory and reads those weights
 from the file (``open_model(..., weights_folder=...)``); ``MappedModel.array`` reads one of them
 for the code that needs its values.
+
+Its references name the ONNX file itself: code that lists the data files a model keeps beside it
+(to copy or bundle them) reads the file with ``read_onnx(path, external_data=False)`` instead.
 """
 
 from __future__ import annotations
@@ -95,10 +98,11 @@ def inline_tensor(tensor: onnx.TensorProto, folder: str | Path) -> onnx.TensorPr
     return copy
 
 
-def read_mapped(path: str | Path) -> MappedModel:
+def read_mapped(path: str | Path, *, external_data: bool = True) -> MappedModel:
     """The model of the ONNX file at ``path`` with its large weights left in the file; a file
     whose encoding this reader does not follow is parsed whole instead (and a damaged one refused
-    with ``read_onnx``'s errors)."""
+    with ``read_onnx``'s errors). ``external_data=False``: for a look at the graph alone, neither
+    check nor read the data files an ONNX keeps beside it."""
     path = check_file(path)
     import_onnx()
     stamp = _stamp(path)
@@ -107,12 +111,13 @@ def read_mapped(path: str | Path) -> MappedModel:
     except Exception:  # not a protobuf this walk follows: the full parser says what is wrong
         proto = None
     if proto is None:
-        return MappedModel(read_onnx(path), path)
+        return MappedModel(read_onnx(path, external_data=external_data), path)
     if not proto.HasField("graph"):
         from mmexport.core.errors import ArtifactError
 
         raise ArtifactError(str(path), NO_GRAPH)
-    check_external_files(proto, path)
+    if external_data:
+        check_external_files(proto, path)
     return MappedModel(proto, path, stamp)
 
 

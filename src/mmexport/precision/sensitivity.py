@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from mmexport.core.errors import MmexportError
+from mmexport.core.onnx_mapped import MappedModel
 from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision.accuracy import AccuracyReport, LabelledBatch, Model, evaluate
@@ -37,6 +38,11 @@ def branches(model: onnx.ModelProto, spec: ModelSpec) -> dict[str, list[str]]:
     return out
 
 
+def graph_of(model: onnx.ModelProto | MappedModel) -> onnx.ModelProto:
+    """The proto of ``model`` (a mapped model's holds its graph, its large weights in the file)."""
+    return model.proto if isinstance(model, MappedModel) else model
+
+
 @dataclass
 class BranchCost:
     branch: str
@@ -45,7 +51,7 @@ class BranchCost:
 
 
 def branch_costs(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | MappedModel,
     amax: Mapping[str, float],
     spec: ModelSpec,
     batches: BatchFactory,
@@ -55,8 +61,9 @@ def branch_costs(
     reference: Model | None = None,
 ) -> tuple[list[BranchCost], AccuracyReport]:
     """Quantize one branch at a time (all variants evaluated in one pass over the data); the FP32
-    reference runs ``reference`` (e.g. the model's verified file) when given, else ``model``."""
-    groups = branches(model, spec)
+    reference runs ``reference`` (e.g. the model's verified file) when given, else ``model``. A
+    ``MappedModel``'s weights are read from its file."""
+    groups = branches(graph_of(model), spec)
     variants: list[tuple[str, str, Model]] = [("fp32", "fp32", model if reference is None else reference)]
     for branch, nodes in groups.items():
         variants.append((f"int8 {branch} only", "int8", insert_qdq(model, amax, nodes=nodes).model))
@@ -83,7 +90,7 @@ class BudgetResult:
 
 
 def fit_budget(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | MappedModel,
     amax: Mapping[str, float],
     spec: ModelSpec,
     batches: BatchFactory,
@@ -94,7 +101,7 @@ def fit_budget(
 ) -> BudgetResult:
     """Keep the costliest branches in FP32, one at a time, until the drop is within ``max_drop``;
     then quantize again the nodes of those branches that the budget still allows."""
-    groups = branches(model, spec)
+    groups = branches(graph_of(model), spec)
     costs = [c for c in costs if c.nodes]  # nothing to keep in FP32 where nothing is INT8
     kept: list[str] = []
     drop: float | None = None
@@ -115,7 +122,7 @@ def fit_budget(
 
 
 def _drops(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | MappedModel,
     amax: Mapping[str, float],
     spec: ModelSpec,
     batches: BatchFactory,
@@ -128,7 +135,7 @@ def _drops(
     drops: list[float | None] = []
     for start in range(0, len(node_sets), VARIANTS_PER_PASS):
         group = node_sets[start : start + VARIANTS_PER_PASS]
-        variants: list[tuple[str, str, onnx.ModelProto | str]] = [("fp32", "fp32", model)]
+        variants: list[tuple[str, str, Model]] = [("fp32", "fp32", model)]
         variants += [
             (f"int8 #{i}", "int8", insert_qdq(model, amax, nodes=n).model) for i, n in enumerate(group)
         ]
@@ -138,7 +145,7 @@ def _drops(
 
 
 def _requantize(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | MappedModel,
     amax: Mapping[str, float],
     spec: ModelSpec,
     batches: BatchFactory,

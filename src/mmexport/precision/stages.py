@@ -296,7 +296,7 @@ def _fit_budget(
         costs = _sensitivity(source, amax, eval_source, total, progress)
     if config.max_accuracy_drop is not None:
         budget = fit_budget(
-            source.model,
+            source.graph,
             amax,
             source.spec,
             eval_source.batches,
@@ -334,13 +334,12 @@ def _sensitivity(
 ) -> list[BranchCost]:
     log.info("measuring per-branch sensitivity (--no-sensitivity to skip)")
     costs, _ = branch_costs(
-        source.model,
+        source.graph,  # weights read from the file, by the Q/DQ insertion and by onnxruntime
         amax,
         source.spec,
         eval_source.batches,
         source=eval_source.description,
         progress=phase(progress, "sensitivity", total),
-        reference=source.model,  # as the evaluation above: mapped by onnxruntime
     )
     return costs
 
@@ -348,7 +347,7 @@ def _sensitivity(
 def _fp32_nodes(source: SourceModel, budget: BudgetResult) -> list[str]:
     """Quantizable nodes the budget left in FP32."""
     chosen = set(budget.quantized_nodes)
-    return [n.name for n in quantizable_nodes(source.model) if n.name not in chosen]
+    return [n.name for n in quantizable_nodes(source.graph.proto) if n.name not in chosen]
 
 
 __all__ = [
