@@ -184,3 +184,19 @@ def test_releases_between_matrices_accept_what_the_changelog_added() -> None:
     assert [f.level for f in newer_opset.findings if f.code == "opset-too-new"] == ["warning"]
     on_10_3 = check_onnx(graphs.relu(opset=22), get_target("jetson-orin"), tensorrt_version="10.3.0")
     assert [f.level for f in on_10_3.findings if f.code == "opset-too-new"] == ["error"]
+
+
+@pytest.mark.parametrize("name", ["fusion", "seed"])
+def test_the_graph_read_without_its_weights_gets_the_same_report(builtin_export, name: str) -> None:  # type: ignore[no-untyped-def]
+    """``build`` and ``pipeline`` check the mapped graph (weights left in the file, out of memory
+    while TensorRT builds): every target reports what it reports on the parsed model."""
+    from mmexport.core.onnx_file import read_onnx
+    from mmexport.core.onnx_mapped import read_mapped
+    from mmexport.trt.targets import target_names
+
+    path = builtin_export(name).path
+    mapped, parsed = read_mapped(path).proto, read_onnx(path)
+    assert any(t.data_location == TensorProto.EXTERNAL for t in mapped.graph.initializer)
+    for target in target_names():
+        ours = check_onnx(mapped, get_target(target)).to_dict()
+        assert ours == check_onnx(parsed, get_target(target)).to_dict(), target

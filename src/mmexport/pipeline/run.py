@@ -139,7 +139,7 @@ def tensorrt_check(model: Path | LoadedArtifact, spec: ModelSpec, target: str) -
     from mmexport.trt.check import check_onnx
     from mmexport.trt.targets import get_target
 
-    graph = model.model if isinstance(model, LoadedArtifact) else model
+    graph = model.graph.proto if isinstance(model, LoadedArtifact) else model  # weights left in the file
     report = check_onnx(graph, get_target(target), spec=spec)
     for finding in report.errors:
         log.info(f"  {finding.to_text()}")

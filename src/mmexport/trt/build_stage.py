@@ -124,7 +124,8 @@ def run_offline_check(source: SourceModel, options: opts.BuildOptions, version: 
         from mmexport.trt.check import check_onnx
     except ImportError:  # the offline check is optional for the build
         return ["offline check skipped: mmexport.trt.check is not available"]
-    report = check_onnx(source.model, options.target, spec=source.spec, tensorrt_version=version)
+    # the graph alone: its weights stay in the file, out of memory while TensorRT builds
+    report = check_onnx(source.graph.proto, options.target, spec=source.spec, tensorrt_version=version)
     report.raise_for_errors()
     log.info(f"offline check: {report.summary()}")
     return [f.to_text() for f in report.warnings]
