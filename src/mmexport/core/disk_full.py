@@ -15,16 +15,20 @@ DISK_FULL = frozenset(
 """The errors of a write that found no room: a full disk, a file-size limit, a full quota."""
 
 
-def disk_full_error(path: str | Path, error: OSError) -> ArtifactError:
-    """The one line a write that found no room ends in, naming the output it was writing."""
+def disk_full_error(
+    path: str | Path,
+    error: OSError,
+    *,
+    what: str = "",
+    hint: str = "free some space, or write elsewhere",
+) -> ArtifactError:
+    """The one line a write that found no room ends in, naming the file it was writing (``what``:
+    what that file is, for one the user did not name, such as a temporary copy)."""
     why = "no space left on device"
     if error.errno == errno.EFBIG:
         why = "no space left under the file-size limit"
-    return ArtifactError(
-        str(path),
-        f"cannot be written: {why}; nothing was left half-written",
-        hint="free some space, or write elsewhere",
-    )
+    subject = f"{what} cannot be written" if what else "cannot be written"
+    return ArtifactError(str(path), f"{subject}: {why}; nothing was left half-written", hint=hint)
 
 
 @contextmanager

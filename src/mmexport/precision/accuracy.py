@@ -9,7 +9,6 @@ which stays meaningful for outputs that cross zero, unlike an elementwise ratio.
 
 from __future__ import annotations
 
-import errno
 import math
 import re
 import tempfile
@@ -22,8 +21,8 @@ from typing import Protocol
 import numpy as np
 import onnx
 
-from mmexport.core.disk_full import DISK_FULL
-from mmexport.core.errors import ArtifactError, ConfigError
+from mmexport.core.disk_full import DISK_FULL, disk_full_error
+from mmexport.core.errors import ConfigError
 from mmexport.core.onnx_file import save_with_external_data
 from mmexport.core.onnx_mapped import MappedModel
 from mmexport.core.progress import Progress
@@ -139,10 +138,10 @@ def model_file(model: onnx.ModelProto, outputs: Iterable[onnx.ValueInfoProto] = 
         except OSError as e:
             if e.errno not in DISK_FULL:
                 raise
-            why = "the file-size limit" if e.errno == errno.EFBIG else "no space left on device"
-            raise ArtifactError(
-                str(path),
-                f"the temporary copy onnxruntime reads cannot be written: {why}",
+            raise disk_full_error(
+                path,
+                e,
+                what="the temporary copy onnxruntime reads",
                 hint="free some space in the temporary folder, or set TMPDIR to one with room",
             ) from e
         yield path
