@@ -84,6 +84,11 @@ class MappedModel:
         return bytes(copy.SerializeToString())
 
 
+def graph_proto(model: onnx.ModelProto | MappedModel) -> onnx.ModelProto:
+    """The proto of ``model``: a mapped model's holds its graph, its large weights in the file."""
+    return model.proto if isinstance(model, MappedModel) else model
+
+
 def inline_tensor(tensor: onnx.TensorProto, folder: str | Path) -> onnx.TensorProto:
     """A copy of ``tensor`` with its external data (relative to ``folder``) read into it."""
     import onnx

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mmexport.core.onnx_mapped import MappedModel, read_mapped
+from mmexport.core.onnx_mapped import MappedModel, graph_proto, read_mapped
 from mmexport.core.progress import Progress
 from mmexport.precision.accuracy import graph_runner
 from mmexport.precision.graph import activation_tensors, output_infos
@@ -35,7 +35,7 @@ def collect_stats(
     """
     if isinstance(model, str | Path):
         model = read_mapped(model)
-    proto = model.proto if isinstance(model, MappedModel) else model
+    proto = graph_proto(model)
     names = activation_tensors(proto) if tensors is None else list(tensors)
     graph_inputs = [i.name for i in proto.graph.input]
     fetch = [n for n in names if n not in graph_inputs]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
-from mmexport.core.onnx_mapped import MappedModel
+from mmexport.core.onnx_mapped import MappedModel, graph_proto
 from mmexport.core.progress import Progress, no_progress
 from mmexport.core.spec import FLOAT_DTYPES, ModelSpec
 from mmexport.precision.graph import (
@@ -91,7 +91,7 @@ def scan_fp16(
     and the model's outputs."""
     from mmexport.precision.accuracy import graph_runner
 
-    proto = model.proto if isinstance(model, MappedModel) else model
+    proto = graph_proto(model)
     names = activation_tensors(proto)
     graph_inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
@@ -166,7 +166,7 @@ def convert_fp16(
     ``fp16_io``. A ``MappedModel``'s weights are read from its file one tensor at a time."""
     from onnxruntime.transformers import float16
 
-    proto = model.proto if isinstance(model, MappedModel) else model
+    proto = graph_proto(model)
     copy = weightless(proto, keep=0)  # the converter sees types and dims; weights are filled in below
     del copy.graph.value_info[:]  # the converter's own shape inference, without the weights' bytes
     copy.graph.value_info.extend(inferred(proto).graph.value_info)

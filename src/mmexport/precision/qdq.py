@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mmexport.core.errors import ConfigError, MmexportError
-from mmexport.core.onnx_mapped import MappedModel, inline_tensor
+from mmexport.core.onnx_mapped import MappedModel, graph_proto, inline_tensor
 from mmexport.precision.graph import weightless
 from mmexport.precision.stats import QUANT_LEVELS, TensorStats
 
@@ -169,8 +169,7 @@ def insert_qdq(
     """
     check_layout(layout)
     mapped = model if isinstance(model, MappedModel) else None
-    if isinstance(model, MappedModel):
-        model = model.proto
+    model = graph_proto(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise MmexportError(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from mmexport.core.errors import MmexportError
-from mmexport.core.onnx_mapped import MappedModel
+from mmexport.core.onnx_mapped import MappedModel, graph_proto
 from mmexport.core.progress import Progress
 from mmexport.core.spec import ModelSpec
 from mmexport.precision.accuracy import AccuracyReport, LabelledBatch, Model, evaluate
@@ -38,11 +38,6 @@ def branches(model: onnx.ModelProto, spec: ModelSpec) -> dict[str, list[str]]:
     return out
 
 
-def graph_of(model: onnx.ModelProto | MappedModel) -> onnx.ModelProto:
-    """The proto of ``model`` (a mapped model's holds its graph, its large weights in the file)."""
-    return model.proto if isinstance(model, MappedModel) else model
-
-
 @dataclass
 class BranchCost:
     branch: str
@@ -63,7 +58,7 @@ def branch_costs(
     """Quantize one branch at a time (all variants evaluated in one pass over the data); the FP32
     reference runs ``reference`` (e.g. the model's verified file) when given, else ``model``. A
     ``MappedModel``'s weights are read from its file."""
-    groups = branches(graph_of(model), spec)
+    groups = branches(graph_proto(model), spec)
     variants: list[tuple[str, str, Model]] = [("fp32", "fp32", model if reference is None else reference)]
     for branch, nodes in groups.items():
         variants.append((f"int8 {branch} only", "int8", insert_qdq(model, amax, nodes=nodes).model))
@@ -101,7 +96,7 @@ def fit_budget(
 ) -> BudgetResult:
     """Keep the costliest branches in FP32, one at a time, until the drop is within ``max_drop``;
     then quantize again the nodes of those branches that the budget still allows."""
-    groups = branches(graph_of(model), spec)
+    groups = branches(graph_proto(model), spec)
     costs = [c for c in costs if c.nodes]  # nothing to keep in FP32 where nothing is INT8
     kept: list[str] = []
     drop: float | None = None

@@ -161,6 +161,12 @@ def open_session(path: Path, spec: ModelSpec | None, config: BackendConfig) -> t
 
 EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 NO_QDQ_FUSIONS_KEY = "session.disable_quant_qdq"
+IN_MEMORY = "ONNX model (in memory)"
+
+
+def model_name(model: bytes | str | Path, name: str | None = None) -> str:
+    """What errors call a model: its path, else ``name``, else ``IN_MEMORY``."""
+    return (name or IN_MEMORY) if isinstance(model, bytes) else str(model)
 
 
 def open_model(
@@ -179,7 +185,7 @@ def open_model(
     ``weights_folder``: where the external data of a model given as bytes lies (its locations
     are relative to it): a graph read without its weights (``core.onnx_mapped``) runs on the
     weights in its file, which onnxruntime reads itself. ``name``: what errors call a model given
-    as bytes (default: "ONNX model (in memory)").
+    as bytes (default: ``IN_MEMORY``).
 
     ``fold_dequantize``: with ``optimize=False``, dequantize each constant weight of a Q/DQ model
     once, when the session is made (onnxruntime's constant folding, which skips DequantizeLinear
@@ -214,7 +220,7 @@ def open_model(
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
-        where = (name or "ONNX model (in memory)") if isinstance(model, bytes) else str(model)
+        where = model_name(model, name)
         raise ArtifactError(where, f"onnxruntime cannot load it: {first_line(e)}") from e
 
 

@@ -27,6 +27,7 @@ from mmexport.runtime.backends.onnxrt.loader import (
     PROVIDERS,
     first_line,
     import_onnxruntime,
+    model_name,
     open_model,
     open_session,
     run_errors,
@@ -183,7 +184,7 @@ class OnnxModelRunner(Runner):
             name=name,
             fold_dequantize=fold_dequantize,
         )
-        where = Path(model) if not isinstance(model, bytes) else Path(name or "ONNX model (in memory)")
+        where = Path(model_name(model, name))
         inputs = [_info(i) for i in self._session.get_inputs()]
         graph_outputs = [_info(o) for o in self._session.get_outputs()]
         graph = spec_from_graph(where, inputs, graph_outputs)
