@@ -190,9 +190,9 @@ def open_model(
     ``fold_dequantize``: with ``optimize=False``, dequantize each constant weight of a Q/DQ model
     once, when the session is made (onnxruntime's constant folding, which skips DequantizeLinear
     unless its QDQ fusions are off), instead of on every run; nothing else is fused, so
-    activations are still quantized and dequantized as written (2.4x faster on a 96M-parameter
+    activations are still quantized and dequantized as written (2.2x faster runs on a 96M-parameter
     INT8 model on the CPU; the outputs differ only where the prepacked weights' float sums round
-    an activation to the next INT8 step).
+    an activation to the next INT8 step: ``benchmarks/evaluation_paths.py``).
 
     ``optimize=False`` computes the graph as written: onnxruntime's optimizations would fold
     FP32 -> FP16 -> FP32 cast pairs (hiding an FP16 overflow) and fuse away observed tensors.
