@@ -423,3 +423,25 @@ def test_a_reference_that_predicts_one_class_is_flagged(tmp_path: Path) -> None:
     assert report.reference_classes == 1
     assert "predicts the same class for all 3 samples" in report.warnings()[0]
     assert "warning: the reference predicts" in report.to_markdown()
+
+
+@pytest.mark.parametrize("stage", ["fp16", "calibrate"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+    tiny_fp32_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """The output is taken (folder, lock, staging) first, as to-onnx takes its own: a folder that
+    cannot be made is refused before the scan or the calibration runs."""
+    import mmexport.precision.fp16_stage
+    import mmexport.precision.stages
+    from mmexport.core.errors import ArtifactError
+    from mmexport.precision.stages import calibrate, to_fp16
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the output was taken")
+
+    monkeypatch.setattr(mmexport.precision.fp16_stage, "scan_fp16", no_work)
+    monkeypatch.setattr(mmexport.precision.stages, "collect_stats", no_work)
+    (tmp_path / "a_file").write_text("")
+    output = tmp_path / "a_file" / "model.variant.onnx"
+    with pytest.raises(ArtifactError, match="cannot create the output folder"):
+        (to_fp16 if stage == "fp16" else calibrate)(tiny_fp32_onnx, output)

@@ -233,14 +233,17 @@ def check_output(source: SourceModel, output: str | Path) -> Path:
 
 
 class StagedOnnx:
-    """A variant written in its output's staging folder (``path``), not yet in place: a stage
-    checks it there (onnxruntime reads the file; the proto it was written from can go), then
-    ``publish`` moves it and its manifest into place. Leaving the ``staged_onnx`` block any
-    other way removes it."""
+    """A variant's output taken for a stage (its folder, its lock, a staging folder beside it):
+    ``write`` puts the variant at ``path`` in the staging folder, where the stage checks it
+    (onnxruntime reads the file; the proto it was written from can go), then ``publish`` moves it
+    and its manifest into place. Leaving the ``staged_output`` block any other way removes it."""
 
     def __init__(self, output: Path, stage: Path) -> None:
         self.output = output
         self.path = stage / output.name
+
+    def write(self, model: onnx.ModelProto) -> None:
+        save_model_streamed(model, self.path)  # onnx.save's bytes, without serializing it whole
 
     def publish(self, manifest: Manifest, *, companions: Mapping[str, str] | None = None) -> LoadedArtifact:
         """Move the variant (and text ``companions`` beside it) into place, then the manifest;
@@ -254,12 +257,12 @@ class StagedOnnx:
 
 
 @contextmanager
-def staged_onnx(model: onnx.ModelProto, output: str | Path) -> Iterator[StagedOnnx]:
-    """``model`` written beside ``output`` in a staging folder (with the output's lock held)."""
+def staged_output(output: str | Path) -> Iterator[StagedOnnx]:
+    """``output`` taken before a stage's work, as ``to-onnx`` takes its own: its folder made,
+    its lock held and a staging folder beside it, so that an output that cannot be written (or
+    that another run is writing) is refused before any work, and nothing is left on failure."""
     with output_folder(output) as out, staging_dir(out) as stage:
-        staged = StagedOnnx(out, stage)
-        save_model_streamed(model, staged.path)  # onnx.save's bytes, without serializing it whole
-        yield staged
+        yield StagedOnnx(out, stage)
 
 
 def write_onnx(
@@ -271,7 +274,8 @@ def write_onnx(
 ) -> LoadedArtifact:
     """Stage ``model`` (and text ``companions`` beside it), move them into place, then the manifest;
     the written artifact comes back loaded (its proto and hash are the ones just made)."""
-    with staged_onnx(model, output) as staged:
+    with staged_output(output) as staged:
+        staged.write(model)
         written = staged.publish(manifest, companions=companions)
     return load_artifact(written.path, manifest=manifest, sha256=manifest.sha256, model=model)
 

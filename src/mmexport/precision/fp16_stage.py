@@ -25,7 +25,7 @@ from mmexport.precision.common import (
     load_source_model,
     open_data,
     phase,
-    staged_onnx,
+    staged_output,
 )
 from mmexport.precision.fp16 import Fp16Scan, convert_fp16, plan_fp16, scan_fp16, spec_for_graph
 from mmexport.precision.stage_result import StageResult, report_dict
@@ -71,18 +71,20 @@ def to_fp16(
     seconds: dict[str, float] = {}
     source = load_source_model(model, spec=spec)
     check_output(source, output)
-    t0 = time.perf_counter()
-    sample = open_data(
-        data, source, split="calibration", samples=config.samples, batch_size=DEFAULT_BATCH_SIZE
-    )
-    total = getattr(sample, "samples", None) or config.samples
-    log.info(f"scanning activation ranges on {sample.description}; --samples N to change")
-    scan = scan_fp16(source.graph, feeds_of(sample), progress=phase(progress, "scanning", total))
-    plan = plan_fp16(source.graph.proto, stats=scan.amax, keep_patterns=config.keep_fp32)
-    converted = convert_fp16(source.graph, plan, fp16_io=config.fp16_io)
-    graph_spec = spec_for_graph(source.spec, converted)  # float16 inputs with --fp16-io
-    seconds["convert"] = time.perf_counter() - t0
-    with staged_onnx(converted, output) as staged:
+    # the output is taken before any work: one that cannot be written is refused first
+    with staged_output(output) as staged:
+        t0 = time.perf_counter()
+        sample = open_data(
+            data, source, split="calibration", samples=config.samples, batch_size=DEFAULT_BATCH_SIZE
+        )
+        total = getattr(sample, "samples", None) or config.samples
+        log.info(f"scanning activation ranges on {sample.description}; --samples N to change")
+        scan = scan_fp16(source.graph, feeds_of(sample), progress=phase(progress, "scanning", total))
+        plan = plan_fp16(source.graph.proto, stats=scan.amax, keep_patterns=config.keep_fp32)
+        converted = convert_fp16(source.graph, plan, fp16_io=config.fp16_io)
+        graph_spec = spec_for_graph(source.spec, converted)  # float16 inputs with --fp16-io
+        seconds["convert"] = time.perf_counter() - t0
+        staged.write(converted)
         del converted  # onnxruntime reads the staged file: the proto's weights can go
         t0 = time.perf_counter()
         check, warnings = _check(source, staged.path, sample, scan, config, progress)

@@ -39,7 +39,7 @@ from mmexport.precision.common import (
     open_data,
     open_evaluation,
     phase,
-    staged_onnx,
+    staged_output,
 )
 from mmexport.precision.fp16_stage import (
     DEFAULT_BATCH_SIZE,
@@ -147,50 +147,56 @@ def calibrate(
     seconds: dict[str, float] = {}
     source = load_source_model(model, spec=spec)
     check_output(source, output)
-    t0 = time.perf_counter()
-    calib = open_data(
-        data,
-        source,
-        split="calibration",
-        samples=config.samples,
-        batch_size=config.batch_size,
-        budget=CALIBRATION_BUDGET,
-        purpose=f"calibrating ({config.method}) on",
-    )
-    coverage = ShapeCoverage(source.spec)
-    asked = calib.samples if isinstance(calib, SpecFeeds) else config.samples or CALIBRATION_BUDGET.real
-    tick = phase(progress, "calibrating", asked)
-    # statistics only for the tensors the Q/DQ model quantizes (all of them are in the cache too)
-    tensors = quantized_tensors(source.graph.proto, layout=config.layout)
-    histograms = config.method != CalibrationMethod.MINMAX  # min/max need no histogram
-    stats, seen = collect_stats(
-        source.graph, feeds_of(calib, coverage), tensors=tensors, progress=tick, histograms=histograms
-    )
-    amax = choose_ranges(source.graph.proto, stats, config.method, config.percentile)
-    seconds["calibrate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    quantized = insert_qdq(source.graph, amax, layout=config.layout)  # weights read from the file
-    costs: list[BranchCost] = []
-    kept: list[str] = []
-    notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
-    if isinstance(calib, SpecFeeds):
-        notes.append(RANDOM_DATA_NOTE)
-    if config.samples is not None and seen < config.samples:
-        notes.append(f"calibrated on {seen} samples: the data holds fewer than --samples {config.samples}")
-    if seen < RECOMMENDED_SAMPLES and not isinstance(calib, SpecFeeds):
-        notes.append(f"{seen} calibration samples; TensorRT recommends about {RECOMMENDED_SAMPLES}")
-    if config.method != "percentile" and config.percentile != DEFAULT_PERCENTILE:
-        notes.append(f"--percentile applies to --method percentile only; ignored with {config.method}")
-    if eval_samples == 0 and eval_data is not None:
-        notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
-    eval_source: Any = None
-    total: int | None = None
-    if eval_samples != 0:
-        eval_source, total = open_evaluation(
-            source, evaluation_data(source, data, eval_data, notes), eval_samples
+    # the output is taken before any work: one that cannot be written is refused first
+    with staged_output(output) as staged:
+        t0 = time.perf_counter()
+        calib = open_data(
+            data,
+            source,
+            split="calibration",
+            samples=config.samples,
+            batch_size=config.batch_size,
+            budget=CALIBRATION_BUDGET,
+            purpose=f"calibrating ({config.method}) on",
         )
-        quantized, costs, kept = _fit_budget(source, amax, quantized, config, eval_source, total, progress)
-    with staged_onnx(quantized.model, output) as staged:  # evaluated from the file it will be
+        coverage = ShapeCoverage(source.spec)
+        asked = calib.samples if isinstance(calib, SpecFeeds) else config.samples or CALIBRATION_BUDGET.real
+        tick = phase(progress, "calibrating", asked)
+        # statistics only for the tensors the Q/DQ model quantizes (all of them are in the cache too)
+        tensors = quantized_tensors(source.graph.proto, layout=config.layout)
+        histograms = config.method != CalibrationMethod.MINMAX  # min/max need no histogram
+        stats, seen = collect_stats(
+            source.graph, feeds_of(calib, coverage), tensors=tensors, progress=tick, histograms=histograms
+        )
+        amax = choose_ranges(source.graph.proto, stats, config.method, config.percentile)
+        seconds["calibrate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        quantized = insert_qdq(source.graph, amax, layout=config.layout)  # weights read from the file
+        costs: list[BranchCost] = []
+        kept: list[str] = []
+        notes = [f"skipped {node}: {why}" for node, why in quantized.skipped.items()]
+        if isinstance(calib, SpecFeeds):
+            notes.append(RANDOM_DATA_NOTE)
+        if config.samples is not None and seen < config.samples:
+            notes.append(
+                f"calibrated on {seen} samples: the data holds fewer than --samples {config.samples}"
+            )
+        if seen < RECOMMENDED_SAMPLES and not isinstance(calib, SpecFeeds):
+            notes.append(f"{seen} calibration samples; TensorRT recommends about {RECOMMENDED_SAMPLES}")
+        if config.method != "percentile" and config.percentile != DEFAULT_PERCENTILE:
+            notes.append(f"--percentile applies to --method percentile only; ignored with {config.method}")
+        if eval_samples == 0 and eval_data is not None:
+            notes.append("--eval-data ignored: --eval-samples 0 asks for no evaluation")
+        eval_source: Any = None
+        total: int | None = None
+        if eval_samples != 0:
+            eval_source, total = open_evaluation(
+                source, evaluation_data(source, data, eval_data, notes), eval_samples
+            )
+            quantized, costs, kept = _fit_budget(
+                source, amax, quantized, config, eval_source, total, progress
+            )
+        staged.write(quantized.model)  # evaluated from the file it will be
         accuracy = None
         if eval_source is not None:
             accuracy = _evaluate_int8(source, staged.path, eval_source, total, progress)
